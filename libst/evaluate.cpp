@@ -1,0 +1,48 @@
+// Held-out evaluation: mean cross-entropy over windows of a byte stream.
+#include "evaluate.h"
+
+#include <algorithm>
+
+#include "error.h"
+
+namespace st {
+
+std::vector<int64_t> spread_offsets(int64_t n, int ctx, int count) {
+    std::vector<int64_t> offs;
+    int64_t span = n - ctx - 1;
+    if (span < 0) return offs;
+    if (count <= 1) return {0};
+    for (int k = 0; k < count; k++) offs.push_back(int64_t(k) * span / (count - 1));
+    return offs;
+}
+
+double eval_windows(Model<float>& m, const uint8_t* data, const std::vector<int64_t>& offsets, int ctx, int batch) {
+    std::vector<uint8_t> inp, tgt;
+    double total = 0;
+    for (size_t k0 = 0; k0 < offsets.size(); k0 += batch) {
+        int b = int(std::min<size_t>(batch, offsets.size() - k0));
+        inp.resize(size_t(b) * ctx);
+        tgt.resize(size_t(b) * ctx);
+        for (int i = 0; i < b; i++) {
+            const uint8_t* w = data + offsets[k0 + i];
+            std::copy(w, w + ctx, inp.begin() + size_t(i) * ctx);
+            std::copy(w + 1, w + 1 + ctx, tgt.begin() + size_t(i) * ctx);
+        }
+        total += m.forward(inp.data(), tgt.data(), b, ctx, false) * b;
+    }
+    return total / double(offsets.size());
+}
+
+double eval_stream(Model<float>& m, const uint8_t* data, int64_t n, int batch) {
+    if (n < 2) fail("need at least 2 bytes to evaluate");
+    const int ctx = m.cfg.n_ctx;
+    std::vector<int64_t> full;
+    for (int64_t o = 0; o + ctx + 1 <= n; o += ctx) full.push_back(o);
+    double nats = full.empty() ? 0 : eval_windows(m, data, full, ctx, batch) * double(full.size()) * ctx;
+    int64_t done = int64_t(full.size()) * ctx;  // predictions made so far
+    int64_t rest = n - 1 - done;                 // a shorter last window
+    if (rest > 0) nats += eval_windows(m, data + done, {0}, int(rest), 1) * double(rest);
+    return nats / double(n - 1);
+}
+
+}  // namespace st

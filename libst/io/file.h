@@ -1,0 +1,39 @@
+// Whole files in and out: reading (a path, "-" for stdin, ".zst" decompressed as a stream), atomic
+// writing (temporary file, fsync, rename), and the CRC-32 that model files carry as a checksum.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace st {
+
+// The whole content of PATH; "-" reads stdin (as it is, named "stdin" in errors); a name ending in
+// ".zst" is decompressed (any number of zstd frames, with or without a content size). Throws st::Error
+// naming PATH: "PATH: No such file or directory", "PATH: not a zstd stream", "PATH: truncated zstd
+// stream", ...
+std::vector<uint8_t> read_file(const std::string& path);
+
+// A writer hands the bytes of a file, piece by piece, in order.
+using ByteSink = std::function<void(const void*, size_t)>;
+
+// Writes PATH atomically: a temporary file beside it ("PATH.tmp.*"), fsync, rename over PATH, fsync
+// the directory, so a crash leaves the old file or the new one, never half of one. A name ending in
+// ".zst" is compressed (zstd level 3, multithreaded, with a content checksum). "-" writes to stdout
+// (named "stdout" in errors), uncompressed and without atomicity. On failure the temporary file is removed, PATH is
+// untouched and st::Error is thrown; an exception from PRODUCE is passed on after the same clean-up. TOTAL, when given,
+// is the exact number of bytes PRODUCE hands over: it goes into the zstd frame so that read_file sizes its buffer once,
+// and a different count is an error.
+void write_file_atomic(const std::string& path, const void* data, size_t n);
+void write_file_atomic(const std::string& path, const std::function<void(const ByteSink&)>& produce,
+                       std::optional<uint64_t> total = std::nullopt);
+
+// CRC-32 (IEEE 802.3, as zlib and PNG), slice-by-8. Chainable: crc32(b, nb, crc32(a, na)) is the
+// CRC of a followed by b.
+uint32_t crc32(const void* data, size_t n, uint32_t crc = 0);
+
+bool ends_with(const std::string& s, const std::string& suffix);
+
+}  // namespace st

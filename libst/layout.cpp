@@ -1,0 +1,349 @@
+// Attention patterns: names, checks, the element sets of PAPER.md section 1 and their block layouts.
+#include "layout.h"
+
+#include <algorithm>
+#include <array>
+#include <bit>
+#include <unordered_map>
+
+#include "error.h"
+
+namespace st {
+
+const char* pattern_name(Pattern p) {
+    switch (p) {
+        case Pattern::dense: return "dense";
+        case Pattern::local: return "local";
+        case Pattern::fixed: return "fixed";
+        case Pattern::strided: return "strided";
+    }
+    return "?";
+}
+
+bool pattern_from_name(const std::string& s, Pattern* out) {
+    for (Pattern p : {Pattern::dense, Pattern::local, Pattern::fixed, Pattern::strided})
+        if (s == pattern_name(p)) {
+            *out = p;
+            return true;
+        }
+    return false;
+}
+
+const char* head_mode_name(HeadMode m) {
+    switch (m) {
+        case HeadMode::interleaved: return "interleaved";
+        case HeadMode::merged: return "merged";
+        case HeadMode::multihead: return "multihead";
+    }
+    return "?";
+}
+
+bool head_mode_from_name(const std::string& s, HeadMode* out) {
+    for (HeadMode m : {HeadMode::interleaved, HeadMode::merged, HeadMode::multihead})
+        if (s == head_mode_name(m)) {
+            *out = m;
+            return true;
+        }
+    return false;
+}
+
+namespace {
+
+bool factorized(Pattern p) { return p == Pattern::fixed || p == Pattern::strided; }
+
+// The checks that do not depend on the context (layout_build may run on any prefix length).
+std::string spec_reason(const AttnSpec& s, int n_head) {
+    if (s.block != 32 && s.block != 64 && s.block != 128) return "block must be 32, 64 or 128";
+    if (n_head < 1) return "n_head must be at least 1";
+    if (s.pattern == Pattern::dense) return "";
+    if (s.stride < 1) return "stride must be at least 1";
+    if (s.pattern == Pattern::fixed) {
+        if (s.summary < 1) return "summary must be at least 1";
+        if (s.stride % s.summary != 0)
+            return "summary " + std::to_string(s.summary) + " does not divide the stride " + std::to_string(s.stride);
+    }
+    if (factorized(s.pattern) && s.mode == HeadMode::multihead && n_head < 2)
+        return "multihead mode needs at least 2 heads (one per pattern)";
+    return "";
+}
+
+// Which of A1 and A2 this layer and head use (p = 2).
+struct Uses {
+    bool a1, a2;
+};
+Uses uses(const AttnSpec& s, int layer, int head) {
+    switch (s.mode) {
+        case HeadMode::interleaved: return {layer % 2 == 0, layer % 2 != 0};
+        case HeadMode::multihead: return {head % 2 == 0, head % 2 != 0};
+        case HeadMode::merged: break;
+    }
+    return {true, true};
+}
+
+// Fixed A2 of a head: key positions j with j mod l in [lo, hi), a different length-c sub-block per head.
+struct Summary {
+    int64_t lo, hi;
+};
+Summary summary_cols(const AttnSpec& s, int head) {
+    int64_t sub = head % (s.stride / s.summary);
+    return {s.stride - (sub + 1) * s.summary, s.stride - sub * s.summary};
+}
+
+}  // namespace
+
+std::string attn_spec_check(const AttnSpec& spec, int n_ctx, int n_head) {
+    if (n_ctx < 1) return "context must be at least 1";
+    std::string why = spec_reason(spec, n_head);
+    if (!why.empty()) return why;
+    if (factorized(spec.pattern) && n_ctx % spec.stride != 0)
+        return "stride " + std::to_string(spec.stride) + " does not divide the context " + std::to_string(n_ctx);
+    return "";
+}
+
+bool attn_allowed(const AttnSpec& s, int, int layer, int head, int64_t i, int64_t j) {
+    if (j < 0 || j > i) return false;
+    const int64_t l = s.stride;
+    switch (s.pattern) {
+        case Pattern::dense: return true;
+        case Pattern::local: return i - j <= l;
+        case Pattern::strided: {
+            Uses u = uses(s, layer, head);
+            return (u.a1 && i - j <= l) || (u.a2 && (i - j) % l == 0);
+        }
+        case Pattern::fixed: {
+            Uses u = uses(s, layer, head);
+            Summary sm = summary_cols(s, head);
+            return (u.a1 && j / l == i / l) || (u.a2 && j % l >= sm.lo && j % l < sm.hi);
+        }
+    }
+    return false;
+}
+
+void attn_keys(const AttnSpec& s, int, int layer, int head, int64_t i, std::vector<int64_t>* out) {
+    out->clear();
+    if (i < 0) return;
+    const int64_t l = s.stride;
+    auto push_range = [&](int64_t a, int64_t b) {  // [a, b)
+        for (int64_t j = a; j < b; j++) out->push_back(j);
+    };
+    switch (s.pattern) {
+        case Pattern::dense: push_range(0, i + 1); return;
+        case Pattern::local: push_range(std::max<int64_t>(0, i - l), i + 1); return;
+        case Pattern::strided: {
+            Uses u = uses(s, layer, head);
+            int64_t window = u.a1 ? std::max<int64_t>(0, i - l) : i + 1;
+            // The column below the window; its entries inside the window are the window's.
+            if (u.a2)
+                for (int64_t j = i % l; j < window; j += l) out->push_back(j);
+            push_range(window, i + 1);
+            return;
+        }
+        case Pattern::fixed: {
+            Uses u = uses(s, layer, head);
+            Summary sm = summary_cols(s, head);
+            int64_t own = (i / l) * l;
+            int64_t last = u.a1 ? own : i + 1;  // summaries of chunks starting before this
+            if (u.a2)
+                for (int64_t q = 0; q < last; q += l) push_range(q + sm.lo, std::min(q + sm.hi, i + 1));
+            if (u.a1) push_range(own, i + 1);
+            return;
+        }
+    }
+}
+
+namespace {
+
+// How a component's rows see keys, in component order t (rows and keys alike):
+// keys [lo(t), t - skip] (the interval) plus, for fixed A2, the summary columns j <= t.
+enum class Lo { none, zero, window, chunk, segment };
+struct Rule {
+    bool transposed = false;  // order: the positions as rows of width l, read column by column
+    Lo lo = Lo::none;
+    int skip = 0;
+    bool summary = false;
+    Summary sm{0, 0};
+};
+
+std::vector<Rule> head_rules(const AttnSpec& s, int layer, int head) {
+    switch (s.pattern) {
+        case Pattern::dense: return {Rule{false, Lo::zero, 0, false, {}}};
+        case Pattern::local: return {Rule{false, Lo::window, 0, false, {}}};
+        case Pattern::strided: {
+            Uses u = uses(s, layer, head);
+            if (!u.a2) return {Rule{false, Lo::window, 0, false, {}}};
+            if (!u.a1) return {Rule{true, Lo::segment, 0, false, {}}};
+            // A2 minus A1: j = i - k*l with k >= 2, two rows back in the column.
+            return {Rule{false, Lo::window, 0, false, {}}, Rule{true, Lo::segment, 2, false, {}}};
+        }
+        case Pattern::fixed: {
+            Uses u = uses(s, layer, head);
+            return {Rule{false, u.a1 ? Lo::chunk : Lo::none, 0, u.a2, summary_cols(s, head)}};
+        }
+    }
+    return {};
+}
+
+// The transposed order for length T: column cc of the [ceil(T/l), l] view holds positions
+// cc, cc + l, ...; the first T mod l columns are one longer than the rest.
+struct Columns {
+    int64_t T, l, q, r;
+    Columns(int64_t T_, int64_t l_) : T(T_), l(l_), q(T_ / l_), r(T_ % l_) {}
+    void locate(int64_t t, int64_t* col, int64_t* row) const {
+        int64_t longer = r * (q + 1);
+        if (t < longer) {
+            *col = t / (q + 1);
+            *row = t % (q + 1);
+        } else {
+            *col = r + (t - longer) / q;
+            *row = (t - longer) % q;
+        }
+    }
+    int64_t segment_start(int64_t t) const {
+        int64_t c, w;
+        locate(t, &c, &w);
+        return t - w;
+    }
+    int64_t position(int64_t t) const {
+        int64_t c, w;
+        locate(t, &c, &w);
+        return w * l + c;
+    }
+};
+
+using RowBits = std::array<uint64_t, 2>;  // a block row of up to 128 keys
+
+// Bits [a, b] (inclusive, 0 <= a, b < 128) of a row; nothing when b < a.
+RowBits bit_range(int64_t a, int64_t b) {
+    RowBits out{0, 0};
+    for (int w = 0; w < 2; w++) {
+        int64_t lo = std::max<int64_t>(a, w * 64), hi = std::min<int64_t>(b, w * 64 + 63);
+        if (hi < lo) continue;
+        int n = int(hi - lo + 1);
+        uint64_t ones = n == 64 ? ~uint64_t(0) : ((uint64_t(1) << n) - 1);
+        out[w] = ones << (lo - w * 64);
+    }
+    return out;
+}
+
+struct MaskHash {
+    size_t operator()(const std::vector<uint64_t>& m) const {
+        uint64_t h = 1469598103934665603ull;
+        for (uint64_t w : m) h = (h ^ w) * 1099511628211ull + (h >> 29);
+        return size_t(h);
+    }
+};
+
+AttnComponent build_component(const Rule& rule, const AttnSpec& s, int64_t T) {
+    const int64_t b = s.block, l = s.stride;
+    const Columns cols(T, std::max<int64_t>(l, 1));
+    AttnComponent c;
+    c.nblk = int((T + b - 1) / b);
+    if (rule.transposed) {
+        c.order.resize(size_t(T));
+        for (int64_t t = 0; t < T; t++) c.order[size_t(t)] = int32_t(cols.position(t));
+    }
+    auto lo_of = [&](int64_t t) -> int64_t {
+        switch (rule.lo) {
+            case Lo::none: return t + 1;
+            case Lo::zero: return 0;
+            case Lo::window: return std::max<int64_t>(0, t - l);
+            case Lo::chunk: return (t / l) * l;
+            case Lo::segment: return cols.segment_start(t);
+        }
+        return t + 1;
+    };
+    const int words = int(b * b / 64);
+    std::unordered_map<std::vector<uint64_t>, int32_t, MaskHash> mask_index;
+    std::vector<int64_t> cand;
+    std::vector<RowBits> rows(static_cast<size_t>(b));
+    std::vector<uint64_t> bits(static_cast<size_t>(words));
+
+    c.row_ptr.push_back(0);
+    for (int64_t qb = 0; qb < c.nblk; qb++) {
+        const int64_t q0 = qb * b, nr = std::min(b, T - q0);
+        // Candidate key blocks, ascending: summary blocks of earlier chunks, then the interval's range.
+        cand.clear();
+        int64_t first = rule.lo == Lo::none ? qb + 1 : lo_of(q0) / b;
+        if (rule.summary) {
+            if (l <= b) {
+                for (int64_t kb = 0; kb < first; kb++) cand.push_back(kb);
+            } else {
+                for (int64_t ch = 0; ch <= (q0 + nr - 1) / l; ch++)
+                    for (int64_t kb = (ch * l + rule.sm.lo) / b; kb <= std::min(qb, (ch * l + rule.sm.hi - 1) / b); kb++)
+                        if (kb < first && (cand.empty() || kb > cand.back())) cand.push_back(kb);
+            }
+        }
+        for (int64_t kb = first; kb <= qb; kb++) cand.push_back(kb);
+
+        for (int64_t kb : cand) {
+            const int64_t k0 = kb * b, nk = std::min(b, T - k0);
+            RowBits sum_bits{0, 0};
+            if (rule.summary)
+                for (int64_t cc = 0; cc < nk; cc++) {
+                    int64_t m = (k0 + cc) % l;
+                    if (m >= rule.sm.lo && m < rule.sm.hi) sum_bits[cc / 64] |= uint64_t(1) << (cc % 64);
+                }
+            int64_t allowed = 0;
+            for (int64_t r = 0; r < nr; r++) {
+                const int64_t t = q0 + r;
+                RowBits row = bit_range(lo_of(t) - k0, std::min(t - rule.skip, k0 + nk - 1) - k0);
+                if (rule.summary) {
+                    RowBits causal = bit_range(0, std::min(t, k0 + nk - 1) - k0);
+                    for (int w = 0; w < 2; w++) row[w] |= sum_bits[w] & causal[w];
+                }
+                rows[size_t(r)] = row;
+                allowed += std::popcount(row[0]) + std::popcount(row[1]);
+            }
+            if (allowed == 0) continue;
+            int32_t mi = -1;
+            if (allowed < nr * nk) {
+                std::fill(bits.begin(), bits.end(), 0);
+                for (int64_t r = 0; r < nr; r++) {
+                    const RowBits& row = rows[size_t(r)];
+                    if (b == 32)
+                        bits[size_t(r / 2)] |= row[0] << (32 * (r % 2));
+                    else
+                        for (int w = 0; w < b / 64; w++) bits[size_t(r * b / 64 + w)] = row[size_t(w)];
+                }
+                auto [it, added] = mask_index.try_emplace(bits, int32_t(c.masks.size()));
+                if (added) c.masks.push_back(bits);
+                mi = it->second;
+            }
+            c.col.push_back(int32_t(kb));
+            c.mask.push_back(mi);
+        }
+        c.row_ptr.push_back(int32_t(c.col.size()));
+    }
+
+    // The same entries by key block; a stable counting sort keeps query blocks ascending.
+    c.col_ptr.assign(size_t(c.nblk) + 1, 0);
+    for (int32_t kb : c.col) c.col_ptr[size_t(kb) + 1]++;
+    for (int kb = 0; kb < c.nblk; kb++) c.col_ptr[size_t(kb) + 1] += c.col_ptr[size_t(kb)];
+    c.row_of.resize(c.col.size());
+    c.entry_of.resize(c.col.size());
+    std::vector<int32_t> fill(c.col_ptr.begin(), c.col_ptr.end() - 1);
+    for (int qb = 0; qb < c.nblk; qb++)
+        for (int32_t e = c.row_ptr[size_t(qb)]; e < c.row_ptr[size_t(qb) + 1]; e++) {
+            int32_t at = fill[size_t(c.col[size_t(e)])]++;
+            c.row_of[size_t(at)] = qb;
+            c.entry_of[size_t(at)] = e;
+        }
+    return c;
+}
+
+}  // namespace
+
+LayerLayout layout_build(const AttnSpec& spec, int T, int n_head, int layer) {
+    std::string why = spec_reason(spec, n_head);
+    if (!why.empty()) fail("attention layout: " + why);
+    if (T < 1) fail("attention layout: sequence length " + std::to_string(T) + " must be at least 1");
+    LayerLayout lay;
+    lay.T = T;
+    lay.block = spec.block;
+    lay.heads.resize(size_t(n_head));
+    for (int h = 0; h < n_head; h++)
+        for (const Rule& r : head_rules(spec, layer, h)) lay.heads[size_t(h)].parts.push_back(build_component(r, spec, T));
+    return lay;
+}
+
+}  // namespace st

@@ -1,0 +1,299 @@
+// The model: parameter layout, initialisation, forward and backward over the layers.
+#include "model.h"
+
+#include <cmath>
+#include <cstring>
+
+#include "cpu/attention.h"
+#include "cpu/ops.h"
+#include "error.h"
+#include "rng.h"
+
+namespace st {
+
+std::vector<ParamInfo> param_layout(const Config& c) {
+    std::vector<ParamInfo> ps;
+    int64_t off = 0;
+    auto add = [&](std::string name, std::vector<int64_t> shape, bool decay = false) {
+        int64_t n = 1;
+        for (int64_t d : shape) n *= d;
+        ps.push_back({std::move(name), std::move(shape), off, n, decay});
+        off += n;
+    };
+    const int64_t d = c.d_model, f = c.ff_dim();
+    add("wte", {c.vocab, d});
+    switch (c.pos) {
+        case PosKind::p1d: add("wpe", {c.n_ctx, d}); break;
+        case PosKind::p2d:
+            add("wpe.row", {c.n_ctx / c.attn.stride, d});
+            add("wpe.col", {c.attn.stride, d});
+            break;
+        case PosKind::image:
+            add("wpe.row", {c.image_h, d});
+            add("wpe.col", {c.image_w, d});
+            add("wpe.chan", {c.image_c, d});
+            break;
+    }
+    for (int l = 0; l < c.n_layer; l++) {
+        std::string p = "h." + std::to_string(l) + ".";
+        add(p + "ln1.weight", {d});
+        add(p + "ln1.bias", {d});
+        add(p + "attn.qkv.weight", {3 * d, d}, true);
+        add(p + "attn.qkv.bias", {3 * d});
+        add(p + "attn.proj.weight", {d, d}, true);
+        add(p + "attn.proj.bias", {d});
+        add(p + "ln2.weight", {d});
+        add(p + "ln2.bias", {d});
+        add(p + "mlp.fc.weight", {f, d}, true);
+        add(p + "mlp.fc.bias", {f});
+        add(p + "mlp.proj.weight", {d, f}, true);
+        add(p + "mlp.proj.bias", {d});
+    }
+    add("ln_f.weight", {d});
+    add("ln_f.bias", {d});
+    add("head.weight", {c.vocab, d}, true);
+    return ps;
+}
+
+template <class T>
+Model<T>::Model(const Config& c) : cfg(c) {
+    std::string why = config_check(c);
+    if (!why.empty()) fail(why);
+    params = param_layout(c);
+    num_params = params.back().offset + params.back().numel;
+    w.assign(num_params, T(0));
+    g.assign(num_params, T(0));
+    // Each position table's row for every t < n_ctx.
+    auto table = [&](auto f) {
+        std::vector<int32_t> v(c.n_ctx);
+        for (int t = 0; t < c.n_ctx; t++) v[t] = f(t);
+        pos_index_.push_back(std::move(v));
+    };
+    switch (c.pos) {
+        case PosKind::p1d: table([](int t) { return t; }); break;
+        case PosKind::p2d:
+            table([&](int t) { return t / c.attn.stride; });
+            table([&](int t) { return t % c.attn.stride; });
+            break;
+        case PosKind::image:
+            table([&](int t) { return t / c.image_c / c.image_w; });
+            table([&](int t) { return t / c.image_c % c.image_w; });
+            table([&](int t) { return t % c.image_c; });
+            break;
+    }
+}
+
+template <class T>
+const T* Model<T>::param(const std::string& name) const {
+    for (const auto& p : params)
+        if (p.name == name) return w.data() + p.offset;
+    fail("no parameter named " + name);
+}
+
+template <class T>
+void Model<T>::init_weights(uint64_t seed) {
+    Rng rng(seed);
+    const double d = cfg.d_model;
+    const int npos = int(pos_index_.size());
+    for (const auto& p : params) {
+        T* x = w.data() + p.offset;
+        const std::string& n = p.name;
+        auto ends = [&](const char* s) { return n.size() >= std::strlen(s) && n.compare(n.size() - std::strlen(s), std::string::npos, s) == 0; };
+        double sd = 0, fill = 0;
+        if (n == "wte") sd = 0.125 / std::sqrt(d);
+        else if (n.rfind("wpe", 0) == 0) sd = 0.125 / std::sqrt(d * npos);
+        else if (n == "head.weight") sd = 0;  // the paper starts the logits at zero
+        else if (ends("ln1.weight") || ends("ln2.weight") || ends("ln_f.weight")) fill = 1;
+        else if (p.shape.size() == 2) {
+            sd = 0.125 / std::sqrt(double(p.shape[1]));
+            if (ends("attn.proj.weight") || ends("mlp.proj.weight")) sd /= std::sqrt(2.0 * cfg.n_layer);
+        }
+        for (int64_t i = 0; i < p.numel; i++) x[i] = sd > 0 ? T(sd * rng.normal()) : T(fill);
+    }
+}
+
+template <class T>
+typename Model<T>::LayerW Model<T>::layer_weights(const std::vector<T>& buf, int l) const {
+    // The 12 tensors of layer l follow the embeddings in param_layout's order.
+    size_t first = 1 + pos_index_.size() + size_t(l) * 12;
+    const T* b = buf.data();
+    auto at = [&](int k) { return b + params[first + k].offset; };
+    return {at(0), at(1), at(2), at(3), at(4), at(5), at(6), at(7), at(8), at(9), at(10), at(11)};
+}
+
+template <class T>
+const LayerLayout& Model<T>::layout(int layer, int seq) {
+    // Sets depend on the layer only through its parity (interleaved mode), so two layouts serve all.
+    if (layouts_seq_ != seq) {
+        layouts_.clear();
+        for (int l = 0; l < std::min(cfg.n_layer, 2); l++) layouts_.push_back(layout_build(cfg.attn, seq, cfg.n_head, l));
+        layouts_seq_ = seq;
+    }
+    return layouts_[layer % 2];
+}
+
+template <class T>
+void Model<T>::ensure_buffers(int B, int seq) {
+    const int64_t N = int64_t(B) * seq;
+    batch_ = B;
+    seq_ = seq;
+    if (N <= cap_tokens_ && recompute == cap_recompute_) return;
+    const int64_t C = cfg.d_model, F = cfg.ff_dim(), V = cfg.vocab, L = cfg.n_layer, NH = cfg.n_head;
+    const int64_t nacts = recompute ? 1 : L;
+    int64_t per_layer = N * (C * 5 + 3 * C + 2 * F) + 4 * N + N * NH;
+    int64_t total = nacts * per_layer + (L + 1) * N * C + N * C + 2 * N + N * V + N + N * C  // forward
+                    + N * C * 4 + N * 3 * C + N * F;                                         // backward scratch
+    arena_.assign(total, T(0));
+    T* p = arena_.data();
+    auto take = [&](int64_t n) { T* q = p; p += n; return q; };
+    acts_.assign(nacts, Acts{});
+    for (auto& a : acts_) {
+        a.ln1 = take(N * C);
+        a.ln1_mean = take(N);
+        a.ln1_rstd = take(N);
+        a.qkv = take(N * 3 * C);
+        a.att = take(N * C);
+        a.lse = take(N * NH);
+        a.x1 = take(N * C);
+        a.ln2 = take(N * C);
+        a.ln2_mean = take(N);
+        a.ln2_rstd = take(N);
+        a.fch = take(N * F);
+        a.fcg = take(N * F);
+    }
+    resid_.resize(L + 1);
+    for (auto& r : resid_) r = take(N * C);
+    branch_ = take(N * C);
+    lnf_ = take(N * C);
+    lnf_mean_ = take(N);
+    lnf_rstd_ = take(N);
+    logits_ = take(N * V);
+    losses_ = take(N);
+    dresid_ = take(N * C);
+    dbranch_ = take(N * C);
+    datt_ = take(N * C);
+    dln_ = take(N * C);
+    dqkv_ = take(N * 3 * C);
+    dfc_ = take(N * F);
+    cap_tokens_ = N;
+    cap_recompute_ = recompute;
+}
+
+template <class T>
+void Model<T>::layer_forward(int l, Acts& a, const T* x, T* out, bool train) {
+    const int64_t N = int64_t(batch_) * seq_;
+    const int C = cfg.d_model, F = cfg.ff_dim();
+    const LayerW lw = layer_weights(w, l);
+    const float p = train ? cfg.dropout : 0.0f;
+    layernorm_forward(a.ln1, a.ln1_mean, a.ln1_rstd, x, lw.ln1_w, lw.ln1_b, N, C);
+    linear_forward(a.qkv, a.ln1, lw.qkv_w, lw.qkv_b, N, C, 3 * C);
+    attention_forward(a.att, a.lse, a.qkv, layout(l, seq_), batch_, seq_, C, cfg.n_head);
+    linear_forward(branch_, a.att, lw.proj_w, lw.proj_b, N, C, C);
+    residual_forward(a.x1, x, branch_, p, hash64(dropout_seed, uint64_t(l), 0), N * C);
+    layernorm_forward(a.ln2, a.ln2_mean, a.ln2_rstd, a.x1, lw.ln2_w, lw.ln2_b, N, C);
+    linear_forward(a.fch, a.ln2, lw.fc_w, lw.fc_b, N, C, F);
+    gelu_forward(a.fcg, a.fch, N * F);
+    linear_forward(branch_, a.fcg, lw.fp_w, lw.fp_b, N, F, C);
+    residual_forward(out, a.x1, branch_, p, hash64(dropout_seed, uint64_t(l), 1), N * C);
+}
+
+// dresid_ holds dL/d(layer output) on entry and dL/d(layer input) on return.
+template <class T>
+void Model<T>::layer_backward(int l, Acts& a, const T* x) {
+    const int64_t N = int64_t(batch_) * seq_;
+    const int C = cfg.d_model, F = cfg.ff_dim();
+    const LayerW lw = layer_weights(w, l);
+    LayerW lg = layer_weights(g, l);
+    auto mut = [](const T* q) { return const_cast<T*>(q); };
+    const float p = cfg.dropout;
+    // MLP branch: out = x1 + dropout(proj(gelu(fc(ln2(x1)))))
+    residual_backward_branch(dbranch_, dresid_, p, hash64(dropout_seed, uint64_t(l), 1), N * C);
+    std::memset(dfc_, 0, sizeof(T) * N * F);
+    linear_backward(dfc_, mut(lg.fp_w), mut(lg.fp_b), dbranch_, a.fcg, lw.fp_w, N, F, C);
+    gelu_backward(dfc_, a.fch, dfc_, N * F);  // in place: d(gelu output) -> d(fc output)
+    std::memset(dln_, 0, sizeof(T) * N * C);
+    linear_backward(dln_, mut(lg.fc_w), mut(lg.fc_b), dfc_, a.ln2, lw.fc_w, N, C, F);
+    layernorm_backward(dresid_, mut(lg.ln2_w), mut(lg.ln2_b), dln_, a.x1, lw.ln2_w, a.ln2_mean, a.ln2_rstd, N, C);
+    // Attention branch: x1 = x + dropout(proj(attend(qkv(ln1(x)))))
+    residual_backward_branch(dbranch_, dresid_, p, hash64(dropout_seed, uint64_t(l), 0), N * C);
+    std::memset(datt_, 0, sizeof(T) * N * C);
+    linear_backward(datt_, mut(lg.proj_w), mut(lg.proj_b), dbranch_, a.att, lw.proj_w, N, C, C);
+    std::memset(dqkv_, 0, sizeof(T) * N * 3 * C);
+    attention_backward(dqkv_, datt_, a.qkv, a.att, a.lse, layout(l, seq_), batch_, seq_, C, cfg.n_head);
+    std::memset(dln_, 0, sizeof(T) * N * C);
+    linear_backward(dln_, mut(lg.qkv_w), mut(lg.qkv_b), dqkv_, a.ln1, lw.qkv_w, N, C, 3 * C);
+    layernorm_backward(dresid_, mut(lg.ln1_w), mut(lg.ln1_b), dln_, x, lw.ln1_w, a.ln1_mean, a.ln1_rstd, N, C);
+}
+
+template <class T>
+void Model<T>::run_forward(const uint8_t* inp, int B, int seq, bool train) {
+    if (seq < 1 || seq > cfg.n_ctx) fail("sequence length " + std::to_string(seq) + " is outside 1.." + std::to_string(cfg.n_ctx));
+    ensure_buffers(B, seq);
+    const int64_t N = int64_t(B) * seq;
+    const int C = cfg.d_model;
+    inp_.assign(inp, inp + N);
+    std::vector<const T*> pos;
+    std::vector<const int32_t*> idx;
+    for (size_t k = 0; k < pos_index_.size(); k++) {
+        pos.push_back(w.data() + params[1 + k].offset);
+        idx.push_back(pos_index_[k].data());
+    }
+    embedding_forward(resid_[0], inp_.data(), w.data(), pos.data(), idx.data(), int(pos.size()), N, seq, C);
+    for (int l = 0; l < cfg.n_layer; l++) layer_forward(l, acts_[recompute ? 0 : l], resid_[l], resid_[l + 1], train);
+    const T* lnf_w = w.data() + params[params.size() - 3].offset;
+    const T* lnf_b = w.data() + params[params.size() - 2].offset;
+    const T* head = w.data() + params.back().offset;
+    layernorm_forward(lnf_, lnf_mean_, lnf_rstd_, resid_[cfg.n_layer], lnf_w, lnf_b, N, C);
+    linear_forward(logits_, lnf_, head, (const T*)nullptr, N, C, cfg.vocab);
+}
+
+template <class T>
+double Model<T>::forward(const uint8_t* inp, const uint8_t* tgt, int B, int seq, bool train) {
+    run_forward(inp, B, seq, train);
+    const int64_t N = int64_t(B) * seq;
+    tgt_.assign(tgt, tgt + N);
+    crossentropy_forward(losses_, logits_, tgt_.data(), N, cfg.vocab);
+    double s = 0;
+    for (int64_t i = 0; i < N; i++) s += losses_[i];
+    return s / double(N);
+}
+
+template <class T>
+const T* Model<T>::logits(const uint8_t* inp, int B, int seq) {
+    run_forward(inp, B, seq, false);
+    return logits_;
+}
+
+template <class T>
+void Model<T>::backward() {
+    const int64_t N = int64_t(batch_) * seq_;
+    const int C = cfg.d_model, V = cfg.vocab;
+    const size_t np = params.size();
+    T* g_lnf_w = g.data() + params[np - 3].offset;
+    T* g_lnf_b = g.data() + params[np - 2].offset;
+    T* g_head = g.data() + params[np - 1].offset;
+    const T* lnf_w = w.data() + params[np - 3].offset;
+    const T* head = w.data() + params[np - 1].offset;
+    crossentropy_backward(logits_, logits_, tgt_.data(), T(1.0 / double(N)), N, V);  // logits_ now holds dlogits
+    std::memset(dln_, 0, sizeof(T) * N * C);
+    linear_backward(dln_, g_head, (T*)nullptr, logits_, lnf_, head, N, C, V);
+    std::memset(dresid_, 0, sizeof(T) * N * C);
+    layernorm_backward(dresid_, g_lnf_w, g_lnf_b, dln_, resid_[cfg.n_layer], lnf_w, lnf_mean_, lnf_rstd_, N, C);
+    for (int l = cfg.n_layer - 1; l >= 0; l--) {
+        Acts& a = acts_[recompute ? 0 : l];
+        if (recompute) layer_forward(l, a, resid_[l], resid_[l + 1], true);  // rewrites the same output bits
+        layer_backward(l, a, resid_[l]);
+    }
+    std::vector<T*> dpos;
+    std::vector<const int32_t*> idx;
+    for (size_t k = 0; k < pos_index_.size(); k++) {
+        dpos.push_back(g.data() + params[1 + k].offset);
+        idx.push_back(pos_index_[k].data());
+    }
+    embedding_backward(g.data(), dpos.data(), dresid_, inp_.data(), idx.data(), int(dpos.size()), N, seq_, C);
+}
+
+template struct Model<float>;
+template struct Model<double>;
+
+}  // namespace st

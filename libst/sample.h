@@ -1,0 +1,40 @@
+// Incremental decoding: one token at a time with a cache of keys and values, so each new byte
+// costs one pass of the layers over one position; temperature, top-k and top-p sampling.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "model.h"
+#include "rng.h"
+
+namespace st {
+
+struct SampleOptions {
+    float temperature = 1.0f;  // 0: always the most likely byte
+    int top_k = 0;             // 0: no limit
+    float top_p = 1.0f;        // nucleus: the smallest set of bytes whose probability reaches top_p
+};
+
+class Decoder {
+   public:
+    explicit Decoder(const Model<float>& m);
+    // Appends a byte at the next position and returns the logits (vocab) for the byte after it.
+    // When the context is full, the window slides: the oldest bytes are dropped (in steps of a whole
+    // number of stride rows, so that kept bytes keep their column) and the rest are replayed.
+    const float* push(uint8_t byte);
+    int position() const { return t_; }
+
+   private:
+    const float* step(uint8_t byte);
+    const Model<float>& m_;
+    int t_ = 0;                       // bytes in the window
+    std::vector<uint8_t> window_;     // the bytes in the window
+    std::vector<std::vector<float>> k_, v_;  // per layer (n_ctx, C)
+    std::vector<float> x_, ln_, qkv_, att_, br_, fc_, logits_, scores_, mean_rstd_;
+    std::vector<int64_t> keys_;
+};
+
+// Draws a byte from logits (vocab); probs is scratch.
+int sample_byte(const float* logits, int vocab, const SampleOptions& o, Rng& rng, std::vector<float>& probs);
+
+}  // namespace st

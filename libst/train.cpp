@@ -1,0 +1,163 @@
+// The training loop.
+#include "train.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <csignal>
+#include <cstdio>
+#include <fstream>
+
+#include "checkpoint.h"
+#include "cpu/ops.h"
+#include "error.h"
+#include "evaluate.h"
+#include "rng.h"
+
+namespace st {
+
+nlohmann::json recipe_to_json(const Recipe& r) {
+    return {{"steps", r.steps}, {"batch", r.batch}, {"lr", r.lr}, {"lr_min", r.lr_min}, {"warmup", r.warmup},
+            {"weight_decay", r.weight_decay}, {"clip", r.clip}, {"beta1", r.beta1}, {"beta2", r.beta2}, {"eps", r.eps},
+            {"seed", r.seed}, {"val_frac", r.val_frac}, {"eval_every", r.eval_every}, {"eval_windows", r.eval_windows}};
+}
+
+Recipe recipe_from_json(const nlohmann::json& j) {
+    Recipe r;
+    try {
+        r.steps = j.at("steps");
+        r.batch = j.at("batch");
+        r.lr = j.at("lr");
+        r.lr_min = j.at("lr_min");
+        r.warmup = j.at("warmup");
+        r.weight_decay = j.at("weight_decay");
+        r.clip = j.at("clip");
+        r.beta1 = j.at("beta1");
+        r.beta2 = j.at("beta2");
+        r.eps = j.at("eps");
+        r.seed = j.at("seed");
+        r.val_frac = j.at("val_frac");
+        r.eval_every = j.at("eval_every");
+        r.eval_windows = j.at("eval_windows");
+    } catch (const nlohmann::json::exception& e) {
+        fail(std::string("bad training recipe: ") + e.what());
+    }
+    return r;
+}
+
+float lr_at(const Recipe& r, int64_t step) {
+    double lr = r.lr, lo = r.lr_min < 0 ? r.lr / 10 : r.lr_min;
+    if (step < r.warmup) return float(lr * double(step + 1) / double(r.warmup));
+    double p = double(step - r.warmup) / double(std::max<int64_t>(1, r.steps - r.warmup));
+    return float(lo + 0.5 * (lr - lo) * (1.0 + std::cos(3.141592653589793 * std::min(1.0, p))));
+}
+
+static volatile std::sig_atomic_t g_signal = 0;
+static void on_signal(int s) { g_signal = s; }
+
+static void format_duration(char* buf, size_t n, double s) {
+    if (s < 90) std::snprintf(buf, n, "%.0fs", s);
+    else if (s < 5400) std::snprintf(buf, n, "%.0fm", s / 60);
+    else std::snprintf(buf, n, "%.1fh", s / 3600);
+}
+
+int train(Model<float>& m, std::vector<float>& opt_m, std::vector<float>& opt_v, int64_t start_step, const Recipe& r,
+          const TrainRun& run, const std::vector<uint8_t>& train_bytes, const std::vector<uint8_t>& val_bytes) {
+    const int T = m.cfg.n_ctx, B = r.batch;
+    const int64_t span = int64_t(train_bytes.size()) - T;  // window starts 0 .. span-1 hold T + 1 bytes
+    if (span < 1) fail(run.data_name + ": too short for one window of the context");
+    opt_m.resize(m.num_params);
+    opt_v.resize(m.num_params);
+    const std::vector<int64_t> val_offs = spread_offsets(int64_t(val_bytes.size()), T, r.eval_windows);
+
+    std::FILE* log = nullptr;
+    if (!run.log.empty()) {
+        log = std::fopen(run.log.c_str(), start_step > 0 ? "a" : "w");
+        if (!log) fail(run.log + ": cannot open for writing");
+    }
+    auto emit = [&](const nlohmann::json& j) {
+        if (!log) return;
+        std::fprintf(log, "%s\n", j.dump().c_str());
+        std::fflush(log);
+    };
+    nlohmann::json recipe_json = recipe_to_json(r);
+    auto save = [&](int64_t step) {
+        auto md = run.metadata;
+        md["recipe"] = recipe_json.dump();
+        checkpoint_save(run.out, m, opt_m.data(), opt_v.data(), step, md);
+    };
+    auto evaluate = [&](int64_t step) {
+        double nats = eval_windows(m, val_bytes.data(), val_offs, T, B);
+        emit({{"step", step}, {"val_loss", nats}, {"val_bits", nats / kLn2}});
+        if (run.progress) std::fprintf(stderr, "\r\033[K");
+        if (!run.quiet) std::fprintf(stderr, "step %lld: held-out %.4f bits per byte\n", (long long)step, nats / kLn2);
+        return nats;
+    };
+
+    struct sigaction sa = {}, old_int = {}, old_term = {};
+    sa.sa_handler = on_signal;
+    sa.sa_flags = SA_RESETHAND;  // a second Ctrl-C kills at once
+    sigaction(SIGINT, &sa, &old_int);
+    sigaction(SIGTERM, &sa, &old_term);
+    g_signal = 0;
+
+    std::vector<uint8_t> inp(size_t(B) * T), tgt(size_t(B) * T);
+    const auto t_start = std::chrono::steady_clock::now();
+    int status = 0;
+    int64_t step = start_step;
+    double tok_s = 0;
+    while (step < r.steps) {
+        auto t0 = std::chrono::steady_clock::now();
+        for (int b = 0; b < B; b++) {
+            int64_t off = int64_t(hash64(r.seed, uint64_t(step), uint64_t(b)) % uint64_t(span));
+            std::copy(&train_bytes[off], &train_bytes[off] + T, inp.begin() + size_t(b) * T);
+            std::copy(&train_bytes[off + 1], &train_bytes[off + 1] + T, tgt.begin() + size_t(b) * T);
+        }
+        m.dropout_seed = hash64(r.seed ^ 0xd5a61266f0c9392cull, uint64_t(step));
+        std::fill(m.g.begin(), m.g.end(), 0.0f);
+        double loss = m.forward(inp.data(), tgt.data(), B, T, true);
+        if (!std::isfinite(loss)) fail("loss is " + std::to_string(loss) + " at step " + std::to_string(step + 1) + "; try a lower --lr");
+        m.backward();
+        double norm = std::sqrt(sum_squares(m.g.data(), m.num_params));
+        if (r.clip > 0 && norm > r.clip) scale_inplace(m.g.data(), float(r.clip / norm), m.num_params);
+        float lr = lr_at(r, step);
+        for (const auto& p : m.params)
+            adamw_update(m.w.data() + p.offset, m.g.data() + p.offset, opt_m.data() + p.offset, opt_v.data() + p.offset, p.numel, lr,
+                         r.beta1, r.beta2, r.eps, p.decay ? r.weight_decay : 0.0f, step + 1);
+        step++;
+        double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+        tok_s = double(B) * T / (ms / 1000);
+        emit({{"step", step}, {"loss", loss}, {"bits", loss / kLn2}, {"lr", lr}, {"grad_norm", norm}, {"tokens_per_s", tok_s}, {"ms", ms}});
+        if (run.progress) {
+            double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+            char eta[32];
+            format_duration(eta, sizeof eta, el / double(step - start_step) * double(r.steps - step));
+            std::fprintf(stderr, "\r\033[Kstep %lld/%lld  loss %.4f  %.2f bits/byte  %.0f tok/s  eta %s", (long long)step,
+                         (long long)r.steps, loss, loss / kLn2, tok_s, eta);
+        }
+        if (r.eval_every > 0 && step % r.eval_every == 0 && step < r.steps) evaluate(step);
+        if (g_signal) {
+            status = 128 + g_signal;
+            break;
+        }
+        if (run.save_every > 0 && step % run.save_every == 0 && step < r.steps) save(step);
+        if (run.stop_after > 0 && step - start_step >= run.stop_after) break;
+    }
+    if (run.progress) std::fprintf(stderr, "\n");
+    save(step);
+    sigaction(SIGINT, &old_int, nullptr);
+    sigaction(SIGTERM, &old_term, nullptr);
+    if (status) {
+        if (!run.quiet) std::fprintf(stderr, "interrupted at step %lld; saved %s (continue with --resume %s)\n", (long long)step, run.out.c_str(), run.out.c_str());
+    } else if (step >= r.steps) {
+        double nats = evaluate(step);
+        if (!run.quiet) std::fprintf(stderr, "trained %lld steps, %.0f tokens/s; held-out %.4f bits per byte; saved %s\n", (long long)step, tok_s, nats / kLn2, run.out.c_str());
+    } else if (!run.quiet) {
+        std::fprintf(stderr, "stopped at step %lld of %lld; saved %s (continue with --resume %s)\n", (long long)step, (long long)r.steps, run.out.c_str(), run.out.c_str());
+    }
+    if (log) std::fclose(log);
+    return status;
+}
+
+}  // namespace st

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs the Debian/Ubuntu packages st builds, tests and runs with. Idempotent: installs only
+# what is missing. python3-torch (+ OpenBLAS) is the independent implementation the parity test
+# checks st against.
+set -euo pipefail
+pkgs=(cmake make g++ pkg-config libzstd-dev zstd libcxxopts-dev libstb-dev catch2 nlohmann-json3-dev
+      python3 python3-numpy python3-torch libopenblas0-pthread man-db)
+missing=()
+for p in "${pkgs[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+echo "install-deps: installing ${missing[*]}" >&2
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq
+$sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

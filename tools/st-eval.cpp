@@ -1,0 +1,35 @@
+// st-eval: bits per byte of a model on a byte stream, one line on stdout.
+#include <cstdio>
+
+#include "checkpoint.h"
+#include "cli.h"
+#include "error.h"
+#include "evaluate.h"
+#include "io/file.h"
+
+using namespace st;
+
+static int eval_main(int argc, char** argv) {
+    cxxopts::Options o("st-eval", "Print a model's bits per byte on a byte stream (a file, - for stdin, or FILE.zst).");
+    o.positional_help("MODEL DATA").custom_help("[OPTIONS]");
+    o.add_options()
+        ("model", "model file", cxxopts::value<std::string>())
+        ("data", "bytes to evaluate", cxxopts::value<std::string>())
+        ("batch", "windows per forward pass", cxxopts::value<std::string>()->default_value("8"));
+    cli::add_common(o);
+    o.parse_positional({"model", "data"});
+    cxxopts::ParseResult r;
+    if (cli::parse(o, argc, argv, &r)) return 0;
+    cli::setup(r);
+    if (!r.count("model") || !r.count("data")) usage_fail("usage: st-eval MODEL DATA");
+    int batch = int(cli::to_int("--batch", r["batch"].as<std::string>(), 1, 1 << 20));
+    Checkpoint ck = checkpoint_load(r["model"].as<std::string>());
+    const std::string path = r["data"].as<std::string>();
+    std::vector<uint8_t> data = read_file(path);
+    if (data.size() < 2) fail((path == "-" ? std::string("stdin") : path) + ": need at least 2 bytes to evaluate, got " + std::to_string(data.size()));
+    double nats = eval_stream(*ck.model, data.data(), int64_t(data.size()), batch);
+    std::printf("%.4f bits per byte (%zu bytes)\n", nats / kLn2, data.size() - 1);
+    return 0;
+}
+
+int main(int argc, char** argv) { return cli::run("st-eval", argc, argv, eval_main); }

@@ -1,0 +1,180 @@
+// st-train: train a Sparse Transformer on a byte stream and write a model file.
+#include <cstdio>
+
+#include "checkpoint.h"
+#include "cli.h"
+#include "error.h"
+#include "io/file.h"
+#include "train.h"
+
+using namespace st;
+
+static const char* kModelOptions[] = {"layers", "d-model", "heads", "ff-mult", "ctx", "pattern", "mode", "stride", "summary", "block", "pos", "image", "dropout"};
+
+static Config config_from_options(const cxxopts::ParseResult& r) {
+    Config c;
+    auto i = [&](const char* name, long long lo, long long hi) { return int(cli::to_int(std::string("--") + name, r[name].as<std::string>(), lo, hi)); };
+    c.n_layer = i("layers", 0, 100000);
+    c.d_model = i("d-model", 1, 1 << 20);
+    c.n_head = i("heads", 1, 4096);
+    c.ff_mult = i("ff-mult", 1, 64);
+    c.n_ctx = i("ctx", 2, 1 << 30);
+    c.attn.stride = i("stride", 1, 1 << 30);
+    c.attn.summary = i("summary", 1, 1 << 30);
+    c.attn.block = i("block", 1, 1024);
+    c.dropout = float(cli::to_real("--dropout", r["dropout"].as<std::string>(), 0, 0.99));
+    std::string p = r["pattern"].as<std::string>(), m = r["mode"].as<std::string>(), pos = r["pos"].as<std::string>();
+    if (!pattern_from_name(p, &c.attn.pattern)) usage_fail("--pattern " + p + ": expected dense, local, fixed or strided");
+    if (!head_mode_from_name(m, &c.attn.mode)) usage_fail("--mode " + m + ": expected interleaved, merged or multihead");
+    if (!pos_from_name(pos, &c.pos) || c.pos == PosKind::image) usage_fail("--pos " + pos + ": expected 1d or 2d (images: --image HxWxC)");
+    if (r.count("image")) {
+        std::string s = r["image"].as<std::string>();
+        if (std::sscanf(s.c_str(), "%dx%dx%d", &c.image_h, &c.image_w, &c.image_c) != 3 || c.image_h < 1 || c.image_w < 1 || c.image_c < 1)
+            usage_fail("--image " + s + ": expected HxWxC, e.g. 28x28x1");
+        c.pos = PosKind::image;
+        c.n_ctx = c.image_h * c.image_w * c.image_c;
+        if (!r.count("stride")) c.attn.stride = c.image_w * c.image_c;  // one image row, as in the paper
+    }
+    std::string why = config_check(c);
+    if (!why.empty()) usage_fail(why);
+    return c;
+}
+
+static void recipe_from_options(const cxxopts::ParseResult& r, Recipe* rc, bool only_given) {
+    auto given = [&](const char* n) { return !only_given || r.count(n); };
+    auto s = [&](const char* n) { return r[n].as<std::string>(); };
+    if (given("steps")) rc->steps = cli::to_int("--steps", s("steps"), 0, 1ll << 40);
+    if (given("batch")) rc->batch = int(cli::to_int("--batch", s("batch"), 1, 1 << 20));
+    if (given("lr")) rc->lr = float(cli::to_real("--lr", s("lr"), 0, 10));
+    if (given("lr-min")) rc->lr_min = r.count("lr-min") ? float(cli::to_real("--lr-min", s("lr-min"), 0, 10)) : -1.0f;
+    if (given("warmup")) rc->warmup = cli::to_int("--warmup", s("warmup"), 1, 1ll << 40);
+    if (given("weight-decay")) rc->weight_decay = float(cli::to_real("--weight-decay", s("weight-decay"), 0, 10));
+    if (given("clip")) rc->clip = float(cli::to_real("--clip", s("clip"), 0, 1e9));
+    if (given("seed")) rc->seed = uint64_t(cli::to_int("--seed", s("seed"), 0, (1ll << 62)));
+    if (given("val-frac")) rc->val_frac = float(cli::to_real("--val-frac", s("val-frac"), 0.0001, 0.9));
+    if (given("eval-every")) rc->eval_every = int(cli::to_int("--eval-every", s("eval-every"), 0, 1 << 30));
+    if (given("eval-windows")) rc->eval_windows = int(cli::to_int("--eval-windows", s("eval-windows"), 1, 1 << 24));
+}
+
+// Training data is marked text or binary in the model so that st-sample knows whether a terminal
+// may receive its output.
+static bool looks_like_text(const std::vector<uint8_t>& d) {
+    size_t n = std::min<size_t>(d.size(), 1 << 20), ctrl = 0;
+    for (size_t i = 0; i < n; i++) ctrl += (d[i] < 0x20 && d[i] != '\n' && d[i] != '\r' && d[i] != '\t') || d[i] == 0x7f;
+    return ctrl * 100 <= n;
+}
+
+static int train_main(int argc, char** argv) {
+    cxxopts::Options o("st-train", "Train a Sparse Transformer on a byte stream (a file, - for stdin, or FILE.zst).");
+    o.positional_help("DATA").custom_help("[OPTIONS] -o MODEL");
+    o.add_options()
+        ("o,output", "model file to write (checkpoints go there too; .zst compresses)", cxxopts::value<std::string>())
+        ("resume", "continue the run saved in this model file", cxxopts::value<std::string>())
+        ("val", "held-out data (default: the last --val-frac of DATA)", cxxopts::value<std::string>())
+        ("data", "training data", cxxopts::value<std::string>());
+    o.add_options("model")
+        ("layers", "residual blocks", cxxopts::value<std::string>()->default_value("4"))
+        ("d-model", "width", cxxopts::value<std::string>()->default_value("256"))
+        ("heads", "attention heads", cxxopts::value<std::string>()->default_value("4"))
+        ("ff-mult", "feed-forward width as a multiple of d-model", cxxopts::value<std::string>()->default_value("4"))
+        ("ctx", "context: bytes per example", cxxopts::value<std::string>()->default_value("256"))
+        ("pattern", "attention: dense, local, fixed or strided", cxxopts::value<std::string>()->default_value("fixed"))
+        ("mode", "heads: interleaved, merged or multihead", cxxopts::value<std::string>()->default_value("merged"))
+        ("stride", "l: chunk length (fixed), window and stride (local, strided), row width (2d positions)", cxxopts::value<std::string>()->default_value("64"))
+        ("summary", "c: summary positions per chunk (fixed)", cxxopts::value<std::string>()->default_value("16"))
+        ("block", "attention block size: 32, 64 or 128", cxxopts::value<std::string>()->default_value("32"))
+        ("pos", "positions: 1d or 2d (row and column, width = stride)", cxxopts::value<std::string>()->default_value("2d"))
+        ("image", "images HxWxC: row, column and channel positions; context H*W*C", cxxopts::value<std::string>())
+        ("dropout", "dropout at the residual additions", cxxopts::value<std::string>()->default_value("0"));
+    o.add_options("training")
+        ("steps", "optimizer steps in all", cxxopts::value<std::string>()->default_value("2000"))
+        ("batch", "examples per step", cxxopts::value<std::string>()->default_value("16"))
+        ("lr", "peak learning rate", cxxopts::value<std::string>()->default_value("0.001"))
+        ("lr-min", "learning rate at the end of the cosine decay (default lr/10)", cxxopts::value<std::string>())
+        ("warmup", "linear warm-up steps", cxxopts::value<std::string>()->default_value("100"))
+        ("weight-decay", "AdamW weight decay of the matrices", cxxopts::value<std::string>()->default_value("0.01"))
+        ("clip", "gradient clipping: largest global norm (0 = off)", cxxopts::value<std::string>()->default_value("1"))
+        ("seed", "random seed (weights, batches, dropout)", cxxopts::value<std::string>()->default_value("1"))
+        ("val-frac", "fraction of DATA held out when there is no --val", cxxopts::value<std::string>()->default_value("0.05"))
+        ("eval-every", "evaluate on held-out data every K steps (0 = only at the end)", cxxopts::value<std::string>()->default_value("200"))
+        ("eval-windows", "held-out windows per evaluation", cxxopts::value<std::string>()->default_value("64"))
+        ("recompute", "recompute attention and MLP in the backward pass (less memory)");
+    o.add_options("run")
+        ("save-every", "write a checkpoint every K steps (0 = only at the end)", cxxopts::value<std::string>()->default_value("0"))
+        ("stop-after", "stop after K steps of this run, saving (continue with --resume)", cxxopts::value<std::string>()->default_value("0"))
+        ("log", "JSON-lines metrics, one object per step and per evaluation", cxxopts::value<std::string>());
+    cli::add_common(o);
+    o.parse_positional({"data"});
+    cxxopts::ParseResult r;
+    if (cli::parse(o, argc, argv, &r)) return 0;
+    cli::setup(r);
+    if (!r.count("output")) usage_fail("missing -o MODEL: where to write the model");
+    if (!r.count("data")) usage_fail("missing DATA: a file of training bytes, or - for stdin");
+    const std::string out = r["output"].as<std::string>(), data_path = r["data"].as<std::string>();
+
+    Recipe recipe;
+    std::unique_ptr<Model<float>> model;
+    std::vector<float> opt_m, opt_v;
+    int64_t start = 0;
+    bool text = true;
+    if (r.count("resume")) {
+        for (const char* n : kModelOptions)
+            if (r.count(n)) usage_fail(std::string("--") + n + " cannot change when resuming: the model comes from the checkpoint");
+        std::string path = r["resume"].as<std::string>();
+        Checkpoint ck = checkpoint_load(path);
+        auto rec = ck.metadata.find("recipe");
+        if (rec == ck.metadata.end() || ck.opt_m.empty()) fail(path + ": holds no training state to resume (a model saved without its optimizer)");
+        recipe = recipe_from_json(nlohmann::json::parse(rec->second));
+        recipe_from_options(r, &recipe, true);
+        model = std::move(ck.model);
+        opt_m = std::move(ck.opt_m);
+        opt_v = std::move(ck.opt_v);
+        start = ck.step;
+        text = ck.metadata.count("data") == 0 || ck.metadata["data"] == "text";
+        if (start >= recipe.steps) fail(path + ": already trained " + std::to_string(start) + " of " + std::to_string(recipe.steps) + " steps (raise --steps to go on)");
+    } else {
+        recipe_from_options(r, &recipe, false);
+        model = std::make_unique<Model<float>>(config_from_options(r));
+        model->init_weights(recipe.seed);
+    }
+    model->recompute = r.count("recompute") > 0;
+    const int ctx = model->cfg.n_ctx;
+
+    std::vector<uint8_t> bytes = read_file(data_path);
+    const std::string name = data_path == "-" ? "stdin" : data_path;
+    if (bytes.empty()) fail(name + ": no data (empty)");
+    std::vector<uint8_t> val;
+    if (r.count("val")) {
+        std::string vp = r["val"].as<std::string>();
+        val = read_file(vp);
+        if (val.size() < size_t(ctx) + 1)
+            fail(vp + ": " + std::to_string(val.size()) + " bytes is shorter than one window of the context (" + std::to_string(ctx + 1) + " bytes)");
+    } else {
+        size_t nval = size_t(double(bytes.size()) * recipe.val_frac);
+        if (nval < size_t(ctx) + 1)
+            fail(name + ": the held-out part (" + std::to_string(nval) + " bytes) is shorter than one window of the context (" + std::to_string(ctx + 1) +
+                 " bytes); give more data, a larger --val-frac, or --val FILE");
+        val.assign(bytes.end() - nval, bytes.end());
+        bytes.resize(bytes.size() - nval);
+    }
+    if (bytes.size() < size_t(ctx) + 1)
+        fail(name + ": " + std::to_string(bytes.size()) + " training bytes is shorter than one window of the context (" + std::to_string(ctx + 1) + " bytes)");
+    if (start == 0) text = looks_like_text(bytes);
+
+    TrainRun run;
+    run.out = out;
+    run.data_name = name;
+    run.log = r.count("log") ? r["log"].as<std::string>() : "";
+    run.save_every = cli::to_int("--save-every", r["save-every"].as<std::string>(), 0, 1ll << 40);
+    run.stop_after = cli::to_int("--stop-after", r["stop-after"].as<std::string>(), 0, 1ll << 40);
+    run.quiet = r.count("quiet") > 0;
+    run.progress = !run.quiet && cli::stderr_is_terminal();
+    if (!run.quiet)
+        std::fprintf(stderr, "st-train: %lld parameters, %d layers, d %d, %d heads, context %d, %s/%s; %zu training bytes, %zu held out\n",
+                     (long long)model->num_params, model->cfg.n_layer, model->cfg.d_model, model->cfg.n_head, ctx,
+                     pattern_name(model->cfg.attn.pattern), head_mode_name(model->cfg.attn.mode), bytes.size(), val.size());
+    run.metadata = {{"data", text ? "text" : "binary"}};
+    return train(*model, opt_m, opt_v, start, recipe, run, bytes, val);
+}
+
+int main(int argc, char** argv) { return cli::run("st-train", argc, argv, train_main); }
