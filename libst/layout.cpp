@@ -186,8 +186,8 @@ std::vector<Rule> head_rules(const AttnSpec& s, int layer, int head) {
 // The transposed order for length T: column cc of the [ceil(T/l), l] view holds positions
 // cc, cc + l, ...; the first T mod l columns are one longer than the rest.
 struct Columns {
-    int64_t T, l, q, r;
-    Columns(int64_t T_, int64_t l_) : T(T_), l(l_), q(T_ / l_), r(T_ % l_) {}
+    int64_t l, q, r;
+    Columns(int64_t T, int64_t l_) : l(l_), q(T / l_), r(T % l_) {}
     void locate(int64_t t, int64_t* col, int64_t* row) const {
         int64_t longer = r * (q + 1);
         if (t < longer) {
@@ -212,7 +212,7 @@ struct Columns {
 
 using RowBits = std::array<uint64_t, 2>;  // a block row of up to 128 keys
 
-// Bits [a, b] (inclusive, 0 <= a, b < 128) of a row; nothing when b < a.
+// The bits of [a, b] (inclusive) that fall in a row of 128; nothing when b < a.
 RowBits bit_range(int64_t a, int64_t b) {
     RowBits out{0, 0};
     for (int w = 0; w < 2; w++) {
@@ -225,6 +225,7 @@ RowBits bit_range(int64_t a, int64_t b) {
     return out;
 }
 
+// FNV-style, over the words of a mask (the key of the deduplication).
 struct MaskHash {
     size_t operator()(const std::vector<uint64_t>& m) const {
         uint64_t h = 1469598103934665603ull;
@@ -261,7 +262,7 @@ AttnComponent build_component(const Rule& rule, const AttnSpec& s, int64_t T) {
     c.row_ptr.push_back(0);
     for (int64_t qb = 0; qb < c.nblk; qb++) {
         const int64_t q0 = qb * b, nr = std::min(b, T - q0);
-        // Candidate key blocks, ascending: summary blocks of earlier chunks, then the interval's range.
+        // Candidate key blocks, ascending: the summary blocks before the interval's range, then the range.
         cand.clear();
         int64_t first = rule.lo == Lo::none ? qb + 1 : lo_of(q0) / b;
         if (rule.summary) {

@@ -80,6 +80,43 @@ void reference_forward(std::vector<double>* out, std::vector<double>* lse, const
             }
 }
 
+// The gradient of sum(out * g) by the textbook formulas, one query at a time (+= into dqkv).
+void reference_backward(std::vector<double>* dqkv, const std::vector<double>& g, const std::vector<double>& qkv,
+                        const std::vector<double>& lse, const Case& k) {
+    const int Dh = k.C / k.NH, T = k.T, C = k.C;
+    const double scale = 1 / std::sqrt(double(Dh));
+    auto at = [&](int b, int t, int part, int h) { return (size_t(b) * T + t) * 3 * C + part * C + h * Dh; };
+    std::vector<double> p(static_cast<size_t>(T)), dp(static_cast<size_t>(T));
+    for (int b = 0; b < k.B; b++)
+        for (int h = 0; h < k.NH; h++)
+            for (int i = 0; i < T; i++) {
+                const double* gi = &g[(size_t(b) * T + i) * C + h * Dh];
+                const double l = lse[(size_t(b) * k.NH + h) * T + i];
+                double D = 0;
+                for (int j = 0; j < T; j++) {
+                    p[size_t(j)] = dp[size_t(j)] = 0;
+                    if (!attn_allowed(k.spec, k.NH, k.layer, h, i, j)) continue;
+                    double s = 0, d = 0;
+                    for (int e = 0; e < Dh; e++) {
+                        s += qkv[at(b, i, 0, h) + e] * qkv[at(b, j, 1, h) + e];
+                        d += gi[e] * qkv[at(b, j, 2, h) + e];
+                    }
+                    p[size_t(j)] = std::exp(s * scale - l);
+                    dp[size_t(j)] = d;
+                    D += p[size_t(j)] * d;
+                }
+                for (int j = 0; j < T; j++) {
+                    if (p[size_t(j)] == 0) continue;
+                    const double ds = p[size_t(j)] * (dp[size_t(j)] - D) * scale;
+                    for (int e = 0; e < Dh; e++) {
+                        (*dqkv)[at(b, i, 0, h) + e] += ds * qkv[at(b, j, 1, h) + e];
+                        (*dqkv)[at(b, j, 1, h) + e] += ds * qkv[at(b, i, 0, h) + e];
+                        (*dqkv)[at(b, j, 2, h) + e] += p[size_t(j)] * gi[e];
+                    }
+                }
+            }
+}
+
 double max_abs(const std::vector<double>& x) {
     double m = 0;
     for (double v : x)
@@ -155,6 +192,37 @@ TEST_CASE("attention_forward equals dense masked attention", "[attention]") {
     WARN("forward: worst double difference " << worst_double << ", worst float relative difference " << worst_float);
 }
 
+TEST_CASE("attention_backward equals the dense masked gradient", "[attention]") {
+    // Every forward case. Double: 1e-9 relative to the largest gradient; float: 1e-4.
+    double worst_double = 0, worst_float = 0;
+    for (const Case& k : forward_cases()) {
+        INFO(describe(k));
+        const LayerLayout lay = layout_build(k.spec, k.T, k.NH, k.layer);
+        const std::vector<double> qkv = randn(size_t(k.B) * k.T * 3 * k.C, 6), g = randn(size_t(k.B) * k.T * k.C, 7);
+        std::vector<double> out, lse;
+        reference_forward(&out, &lse, qkv, k);
+        std::vector<double> ref(qkv.size(), 0.0);
+        reference_backward(&ref, g, qkv, lse, k);
+        const double scale = std::max(max_abs(ref), 1e-30);
+
+        std::vector<double> grad(qkv.size(), 0.0);
+        attention_backward(grad.data(), g.data(), qkv.data(), out.data(), lse.data(), lay, k.B, k.T, k.C, k.NH);
+        const double d = max_diff(grad, ref) / scale;
+        CHECK(d < 1e-9);
+        worst_double = std::max(worst_double, d);
+
+        const std::vector<float> qkv_f(qkv.begin(), qkv.end()), g_f(g.begin(), g.end());
+        std::vector<float> out_f, lse_f, grad_f(qkv.size(), 0.0f);
+        run_forward(&out_f, &lse_f, qkv_f, lay, k);
+        attention_backward(grad_f.data(), g_f.data(), qkv_f.data(), out_f.data(), lse_f.data(), lay, k.B, k.T, k.C,
+                           k.NH);
+        const double f = max_diff(grad_f, ref) / scale;
+        CHECK(f < 1e-4);
+        worst_float = std::max(worst_float, f);
+    }
+    WARN("backward: worst double relative difference " << worst_double << ", float " << worst_float);
+}
+
 TEST_CASE("attention_backward matches central finite differences", "[attention]") {
     // Loss sum(out * G): its gradient is attention_backward with dout = G. Relative error
     // max|analytic - numeric| / max(max|numeric|, tiny) below 1e-6, in double.
@@ -187,27 +255,32 @@ TEST_CASE("attention_backward matches central finite differences", "[attention]"
         std::vector<double> grad(qkv.size(), 0.5);
         attention_backward(grad.data(), g.data(), qkv.data(), out.data(), lse.data(), lay, k.B, k.T, k.C, k.NH);
 
-        auto loss = [&] {
-            run_forward(&out, &lse, qkv, lay, k);
+        // The part of the loss that input i moves: its batch row's.
+        const size_t row = size_t(k.T) * 3 * k.C;
+        std::vector<double> out1(size_t(k.T) * k.C), lse1(size_t(k.NH) * k.T);
+        auto loss = [&](size_t i) {
+            const size_t b = i / row;
+            attention_forward(out1.data(), lse1.data(), qkv.data() + b * row, lay, 1, k.T, k.C, k.NH);
             double s = 0;
-            for (size_t i = 0; i < out.size(); i++) s += out[i] * g[i];
+            for (size_t j = 0; j < out1.size(); j++) s += out1[j] * g[b * out1.size() + j];
             return s;
         };
-        // A random eighth of the inputs (q, k and v of every head and batch row alike), on one thread:
-        // thousands of tiny forwards would mostly be OpenMP start-up.
-        std::mt19937 pick(u.T * 31 + int(u.pattern) * 7 + int(u.mode));
+        // A random 1/32 of the inputs (q, k and v of every head, position and batch row alike), on one
+        // thread: the many tiny forwards would mostly be OpenMP start-up. The reference comparison
+        // below covers every input.
+        std::mt19937 pick(unsigned(u.T * 31 + int(u.pattern) * 7 + int(u.mode) + u.layer));
         std::uniform_int_distribution<size_t> any(0, qkv.size() - 1);
         const int threads = omp_get_max_threads();
         omp_set_num_threads(1);
         const double eps = 1e-5;
         double err = 0, scale = 0;
-        for (size_t n = 0; n < qkv.size() / 8; n++) {
+        for (size_t n = 0; n < qkv.size() / 32; n++) {
             const size_t i = any(pick);
             const double x = qkv[i];
             qkv[i] = x + eps;
-            const double up = loss();
+            const double up = loss(i);
             qkv[i] = x - eps;
-            const double down = loss();
+            const double down = loss(i);
             qkv[i] = x;
             const double numeric = (up - down) / (2 * eps);
             err = std::max(err, std::abs((grad[i] - 0.5) - numeric));

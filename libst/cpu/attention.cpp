@@ -173,16 +173,16 @@ void forward_head(F* o, F* l, const F* qkv, int64_t C, const HeadLayout& head, i
                 const F lc = m[size_t(r)] + std::log(sum[size_t(r)]);
                 F* orow = o + pos * C;
                 const F* ar = acc.data() + r * Dh;
-                const F lo = l[pos];
-                if (lo == ninf) {
+                const F lp = l[pos];  // the components merged so far
+                if (lp == ninf) {
                     for (int d = 0; d < Dh; d++) orow[d] = ar[d] / sum[size_t(r)];
                     l[pos] = lc;
                     continue;
                 }
-                const F mx = std::max(lo, lc);
-                const F ln = mx + std::log(std::exp(lo - mx) + std::exp(lc - mx));
-                const F wo = std::exp(lo - ln), wc = std::exp(lc - ln) / sum[size_t(r)];
-                for (int d = 0; d < Dh; d++) orow[d] = wo * orow[d] + wc * ar[d];
+                const F mx = std::max(lp, lc);
+                const F ln = mx + std::log(std::exp(lp - mx) + std::exp(lc - mx));
+                const F wp = std::exp(lp - ln), wc = std::exp(lc - ln) / sum[size_t(r)];
+                for (int d = 0; d < Dh; d++) orow[d] = wp * orow[d] + wc * ar[d];
                 l[pos] = ln;
             }
         }

@@ -102,8 +102,13 @@ template <class T> void pack_b(bool tb, const T* B, int ldb, int p0, int kc, int
         const int nr = std::min(nr_max, nc - j);
         if (!tb) {
             const T* b = B + size_t(p0) * ldb + j0 + j;
-            for (int k = 0; k < kc; ++k, b += ldb)
-                for (int c = 0; c < nr_max; ++c) dst[k * nr_max + c] = c < nr ? b[c] : T(0);
+            if (nr == nr_max) {
+                for (int k = 0; k < kc; ++k, b += ldb)
+                    for (int c = 0; c < nr_max; ++c) dst[k * nr_max + c] = b[c];
+            } else {
+                for (int k = 0; k < kc; ++k, b += ldb)
+                    for (int c = 0; c < nr_max; ++c) dst[k * nr_max + c] = c < nr ? b[c] : T(0);
+            }
         } else {
             const T* b = B + size_t(j0 + j) * ldb + p0;
             for (int c = 0; c < nr_max; ++c)
@@ -148,8 +153,13 @@ template <class T> void pack_a(bool ta, const T* A, int lda, int i0, int mc, int
         const int mr = std::min(MR, mc - i);
         if (ta) {
             const T* a = A + size_t(p0) * lda + i0 + i;
-            for (int k = 0; k < kc; ++k, a += lda)
-                for (int r = 0; r < MR; ++r) dst[k * MR + r] = r < mr ? a[r] : T(0);
+            if (mr == MR) {
+                for (int k = 0; k < kc; ++k, a += lda)
+                    for (int r = 0; r < MR; ++r) dst[k * MR + r] = a[r];
+            } else {
+                for (int k = 0; k < kc; ++k, a += lda)
+                    for (int r = 0; r < MR; ++r) dst[k * MR + r] = r < mr ? a[r] : T(0);
+            }
             continue;
         }
         const T* a = A + size_t(i0 + i) * lda + p0;
@@ -232,8 +242,12 @@ template <class T> struct Problem {
 
 // One thread's share of the blocked product. The threads pack each B panel together, then split the tiles
 // of C among themselves: by MC row blocks, and when there are fewer row blocks than threads, also by ranges
-// of NR-column slivers (each such task packs its own copy of the small A block).
-template <class T> void gemm_thread(const Problem<T>& p, int mc, T* b_pack, int tid, int nt) {
+// of NR-column slivers (each such task packs its own copy of the small A block). With several threads the B
+// panels alternate between two buffers, so one barrier per panel suffices: a thread packing panel t + 1 may
+// overlap others still reading panel t, and panel t + 2 reuses t's buffer only after everybody has passed the
+// barrier of t + 1, which they reach only after finishing t. Tiles go to the same thread in every panel, so
+// each tile's KC slices are added in order.
+template <class T> void gemm_thread(const Problem<T>& p, int mc, T* b_pack, size_t b_panel, int tid, int nt) {
     constexpr int nr_max = NR<T>;
     thread_local Scratch<T> a_scratch;
     const int n_k = ceil_div(p.K, KC);
@@ -242,6 +256,7 @@ template <class T> void gemm_thread(const Problem<T>& p, int mc, T* b_pack, int 
     const int n_i = ceil_div(p.M, mc);
     const int n_split = n_i >= nt ? 1 : ceil_div(nt, n_i);
     const int n_tasks = n_i * n_split;
+    int panel = 0;
     for (int jc = 0; jc < p.N; jc += NC) {
         const int nc = std::min(NC, p.N - jc);
         const int n_slivers = ceil_div(nc, nr_max);
@@ -249,9 +264,10 @@ template <class T> void gemm_thread(const Problem<T>& p, int mc, T* b_pack, int 
             // Even KC slices (K = 300 is 150 + 150, not 256 + 44), the same for every thread count.
             const int p0 = int(long(p.K) * kb / n_k), kc = int(long(p.K) * (kb + 1) / n_k) - p0;
             const T beta = kb == 0 ? p.beta : T(1);
+            T* const b_buf = b_pack + (nt > 1 ? panel++ % 2 : 0) * b_panel;
             for (int s = n_slivers * tid / nt; s < n_slivers * (tid + 1) / nt; ++s)
                 pack_b(p.tb, p.B, p.ldb, p0, kc, jc + s * nr_max, std::min(nr_max, nc - s * nr_max),
-                       b_pack + size_t(s) * nr_max * kc);
+                       b_buf + size_t(s) * nr_max * kc);
             if (nt > 1) {
 #pragma omp barrier
             }
@@ -265,15 +281,11 @@ template <class T> void gemm_thread(const Problem<T>& p, int mc, T* b_pack, int 
                 }
                 for (int s = n_slivers * part / n_split; s < n_slivers * (part + 1) / n_split; ++s) {
                     const int nr = std::min(nr_max, nc - s * nr_max);
-                    const T* b = b_pack + size_t(s) * nr_max * kc;
+                    const T* b = b_buf + size_t(s) * nr_max * kc;
                     for (int i = 0; i < m; i += MR)
                         micro_kernel(kc, a_pack + size_t(i) * kc, b, p.C + size_t(i0 + i) * p.ldc + jc + s * nr_max,
                                      p.ldc, p.alpha, beta, std::min(MR, m - i), nr);
                 }
-            }
-            // The next slice repacks the B panel the others may still be reading.
-            if (nt > 1) {
-#pragma omp barrier
             }
         }
     }
@@ -304,10 +316,11 @@ void gemm(bool ta, bool tb, int M, int N, int K, T alpha, const T* A, int lda, c
     const Problem<T> p{ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc};
     thread_local Scratch<T> b_scratch;
     const int kc_max = ceil_div(K, ceil_div(K, KC));
-    T* b_pack = b_scratch.get(size_t(round_up(std::min(N, NC), NR<T>)) * kc_max);
-    if (nt == 1) return gemm_thread(p, mc, b_pack, 0, 1);
+    const size_t b_panel = size_t(round_up(std::min(N, NC), NR<T>)) * kc_max;
+    if (nt == 1) return gemm_thread(p, mc, b_scratch.get(b_panel), b_panel, 0, 1);
+    T* b_pack = b_scratch.get(2 * b_panel);
 #pragma omp parallel num_threads(nt)
-    gemm_thread(p, mc, b_pack, omp_get_thread_num(), omp_get_num_threads());
+    gemm_thread(p, mc, b_pack, b_panel, omp_get_thread_num(), omp_get_num_threads());
 }
 
 template void gemm<float>(bool, bool, int, int, int, float, const float*, int, const float*, int, float, float*, int);
