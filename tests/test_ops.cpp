@@ -148,3 +148,17 @@ TEST_CASE("sum of squares is the same for any thread count", "[ops]") {
     for (float f : x) ref += double(f) * f;
     CHECK(std::fabs(a - ref) < 1e-9 * ref);
 }
+
+TEST_CASE("float gelu stays within 1e-6 (relative) of float64", "[ops]") {
+    std::vector<float> x(2001), y(2001), g(2001), one(2001, 1.0f);
+    for (int i = 0; i < 2001; i++) x[i] = (i - 1000) * 0.01f;
+    gelu_forward(y.data(), x.data(), 2001);
+    gelu_backward(g.data(), x.data(), one.data(), 2001);
+    std::vector<double> xd(x.begin(), x.end()), yd(2001), gd(2001), oned(2001, 1.0);
+    gelu_forward(yd.data(), xd.data(), 2001);
+    gelu_backward(gd.data(), xd.data(), oned.data(), 2001);
+    double worst = 0;
+    for (int i = 0; i < 2001; i++)
+        worst = std::max({worst, std::fabs(y[i] - yd[i]) / std::max(1.0, std::fabs(yd[i])), std::fabs(g[i] - gd[i]) / std::max(1.0, std::fabs(gd[i]))});
+    CHECK(worst < 1e-6);
+}
