@@ -66,7 +66,7 @@ int main(int argc, char** argv) {
     std::printf("%-5s %-10s %6s %6s %6s  %9s %8s\n", "op", "layer", "M", "N", "K", "ms", "GFLOP/s");
     std::mt19937 rng(0);
     double total_flops = 0, total_s = 0;
-    std::stringstream widths(args["d"].as<std::string>());
+    std::stringstream widths(args["widths"].as<std::string>());
     for (std::string w; std::getline(widths, w, ',');) {
         for (const Layer& l : layer_shapes(std::stoi(w))) {
             const int n = l.n, k = l.k;

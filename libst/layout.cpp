@@ -81,11 +81,14 @@ Uses uses(const AttnSpec& s, int layer, int head) {
 }
 
 // Fixed A2 of a head: key positions j with j mod l in [lo, hi), a different length-c sub-block per head.
+// In multihead mode only the odd heads use A2, so they count among themselves (h / 2): otherwise
+// with l/c even they would see only the odd sub-blocks.
 struct Summary {
     int64_t lo, hi;
 };
 Summary summary_cols(const AttnSpec& s, int head) {
-    int64_t sub = head % (s.stride / s.summary);
+    int64_t k = s.mode == HeadMode::multihead ? head / 2 : head;
+    int64_t sub = k % (s.stride / s.summary);
     return {s.stride - (sub + 1) * s.summary, s.stride - sub * s.summary};
 }
 

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 # Times PyTorch's CPU float32 GEMMs (OpenBLAS sgemm in Debian's python3-torch) on the same shapes, in the
 # same order and with the same method as bench/gemm.cpp, so the two tables can be read side by side.
-# Usage: scripts/bench-gemm.py [--bt 4096] [--d 128,256,512] [--threads 2] [--runs 21]
+# Usage: scripts/bench-gemm.py [--bt 4096] [--widths 128,256,512] [--threads 2] [--runs 21]
 import argparse
 import os
 import statistics
@@ -28,7 +28,7 @@ def median_seconds(fn, runs):
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--bt", type=int, default=4096, help="tokens per batch (rows of x)")
-    ap.add_argument("--d", default="128,256,512", help="model widths, comma separated")
+    ap.add_argument("--widths", default="128,256,512", help="model widths d, comma separated")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--runs", type=int, default=21, help="timed runs per shape (median reported)")
     args = ap.parse_args()
@@ -43,7 +43,7 @@ def main():
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, BT={bt}, median of {args.runs}")
     print(f"{'op':<5} {'layer':<10} {'M':>6} {'N':>6} {'K':>6}  {'ms':>9} {'GFLOP/s':>8}")
     total_flops = total_s = 0.0
-    for d in (int(s) for s in args.d.split(",")):
+    for d in (int(s) for s in args.widths.split(",")):
         for layer, n, k in layer_shapes(d):
             x = torch.randn(bt, k)
             w = torch.randn(n, k) * 0.05

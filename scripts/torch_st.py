@@ -146,7 +146,8 @@ def allowed_mask(config, layer, head, T):
     if c["pattern"] == "strided":
         a1, a2 = local, causal & ((i - j) % l == 0)
     else:
-        sub = head % (l // c["summary"])
+        k = head // 2 if c["mode"] == "multihead" else head  # only odd heads use A2 in multihead
+        sub = k % (l // c["summary"])
         lo, hi = l - (sub + 1) * c["summary"], l - sub * c["summary"]
         a1 = causal & (j // l == i // l)
         a2 = causal & (j % l >= lo) & (j % l < hi)

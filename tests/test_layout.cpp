@@ -17,7 +17,8 @@ using namespace st;
 namespace {
 
 // PAPER.md section 1 with the project's choices (DESIGN.md, "Attention"): p = 2, fixed A2 of head h
-// is the length-c sub-block sub = h mod (l/c) counted from the end of each chunk.
+// is the length-c sub-block sub = k mod (l/c) counted from the end of each chunk, where k = h, or
+// h / 2 in multihead mode (where only odd heads use A2).
 bool paper_allows(const AttnSpec& s, int layer, int head, int64_t i, int64_t j) {
     if (j < 0 || j > i) return false;
     const int64_t l = s.stride, c = s.summary;
@@ -29,7 +30,7 @@ bool paper_allows(const AttnSpec& s, int layer, int head, int64_t i, int64_t j) 
         a2 = (i - j) % l == 0;
     } else {
         a1 = j / l == i / l;
-        const int64_t sub = head % (l / c);
+        const int64_t sub = (s.mode == HeadMode::multihead ? head / 2 : head) % (l / c);
         a2 = l - (sub + 1) * c <= j % l && j % l < l - sub * c;
     }
     switch (s.mode) {

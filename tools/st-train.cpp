@@ -111,6 +111,7 @@ static int train_main(int argc, char** argv) {
     if (!r.count("output")) usage_fail("missing -o MODEL: where to write the model");
     if (!r.count("data")) usage_fail("missing DATA: a file of training bytes, or - for stdin");
     const std::string out = r["output"].as<std::string>(), data_path = r["data"].as<std::string>();
+    if (out == "-") cli::refuse_terminal_stdout("a model");
 
     Recipe recipe;
     std::unique_ptr<Model<float>> model;

@@ -71,6 +71,7 @@ constexpr int NC = 4096;
 
 // Below this many flops the threads cost more than they save (a parallel region is a few microseconds).
 constexpr double min_parallel_flops = 1 << 21;
+constexpr int min_chunk = 512;
 
 int ceil_div(int a, int b) { return (a + b - 1) / b; }
 int round_up(int a, int b) { return ceil_div(a, b) * b; }
@@ -240,52 +241,30 @@ template <class T> struct Problem {
     int ldc;
 };
 
-// One thread's share of the blocked product. The threads pack each B panel together, then split the tiles
-// of C among themselves: by MC row blocks, and when there are fewer row blocks than threads, also by ranges
-// of NR-column slivers (each such task packs its own copy of the small A block). With several threads the B
-// panels alternate between two buffers, so one barrier per panel suffices: a thread packing panel t + 1 may
-// overlap others still reading panel t, and panel t + 2 reuses t's buffer only after everybody has passed the
-// barrier of t + 1, which they reach only after finishing t. Tiles go to the same thread in every panel, so
-// each tile's KC slices are added in order.
-template <class T> void gemm_thread(const Problem<T>& p, int mc, T* b_pack, size_t b_panel, int tid, int nt) {
+// C[i0:i0+m, j0:j0+n], serially: for each NC panel and KC slice, pack the B panel, then for each MC block
+// pack the A block and sweep the B slivers (held in L1) past the A slivers (streamed from L2).
+template <class T> void gemm_block(const Problem<T>& p, int i0, int m, int j0, int n) {
     constexpr int nr_max = NR<T>;
-    thread_local Scratch<T> a_scratch;
-    const int n_k = ceil_div(p.K, KC);
-    const int kc_max = ceil_div(p.K, n_k);
-    T* a_pack = a_scratch.get(size_t(round_up(mc, MR)) * kc_max + nr_max);
-    const int n_i = ceil_div(p.M, mc);
-    const int n_split = n_i >= nt ? 1 : ceil_div(nt, n_i);
-    const int n_tasks = n_i * n_split;
-    int panel = 0;
-    for (int jc = 0; jc < p.N; jc += NC) {
-        const int nc = std::min(NC, p.N - jc);
-        const int n_slivers = ceil_div(nc, nr_max);
+    thread_local Scratch<T> a_scratch, b_scratch;
+    const int n_k = ceil_div(p.K, KC), kc_max = ceil_div(p.K, n_k);
+    const int mc = round_up(ceil_div(m, ceil_div(m, MC)), MR);
+    T* const a_pack = a_scratch.get(size_t(mc) * kc_max + nr_max);
+    T* const b_pack = b_scratch.get(size_t(round_up(std::min(n, NC), nr_max)) * kc_max);
+    for (int jc = j0; jc < j0 + n; jc += NC) {
+        const int nc = std::min(NC, j0 + n - jc);
         for (int kb = 0; kb < n_k; ++kb) {
-            // Even KC slices (K = 300 is 150 + 150, not 256 + 44), the same for every thread count.
+            // Even KC slices (K = 300 is 150 + 150, not 256 + 44); they depend on K only.
             const int p0 = int(long(p.K) * kb / n_k), kc = int(long(p.K) * (kb + 1) / n_k) - p0;
             const T beta = kb == 0 ? p.beta : T(1);
-            T* const b_buf = b_pack + (nt > 1 ? panel++ % 2 : 0) * b_panel;
-            for (int s = n_slivers * tid / nt; s < n_slivers * (tid + 1) / nt; ++s)
-                pack_b(p.tb, p.B, p.ldb, p0, kc, jc + s * nr_max, std::min(nr_max, nc - s * nr_max),
-                       b_buf + size_t(s) * nr_max * kc);
-            if (nt > 1) {
-#pragma omp barrier
-            }
-            int packed_i = -1;
-            for (int t = n_tasks * tid / nt; t < n_tasks * (tid + 1) / nt; ++t) {
-                const int ib = t / n_split, part = t % n_split;
-                const int i0 = ib * mc, m = std::min(mc, p.M - i0);
-                if (ib != packed_i) {
-                    pack_a(p.ta, p.A, p.lda, i0, m, p0, kc, a_pack);
-                    packed_i = ib;
-                }
-                for (int s = n_slivers * part / n_split; s < n_slivers * (part + 1) / n_split; ++s) {
-                    const int nr = std::min(nr_max, nc - s * nr_max);
-                    const T* b = b_buf + size_t(s) * nr_max * kc;
-                    for (int i = 0; i < m; i += MR)
-                        micro_kernel(kc, a_pack + size_t(i) * kc, b, p.C + size_t(i0 + i) * p.ldc + jc + s * nr_max,
-                                     p.ldc, p.alpha, beta, std::min(MR, m - i), nr);
-                }
+            pack_b(p.tb, p.B, p.ldb, p0, kc, jc, nc, b_pack);
+            for (int ic = i0; ic < i0 + m; ic += mc) {
+                const int mcur = std::min(mc, i0 + m - ic);
+                pack_a(p.ta, p.A, p.lda, ic, mcur, p0, kc, a_pack);
+                for (int j = 0; j < nc; j += nr_max)
+                    for (int i = 0; i < mcur; i += MR)
+                        micro_kernel(kc, a_pack + size_t(i) * kc, b_pack + size_t(j) * kc,
+                                     p.C + size_t(ic + i) * p.ldc + jc + j, p.ldc, p.alpha, beta,
+                                     std::min(MR, mcur - i), std::min(nr_max, nc - j));
             }
         }
     }
@@ -307,20 +286,28 @@ void gemm(bool ta, bool tb, int M, int N, int K, T alpha, const T* A, int lda, c
     if (M == 0 || N == 0) return;
     if (K == 0 || alpha == T(0)) return scale(M, N, beta, C, ldc);
 
-    int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
-    if (2.0 * M * N * K < min_parallel_flops) nt = 1;
-    // MC row blocks, as many as a multiple of the thread count so that the threads get equal shares.
-    const int n_i = round_up(ceil_div(M, MC), nt);
-    const int mc = round_up(ceil_div(M, n_i), MR);
-
     const Problem<T> p{ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc};
-    thread_local Scratch<T> b_scratch;
-    const int kc_max = ceil_div(K, ceil_div(K, KC));
-    const size_t b_panel = size_t(round_up(std::min(N, NC), NR<T>)) * kc_max;
-    if (nt == 1) return gemm_thread(p, mc, b_scratch.get(b_panel), b_panel, 0, 1);
-    T* b_pack = b_scratch.get(2 * b_panel);
-#pragma omp parallel num_threads(nt)
-    gemm_thread(p, mc, b_pack, b_panel, omp_get_thread_num(), omp_get_num_threads());
+    const int nt = omp_in_parallel() || 2.0 * M * N * K < min_parallel_flops ? 1 : omp_get_max_threads();
+    if (nt == 1) return gemm_block(p, 0, M, 0, N);
+
+    // The threads share nothing but the finished C: each takes whole chunks of C (all of K) and packs what
+    // it needs itself, so no thread ever waits for another mid-product (a barrier per KC slice made a busy
+    // machine's scheduler delays add up). The price is packing the uncut operand once per chunk, so C is cut
+    // along its longer side, duplicating the smaller operand, and into at most 4 chunks per thread, each at
+    // least min_chunk wide, where that copy costs about 1% of the chunk's flops. Dynamic scheduling lets a
+    // thread that has the core take the chunks of one that has been preempted.
+    const bool rows = M >= N;
+    const int extent = rows ? M : N, unit = rows ? MR : NR<T>;
+    const int per_thread = std::clamp(extent / (nt * min_chunk), 1, 4);
+    const int chunk = round_up(ceil_div(extent, nt * per_thread), unit), n_chunks = ceil_div(extent, chunk);
+#pragma omp parallel for schedule(dynamic) num_threads(nt)
+    for (int c = 0; c < n_chunks; ++c) {
+        const int lo = c * chunk, len = std::min(chunk, extent - lo);
+        if (rows)
+            gemm_block(p, lo, len, 0, N);
+        else
+            gemm_block(p, 0, M, lo, len);
+    }
 }
 
 template void gemm<float>(bool, bool, int, int, int, float, const float*, int, const float*, int, float, float*, int);

@@ -47,7 +47,7 @@ def paper_set(cfg, layer, head, i):
         a2 = {j for j in S if (i - j) % l == 0}
     else:
         a1 = {j for j in S if j // l == i // l}
-        sub = head % (l // c)
+        sub = (head // 2 if cfg["mode"] == "multihead" else head) % (l // c)
         a2 = {j for j in S if l - (sub + 1) * c <= j % l < l - sub * c}
     if cfg["mode"] == "merged":
         return a1 | a2
