@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "cpu/vexp.h"
 #include "error.h"
 
 namespace st {
@@ -155,12 +156,7 @@ void forward_head(F* o, F* l, const F* qkv, int64_t C, const HeadLayout& head, i
                     }
                     const F m_new = std::max(m[size_t(r)], mx);
                     const F alpha = std::exp(m[size_t(r)] - m_new);
-                    F add = 0;
-                    for (int c = 0; c < nk; c++) {
-                        sr[c] = std::exp(sr[c] - m_new);
-                        add += sr[c];
-                    }
-                    sum[size_t(r)] = sum[size_t(r)] * alpha + add;
+                    sum[size_t(r)] = sum[size_t(r)] * alpha + exp_shifted_sum(sr, nk, m_new);
                     m[size_t(r)] = m_new;
                     F* ar = acc.data() + r * Dh;
                     for (int d = 0; d < Dh; d++) ar[d] *= alpha;
@@ -194,7 +190,6 @@ void forward_head(F* o, F* l, const F* qkv, int64_t C, const HeadLayout& head, i
 template <class F>
 void backward_head(F* dqkv, const F* dout, const F* qkv, const F* out, const F* lse, int64_t C, const HeadLayout& head,
                    int T, int Dh, int bs) {
-    const F ninf = -std::numeric_limits<F>::infinity();
     const F scale = F(1) / std::sqrt(F(Dh));
     const int64_t width = 3 * C;
     const size_t n = size_t(T) * Dh, nt = size_t(T), nb = size_t(bs);
@@ -233,10 +228,8 @@ void backward_head(F* dqkv, const F* dout, const F* qkv, const F* out, const F* 
                     F* pr = p.data() + r * bs;
                     F* dr = ds.data() + r * bs;
                     const F lr = l[size_t(q0 + r)], Dr = D[size_t(q0 + r)];
-                    for (int c = 0; c < nk; c++) {
-                        pr[c] = pr[c] == ninf ? F(0) : std::exp(pr[c] - lr);
-                        dr[c] = pr[c] * (dr[c] - Dr) * scale;  // dS, with the score scale folded in
-                    }
+                    exp_shifted_sum(pr, nk, lr);  // P, exactly 0 where masked
+                    for (int c = 0; c < nk; c++) dr[c] = pr[c] * (dr[c] - Dr) * scale;  // dS, with the score scale folded in
                 }
                 // dV += P^T dO, dK += dS^T Q, dQ += dS K for this pair of blocks.
                 transpose_block(at.data(), p.data(), nr, nk, bs);

@@ -1,32 +1,18 @@
 // GELU, tanh approximation: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
 // float64 uses std::tanh (it is the reference the tests hold float32 to); float32 uses AVX2: libm's
 // tanhf is scalar and was a tenth of a CPU training step.
-#include <immintrin.h>
-
 #include <algorithm>
 #include <cmath>
 #include <initializer_list>
 
 #include "ops.h"
+#include "vexp.h"
 
 namespace st {
 
 static const double kSqrt2OverPi = 0.7978845608028654, kCubic = 0.044715;
 
 #ifdef __AVX2__
-// e^x for 8 floats: 2^n from the exponent bits times a degree-6 polynomial of r = x - n ln2 on
-// [-ln2/2, ln2/2]; relative error about 2e-7. x is clamped to [-87, 88] (finite results).
-static inline __m256 exp8(__m256 x) {
-    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.0f)), _mm256_set1_ps(88.0f));
-    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693145751953125f), x);
-    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(1.428606765330187e-06f), r);
-    __m256 p = _mm256_set1_ps(1.0f / 720);
-    for (float c : {1.0f / 120, 1.0f / 24, 1.0f / 6, 0.5f, 1.0f, 1.0f}) p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(c));
-    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
-    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
-}
-
 // For t = tanh(u), u = k (x + c x^3), and e = e^{2u}: 1 + t = 2e / (e + 1) and 1 - t = 2 / (e + 1).
 // Both forms are free of cancellation on either side of zero, where 1 +- t would lose digits.
 static inline void tanh_parts8(__m256 x, __m256* one_plus_t, __m256* one_minus_t) {
