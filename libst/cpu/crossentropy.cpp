@@ -1,20 +1,25 @@
 // Softmax cross-entropy over the byte vocabulary, fused with its backward.
+#include <algorithm>
 #include <cmath>
+#include <vector>
 
 #include "ops.h"
+#include "vexp.h"
 
 namespace st {
 
 template <class T>
 void crossentropy_forward(T* losses, const T* logits, const uint8_t* targets, int64_t N, int V) {
-#pragma omp parallel for schedule(static)
-    for (int64_t i = 0; i < N; i++) {
-        const T* z = logits + i * V;
-        T mx = z[0];
-        for (int v = 1; v < V; v++) mx = z[v] > mx ? z[v] : mx;
-        T s = 0;
-        for (int v = 0; v < V; v++) s += std::exp(z[v] - mx);
-        losses[i] = std::log(s) + mx - z[targets[i]];
+#pragma omp parallel
+    {
+        std::vector<T> e(V);
+#pragma omp for schedule(static)
+        for (int64_t i = 0; i < N; i++) {
+            const T* z = logits + i * V;
+            T mx = *std::max_element(z, z + V);
+            std::copy(z, z + V, e.begin());
+            losses[i] = std::log(exp_shifted_sum(e.data(), V, mx)) + mx - z[targets[i]];
+        }
     }
 }
 
@@ -24,14 +29,9 @@ void crossentropy_backward(T* dlogits, const T* logits, const uint8_t* targets, 
     for (int64_t i = 0; i < N; i++) {
         const T* z = logits + i * V;
         T* d = dlogits + i * V;
-        T mx = z[0];
-        for (int v = 1; v < V; v++) mx = z[v] > mx ? z[v] : mx;
-        T s = 0;
-        for (int v = 0; v < V; v++) {
-            d[v] = std::exp(z[v] - mx);  // z and d may alias: z[v] is read before d[v] is written
-            s += d[v];
-        }
-        T r = scale / s;
+        T mx = *std::max_element(z, z + V);
+        if (d != z) std::copy(z, z + V, d);
+        T r = scale / exp_shifted_sum(d, V, mx);
         for (int v = 0; v < V; v++) d[v] *= r;
         d[targets[i]] -= scale;
     }
