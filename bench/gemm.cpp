@@ -50,7 +50,7 @@ double median_seconds(const std::function<void()>& fn, int runs) {
 int main(int argc, char** argv) {
     cxxopts::Options opts("bench-gemm", "Time st::gemm on the GEMM shapes of a transformer layer");
     opts.add_options()("bt", "tokens per batch (rows of x)", cxxopts::value<int>()->default_value("4096"))(
-        "d", "model widths, comma separated", cxxopts::value<std::string>()->default_value("128,256,512"))(
+        "widths", "model widths d, comma separated", cxxopts::value<std::string>()->default_value("128,256,512"))(
         "threads", "OpenMP threads", cxxopts::value<int>()->default_value("2"))(
         "runs", "timed runs per shape (median reported)", cxxopts::value<int>()->default_value("21"))("h,help",
                                                                                                       "this help");

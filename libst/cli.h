@@ -11,7 +11,7 @@ namespace st::cli {
 // (bad options, st::UsageError) exit 2, other errors 1; out of memory says so.
 int run(const char* name, int argc, char** argv, const std::function<int(int, char**)>& body);
 
-// The options every program has: --help, --version, --threads, --device, --seed, --quiet.
+// The options every program has: --help, --version, --threads, --device, --quiet.
 void add_common(cxxopts::Options& o);
 // Parses; prints help (to stdout) or the version and returns true when the program should exit 0.
 bool parse(cxxopts::Options& o, int argc, char** argv, cxxopts::ParseResult* out);

@@ -6,7 +6,9 @@
 #include <chrono>
 #include <cmath>
 #include <csignal>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <fstream>
 
 #include "checkpoint.h"
@@ -74,7 +76,7 @@ int train(Model<float>& m, std::vector<float>& opt_m, std::vector<float>& opt_v,
     std::FILE* log = nullptr;
     if (!run.log.empty()) {
         log = std::fopen(run.log.c_str(), start_step > 0 ? "a" : "w");
-        if (!log) fail(run.log + ": cannot open for writing");
+        if (!log) fail(run.log + ": " + std::strerror(errno));
     }
     auto emit = [&](const nlohmann::json& j) {
         if (!log) return;

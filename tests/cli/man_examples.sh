@@ -13,6 +13,8 @@ set -u
 build=$(cd "${1:?usage: man_examples.sh BUILD_DIR}" && pwd) || exit 1
 root=$(cd "$(dirname "$0")/../.." && pwd)
 pages=(man/st-train.1 man/st-sample.1 man/st-eval.1 man/st.7)
+# OpenMP threads that spin while they wait make a loaded, shared machine several times slower.
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 passed=0 failed=0
