@@ -12,17 +12,17 @@ scripts/get-data.sh text >/dev/null
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 head -c 4000000 data/gcide.txt > "$tmp/data.txt"
-model=(--layers 4 --d-model 256 --heads 4 --ctx 256 --pattern fixed --mode merged --stride 64 --summary 16 --block 32 --pos 2d)
+model=(--layers 4 --d-model 128 --heads 4 --ctx 256 --pattern fixed --mode merged --stride 64 --summary 16 --block 32 --pos 2d)
 # The demo config's initial weights, for PyTorch to start from.
 "$build/st-train" "${model[@]}" --steps 0 --eval-windows 1 --quiet -o "$tmp/init.st" "$tmp/data.txt"
 st_run() {
-    "$build/st-train" "${model[@]}" --batch 16 --steps $((K + 3)) --eval-every 0 --eval-windows 1 --threads "$threads" \
+    "$build/st-train" "${model[@]}" --batch 32 --steps $((K + 3)) --eval-every 0 --eval-windows 1 --threads "$threads" \
         --quiet --log "$tmp/st.jsonl" -o "$tmp/st.st" "$tmp/data.txt"
     # tokens/s over the steps after the first 3, as PyTorch's --bench counts them
     /usr/bin/python3 -c 'import json,sys; r=[json.loads(l) for l in open(sys.argv[1]) if "\"loss\"" in l][3:]; print(round(sum(x["tokens_per_s"] for x in r)/len(r)))' "$tmp/st.jsonl"
 }
 torch_run() {
-    OMP_NUM_THREADS=$threads /usr/bin/python3 scripts/train_torch.py --init "$tmp/init.st" --data "$tmp/data.txt" --batch 16 \
+    OMP_NUM_THREADS=$threads /usr/bin/python3 scripts/train_torch.py --init "$tmp/init.st" --data "$tmp/data.txt" --batch 32 \
         --threads "$threads" --bench "$K" | /usr/bin/python3 -c 'import json,sys; print(round(json.loads(sys.stdin.read().strip().splitlines()[-1])["tokens_per_s"]))'
 }
 st_all=() torch_all=()

@@ -8,8 +8,8 @@ build=${1:-build}
 scripts/get-data.sh text
 mkdir -p runs
 # The demo recipe (docs/PERF.md records what it reaches, beside PyTorch trained the same way).
-recipe=(--layers 4 --d-model 256 --heads 4 --ctx 256 --pattern fixed --mode merged --stride 64 --summary 16
-        --block 32 --pos 2d --batch 16 --steps ${DEMO_STEPS:-1000} --lr 0.002 --warmup 100 --eval-every 250 --eval-windows 128)
+recipe=(--layers 4 --d-model 128 --heads 4 --ctx 256 --pattern fixed --mode merged --stride 64 --summary 16
+        --block 32 --pos 2d --batch 32 --steps ${DEMO_STEPS:-800} --lr 0.004 --lr-min 0.002 --warmup 50 --eval-every 100 --eval-windows 128)
 "$build/st-train" "${recipe[@]}" --log runs/demo.jsonl -o runs/demo.st data/gcide.txt
 echo
 echo "A sample (temperature 0.8), primed with a headword:"
