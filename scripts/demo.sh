@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The demo: fetch the gcide dictionary, train a small Sparse Transformer on the CPU (about 8
+# The demo: fetch the gcide dictionary, train a small Sparse Transformer on the CPU (about 9
 # minutes on 2 cores), print its held-out bits per byte and a sample.
 #   scripts/demo.sh [BUILD_DIR]      (make demo runs it after building)
 set -euo pipefail
