@@ -140,7 +140,7 @@ void Model<T>::ensure_buffers(int B, int seq) {
     if (N <= cap_tokens_ && recompute == cap_recompute_) return;
     const int64_t C = cfg.d_model, F = cfg.ff_dim(), V = cfg.vocab, L = cfg.n_layer, NH = cfg.n_head;
     const int64_t nacts = recompute ? 1 : L;
-    int64_t per_layer = N * (C * 5 + 3 * C + 2 * F) + 4 * N + N * NH;
+    int64_t per_layer = N * (7 * C + 2 * F) + 4 * N + N * NH;  // the fields of Acts
     int64_t total = nacts * per_layer + (L + 1) * N * C + N * C + 2 * N + N * V + N + N * C  // forward
                     + N * C * 4 + N * 3 * C + N * F;                                         // backward scratch
     arena_.assign(total, T(0));

@@ -35,7 +35,7 @@ def parse_args(argv):
     p.add_argument("--eval-windows", type=int, default=64)
     p.add_argument("--eval-every", type=int, default=0, help="held-out bits every N steps (default: at the end only)")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=1, help="as st-train's --seed: the same seed draws the same batches")
     p.add_argument("--log", metavar="FILE", help="JSON lines: step, loss, bits, lr, tokens_per_s, ms")
     p.add_argument("--bench", type=int, metavar="K", help="time K steps after 3 warm-up steps, print JSON, exit")
     a = p.parse_args(argv)
@@ -51,6 +51,24 @@ def parse_args(argv):
     if a.lr_min is None:
         a.lr_min = a.lr / 10
     return a
+
+
+M64 = (1 << 64) - 1
+
+
+def mix64(z):
+    """splitmix64's finaliser, as libst/rng.h."""
+    z = (z + 0x9e3779b97f4a7c15) & M64
+    z = ((z ^ (z >> 30)) * 0xbf58476d1ce4e5b9) & M64
+    z = ((z ^ (z >> 27)) * 0x94d049bb133111eb) & M64
+    return z ^ (z >> 31)
+
+
+def st_window(seed, step, b, span):
+    """st-train's window start for example b of a step: hash64(hash64(seed, step), b) mod span, so that
+    both programs train on the same batches and differ only in their arithmetic."""
+    h = mix64(seed ^ mix64(step))
+    return mix64(h ^ mix64(b)) % span
 
 
 def build_model(a):
@@ -106,14 +124,13 @@ def main(argv):
 
     steps = WARMUP_STEPS + a.bench if a.bench else a.steps
     opt = make_optimizer(model, a.lr, a.wd)
-    rng = np.random.default_rng(a.seed)
     log = open(a.log, "w") if a.log else None
     model.train()
     tokens = a.batch * n_ctx
     train_s = 0.0
     for step in range(steps):
         t0 = time.perf_counter()
-        offsets = rng.integers(0, len(train) - n_ctx, size=a.batch)  # window starts 0..len-n_ctx-1
+        offsets = [st_window(a.seed, step, b, len(train) - n_ctx) for b in range(a.batch)]
         w = torch.from_numpy(np.stack([train[o:o + n_ctx + 1] for o in offsets]))
         lr = lr_at(step, a.lr, a.lr_min, a.warmup, steps)
         for g in opt.param_groups:

@@ -68,9 +68,9 @@ template <class T> double gemm_error(bool ta, bool tb, Shape s, int pad, T alpha
     return worst;
 }
 
-// Sizes around the register tile (6 x 16 floats, 6 x 8 doubles) and the KC = 256 slice.
-const Shape shapes[] = {{1, 1, 1},    {7, 17, 63},    {65, 129, 300}, {17, 1, 65},  {300, 65, 7},
-                        {129, 300, 17}, {6, 16, 256}, {12, 32, 513},  {63, 7, 129}, {1, 300, 65}};
+// Sizes around the register tile (6 x 16 floats, 6 x 8 doubles), the KC = 256 slice and the NC = 4096 panel.
+const Shape shapes[] = {{1, 1, 1},     {7, 17, 63},  {65, 129, 300}, {17, 1, 65},  {300, 65, 7},   {129, 300, 17},
+                        {6, 16, 256}, {12, 32, 513}, {63, 7, 129},   {1, 300, 65}, {3, 4100, 20}};
 
 }  // namespace
 
@@ -98,8 +98,8 @@ TEMPLATE_TEST_CASE("gemm with alpha = 0 or K = 0 only scales C", "[gemm]", float
 
 TEST_CASE("gemm gives the same bits with 1 and 2 threads and inside a parallel region", "[gemm]") {
     std::mt19937 rng(2);
-    // Large enough to run threaded; M = 5 is a single row block, which splits the columns instead.
-    const Shape cases[] = {{300, 129, 600}, {5, 700, 300}, {1000, 16, 200}};
+    // Large enough to run threaded: cut by rows, by columns, and into several chunks per thread.
+    const Shape cases[] = {{300, 129, 600}, {5, 700, 300}, {1000, 16, 200}, {2100, 20, 30}, {7, 5000, 40}};
     const int saved = omp_get_max_threads();
     for (const Shape& s : cases)
         for (int t = 0; t < 4; ++t) {

@@ -1,6 +1,6 @@
-// GEMM on the CPU, laid out as in BLIS/GotoBLAS: the K x N panel of op(B) is packed once per KC slice and
-// shared by the threads, each thread packs its own MC x KC block of op(A), and an AVX2/FMA micro-kernel
-// multiplies one MR-row sliver of packed A by one NR-column sliver of packed B into registers.
+// GEMM on the CPU, laid out as in BLIS/GotoBLAS: per KC slice of K, a KC x NC panel of op(B) and an MC x KC
+// block of op(A) are packed into slivers, and an AVX2/FMA micro-kernel multiplies one MR-row sliver of A by
+// one NR-column sliver of B in registers. Threads take disjoint chunks of C and share nothing else.
 //
 // Determinism: every element of C is one chain of FMAs over k in order, cut into the same KC slices whatever
 // the thread count (the slices depend on K only); threads only decide which tiles they own, and edge tiles
@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
 #include <new>
 #include <string>
 
@@ -60,17 +61,18 @@ template <> struct simd<double> {
 constexpr int MR = 6;
 template <class T> constexpr int NR = 2 * simd<T>::W;
 
-// Cache blocks. KC: a packed NR x KC sliver of B is 16 KiB in float, half of the 32 KiB L1d, so it stays there
-// while the kernel streams every A sliver of the block past it. MC: the packed MC x KC block of A is ~150 KiB,
-// well inside the 512 KiB L2 next to the B sliver and the C tiles. NC: the packed KC x NC panel of B (4 MiB)
-// is shared by the threads and lives in L3; every width in the models (<= 4d = 2048) fits one panel, so A is
-// packed once per call.
+// Cache blocks, for a core with 32 KiB L1d and 512 KiB L2 (this machine: AMD Zen 3).
+// KC: a packed NR x KC sliver of B is 16 KiB in float, half of L1d, so it stays there while the kernel
+// streams every A sliver of the block past it. MC: the packed MC x KC block of A is ~150 KiB, inside L2 next
+// to the B slivers streaming through. NC: the KC x NC panel of B (4 MiB) lives in L3; every width in the
+// models (<= 4d = 2048) fits one panel, so each A block is packed once.
 constexpr int KC = 256;
 constexpr int MC = 144;
 constexpr int NC = 4096;
 
 // Below this many flops the threads cost more than they save (a parallel region is a few microseconds).
 constexpr double min_parallel_flops = 1 << 21;
+// The narrowest chunk of C worth giving a thread when cutting C finer than one chunk per thread (see gemm).
 constexpr int min_chunk = 512;
 
 int ceil_div(int a, int b) { return (a + b - 1) / b; }
@@ -84,7 +86,7 @@ template <class T> struct Scratch {
     T* get(size_t n) {
         if (n > cap) {
             std::free(p);
-            cap = round_up(int(n * sizeof(T)), 64) / sizeof(T);
+            cap = (n * sizeof(T) + 63) / 64 * 64 / sizeof(T);
             p = static_cast<T*>(std::aligned_alloc(64, cap * sizeof(T)));
             if (!p) throw std::bad_alloc();
         }
@@ -92,87 +94,85 @@ template <class T> struct Scratch {
     }
 };
 
-// Rows i0..i0+mc, columns p0..p0+kc of op(A) into MR-row slivers, each k-major (MR values per k), the last
-// sliver zero-padded to MR rows.
-template <class T> void pack_a(bool ta, const T* A, int lda, int i0, int mc, int p0, int kc, T* dst);
+// Rows p0..p0+kc, columns c0..c0+w of a row-major X into slivers of `width` columns, each k-major and the last
+// zero-padded: the packing of op(A) when ta and of op(B) when !tb, which needs no transpose. It walks 8 rows
+// at a time across all the slivers, so the reads stream along 8 rows together instead of hopping to a new
+// row (a new cache line, often a cache miss) every `width` values; the copy was ~20% of a dW = dy^T x.
+template <int width, class T> void pack_rows(const T* X, int ld, int p0, int kc, int c0, int w, T* dst) {
+    for (int k0 = 0; k0 < kc; k0 += 8) {
+        const int k1 = std::min(kc, k0 + 8);
+        for (int s = 0; s < w; s += width) {
+            const int n = std::min(width, w - s);
+            T* d = dst + size_t(s) * kc;
+            for (int k = k0; k < k1; ++k) {
+                const T* x = X + size_t(p0 + k) * ld + c0 + s;
+                if (n == width) {
+                    std::memcpy(d + k * width, x, sizeof(T) * width);  // a constant size: plain vector moves
+                } else {
+                    std::memcpy(d + k * width, x, sizeof(T) * n);
+                    std::fill(d + k * width + n, d + (k + 1) * width, T(0));
+                }
+            }
+        }
+    }
+}
+
+// Transposes the 8 x 8 floats in r[0..7] (r[i] holds row i; afterwards r[j] holds column j).
+inline void transpose_8x8(__m256 r[8]) {
+    __m256 t[8], s[8];
+    for (int i = 0; i < 4; ++i) {
+        t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for (int i = 0; i < 2; ++i) {
+        s[4 * i + 0] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
+        s[4 * i + 1] = _mm256_shuffle_ps(t[4 * i], t[4 * i + 2], 0xee);
+        s[4 * i + 2] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
+        s[4 * i + 3] = _mm256_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xee);
+    }
+    for (int j = 0; j < 4; ++j) {
+        r[j] = _mm256_permute2f128_ps(s[j], s[j + 4], 0x20);
+        r[j + 4] = _mm256_permute2f128_ps(s[j], s[j + 4], 0x31);
+    }
+}
+
+// Values k0..k0+kc of `rows` rows of X (row-major, ld) into one sliver: dst[k * rows + r] = X[r][k0 + k].
+// This is the packing that transposes (op(A) when !ta, op(B) when tb); in float and with full slivers it moves
+// 8 x 8 blocks through registers. MR = 6 rows are transposed as 8 with 2 zero rows and each column stored as
+// 8 floats at a stride of 6: the 2 extra land where the next column (or the next sliver) goes and are
+// overwritten by it, so the buffers keep NR values of slack at their end.
+template <int rows, class T> void pack_transposed(const T* X, int ld, int k0, int kc, int n, T* dst) {
+    int k = 0;
+    if constexpr (std::is_same_v<T, float>) {
+        if (n == rows) {
+            for (; k + 8 <= kc; k += 8)
+                for (int g = 0; g < rows; g += 8) {
+                    __m256 r[8];
+                    for (int i = 0; i < 8; ++i)
+                        r[i] = g + i < rows ? _mm256_loadu_ps(X + size_t(g + i) * ld + k0 + k) : _mm256_setzero_ps();
+                    transpose_8x8(r);
+                    for (int j = 0; j < 8; ++j) _mm256_storeu_ps(dst + (k + j) * rows + g, r[j]);
+                }
+        }
+    }
+    for (; k < kc; ++k)
+        for (int i = 0; i < rows; ++i) dst[k * rows + i] = i < n ? X[size_t(i) * ld + k0 + k] : T(0);
+}
 
 // Columns j0..j0+nc, rows p0..p0+kc of op(B) into NR-column slivers, each k-major, zero-padded to NR columns.
 template <class T> void pack_b(bool tb, const T* B, int ldb, int p0, int kc, int j0, int nc, T* dst) {
     constexpr int nr_max = NR<T>;
-    for (int j = 0; j < nc; j += nr_max, dst += size_t(nr_max) * kc) {
-        const int nr = std::min(nr_max, nc - j);
-        if (!tb) {
-            const T* b = B + size_t(p0) * ldb + j0 + j;
-            if (nr == nr_max) {
-                for (int k = 0; k < kc; ++k, b += ldb)
-                    for (int c = 0; c < nr_max; ++c) dst[k * nr_max + c] = b[c];
-            } else {
-                for (int k = 0; k < kc; ++k, b += ldb)
-                    for (int c = 0; c < nr_max; ++c) dst[k * nr_max + c] = c < nr ? b[c] : T(0);
-            }
-        } else {
-            const T* b = B + size_t(j0 + j) * ldb + p0;
-            for (int c = 0; c < nr_max; ++c)
-                for (int k = 0; k < kc; ++k) dst[k * nr_max + c] = c < nr ? b[size_t(c) * ldb + k] : T(0);
-        }
-    }
+    if (!tb) return pack_rows<nr_max>(B, ldb, p0, kc, j0, nc, dst);
+    for (int j = 0; j < nc; j += nr_max, dst += size_t(nr_max) * kc)
+        pack_transposed<nr_max>(B + size_t(j0 + j) * ldb, ldb, p0, kc, std::min(nr_max, nc - j), dst);
 }
 
-// The one sliver of op(A) that needs a transpose, A row-major and MR rows present, in 8 x 8 float blocks.
-// Each transposed column is stored as 8 floats at a stride of 6: the 2 extra floats land where the next column
-// (or the next sliver) goes and are overwritten by it, so the buffer keeps NR floats of slack at its end.
-void pack_a_rows_6(const float* a, int lda, int kc, float* dst) {
-    int k = 0;
-    for (; k + 8 <= kc; k += 8) {
-        __m256 r0 = _mm256_loadu_ps(a + 0 * size_t(lda) + k), r1 = _mm256_loadu_ps(a + 1 * size_t(lda) + k);
-        __m256 r2 = _mm256_loadu_ps(a + 2 * size_t(lda) + k), r3 = _mm256_loadu_ps(a + 3 * size_t(lda) + k);
-        __m256 r4 = _mm256_loadu_ps(a + 4 * size_t(lda) + k), r5 = _mm256_loadu_ps(a + 5 * size_t(lda) + k);
-        __m256 z = _mm256_setzero_ps();
-        __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
-        __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
-        __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
-        __m256 s0 = _mm256_shuffle_ps(t0, t2, 0x44), s1 = _mm256_shuffle_ps(t0, t2, 0xee);
-        __m256 s2 = _mm256_shuffle_ps(t1, t3, 0x44), s3 = _mm256_shuffle_ps(t1, t3, 0xee);
-        __m256 s4 = _mm256_shuffle_ps(t4, z, 0x44), s5 = _mm256_shuffle_ps(t4, z, 0xee);
-        __m256 s6 = _mm256_shuffle_ps(t5, z, 0x44), s7 = _mm256_shuffle_ps(t5, z, 0xee);
-        float* d = dst + k * MR;
-        _mm256_storeu_ps(d + 0 * MR, _mm256_permute2f128_ps(s0, s4, 0x20));
-        _mm256_storeu_ps(d + 1 * MR, _mm256_permute2f128_ps(s1, s5, 0x20));
-        _mm256_storeu_ps(d + 2 * MR, _mm256_permute2f128_ps(s2, s6, 0x20));
-        _mm256_storeu_ps(d + 3 * MR, _mm256_permute2f128_ps(s3, s7, 0x20));
-        _mm256_storeu_ps(d + 4 * MR, _mm256_permute2f128_ps(s0, s4, 0x31));
-        _mm256_storeu_ps(d + 5 * MR, _mm256_permute2f128_ps(s1, s5, 0x31));
-        _mm256_storeu_ps(d + 6 * MR, _mm256_permute2f128_ps(s2, s6, 0x31));
-        _mm256_storeu_ps(d + 7 * MR, _mm256_permute2f128_ps(s3, s7, 0x31));
-    }
-    for (; k < kc; ++k)
-        for (int r = 0; r < MR; ++r) dst[k * MR + r] = a[size_t(r) * lda + k];
-}
-
+// Rows i0..i0+mc, columns p0..p0+kc of op(A) into MR-row slivers, each k-major (MR values per k), the last
+// sliver zero-padded to MR rows.
 template <class T> void pack_a(bool ta, const T* A, int lda, int i0, int mc, int p0, int kc, T* dst) {
-    for (int i = 0; i < mc; i += MR, dst += size_t(MR) * kc) {
-        const int mr = std::min(MR, mc - i);
-        if (ta) {
-            const T* a = A + size_t(p0) * lda + i0 + i;
-            if (mr == MR) {
-                for (int k = 0; k < kc; ++k, a += lda)
-                    for (int r = 0; r < MR; ++r) dst[k * MR + r] = a[r];
-            } else {
-                for (int k = 0; k < kc; ++k, a += lda)
-                    for (int r = 0; r < MR; ++r) dst[k * MR + r] = r < mr ? a[r] : T(0);
-            }
-            continue;
-        }
-        const T* a = A + size_t(i0 + i) * lda + p0;
-        if constexpr (std::is_same_v<T, float>) {
-            if (mr == MR) {
-                pack_a_rows_6(a, lda, kc, dst);
-                continue;
-            }
-        }
-        for (int k = 0; k < kc; ++k)
-            for (int r = 0; r < MR; ++r) dst[k * MR + r] = r < mr ? a[size_t(r) * lda + k] : T(0);
-    }
+    if (ta) return pack_rows<MR>(A, lda, p0, kc, i0, mc, dst);
+    for (int i = 0; i < mc; i += MR, dst += size_t(MR) * kc)
+        pack_transposed<MR>(A + size_t(i0 + i) * lda, lda, p0, kc, std::min(MR, mc - i), dst);
 }
 
 // C[0:mr, 0:nr] = alpha * a_sliver * b_sliver + beta * C, where beta == 0 leaves C unread. The full-tile and
@@ -241,8 +241,62 @@ template <class T> struct Problem {
     int ldc;
 };
 
-// C[i0:i0+m, j0:j0+n], serially: for each NC panel and KC slice, pack the B panel, then for each MC block
-// pack the A block and sweep the B slivers (held in L1) past the A slivers (streamed from L2).
+// Prefetches rectangles of memory (rows of `bytes` bytes, `stride` apart) a few cache lines per call, spread
+// over the kernel calls of one stretch of work.
+class Prefetcher {
+  public:
+    void add(const void* p, size_t stride, int rows, size_t bytes) {
+        if (n_ < 2 && rows > 0 && bytes > 0) r_[n_++] = {static_cast<const char*>(p), stride, rows, bytes};
+    }
+    // Sets the pace: all lines over `calls` calls of step().
+    void pace(int calls) {
+        size_t lines = 0;
+        for (int i = 0; i < n_; ++i) lines += size_t(r_[i].rows) * lines_per_row(r_[i]);
+        per_call_ = int((lines + calls - 1) / std::max(calls, 1));
+    }
+    void step() {
+        for (int c = 0; c < per_call_ && cur_ < n_; ++c) {
+            const Rect& r = r_[cur_];
+            _mm_prefetch(r.p + row_ * r.stride + std::min(size_t(line_) * 64, r.bytes - 1), _MM_HINT_T0);
+            if (++line_ == lines_per_row(r)) {
+                line_ = 0;
+                if (++row_ == r.rows) row_ = 0, ++cur_;
+            }
+        }
+    }
+
+  private:
+    struct Rect {
+        const char* p;
+        size_t stride;
+        int rows;
+        size_t bytes;
+    };
+    // Every 64 bytes from the row's start and its last byte: all its lines, however it is aligned.
+    static int lines_per_row(const Rect& r) { return int((r.bytes - 1) / 64 + 2); }
+    Rect r_[2];
+    int n_ = 0, cur_ = 0, row_ = 0, line_ = 0, per_call_ = 0;
+};
+
+// Where rows i0..i0+m (columns p0..p0+kc) of op(A), and columns j0..j0+n (rows p0..p0+kc) of op(B), are read.
+template <class T> void add_a(Prefetcher& pf, const Problem<T>& p, int i0, int m, int p0, int kc) {
+    if (p.ta)
+        pf.add(p.A + size_t(p0) * p.lda + i0, p.lda * sizeof(T), kc, m * sizeof(T));
+    else
+        pf.add(p.A + size_t(i0) * p.lda + p0, p.lda * sizeof(T), m, kc * sizeof(T));
+}
+template <class T> void add_b(Prefetcher& pf, const Problem<T>& p, int j0, int n, int p0, int kc) {
+    if (p.tb)
+        pf.add(p.B + size_t(j0) * p.ldb + p0, p.ldb * sizeof(T), n, kc * sizeof(T));
+    else
+        pf.add(p.B + size_t(p0) * p.ldb + j0, p.ldb * sizeof(T), kc, n * sizeof(T));
+}
+
+// C[i0:i0+m, j0:j0+n], serially: for each NC panel and KC slice, for each MC block: pack the A block, and
+// sweep the B slivers (each held in L1) past its A slivers (streamed from L2), packing each B sliver just
+// before its first use. Packing reads operands that are often out of cache, and alone it waits on memory
+// (a quarter of a d = 128 dW's time); so while the kernels run, what is packed next is prefetched: the next
+// B sliver during the current one, the next A block (and the next slice's first B sliver) over the block.
 template <class T> void gemm_block(const Problem<T>& p, int i0, int m, int j0, int n) {
     constexpr int nr_max = NR<T>;
     thread_local Scratch<T> a_scratch, b_scratch;
@@ -250,21 +304,40 @@ template <class T> void gemm_block(const Problem<T>& p, int i0, int m, int j0, i
     const int mc = round_up(ceil_div(m, ceil_div(m, MC)), MR);
     T* const a_pack = a_scratch.get(size_t(mc) * kc_max + nr_max);
     T* const b_pack = b_scratch.get(size_t(round_up(std::min(n, NC), nr_max)) * kc_max);
+    // Even KC slices (K = 300 is 150 + 150, not 256 + 44); they depend on K only.
+    auto slice = [&](int kb) { return int(long(p.K) * kb / n_k); };
     for (int jc = j0; jc < j0 + n; jc += NC) {
         const int nc = std::min(NC, j0 + n - jc);
         for (int kb = 0; kb < n_k; ++kb) {
-            // Even KC slices (K = 300 is 150 + 150, not 256 + 44); they depend on K only.
-            const int p0 = int(long(p.K) * kb / n_k), kc = int(long(p.K) * (kb + 1) / n_k) - p0;
+            const int p0 = slice(kb), kc = slice(kb + 1) - p0;
             const T beta = kb == 0 ? p.beta : T(1);
-            pack_b(p.tb, p.B, p.ldb, p0, kc, jc, nc, b_pack);
             for (int ic = i0; ic < i0 + m; ic += mc) {
                 const int mcur = std::min(mc, i0 + m - ic);
+                const bool first = ic == i0;
                 pack_a(p.ta, p.A, p.lda, ic, mcur, p0, kc, a_pack);
-                for (int j = 0; j < nc; j += nr_max)
-                    for (int i = 0; i < mcur; i += MR)
-                        micro_kernel(kc, a_pack + size_t(i) * kc, b_pack + size_t(j) * kc,
-                                     p.C + size_t(ic + i) * p.ldc + jc + j, p.ldc, p.alpha, beta,
-                                     std::min(MR, mcur - i), std::min(nr_max, nc - j));
+                Prefetcher next_block;
+                if (ic + mc < i0 + m) {
+                    add_a(next_block, p, ic + mc, std::min(mc, i0 + m - ic - mc), p0, kc);
+                } else if (kb + 1 < n_k) {
+                    add_a(next_block, p, i0, std::min(mc, m), slice(kb + 1), slice(kb + 2) - slice(kb + 1));
+                    add_b(next_block, p, jc, std::min(nr_max, nc), slice(kb + 1), slice(kb + 2) - slice(kb + 1));
+                }
+                next_block.pace(ceil_div(nc, nr_max) * ceil_div(mcur, MR));
+                for (int j = 0; j < nc; j += nr_max) {
+                    T* const b = b_pack + size_t(j) * kc;
+                    Prefetcher next_sliver;
+                    if (first) {
+                        pack_b(p.tb, p.B, p.ldb, p0, kc, jc + j, std::min(nr_max, nc - j), b);
+                        if (j + nr_max < nc) add_b(next_sliver, p, jc + j + nr_max, std::min(nr_max, nc - j - nr_max), p0, kc);
+                        next_sliver.pace(ceil_div(mcur, MR));
+                    }
+                    for (int i = 0; i < mcur; i += MR) {
+                        next_sliver.step();
+                        next_block.step();
+                        micro_kernel(kc, a_pack + size_t(i) * kc, b, p.C + size_t(ic + i) * p.ldc + jc + j, p.ldc,
+                                     p.alpha, beta, std::min(MR, mcur - i), std::min(nr_max, nc - j));
+                    }
+                }
             }
         }
     }
@@ -290,12 +363,13 @@ void gemm(bool ta, bool tb, int M, int N, int K, T alpha, const T* A, int lda, c
     const int nt = omp_in_parallel() || 2.0 * M * N * K < min_parallel_flops ? 1 : omp_get_max_threads();
     if (nt == 1) return gemm_block(p, 0, M, 0, N);
 
-    // The threads share nothing but the finished C: each takes whole chunks of C (all of K) and packs what
-    // it needs itself, so no thread ever waits for another mid-product (a barrier per KC slice made a busy
-    // machine's scheduler delays add up). The price is packing the uncut operand once per chunk, so C is cut
-    // along its longer side, duplicating the smaller operand, and into at most 4 chunks per thread, each at
-    // least min_chunk wide, where that copy costs about 1% of the chunk's flops. Dynamic scheduling lets a
-    // thread that has the core take the chunks of one that has been preempted.
+    // The threads share nothing but C: each takes whole chunks of C (all of K) and packs what it needs
+    // itself, so no thread ever waits for another mid-product. (Sharing the packed B panel needs a barrier
+    // per KC slice; on a busy machine each one waited out a scheduler time slice, 30x slower.) The price is
+    // packing the uncut operand once per chunk, so C is cut along its longer side, which duplicates the
+    // smaller operand, and into more than one chunk per thread (at most 4) only where the chunks stay at
+    // least min_chunk wide, ~1000 flops per duplicated value. Dynamic scheduling then lets a thread that
+    // has its core take the chunks of one that has been preempted.
     const bool rows = M >= N;
     const int extent = rows ? M : N, unit = rows ? MR : NR<T>;
     const int per_thread = std::clamp(extent / (nt * min_chunk), 1, 4);
