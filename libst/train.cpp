@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cmath>
 #include <csignal>
+#include <ctime>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -56,7 +57,25 @@ float lr_at(const Recipe& r, int64_t step) {
 }
 
 static volatile std::sig_atomic_t g_signal = 0;
-static void on_signal(int s) { g_signal = s; }
+static volatile int64_t g_signal_ns = 0;
+static int64_t monotonic_ns() {
+    timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return int64_t(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+}
+// The first SIGINT/SIGTERM asks for a save and a clean exit. A second one a second or more later
+// (Ctrl-C again) kills at once; one within the second is the same request sent twice (timeout(1)
+// signals the child and then its whole process group) and is ignored.
+static void on_signal(int s) {
+    int64_t now = monotonic_ns();
+    if (!g_signal) {
+        g_signal = s;
+        g_signal_ns = now;
+    } else if (now - g_signal_ns > 1000000000) {
+        signal(s, SIG_DFL);
+        raise(s);
+    }
+}
 
 static void format_duration(char* buf, size_t n, double s) {
     if (s < 90) std::snprintf(buf, n, "%.0fs", s);
@@ -99,7 +118,6 @@ int train(Model<float>& m, std::vector<float>& opt_m, std::vector<float>& opt_v,
 
     struct sigaction sa = {}, old_int = {}, old_term = {};
     sa.sa_handler = on_signal;
-    sa.sa_flags = SA_RESETHAND;  // a second Ctrl-C kills at once
     sigaction(SIGINT, &sa, &old_int);
     sigaction(SIGTERM, &sa, &old_term);
     g_signal = 0;
