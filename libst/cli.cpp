@@ -1,6 +1,8 @@
 // Shared command-line plumbing.
 #include "cli.h"
 
+#include "engine.h"
+
 #include <omp.h>
 #include <unistd.h>
 
@@ -58,9 +60,13 @@ std::string setup(const cxxopts::ParseResult& r) {
     int threads = int(to_int("--threads", r["threads"].as<std::string>(), 0, 4096));
     if (threads > 0) omp_set_num_threads(threads);
     std::string dev = r["device"].as<std::string>();
-    if (dev == "auto" || dev == "cpu") return "cpu";
-    if (dev == "cuda" || dev.rfind("cuda:", 0) == 0)
-        fail("--device " + dev + ": this build of st has no CUDA support (rebuild with nvcc present, or use --device cpu)");
+    if (dev == "cpu") return "cpu";
+    if (dev == "auto") return gpu_available() ? "cuda" : "cpu";
+    if (dev == "cuda") return dev;
+    if (dev.rfind("cuda:", 0) == 0) {
+        to_int("--device", dev.substr(5), 0, 1023);   // the index; the engine checks that it exists
+        return dev;
+    }
     usage_fail("--device " + dev + ": expected auto, cpu or cuda[:N]");
 }
 

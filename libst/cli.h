@@ -15,7 +15,8 @@ int run(const char* name, int argc, char** argv, const std::function<int(int, ch
 void add_common(cxxopts::Options& o);
 // Parses; prints help (to stdout) or the version and returns true when the program should exit 0.
 bool parse(cxxopts::Options& o, int argc, char** argv, cxxopts::ParseResult* out);
-// Applies --threads (0 = every core) and checks --device (auto|cpu|cuda[:N]); returns "cpu" or "cuda".
+// Applies --threads (0 = every core) and resolves --device: "cpu", "cuda" or "cuda:N" (auto is
+// cuda where a GPU is present).
 std::string setup(const cxxopts::ParseResult& r);
 
 // Refuses to write binary bytes to a terminal (netpbm and zstd do the same).

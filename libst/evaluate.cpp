@@ -16,7 +16,7 @@ std::vector<int64_t> spread_offsets(int64_t n, int ctx, int count) {
     return offs;
 }
 
-double eval_windows(Model<float>& m, const uint8_t* data, const std::vector<int64_t>& offsets, int ctx, int batch) {
+double eval_windows(Engine& e, const uint8_t* data, const std::vector<int64_t>& offsets, int ctx, int batch) {
     std::vector<uint8_t> inp, tgt;
     double total = 0;
     for (size_t k0 = 0; k0 < offsets.size(); k0 += batch) {
@@ -28,20 +28,19 @@ double eval_windows(Model<float>& m, const uint8_t* data, const std::vector<int6
             std::copy(w, w + ctx, inp.begin() + size_t(i) * ctx);
             std::copy(w + 1, w + 1 + ctx, tgt.begin() + size_t(i) * ctx);
         }
-        total += m.forward(inp.data(), tgt.data(), b, ctx, false) * b;
+        total += e.loss(inp.data(), tgt.data(), b, ctx) * b;
     }
     return total / double(offsets.size());
 }
 
-double eval_stream(Model<float>& m, const uint8_t* data, int64_t n, int batch) {
+double eval_stream(Engine& e, const uint8_t* data, int64_t n, int ctx, int batch) {
     if (n < 2) fail("need at least 2 bytes to evaluate");
-    const int ctx = m.cfg.n_ctx;
     std::vector<int64_t> full;
     for (int64_t o = 0; o + ctx + 1 <= n; o += ctx) full.push_back(o);
-    double nats = full.empty() ? 0 : eval_windows(m, data, full, ctx, batch) * double(full.size()) * ctx;
+    double nats = full.empty() ? 0 : eval_windows(e, data, full, ctx, batch) * double(full.size()) * ctx;
     int64_t done = int64_t(full.size()) * ctx;  // predictions made so far
     int64_t rest = n - 1 - done;                 // a shorter last window
-    if (rest > 0) nats += eval_windows(m, data + done, {0}, int(rest), 1) * double(rest);
+    if (rest > 0) nats += eval_windows(e, data + done, {0}, int(rest), 1) * double(rest);
     return nats / double(n - 1);
 }
 

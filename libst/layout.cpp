@@ -67,11 +67,10 @@ std::string spec_reason(const AttnSpec& s, int n_head) {
     return "";
 }
 
+}  // namespace
+
 // Which of A1 and A2 this layer and head use (p = 2).
-struct Uses {
-    bool a1, a2;
-};
-Uses uses(const AttnSpec& s, int layer, int head) {
+Uses attn_uses(const AttnSpec& s, int layer, int head) {
     switch (s.mode) {
         case HeadMode::interleaved: return {layer % 2 == 0, layer % 2 != 0};
         case HeadMode::multihead: return {head % 2 == 0, head % 2 != 0};
@@ -83,16 +82,11 @@ Uses uses(const AttnSpec& s, int layer, int head) {
 // Fixed A2 of a head: key positions j with j mod l in [lo, hi), a different length-c sub-block per head.
 // In multihead mode only the odd heads use A2, so they count among themselves (h / 2): otherwise
 // with l/c even they would see only the odd sub-blocks.
-struct Summary {
-    int64_t lo, hi;
-};
-Summary summary_cols(const AttnSpec& s, int head) {
+Summary attn_summary(const AttnSpec& s, int head) {
     int64_t k = s.mode == HeadMode::multihead ? head / 2 : head;
     int64_t sub = k % (s.stride / s.summary);
     return {s.stride - (sub + 1) * s.summary, s.stride - sub * s.summary};
 }
-
-}  // namespace
 
 std::string attn_spec_check(const AttnSpec& spec, int n_ctx, int n_head) {
     if (n_ctx < 1) return "context must be at least 1";
@@ -110,12 +104,12 @@ bool attn_allowed(const AttnSpec& s, int, int layer, int head, int64_t i, int64_
         case Pattern::dense: return true;
         case Pattern::local: return i - j <= l;
         case Pattern::strided: {
-            Uses u = uses(s, layer, head);
+            Uses u = attn_uses(s, layer, head);
             return (u.a1 && i - j <= l) || (u.a2 && (i - j) % l == 0);
         }
         case Pattern::fixed: {
-            Uses u = uses(s, layer, head);
-            Summary sm = summary_cols(s, head);
+            Uses u = attn_uses(s, layer, head);
+            Summary sm = attn_summary(s, head);
             return (u.a1 && j / l == i / l) || (u.a2 && j % l >= sm.lo && j % l < sm.hi);
         }
     }
@@ -133,7 +127,7 @@ void attn_keys(const AttnSpec& s, int, int layer, int head, int64_t i, std::vect
         case Pattern::dense: push_range(0, i + 1); return;
         case Pattern::local: push_range(std::max<int64_t>(0, i - l), i + 1); return;
         case Pattern::strided: {
-            Uses u = uses(s, layer, head);
+            Uses u = attn_uses(s, layer, head);
             int64_t window = u.a1 ? std::max<int64_t>(0, i - l) : i + 1;
             // The column below the window; its entries inside the window are the window's.
             if (u.a2)
@@ -142,8 +136,8 @@ void attn_keys(const AttnSpec& s, int, int layer, int head, int64_t i, std::vect
             return;
         }
         case Pattern::fixed: {
-            Uses u = uses(s, layer, head);
-            Summary sm = summary_cols(s, head);
+            Uses u = attn_uses(s, layer, head);
+            Summary sm = attn_summary(s, head);
             int64_t own = (i / l) * l;
             int64_t last = u.a1 ? own : i + 1;  // summaries of chunks starting before this
             if (u.a2)
@@ -172,15 +166,15 @@ std::vector<Rule> head_rules(const AttnSpec& s, int layer, int head) {
         case Pattern::dense: return {Rule{false, Lo::zero, 0, false, {}}};
         case Pattern::local: return {Rule{false, Lo::window, 0, false, {}}};
         case Pattern::strided: {
-            Uses u = uses(s, layer, head);
+            Uses u = attn_uses(s, layer, head);
             if (!u.a2) return {Rule{false, Lo::window, 0, false, {}}};
             if (!u.a1) return {Rule{true, Lo::segment, 0, false, {}}};
             // A2 minus A1: j = i - k*l with k >= 2, two rows back in the column.
             return {Rule{false, Lo::window, 0, false, {}}, Rule{true, Lo::segment, 2, false, {}}};
         }
         case Pattern::fixed: {
-            Uses u = uses(s, layer, head);
-            return {Rule{false, u.a1 ? Lo::chunk : Lo::none, 0, u.a2, summary_cols(s, head)}};
+            Uses u = attn_uses(s, layer, head);
+            return {Rule{false, u.a1 ? Lo::chunk : Lo::none, 0, u.a2, attn_summary(s, head)}};
         }
     }
     return {};

@@ -28,6 +28,18 @@ struct AttnSpec {
 // "" when the spec is usable for context n_ctx with n_head heads, else a one-line reason.
 std::string attn_spec_check(const AttnSpec& spec, int n_ctx, int n_head);
 
+// Which of the two factorized parts (PAPER.md: A1 the local part, A2 the strided or summary part) a
+// layer and head use: both when merged, by layer parity when interleaved, by head parity in multihead.
+struct Uses {
+    bool a1, a2;
+};
+Uses attn_uses(const AttnSpec& spec, int layer, int head);
+// Fixed A2 of a head: the key positions j with j mod l in [lo, hi), a different length-c sub-block per head.
+struct Summary {
+    int64_t lo, hi;
+};
+Summary attn_summary(const AttnSpec& spec, int head);
+
 // Does query i attend to key j in this layer and head? Always false for j > i or j < 0.
 bool attn_allowed(const AttnSpec& spec, int n_head, int layer, int head, int64_t i, int64_t j);
 

@@ -45,6 +45,9 @@ struct Model {
     // The attention layout of a layer for sequence length T (built once per T).
     const LayerLayout& layout(int layer, int seq);
 
+    // Per position table: the table's row for each position t < n_ctx.
+    const std::vector<std::vector<int32_t>>& pos_index() const { return pos_index_; }
+
     struct LayerW { const T *ln1_w, *ln1_b, *qkv_w, *qkv_b, *proj_w, *proj_b, *ln2_w, *ln2_b, *fc_w, *fc_b, *fp_w, *fp_b; };
     LayerW layer_weights(const std::vector<T>& buf, int l) const;
 

@@ -5,15 +5,22 @@
 #include <cmath>
 #include <cstdint>
 
+// The mixers also compile for the GPU (kernels/ops.cu draws the same dropout masks).
+#ifdef __CUDACC__
+#define ST_HOST_DEVICE __host__ __device__
+#else
+#define ST_HOST_DEVICE
+#endif
+
 namespace st {
 
-inline uint64_t mix64(uint64_t z) {
+ST_HOST_DEVICE inline uint64_t mix64(uint64_t z) {
     z += 0x9e3779b97f4a7c15ull;
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
     return z ^ (z >> 31);
 }
-inline uint64_t hash64(uint64_t a, uint64_t b) { return mix64(a ^ mix64(b)); }
+ST_HOST_DEVICE inline uint64_t hash64(uint64_t a, uint64_t b) { return mix64(a ^ mix64(b)); }
 inline uint64_t hash64(uint64_t a, uint64_t b, uint64_t c) { return hash64(hash64(a, b), c); }
 // Uniform in [0, 1) with 53 random bits.
 inline double uniform01(uint64_t h) { return double(h >> 11) * 0x1.0p-53; }

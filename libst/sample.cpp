@@ -26,13 +26,42 @@ Decoder::Decoder(const Model<float>& m) : m_(m) {
     mean_rstd_.resize(2);
 }
 
+int slide_drop(const Config& c) {
+    // Keep the newest half, rounded down to whole stride rows so positions keep their columns.
+    int row = c.pos == PosKind::p2d ? c.attn.stride : 1;
+    return std::max(row, (c.n_ctx / 2 + row - 1) / row * row);
+}
+
+namespace {
+
+class CpuSampler final : public Sampler {
+   public:
+    CpuSampler(const Model<float>& m, int batch) : vocab_(m.cfg.vocab), logits_(size_t(batch) * vocab_) {
+        for (int b = 0; b < batch; b++) dec_.push_back(std::make_unique<Decoder>(m));
+    }
+    const float* push(const uint8_t* bytes) override {
+        for (size_t b = 0; b < dec_.size(); b++) {
+            const float* l = dec_[b]->push(bytes[b]);
+            std::copy(l, l + vocab_, logits_.begin() + b * vocab_);
+        }
+        return logits_.data();
+    }
+
+   private:
+    size_t vocab_;
+    std::vector<std::unique_ptr<Decoder>> dec_;
+    std::vector<float> logits_;
+};
+
+}  // namespace
+
+std::unique_ptr<Sampler> make_cpu_sampler(const Model<float>& m, int batch) { return std::make_unique<CpuSampler>(m, batch); }
+
 const float* Decoder::push(uint8_t byte) {
     const Config& c = m_.cfg;
     if (t_ == c.n_ctx) {
         // Keep the newest half, rounded down to whole stride rows so positions keep their columns.
-        int row = c.pos == PosKind::p2d ? c.attn.stride : 1;
-        int drop = std::max(row, (c.n_ctx / 2 + row - 1) / row * row);
-        std::vector<uint8_t> keep(window_.begin() + drop, window_.end());
+        std::vector<uint8_t> keep(window_.begin() + slide_drop(c), window_.end());
         t_ = 0;
         window_.clear();
         for (uint8_t b : keep) step(b);

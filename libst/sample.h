@@ -2,6 +2,7 @@
 // costs one pass of the layers over one position; temperature, top-k and top-p sampling.
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <vector>
 
 #include "model.h"
@@ -33,6 +34,20 @@ class Decoder {
     std::vector<float> x_, ln_, qkv_, att_, br_, fc_, logits_, scores_, mean_rstd_;
     std::vector<int64_t> keys_;
 };
+
+// B sequences decoded in lockstep, on the CPU (B Decoders) or the GPU (one batched step, a KV cache
+// that keeps only what each head's pattern reads again).
+class Sampler {
+   public:
+    virtual ~Sampler() = default;
+    // Appends bytes[b] to sequence b at the next position; returns the logits (B, vocab) for the
+    // bytes after them, valid until the next call. A full context slides as Decoder's does.
+    virtual const float* push(const uint8_t* bytes) = 0;
+};
+std::unique_ptr<Sampler> make_cpu_sampler(const Model<float>& m, int batch);
+std::unique_ptr<Sampler> make_gpu_sampler(const Model<float>& m, int batch, int device);
+// The first position of the window kept when a full context of n_ctx slides (Decoder's rule).
+int slide_drop(const Config& c);
 
 // Draws a byte from logits (vocab); probs is scratch.
 int sample_byte(const float* logits, int vocab, const SampleOptions& o, Rng& rng, std::vector<float>& probs);

@@ -13,7 +13,6 @@
 #include <fstream>
 
 #include "checkpoint.h"
-#include "cpu/ops.h"
 #include "error.h"
 #include "evaluate.h"
 #include "rng.h"
@@ -83,13 +82,11 @@ static void format_duration(char* buf, size_t n, double s) {
     else std::snprintf(buf, n, "%.1fh", s / 3600);
 }
 
-int train(Model<float>& m, std::vector<float>& opt_m, std::vector<float>& opt_v, int64_t start_step, const Recipe& r,
+int train(Engine& e, Model<float>& m, std::vector<float>& opt_m, std::vector<float>& opt_v, int64_t start_step, const Recipe& r,
           const TrainRun& run, const std::vector<uint8_t>& train_bytes, const std::vector<uint8_t>& val_bytes) {
     const int T = m.cfg.n_ctx, B = r.batch;
     const int64_t span = int64_t(train_bytes.size()) - T;  // window starts 0 .. span-1 hold T + 1 bytes
     if (span < 1) fail(run.data_name + ": too short for one window of the context");
-    opt_m.resize(m.num_params);
-    opt_v.resize(m.num_params);
     const std::vector<int64_t> val_offs = spread_offsets(int64_t(val_bytes.size()), T, r.eval_windows);
 
     std::FILE* log = nullptr;
@@ -106,10 +103,11 @@ int train(Model<float>& m, std::vector<float>& opt_m, std::vector<float>& opt_v,
     auto save = [&](int64_t step) {
         auto md = run.metadata;
         md["recipe"] = recipe_json.dump();
+        e.sync_to_host();
         checkpoint_save(run.out, m, opt_m.data(), opt_v.data(), step, md);
     };
     auto evaluate = [&](int64_t step) {
-        double nats = eval_windows(m, val_bytes.data(), val_offs, T, B);
+        double nats = eval_windows(e, val_bytes.data(), val_offs, T, B);
         emit({{"step", step}, {"val_loss", nats}, {"val_bits", nats / kLn2}});
         if (run.progress) std::fprintf(stderr, "\r\033[K");
         if (!run.quiet) std::fprintf(stderr, "step %lld: held-out %.4f bits per byte\n", (long long)step, nats / kLn2);
@@ -134,21 +132,17 @@ int train(Model<float>& m, std::vector<float>& opt_m, std::vector<float>& opt_v,
             std::copy(&train_bytes[off], &train_bytes[off] + T, inp.begin() + size_t(b) * T);
             std::copy(&train_bytes[off + 1], &train_bytes[off + 1] + T, tgt.begin() + size_t(b) * T);
         }
-        m.dropout_seed = hash64(r.seed ^ 0xd5a61266f0c9392cull, uint64_t(step));
-        std::fill(m.g.begin(), m.g.end(), 0.0f);
-        double loss = m.forward(inp.data(), tgt.data(), B, T, true);
+        const float lr = lr_at(r, step);
+        const StepStats st = e.train_step(inp.data(), tgt.data(), B, T, hash64(r.seed ^ 0xd5a61266f0c9392cull, uint64_t(step)),
+                                          {lr, r.beta1, r.beta2, r.eps, r.weight_decay, r.clip, step + 1});
+        const double loss = st.loss, norm = st.grad_norm;
         if (!std::isfinite(loss)) fail("loss is " + std::to_string(loss) + " at step " + std::to_string(step + 1) + "; try a lower --lr");
-        m.backward();
-        double norm = std::sqrt(sum_squares(m.g.data(), m.num_params));
-        if (r.clip > 0 && norm > r.clip) scale_inplace(m.g.data(), float(r.clip / norm), m.num_params);
-        float lr = lr_at(r, step);
-        for (const auto& p : m.params)
-            adamw_update(m.w.data() + p.offset, m.g.data() + p.offset, opt_m.data() + p.offset, opt_v.data() + p.offset, p.numel, lr,
-                         r.beta1, r.beta2, r.eps, p.decay ? r.weight_decay : 0.0f, step + 1);
         step++;
         double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
         tok_s = double(B) * T / (ms / 1000);
-        emit({{"step", step}, {"loss", loss}, {"bits", loss / kLn2}, {"lr", lr}, {"grad_norm", norm}, {"tokens_per_s", tok_s}, {"ms", ms}});
+        nlohmann::json line = {{"step", step}, {"loss", loss}, {"bits", loss / kLn2}, {"lr", lr}, {"grad_norm", norm}, {"tokens_per_s", tok_s}, {"ms", ms}};
+        if (e.peak_gib() > 0) line["peak_gib"] = e.peak_gib();
+        emit(line);
         if (run.progress) {
             double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
             char eta[32];

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "engine.h"
 #include "model.h"
 
 namespace st {
@@ -41,9 +42,10 @@ struct TrainRun {
     std::map<std::string, std::string> metadata;  // stored in every checkpoint
 };
 
-// Runs from ck_step to recipe.steps (or until stopped). Returns the exit status: 0 when done or
-// stopped by --stop-after, 128 + signal number when interrupted (after saving).
-int train(Model<float>& m, std::vector<float>& opt_m, std::vector<float>& opt_v, int64_t start_step, const Recipe& r,
+// Runs from ck_step to recipe.steps (or until stopped) on the engine, which works on m, opt_m and
+// opt_v. Returns the exit status: 0 when done or stopped by --stop-after, 128 + signal number when
+// interrupted (after saving).
+int train(Engine& e, Model<float>& m, std::vector<float>& opt_m, std::vector<float>& opt_v, int64_t start_step, const Recipe& r,
           const TrainRun& run, const std::vector<uint8_t>& train_bytes, const std::vector<uint8_t>& val_bytes);
 
 }  // namespace st

@@ -244,9 +244,9 @@ class StModel(nn.Module):
             self.ln_f.bias.zero_()
             self.head.weight.zero_()
 
-    def layer_masks(self, T):
-        """Per layer, (H or 1, T, T) bool allowed sets; equal masks are built once and shared."""
-        if T not in self._masks:
+    def layer_masks(self, T, device="cpu"):
+        """Per layer, (H or 1, T, T) bool allowed sets on device; equal masks are built once and shared."""
+        if (T, device) not in self._masks:
             c, distinct, masks = self.config, [], []
             for r in range(c["n_layer"]):
                 heads = torch.stack([allowed_mask(c, r, hd, T) for hd in range(c["n_head"])])
@@ -256,8 +256,9 @@ class StModel(nn.Module):
                 if same is None:
                     distinct.append(heads)
                 masks.append(heads if same is None else same)
-            self._masks = {T: masks}  # one length at a time: the masks are T^2 per distinct pattern
-        return self._masks[T]
+            # one length at a time: the masks are T^2 per distinct pattern
+            self._masks = {(T, device): [m.to(device) for m in masks]}
+        return self._masks[(T, device)]
 
     def embed(self, x):
         T = x.shape[1]
@@ -265,9 +266,9 @@ class StModel(nn.Module):
             raise ValueError(f"sequence length {T} exceeds n_ctx {self.config['n_ctx']}")
         rows = position_rows(self.config, T)
         if isinstance(self.wpe, nn.Parameter):
-            pos = self.wpe[rows["wpe"]]
+            pos = self.wpe[rows["wpe"].to(x.device)]
         else:
-            pos = sum(self.wpe[k][idx] for k, idx in rows.items())
+            pos = sum(self.wpe[k][idx.to(x.device)] for k, idx in rows.items())
         return self.wte[x.long()] + pos
 
     def attend(self, attn, x, mask):
@@ -286,7 +287,7 @@ class StModel(nn.Module):
         """x (B, T) bytes -> logits (B, T, vocab); with targets y, the mean cross-entropy in nats."""
         drop = self.config["dropout"]
         h = self.embed(x)
-        for b, mask in zip(self.h, self.layer_masks(x.shape[1])):
+        for b, mask in zip(self.h, self.layer_masks(x.shape[1], x.device)):
             h = h + F.dropout(self.attend(b.attn, b.ln1(h), mask), drop, self.training)
             m = b.mlp.proj(F.gelu(b.mlp.fc(b.ln2(h)), approximate="tanh"))
             h = h + F.dropout(m, drop, self.training)

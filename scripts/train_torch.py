@@ -1,8 +1,10 @@
 #!/usr/bin/python3
-"""Trains st's model with st-train's recipe in PyTorch on the CPU (float32): the peer for the demo's
-loss curves and for the CPU tokens/s comparison. Prints {"val_bits", "steps", "tokens_per_s"} at the end,
+"""Trains st's model with st-train's recipe in PyTorch, on the CPU (float32) or with --device cuda on
+the GPU (bf16 autocast): the peer for the demo's and the GPU run's loss curves and for the CPU tokens/s
+comparison. Prints {"val_bits", "steps", "tokens_per_s"} at the end,
 or with --bench K the timing of K steps after 3 warm-up steps."""
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -35,6 +37,7 @@ def parse_args(argv):
     p.add_argument("--eval-windows", type=int, default=64)
     p.add_argument("--eval-every", type=int, default=0, help="held-out bits every N steps (default: at the end only)")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", default="cpu", help="cpu (float32) or cuda (bf16 autocast, as a GPU user trains)")
     p.add_argument("--seed", type=int, default=1, help="as st-train's --seed: the same seed draws the same batches")
     p.add_argument("--log", metavar="FILE", help="JSON lines: step, loss, bits, lr, tokens_per_s, ms")
     p.add_argument("--bench", type=int, metavar="K", help="time K steps after 3 warm-up steps, print JSON, exit")
@@ -79,6 +82,14 @@ def build_model(a):
     return model
 
 
+DEVICE = "cpu"
+
+
+def autocast():
+    """bf16 autocast on the GPU (what a PyTorch user trains with), nothing on the CPU."""
+    return torch.autocast("cuda", dtype=torch.bfloat16) if DEVICE.startswith("cuda") else contextlib.nullcontext()
+
+
 def eval_bits(model, val, n_ctx, windows, batch):
     """Mean cross-entropy in bits over `windows` evenly spaced windows of the held-out bytes."""
     last = len(val) - n_ctx - 1
@@ -87,8 +98,9 @@ def eval_bits(model, val, n_ctx, windows, batch):
     total = 0.0
     with torch.no_grad():
         for i in range(0, len(offsets), batch):
-            w = torch.from_numpy(np.stack([val[o:o + n_ctx + 1] for o in offsets[i:i + batch]]))
-            total += model(w[:, :-1], w[:, 1:]).item() * len(w)
+            w = torch.from_numpy(np.stack([val[o:o + n_ctx + 1] for o in offsets[i:i + batch]])).to(DEVICE)
+            with autocast():
+                total += model(w[:, :-1], w[:, 1:]).item() * len(w)
     model.train()
     return total / len(offsets) / math.log(2)
 
@@ -105,7 +117,9 @@ def gemm_gflops(n=512, reps=20):
 
 
 def main(argv):
+    global DEVICE
     a = parse_args(argv)
+    DEVICE = a.device
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
     try:
@@ -122,6 +136,7 @@ def main(argv):
               f"each needs at least n_ctx + 1 = {n_ctx + 1}", file=sys.stderr)
         return 1
 
+    model.to(DEVICE)
     steps = WARMUP_STEPS + a.bench if a.bench else a.steps
     opt = make_optimizer(model, a.lr, a.wd)
     log = open(a.log, "w") if a.log else None
@@ -131,16 +146,17 @@ def main(argv):
     for step in range(steps):
         t0 = time.perf_counter()
         offsets = [st_window(a.seed, step, b, len(train) - n_ctx) for b in range(a.batch)]
-        w = torch.from_numpy(np.stack([train[o:o + n_ctx + 1] for o in offsets]))
+        w = torch.from_numpy(np.stack([train[o:o + n_ctx + 1] for o in offsets])).to(DEVICE)
         lr = lr_at(step, a.lr, a.lr_min, a.warmup, steps)
         for g in opt.param_groups:
             g["lr"] = lr
-        loss = model(w[:, :-1], w[:, 1:])
+        with autocast():
+            loss = model(w[:, :-1], w[:, 1:])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), a.clip)
         opt.step()
-        loss = loss.item()
+        loss = loss.item()   # waits for the GPU
         dt = time.perf_counter() - t0
         if not a.bench or step >= WARMUP_STEPS:
             train_s += dt

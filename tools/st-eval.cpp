@@ -20,14 +20,16 @@ static int eval_main(int argc, char** argv) {
     o.parse_positional({"model", "data"});
     cxxopts::ParseResult r;
     if (cli::parse(o, argc, argv, &r)) return 0;
-    cli::setup(r);
+    const std::string device = cli::setup(r);
     if (!r.count("model") || !r.count("data")) usage_fail("usage: st-eval MODEL DATA");
     int batch = int(cli::to_int("--batch", r["batch"].as<std::string>(), 1, 1 << 20));
     Checkpoint ck = checkpoint_load(r["model"].as<std::string>());
     const std::string path = r["data"].as<std::string>();
     std::vector<uint8_t> data = read_file(path);
     if (data.size() < 2) fail((path == "-" ? std::string("stdin") : path) + ": need at least 2 bytes to evaluate, got " + std::to_string(data.size()));
-    double nats = eval_stream(*ck.model, data.data(), int64_t(data.size()), batch);
+    std::vector<float> opt_m, opt_v;
+    std::unique_ptr<Engine> engine = make_engine(device, *ck.model, opt_m, opt_v);
+    double nats = eval_stream(*engine, data.data(), int64_t(data.size()), ck.model->cfg.n_ctx, batch);
     std::printf("%.4f bits per byte (%zu bytes)\n", nats / kLn2, data.size() - 1);
     return 0;
 }

@@ -107,7 +107,7 @@ static int train_main(int argc, char** argv) {
     o.parse_positional({"data"});
     cxxopts::ParseResult r;
     if (cli::parse(o, argc, argv, &r)) return 0;
-    cli::setup(r);
+    const std::string device = cli::setup(r);
     if (!r.count("output")) usage_fail("missing -o MODEL: where to write the model");
     if (!r.count("data")) usage_fail("missing DATA: a file of training bytes, or - for stdin");
     const std::string out = r["output"].as<std::string>(), data_path = r["data"].as<std::string>();
@@ -170,12 +170,14 @@ static int train_main(int argc, char** argv) {
     run.stop_after = cli::to_int("--stop-after", r["stop-after"].as<std::string>(), 0, 1ll << 40);
     run.quiet = r.count("quiet") > 0;
     run.progress = !run.quiet && cli::stderr_is_terminal();
+    std::unique_ptr<Engine> engine = make_engine(device, *model, opt_m, opt_v);   // fails first where there is no GPU
     if (!run.quiet)
         std::fprintf(stderr, "st-train: %lld parameters, %d layers, d %d, %d heads, context %d, %s/%s; %zu training bytes, %zu held out\n",
                      (long long)model->num_params, model->cfg.n_layer, model->cfg.d_model, model->cfg.n_head, ctx,
                      pattern_name(model->cfg.attn.pattern), head_mode_name(model->cfg.attn.mode), bytes.size(), val.size());
     run.metadata = {{"data", text ? "text" : "binary"}};
-    return train(*model, opt_m, opt_v, start, recipe, run, bytes, val);
+    if (!run.quiet && device != "cpu") std::fprintf(stderr, "st-train: on %s\n", engine->name().c_str());
+    return train(*engine, *model, opt_m, opt_v, start, recipe, run, bytes, val);
 }
 
 int main(int argc, char** argv) { return cli::run("st-train", argc, argv, train_main); }

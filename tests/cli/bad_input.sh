@@ -204,6 +204,18 @@ usage_cases() {
     for p in st-train st-sample st-eval; do
         expect_fail "$p: unknown option" 2 "bogus" "" -- "$p" --bogus good.st
     done
+    for p in st-train st-sample st-eval; do
+        expect_fail "$p: --device tpu" 2 "expected auto, cpu or cuda" "" -- "$p" --device tpu good.st
+    done
+    expect_fail "st-sample: --batch 0" 2 "batch 0" "" -- st-sample --batch 0 good.st
+    if ! nvidia-smi -L > /dev/null 2>&1; then   # a machine without a GPU (CI): asking for one fails cleanly
+        cp good.st keep.st
+        expect_fail "st-train: --device cuda without a GPU" 1 "no CUDA (GPU found|support)" "" -- \
+            st-train "${tiny[@]}" --device cuda -o keep.st text.txt
+        check_same_file good.st keep.st
+        expect_fail "st-sample: --device cuda without a GPU" 1 "no CUDA (GPU found|support)" "" -- st-sample --device cuda -n 5 good.st
+        expect_fail "st-eval: --device cuda without a GPU" 1 "no CUDA (GPU found|support)" "" -- st-eval --device cuda good.st text.txt
+    fi
     expect_fail "st-train: no -o" 2 "missing -o MODEL" "" -- st-train "${tiny[@]}" text.txt
     expect_fail "st-train: no data" 2 "missing DATA" out.st -- st-train "${tiny[@]}" -o out.st
     expect_fail "st-eval: no data" 2 "usage: st-eval MODEL DATA" "" -- st-eval good.st

@@ -1,18 +1,20 @@
 // Writes what the PyTorch parity check reads: a model file (st's own format, through
 // checkpoint_save) and, beside it, st's loss and float32 gradients on one batch.
-//   st-parity-dump CONFIG_JSON OUT_DIR     -> OUT_DIR/model.st, OUT_DIR/grads.st
+//   st-parity-dump CONFIG_JSON OUT_DIR [cpu|cuda]   -> OUT_DIR/model.st, OUT_DIR/grads.st
+// (cuda: the loss and gradients of the GPU engine, bf16 activations).
 #include <cstdio>
 #include <string>
 
 #include "checkpoint.h"
+#include "engine.h"
 #include "io/safetensors.h"
 #include "rng.h"
 
 using namespace st;
 
 int main(int argc, char** argv) {
-    if (argc != 3) {
-        std::fprintf(stderr, "usage: st-parity-dump CONFIG_JSON OUT_DIR\n");
+    if (argc != 3 && argc != 4) {
+        std::fprintf(stderr, "usage: st-parity-dump CONFIG_JSON OUT_DIR [cpu|cuda]\n");
         return 2;
     }
     try {
@@ -30,12 +32,13 @@ int main(int argc, char** argv) {
             inp.insert(inp.end(), batch.begin() + b * (T + 1), batch.begin() + b * (T + 1) + T);
             tgt.insert(tgt.end(), batch.begin() + b * (T + 1) + 1, batch.begin() + (b + 1) * (T + 1));
         }
-        double loss = m.forward(inp.data(), tgt.data(), B, T, true);
-        m.backward();
+        std::vector<float> om, ov, grad;
+        auto engine = make_engine(argc == 4 ? argv[3] : "cpu", m, om, ov);
+        double loss = engine->gradient(inp.data(), tgt.data(), B, T, &grad);
         std::string dir = argv[2];
         checkpoint_save(dir + "/model.st", m, nullptr, nullptr, 0, {});
         std::vector<SafeTensorsWrite> ts = {{"batch", DType::u8, {B, T + 1}, batch.data()}};
-        for (const auto& p : m.params) ts.push_back({"grad." + p.name, DType::f32, p.shape, m.g.data() + p.offset});
+        for (const auto& p : m.params) ts.push_back({"grad." + p.name, DType::f32, p.shape, grad.data() + p.offset});
         char buf[64];
         std::snprintf(buf, sizeof buf, "%.17g", loss);
         safetensors_save(dir + "/grads.st", ts, {{"loss", buf}, {"config", config_to_json(c).dump()}});

@@ -1,0 +1,327 @@
+// Block-sparse flash attention, backward. Three launches per component, none with atomics:
+//   dsum: D = rowsum(dO * O) per query (once per layer, in sequence order);
+//   dkv:  one CTA per key block walks the query blocks that see it (the transposed CSR), keeping dK
+//         and dV of its keys in registers: S^T = K Q^T, P^T = exp(S^T - lse), dP^T = V dO^T,
+//         dS^T = P^T (dP^T - D) / sqrt(d), dV += P^T dO, dK += dS^T Q;
+//   dq:   one CTA per query block walks its key blocks (the CSR) and recomputes P and dS to form
+//         dQ = dS K.
+// Recomputing P in both passes costs two extra products per block pair; in exchange each output row
+// is owned by one CTA, so the result is the same bits on every run.
+#include <cfloat>
+
+#include "attention.h"
+#include "attention_tile.cuh"
+#include "check.h"
+
+namespace st::gpu {
+
+namespace {
+
+using namespace mma;
+
+struct BwdArgs {
+    bf16* dqkv;
+    const bf16* dout;
+    const bf16* qkv;
+    const float* lse;
+    const float* dsum;
+    const AttnPartDev* parts;
+    int T, C, NH;
+    float scale;        // 1/sqrt(D)
+    float scale_log2;   // scale * log2(e)
+    bool merge;         // a later component: add to what dqkv holds
+};
+
+// One warp per (token, head): D = sum over the head's columns of dO * O.
+template <int D>
+__global__ void dsum_kernel(float* dsum, const bf16* dout, const bf16* out, int64_t N, int T, int C, int NH) {
+    const int64_t w = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
+    const int lane = threadIdx.x % 32;
+    if (w >= N * NH) return;
+    const int64_t n = w / NH;
+    const int h = int(w % NH);
+    const bf16* o = out + n * C + h * D;
+    const bf16* d = dout + n * C + h * D;
+    float acc = 0;
+#pragma unroll
+    for (int i = lane; i < D; i += 32) acc += __bfloat162float(o[i]) * __bfloat162float(d[i]);
+#pragma unroll
+    for (int k = 16; k > 0; k /= 2) acc += __shfl_xor_sync(0xffffffffu, acc, k);
+    if (lane == 0) dsum[(n / T * NH + h) * T + n % T] = acc;
+}
+
+// Rows of dqkv for one warp's MT*16 rows x D accumulators: written, or added to (merge).
+template <int D, int MT>
+__device__ __forceinline__ void store_rows(bf16* dst, int64_t stride, const float (&acc)[MT][D / 8][4],
+                                           const int32_t* order, int t_first, int T, int lane, bool merge, float mul) {
+    const int g = lane / 4, c4 = lane % 4;
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+        for (int half = 0; half < 2; half++) {
+            const int t = t_first + mt * 16 + g + half * 8;
+            if (t >= T) continue;
+            bf16* row = dst + int64_t(order ? order[t] : t) * stride;
+#pragma unroll
+            for (int dt = 0; dt < D / 8; dt++) {
+                const int col = dt * 8 + c4 * 2;
+                float v0 = acc[mt][dt][half * 2] * mul, v1 = acc[mt][dt][half * 2 + 1] * mul;
+                if (merge) {
+                    const float2 prev = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(row + col));
+                    v0 += prev.x;
+                    v1 += prev.y;
+                }
+                *reinterpret_cast<__nv_bfloat162*>(row + col) = __floats2bfloat162_rn(v0, v1);
+            }
+        }
+}
+
+// Shapes: MT row tiles of 16 per warp (2 where the registers allow: fewer shared-memory reads per
+// product), and the width of the tiles the other side streams in (32 where the accumulators are big).
+template <int D, int BLK>
+constexpr int bwd_mt() { return BLK == 128 && D <= 64 ? 2 : 1; }
+template <int D, int BLK>
+constexpr int bwd_threads() { return BLK / (16 * bwd_mt<D, BLK>()) * 32; }
+template <int D, int BLK>
+constexpr int bwd_tile() { return D * bwd_mt<D, BLK>() >= 128 ? 32 : 64; }
+
+// The mask bits of one accumulator row against a tile of width W at column offset col0 of the block.
+__device__ __forceinline__ uint64_t mask_word(const uint64_t* mk, int row, int block, int col0) {
+    if (!mk) return ~uint64_t(0);
+    const int bit = row * block + col0;
+    return mk[bit >> 6] >> (bit & 63);
+}
+
+template <int D, int BLK>
+__global__ void __launch_bounds__(bwd_threads<D, BLK>()) dkv_kernel(BwdArgs a) {
+    constexpr int MT = bwd_mt<D, BLK>(), NT = bwd_threads<D, BLK>(), LD = D + kPad, QT = bwd_tile<D, BLK>(),
+                  QN = QT / 8, SUB = BLK / QT;
+    extern __shared__ __align__(16) unsigned char smem[];
+    bf16* Ks = reinterpret_cast<bf16*>(smem);   // BLK x LD
+    bf16* Vs = Ks + BLK * LD;                   // BLK x LD
+    bf16* Qs = Vs + BLK * LD;                   // 2 x QT x LD
+    bf16* Gs = Qs + 2 * QT * LD;                // 2 x QT x LD (dO)
+    float* Ls = reinterpret_cast<float*>(Gs + 2 * QT * LD);   // 2 x QT: log2-domain lse
+    float* Ds = Ls + 2 * QT;                                  // 2 x QT: dsum
+    const int h = blockIdx.y, b = blockIdx.z;
+    const AttnPartDev P = a.parts[h];
+    if (!P.row_ptr) return;
+    const int kb = P.k_sched[blockIdx.x];
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, c4 = lane % 4;
+    const int64_t W3 = 3 * int64_t(a.C);
+    const bf16* base = a.qkv + int64_t(b) * a.T * W3 + h * D;
+    const bf16* gbase = a.dout + int64_t(b) * a.T * a.C + h * D;
+    const float* lse = a.lse + (int64_t(b) * a.NH + h) * a.T;
+    const float* dsum = a.dsum + (int64_t(b) * a.NH + h) * a.T;
+    const int x0 = P.col_ptr[kb], ntiles = (P.col_ptr[kb + 1] - x0) * SUB;
+
+    load_rows<D, NT>(Ks, base + a.C, W3, P.order, kb * BLK, BLK, a.T);
+    load_rows<D, NT>(Vs, base + 2 * a.C, W3, P.order, kb * BLK, BLK, a.T);
+    cp_async_commit();
+    auto load_q = [&](int it, int buf) {
+        const int q0 = P.row_of[x0 + it / SUB] * BLK + (it % SUB) * QT;
+        load_rows<D, NT>(Qs + buf * QT * LD, base, W3, P.order, q0, QT, a.T);
+        load_rows<D, NT>(Gs + buf * QT * LD, gbase, a.C, P.order, q0, QT, a.T);
+        for (int i = threadIdx.x; i < QT; i += NT) {   // plain loads: ordered by the barrier after the wait
+            const int t = q0 + i;
+            const int64_t pos = t < a.T ? (P.order ? P.order[t] : t) : -1;
+            Ls[buf * QT + i] = pos >= 0 ? lse[pos] * kLog2e : 0.f;
+            Ds[buf * QT + i] = pos >= 0 ? dsum[pos] : 0.f;
+        }
+    };
+    if (ntiles > 0) load_q(0, 0);
+    cp_async_commit();
+
+    float dk[MT][D / 8][4] = {}, dv[MT][D / 8][4] = {};
+    const int r0 = warp * 16 * MT;   // this warp's first key in the block
+    for (int it = 0; it < ntiles; it++) {
+        __syncthreads();   // the buffer about to be refilled is no longer read
+        if (it + 1 < ntiles) load_q(it + 1, (it + 1) & 1);
+        cp_async_commit();
+        cp_async_wait<1>();
+        __syncthreads();
+        const int buf = it & 1;
+        const bf16* Qt = Qs + buf * QT * LD;
+        const bf16* Gt = Gs + buf * QT * LD;
+        float s[MT][QN][4] = {}, dp[MT][QN][4] = {};
+        tile_product_s<D, QN, MT>(s, Ks + r0 * LD, LD, Qt, LD, lane);    // S^T: keys x QT queries
+        tile_product_s<D, QN, MT>(dp, Vs + r0 * LD, LD, Gt, LD, lane);   // dP^T
+
+        const int x = x0 + it / SUB, sub = it % SUB, e = P.entry_of[x], mid = P.mask[e];
+        const int q0 = P.row_of[x] * BLK + sub * QT;
+        if (mid >= 0 || q0 + QT > a.T) {
+            const uint64_t* mk = mid >= 0 ? P.masks_t + int64_t(mid) * (BLK * BLK / 64) : nullptr;
+#pragma unroll
+            for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+                for (int half = 0; half < 2; half++)
+                    mask_row<QN>(s[mt], half, mask_word(mk, r0 + mt * 16 + g + half * 8, BLK, sub * QT), a.T - q0, c4);
+        }
+#pragma unroll
+        for (int j = 0; j < QN; j++)
+#pragma unroll
+            for (int q = 0; q < 2; q++) {
+                const int col = j * 8 + c4 * 2 + q;
+                const float L = Ls[buf * QT + col], Dq = Ds[buf * QT + col];
+#pragma unroll
+                for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+                    for (int half = 0; half < 2; half++) {
+                        float& sv = s[mt][j][half * 2 + q];
+                        const float p = sv == -INFINITY ? 0.f : fast_exp2(sv * a.scale_log2 - L);
+                        sv = p;
+                        dp[mt][j][half * 2 + q] = p * (dp[mt][j][half * 2 + q] - Dq);
+                    }
+            }
+        // dV += P^T dO and dK += dS^T Q over the tile's queries, 16 at a time.
+#pragma unroll
+        for (int j = 0; j < QT / 16; j++) {
+            uint32_t pa[MT][4], da[MT][4];
+            acc_to_a<QN, MT>(pa, s, j);
+            acc_to_a<QN, MT>(da, dp, j);
+            accumulate_pv<D, MT>(dv, pa, Gt + j * 16 * LD, LD, lane);
+            accumulate_pv<D, MT>(dk, da, Qt + j * 16 * LD, LD, lane);
+        }
+    }
+    cp_async_wait<0>();
+    bf16* kdst = a.dqkv + int64_t(b) * a.T * W3 + a.C + h * D;
+    store_rows<D, MT>(kdst, W3, dk, P.order, kb * BLK + r0, a.T, lane, a.merge, a.scale);
+    store_rows<D, MT>(kdst + a.C, W3, dv, P.order, kb * BLK + r0, a.T, lane, a.merge, 1.f);
+}
+
+template <int D, int BLK>
+__global__ void __launch_bounds__(bwd_threads<D, BLK>()) dq_kernel(BwdArgs a) {
+    constexpr int MT = bwd_mt<D, BLK>(), NT = bwd_threads<D, BLK>(), LD = D + kPad, KT = bwd_tile<D, BLK>(),
+                  KN = KT / 8, SUB = BLK / KT;
+    extern __shared__ __align__(16) unsigned char smem[];
+    bf16* Qs = reinterpret_cast<bf16*>(smem);   // BLK x LD
+    bf16* Gs = Qs + BLK * LD;                   // BLK x LD (dO)
+    bf16* Ks = Gs + BLK * LD;                   // 2 x KT x LD
+    bf16* Vs = Ks + 2 * KT * LD;                // 2 x KT x LD
+    const int h = blockIdx.y, b = blockIdx.z;
+    const AttnPartDev P = a.parts[h];
+    if (!P.row_ptr) return;
+    const int qb = P.q_sched[blockIdx.x];
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, c4 = lane % 4;
+    const int64_t W3 = 3 * int64_t(a.C);
+    const bf16* base = a.qkv + int64_t(b) * a.T * W3 + h * D;
+    const bf16* gbase = a.dout + int64_t(b) * a.T * a.C + h * D;
+    const int e0 = P.row_ptr[qb], ntiles = (P.row_ptr[qb + 1] - e0) * SUB;
+
+    load_rows<D, NT>(Qs, base, W3, P.order, qb * BLK, BLK, a.T);
+    load_rows<D, NT>(Gs, gbase, a.C, P.order, qb * BLK, BLK, a.T);
+    cp_async_commit();
+    auto load_kv = [&](int it, int buf) {
+        const int k0 = P.col[e0 + it / SUB] * BLK + (it % SUB) * KT;
+        load_rows<D, NT>(Ks + buf * KT * LD, base + a.C, W3, P.order, k0, KT, a.T);
+        load_rows<D, NT>(Vs + buf * KT * LD, base + 2 * a.C, W3, P.order, k0, KT, a.T);
+    };
+    if (ntiles > 0) load_kv(0, 0);
+    cp_async_commit();
+
+    const int r0 = warp * 16 * MT;
+    float L[MT][2], Dq[MT][2];
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+        for (int half = 0; half < 2; half++) {
+            const int t = qb * BLK + r0 + mt * 16 + g + half * 8;
+            const int64_t pos = t < a.T ? (P.order ? P.order[t] : t) : -1;
+            L[mt][half] = pos >= 0 ? a.lse[(int64_t(b) * a.NH + h) * a.T + pos] * kLog2e : 0.f;
+            Dq[mt][half] = pos >= 0 ? a.dsum[(int64_t(b) * a.NH + h) * a.T + pos] : 0.f;
+        }
+    float dq[MT][D / 8][4] = {};
+    for (int it = 0; it < ntiles; it++) {
+        __syncthreads();
+        if (it + 1 < ntiles) load_kv(it + 1, (it + 1) & 1);
+        cp_async_commit();
+        cp_async_wait<1>();
+        __syncthreads();
+        const bf16* Kt = Ks + (it & 1) * KT * LD;
+        const bf16* Vt = Vs + (it & 1) * KT * LD;
+        float s[MT][KN][4] = {}, dp[MT][KN][4] = {};
+        tile_product_s<D, KN, MT>(s, Qs + r0 * LD, LD, Kt, LD, lane);
+        tile_product_s<D, KN, MT>(dp, Gs + r0 * LD, LD, Vt, LD, lane);
+
+        const int e = e0 + it / SUB, sub = it % SUB, mid = P.mask[e];
+        const int k0 = P.col[e] * BLK + sub * KT;
+        if (mid >= 0 || k0 + KT > a.T) {
+            const uint64_t* mk = mid >= 0 ? P.masks + int64_t(mid) * (BLK * BLK / 64) : nullptr;
+#pragma unroll
+            for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+                for (int half = 0; half < 2; half++)
+                    mask_row<KN>(s[mt], half, mask_word(mk, r0 + mt * 16 + g + half * 8, BLK, sub * KT), a.T - k0, c4);
+        }
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+            for (int j = 0; j < KN; j++)
+#pragma unroll
+                for (int i = 0; i < 4; i++) {
+                    const int half = i / 2;
+                    const float p = s[mt][j][i] == -INFINITY ? 0.f : fast_exp2(s[mt][j][i] * a.scale_log2 - L[mt][half]);
+                    dp[mt][j][i] = p * (dp[mt][j][i] - Dq[mt][half]);
+                }
+#pragma unroll
+        for (int j = 0; j < KT / 16; j++) {
+            uint32_t da[MT][4];
+            acc_to_a<KN, MT>(da, dp, j);
+            accumulate_pv<D, MT>(dq, da, Kt + j * 16 * LD, LD, lane);
+        }
+    }
+    cp_async_wait<0>();
+    store_rows<D, MT>(a.dqkv + int64_t(b) * a.T * W3 + h * D, W3, dq, P.order, qb * BLK + r0, a.T, lane, a.merge, a.scale);
+}
+
+template <class K>
+void set_smem(K kernel, int bytes) {
+    CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
+}
+
+template <int D, int BLK>
+void launch_bwd(const BwdArgs& a, const AttnPlan& plan, int B, cudaStream_t s) {
+    constexpr int LD = D + kPad, W = bwd_tile<D, BLK>(), NT = bwd_threads<D, BLK>();
+    constexpr int smem_kv = (2 * BLK + 4 * W) * LD * int(sizeof(bf16)) + 4 * W * int(sizeof(float));
+    constexpr int smem_q = (2 * BLK + 4 * W) * LD * int(sizeof(bf16));
+    static bool configured = false;
+    if (!configured) {
+        set_smem(dkv_kernel<D, BLK>, smem_kv);
+        set_smem(dq_kernel<D, BLK>, smem_q);
+        configured = true;
+    }
+    for (int k = 0; k < plan.slots; k++) {
+        BwdArgs ak = a;
+        ak.parts = plan.slot(k);
+        ak.merge = k > 0;
+        dkv_kernel<D, BLK><<<dim3(plan.nblk, a.NH, B), NT, smem_kv, s>>>(ak);
+        CUDA_LAUNCH_CHECK();
+        dq_kernel<D, BLK><<<dim3(plan.nblk, a.NH, B), NT, smem_q, s>>>(ak);
+        CUDA_LAUNCH_CHECK();
+    }
+}
+
+}  // namespace
+
+void attention_backward(bf16* dqkv, const bf16* dout, const bf16* qkv, const bf16* out, const float* lse, float* dsum,
+                        const AttnPlan& plan, int B, int T, int C, int NH, cudaStream_t s) {
+    std::string why = attention_gpu_check(plan.block, C, NH);
+    if (!why.empty()) fail(why);
+    if (plan.T != T || plan.n_head != NH) fail("attention: plan built for another length or head count");
+    const int D = C / NH;
+    const int64_t N = int64_t(B) * T, warps = N * NH;
+    const int threads = 256;
+    const unsigned grid = unsigned((warps * 32 + threads - 1) / threads);
+    if (D == 32) dsum_kernel<32><<<grid, threads, 0, s>>>(dsum, dout, out, N, T, C, NH);
+    if (D == 64) dsum_kernel<64><<<grid, threads, 0, s>>>(dsum, dout, out, N, T, C, NH);
+    if (D == 128) dsum_kernel<128><<<grid, threads, 0, s>>>(dsum, dout, out, N, T, C, NH);
+    CUDA_LAUNCH_CHECK();
+    const double sc = 1.0 / std::sqrt(double(D));
+    BwdArgs a{dqkv, dout, qkv, lse, dsum, nullptr, T, C, NH, float(sc), float(sc * 1.4426950408889634), false};
+#define ST_BWD(d, blk) \
+    if (D == d && plan.block == blk) return launch_bwd<d, blk>(a, plan, B, s);
+    ST_BWD(32, 64) ST_BWD(64, 64) ST_BWD(128, 64) ST_BWD(32, 128) ST_BWD(64, 128) ST_BWD(128, 128)
+#undef ST_BWD
+}
+
+}  // namespace st::gpu

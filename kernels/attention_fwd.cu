@@ -1,0 +1,147 @@
+// Block-sparse flash attention, forward (FlashAttention-2 style on mma.sync): one CTA per query block
+// of one head, each warp 16 or 32 query rows; key tiles of 64 stream through shared memory
+// two deep (cp.async) while the previous tile is multiplied. Scores never leave registers: the
+// online softmax rescales the output accumulators and P feeds the P.V product as an A fragment.
+// Components after the first merge into the output by log-sum-exp (the CPU's order).
+#include <cfloat>
+#include <cstdlib>
+
+#include "attention.h"
+#include "attention_fwd_common.cuh"
+#include "check.h"
+
+namespace st::gpu {
+
+namespace {
+
+using namespace mma;
+
+// Row tiles of 16 per warp: two for blocks of 128 (fewer shared-memory reads per product), one where
+// the registers would not hold two (head size 128) or the block is too small to share.
+template <int D, int BLK>
+constexpr int fwd_mt() { return BLK == 128 && D <= 64 ? 2 : 1; }
+template <int D, int BLK>
+constexpr int fwd_threads() { return BLK / (16 * fwd_mt<D, BLK>()) * 32; }
+
+template <int D, int BLK>
+__global__ void __launch_bounds__(fwd_threads<D, BLK>()) fwd_kernel(FwdArgs a) {
+    constexpr int MT = fwd_mt<D, BLK>(), NT = fwd_threads<D, BLK>(), LD = D + kPad, SUB = BLK / kKeyTile;
+    extern __shared__ __align__(16) unsigned char smem[];
+    bf16* Qs = reinterpret_cast<bf16*>(smem);   // BLK x LD
+    bf16* Ks = Qs + BLK * LD;                   // 2 x kKeyTile x LD
+    bf16* Vs = Ks + 2 * kKeyTile * LD;          // 2 x kKeyTile x LD
+    const int h = blockIdx.y, b = blockIdx.z;
+    const AttnPartDev P = a.parts[h];
+    if (!P.row_ptr) return;
+    const int qb = P.q_sched[blockIdx.x];
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int64_t W3 = 3 * int64_t(a.C);
+    const bf16* base = a.qkv + int64_t(b) * a.T * W3 + h * D;
+    const int e0 = P.row_ptr[qb], ntiles = (P.row_ptr[qb + 1] - e0) * SUB;
+
+    load_rows<D, NT>(Qs, base, W3, P.order, qb * BLK, BLK, a.T);
+    cp_async_commit();
+    auto load_kv = [&](int it, int buf) {
+        const int k0 = P.col[e0 + it / SUB] * BLK + (it % SUB) * kKeyTile;
+        load_rows<D, NT>(Ks + buf * kKeyTile * LD, base + a.C, W3, P.order, k0, kKeyTile, a.T);
+        load_rows<D, NT>(Vs + buf * kKeyTile * LD, base + 2 * a.C, W3, P.order, k0, kKeyTile, a.T);
+    };
+    if (ntiles > 0) load_kv(0, 0);
+    cp_async_commit();
+
+    float m[MT][2], l[MT][2] = {};
+    float acc[MT][D / 8][4] = {};
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++) m[mt][0] = m[mt][1] = -INFINITY;
+    uint32_t qf[MT][D / 16][4];
+    const int r0 = warp * 16 * MT;   // this warp's first row in the block
+    for (int it = 0; it < ntiles; it++) {
+        if (it + 1 < ntiles) load_kv(it + 1, (it + 1) & 1);
+        cp_async_commit();
+        cp_async_wait<1>();
+        __syncthreads();
+        if (it == 0) load_a_frags<D, MT>(qf, Qs + r0 * LD, LD, lane);
+        const bf16* Kt = Ks + (it & 1) * kKeyTile * LD;
+        const bf16* Vt = Vs + (it & 1) * kKeyTile * LD;
+        float s[MT][8][4] = {};
+        tile_product<D, 8, MT>(s, qf, Kt, LD, lane);   // s = Q K^T for MT*16 rows x 64 keys
+
+        const int e = e0 + it / SUB, sub = it % SUB;
+        mask_tile<BLK, MT>(s, P, P.mask[e], sub, P.col[e] * BLK + sub * kKeyTile, a.T, r0, lane);
+        online_softmax<D, MT>(s, m, l, acc, a.scale_log2);
+        // acc += P V: P from the score registers, V^T fragments by transposing loads.
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            uint32_t pa[MT][4];
+            acc_to_a<8, MT>(pa, s, j);
+            accumulate_pv<D, MT>(acc, pa, Vt + j * 16 * LD, LD, lane);
+        }
+        __syncthreads();   // the next iteration's prefetch overwrites this buffer
+    }
+    cp_async_wait<0>();
+
+    write_output<D, MT>(a, P, qb * BLK + r0, m, l, acc, lane);
+}
+
+template <int D, int BLK>
+void launch_fwd(const FwdArgs& a, const AttnPlan& plan, int B, cudaStream_t s) {
+    constexpr int smem = (BLK + 4 * kKeyTile) * (D + kPad) * int(sizeof(bf16));
+    static bool configured = false;   // the attribute is per function: set it once
+    if (!configured) {
+        CUDA_CHECK(cudaFuncSetAttribute(fwd_kernel<D, BLK>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+        configured = true;
+    }
+    for (int k = 0; k < plan.slots; k++) {
+        FwdArgs ak = a;
+        ak.parts = plan.slot(k);
+        ak.merge = k > 0;
+        fwd_kernel<D, BLK><<<dim3(plan.nblk, a.NH, B), fwd_threads<D, BLK>(), smem, s>>>(ak);
+        CUDA_LAUNCH_CHECK();
+    }
+}
+
+}  // namespace
+
+// The wgmma forward runs where the device is a Hopper, this build has its code (sm_90a) and it was
+// asked for (attention_use_wgmma(true), or ST_ATTENTION=wgmma in the environment). It is not the
+// default yet: it passes the tests at head size 128 only (64 goes to mma.sync; see
+// attention_forward_sm90), and its speed is unmeasured.
+static int g_wgmma = -1;
+
+bool attention_wgmma_supported() {
+    static int supported = -1;
+    if (supported < 0) {
+        int dev = 0, major = 0;
+        CUDA_CHECK(cudaGetDevice(&dev));
+        CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
+        cudaFuncAttributes fa;
+        supported = major == 9 && cudaFuncGetAttributes(&fa, fwd_kernel<64, 64>) == cudaSuccess && fa.binaryVersion == 90;
+    }
+    return supported == 1;
+}
+
+void attention_use_wgmma(bool on) { g_wgmma = on && attention_wgmma_supported(); }
+
+bool attention_wgmma() {
+    if (g_wgmma < 0) {
+        const char* env = std::getenv("ST_ATTENTION");
+        attention_use_wgmma(env && std::string(env) == "wgmma");
+    }
+    return g_wgmma == 1;
+}
+
+void attention_forward(bf16* out, float* lse, const bf16* qkv, const AttnPlan& plan, int B, int T, int C, int NH,
+                       cudaStream_t s) {
+    std::string why = attention_gpu_check(plan.block, C, NH);
+    if (!why.empty()) fail(why);
+    if (plan.T != T || plan.n_head != NH) fail("attention: plan built for another length or head count");
+    const int D = C / NH;
+    FwdArgs a{out, lse, qkv, nullptr, T, C, NH, float(1.4426950408889634 / std::sqrt(double(D))), false};
+    if (attention_wgmma() && attention_forward_sm90(a, plan, B, s)) return;
+#define ST_FWD(d, blk) \
+    if (D == d && plan.block == blk) return launch_fwd<d, blk>(a, plan, B, s);
+    ST_FWD(32, 64) ST_FWD(64, 64) ST_FWD(128, 64) ST_FWD(32, 128) ST_FWD(64, 128) ST_FWD(128, 128)
+#undef ST_FWD
+}
+
+}  // namespace st::gpu

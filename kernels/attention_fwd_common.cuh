@@ -1,0 +1,123 @@
+// What the two forward kernels (attention_fwd.cu: mma.sync, any sm_80+; attention_fwd_sm90.cu: wgmma)
+// share: their arguments, the online softmax over a tile of scores, and the normalised, merged write.
+#pragma once
+#include "attention.h"
+#include "attention_tile.cuh"
+
+namespace st::gpu {
+
+struct FwdArgs {
+    bf16* out;
+    float* lse;
+    const bf16* qkv;
+    const AttnPartDev* parts;
+    int T, C, NH;
+    float scale_log2;   // 1/sqrt(D) * log2(e): scores live in base 2
+    bool merge;         // a later component: combine with what out and lse hold
+};
+
+// The wgmma forward (attention_fwd_sm90.cu) for the head sizes it takes; false where it does not.
+bool attention_forward_sm90(const FwdArgs& a, const AttnPlan& plan, int B, cudaStream_t s);
+
+// One tile of scores s (MT row tiles x 64 keys, raw dot products) into probabilities, rescaling the
+// running max m, sum l and output acc of each row (base-2 logits: exp2 is one instruction).
+template <int D, int MT>
+__device__ __forceinline__ void online_softmax(float (&s)[MT][8][4], float (&m)[MT][2], float (&l)[MT][2],
+                                               float (&acc)[MT][D / 8][4], float scale_log2) {
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+        for (int half = 0; half < 2; half++) {
+            float mx = -INFINITY;
+#pragma unroll
+            for (int j = 0; j < 8; j++) mx = fmaxf(mx, fmaxf(s[mt][j][half * 2], s[mt][j][half * 2 + 1]));
+            const float m_new = fmaxf(m[mt][half], mma::quad_max(mx) * scale_log2);
+            const float shift = m_new == -INFINITY ? 0.f : m_new;   // a row with nothing yet stays at zero
+            const float alpha = fast_exp2(m[mt][half] - shift);
+            m[mt][half] = m_new;
+            float rs = 0;
+#pragma unroll
+            for (int j = 0; j < 8; j++)
+#pragma unroll
+                for (int q = 0; q < 2; q++) {
+                    float p = fast_exp2(s[mt][j][half * 2 + q] * scale_log2 - shift);
+                    s[mt][j][half * 2 + q] = p;
+                    rs += p;
+                }
+            l[mt][half] = l[mt][half] * alpha + rs;
+#pragma unroll
+            for (int dt = 0; dt < D / 8; dt++) {
+                acc[mt][dt][half * 2] *= alpha;
+                acc[mt][dt][half * 2 + 1] *= alpha;
+            }
+        }
+}
+
+// Normalises a warp's rows (component rows t_first ..) and writes them with their log-sum-exp; a
+// later component merges with the earlier ones by log-sum-exp.
+template <int D, int MT>
+__device__ __forceinline__ void write_output(const FwdArgs& a, const AttnPartDev& P, int t_first, const float (&m)[MT][2],
+                                             const float (&l)[MT][2], const float (&acc)[MT][D / 8][4], int lane) {
+    const int h = blockIdx.y, b = blockIdx.z, g = lane / 4, c4 = lane % 4;
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++) {
+        float lc[2], wp[2], wc[2];
+        int64_t pos[2];
+#pragma unroll
+        for (int half = 0; half < 2; half++) {
+            const float lsum = mma::quad_sum(l[mt][half]);
+            const int t = t_first + mt * 16 + g + half * 8;
+            pos[half] = t < a.T ? (P.order ? P.order[t] : t) : -1;
+            lc[half] = lsum > 0 ? (m[mt][half] + __log2f(lsum)) * kLn2 : -INFINITY;
+            const float lp = (a.merge && pos[half] >= 0) ? a.lse[(int64_t(b) * a.NH + h) * a.T + pos[half]] : -INFINITY;
+            wp[half] = 0;
+            wc[half] = lsum > 0 ? 1.f / lsum : 0.f;
+            if (lp != -INFINITY && lc[half] != -INFINITY) {
+                const float mx = fmaxf(lp, lc[half]);
+                const float ln = mx + logf(expf(lp - mx) + expf(lc[half] - mx));
+                wp[half] = expf(lp - ln);
+                wc[half] *= expf(lc[half] - ln);
+                lc[half] = ln;
+            } else if (lc[half] == -INFINITY && a.merge) {
+                pos[half] = -1;   // this component adds nothing to the row: keep what is there
+            }
+        }
+        __syncwarp();   // every lane has read the old log-sum-exp before lane 0 of its quad rewrites it
+#pragma unroll
+        for (int half = 0; half < 2; half++) {
+            if (pos[half] < 0) continue;
+            bf16* orow = a.out + (int64_t(b) * a.T + pos[half]) * a.C + h * D;
+#pragma unroll
+            for (int dt = 0; dt < D / 8; dt++) {
+                const int col = dt * 8 + c4 * 2;
+                float o0 = acc[mt][dt][half * 2] * wc[half], o1 = acc[mt][dt][half * 2 + 1] * wc[half];
+                if (wp[half] != 0) {
+                    const float2 prev = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(orow + col));
+                    o0 += wp[half] * prev.x;
+                    o1 += wp[half] * prev.y;
+                }
+                *reinterpret_cast<__nv_bfloat162*>(orow + col) = __floats2bfloat162_rn(o0, o1);
+            }
+            if (c4 == 0) a.lse[(int64_t(b) * a.NH + h) * a.T + pos[half]] = lc[half];
+        }
+    }
+}
+
+// Masks a tile of 64 keys (sub-tile sub of entry e's block) for a warp's rows from r0, where the entry
+// has a mask or the tile runs past the sequence end.
+template <int BLK, int MT>
+__device__ __forceinline__ void mask_tile(float (&s)[MT][8][4], const AttnPartDev& P, int mid, int sub, int k0, int T,
+                                          int r0, int lane) {
+    if (mid < 0 && k0 + kKeyTile <= T) return;
+    const uint64_t* mk = mid >= 0 ? P.masks + int64_t(mid) * (BLK * BLK / 64) : nullptr;
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+        for (int half = 0; half < 2; half++) {
+            const int row = r0 + mt * 16 + lane / 4 + half * 8;
+            const uint64_t word = mk ? mk[(row * BLK + sub * kKeyTile) >> 6] : ~uint64_t(0);
+            mask_row<8>(s[mt], half, word, T - k0, lane % 4);
+        }
+}
+
+}  // namespace st::gpu

@@ -1,0 +1,124 @@
+// Uploading a LayerLayout for the GPU kernels: every index array of every component of every head
+// goes into one device allocation, with the launch schedules and the transposed masks the
+// backward reads.
+#include <algorithm>
+#include <cstring>
+#include <numeric>
+#include <string>
+
+#include "attention.h"
+#include "check.h"
+
+namespace st::gpu {
+
+namespace {
+
+// Block indices ordered by descending work (ties: ascending index): the longest rows start first,
+// so a launch does not end on one long straggler.
+std::vector<int32_t> schedule(const std::vector<int32_t>& ptr) {
+    std::vector<int32_t> s(ptr.size() - 1);
+    std::iota(s.begin(), s.end(), 0);
+    std::stable_sort(s.begin(), s.end(), [&](int32_t a, int32_t b) { return ptr[a + 1] - ptr[a] > ptr[b + 1] - ptr[b]; });
+    return s;
+}
+
+std::vector<uint64_t> transpose_masks(const std::vector<std::vector<uint64_t>>& masks, int bs) {
+    std::vector<uint64_t> out(masks.size() * size_t(bs) * bs / 64, 0);
+    for (size_t m = 0; m < masks.size(); m++) {
+        uint64_t* o = out.data() + m * size_t(bs) * bs / 64;
+        for (int r = 0; r < bs; r++)
+            for (int c = 0; c < bs; c++) {
+                int bit = r * bs + c, tbit = c * bs + r;
+                if ((masks[m][size_t(bit) >> 6] >> (bit & 63)) & 1) o[tbit >> 6] |= uint64_t(1) << (tbit & 63);
+            }
+    }
+    return out;
+}
+
+}  // namespace
+
+std::string attention_gpu_check(int block, int C, int NH) {
+    if (block != 64 && block != 128) return "the GPU attention needs --block 64 or 128 (not " + std::to_string(block) + ")";
+    if (NH < 1 || C % NH != 0) return "n_head must divide d_model";
+    int D = C / NH;
+    if (D != 32 && D != 64 && D != 128)
+        return "the GPU attention needs a head size (d_model / n_head) of 32, 64 or 128, not " + std::to_string(D);
+    return "";
+}
+
+AttnPlan::AttnPlan(const LayerLayout& lay) : T(lay.T), block(lay.block), n_head(int(lay.heads.size())) {
+    nblk = (T + block - 1) / block;
+    for (const auto& h : lay.heads) slots = std::max(slots, int(h.parts.size()));
+    // Host image of the one allocation: 8-byte aligned pieces, recorded as offsets, then rebased.
+    std::vector<uint64_t> blob;
+    auto put32 = [&](const std::vector<int32_t>& v) -> int64_t {
+        if (v.empty()) return -1;
+        int64_t off = int64_t(blob.size()) * 8;
+        blob.resize(blob.size() + (v.size() + 1) / 2, 0);
+        std::memcpy(reinterpret_cast<char*>(blob.data()) + off, v.data(), v.size() * 4);
+        return off;
+    };
+    auto put64 = [&](const std::vector<uint64_t>& v) -> int64_t {
+        if (v.empty()) return -1;
+        int64_t off = int64_t(blob.size()) * 8;
+        blob.insert(blob.end(), v.begin(), v.end());
+        return off;
+    };
+    struct Offs { int64_t o[11]; };
+    std::vector<Offs> offs(size_t(slots) * n_head);
+    for (auto& o : offs) std::fill(o.o, o.o + 11, int64_t(-1));
+    for (int h = 0; h < n_head; h++)
+        for (size_t k = 0; k < lay.heads[h].parts.size(); k++) {
+            const AttnComponent& c = lay.heads[h].parts[k];
+            if (c.nblk != nblk) fail("attention plan: a component of " + std::to_string(c.nblk) + " blocks, expected " + std::to_string(nblk));
+            std::vector<uint64_t> masks;
+            for (const auto& m : c.masks) masks.insert(masks.end(), m.begin(), m.end());
+            Offs& o = offs[k * n_head + h];
+            o.o[0] = put32(c.order);
+            o.o[1] = put32(c.row_ptr);
+            o.o[2] = put32(c.col);
+            o.o[3] = put32(c.mask);
+            o.o[4] = put32(c.col_ptr);
+            o.o[5] = put32(c.row_of);
+            o.o[6] = put32(c.entry_of);
+            o.o[7] = put32(schedule(c.row_ptr));
+            o.o[8] = put32(schedule(c.col_ptr));
+            o.o[9] = put64(masks);
+            o.o[10] = put64(transpose_masks(c.masks, block));
+        }
+    if (blob.empty()) blob.push_back(0);
+    CUDA_CHECK(cudaMalloc(&ints_, blob.size() * 8));
+    CUDA_CHECK(cudaMemcpy(ints_, blob.data(), blob.size() * 8, cudaMemcpyHostToDevice));
+    std::vector<AttnPartDev> parts(offs.size());
+    char* base = static_cast<char*>(ints_);
+    for (size_t i = 0; i < offs.size(); i++) {
+        auto p32 = [&](int k) { return offs[i].o[k] < 0 ? nullptr : reinterpret_cast<const int32_t*>(base + offs[i].o[k]); };
+        auto p64 = [&](int k) { return offs[i].o[k] < 0 ? nullptr : reinterpret_cast<const uint64_t*>(base + offs[i].o[k]); };
+        parts[i] = {p32(0), p32(1), p32(2), p32(3), p32(4), p32(5), p32(6), p32(7), p32(8), p64(9), p64(10)};
+    }
+    CUDA_CHECK(cudaMalloc(&parts_, parts.size() * sizeof(AttnPartDev)));
+    CUDA_CHECK(cudaMemcpy(parts_, parts.data(), parts.size() * sizeof(AttnPartDev), cudaMemcpyHostToDevice));
+}
+
+void AttnPlan::release() {
+    if (ints_) cudaFree(ints_);
+    if (parts_) cudaFree(parts_);
+    ints_ = nullptr;
+    parts_ = nullptr;
+}
+
+AttnPlan::~AttnPlan() { release(); }
+
+AttnPlan::AttnPlan(AttnPlan&& o) noexcept { *this = std::move(o); }
+
+AttnPlan& AttnPlan::operator=(AttnPlan&& o) noexcept {
+    if (this != &o) {
+        release();
+        T = o.T, block = o.block, n_head = o.n_head, nblk = o.nblk, slots = o.slots;
+        ints_ = o.ints_, parts_ = o.parts_;
+        o.ints_ = nullptr, o.parts_ = nullptr;
+    }
+    return *this;
+}
+
+}  // namespace st::gpu

@@ -1,0 +1,36 @@
+// Every CUDA, cuBLASLt and launch result goes through these: a failure becomes an st::Error whose
+// one-line message names the call, so the programs print it and exit 1 like any other error.
+#pragma once
+#include <cublasLt.h>
+#include <cuda_runtime.h>
+
+#include <string>
+
+#include "error.h"
+
+namespace st::gpu {
+
+[[noreturn]] inline void cuda_fail(cudaError_t e, const char* what) {
+    if (e == cudaErrorMemoryAllocation)
+        fail(std::string("out of GPU memory (") + what + "); try a smaller --batch, --ctx or --recompute");
+    fail(std::string("CUDA error in ") + what + ": " + cudaGetErrorString(e));
+}
+
+}  // namespace st::gpu
+
+#define CUDA_CHECK(call)                                               \
+    do {                                                               \
+        cudaError_t st_err_ = (call);                                  \
+        if (st_err_ != cudaSuccess) ::st::gpu::cuda_fail(st_err_, #call); \
+    } while (0)
+
+// After a kernel launch: catches bad launch configurations at once (asynchronous faults surface at
+// the next synchronising call, which CUDA_CHECK also covers).
+#define CUDA_LAUNCH_CHECK() CUDA_CHECK(cudaGetLastError())
+
+#define CUBLAS_CHECK(call)                                                                          \
+    do {                                                                                            \
+        cublasStatus_t st_st_ = (call);                                                             \
+        if (st_st_ != CUBLAS_STATUS_SUCCESS)                                                        \
+            ::st::fail(std::string("cuBLASLt error in ") + #call + ": " + cublasLtGetStatusString(st_st_)); \
+    } while (0)

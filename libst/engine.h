@@ -1,0 +1,59 @@
+// What training and evaluation ask of a device. The CPU engine runs Model<float> in host memory;
+// the GPU engine (libst/gpu/) keeps weights, optimizer state and activations on the card and
+// copies them back into the host model only to save a checkpoint.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "model.h"
+
+namespace st {
+
+struct AdamWStep {
+    float lr, beta1, beta2, eps, weight_decay;
+    float clip;      // <= 0: no clipping of the global gradient norm
+    int64_t t;       // 1-based step number (bias correction)
+};
+
+struct StepStats {
+    double loss;        // mean cross-entropy in nats
+    double grad_norm;   // before clipping
+};
+
+class Engine {
+   public:
+    virtual ~Engine() = default;
+    virtual std::string name() const = 0;   // "cpu" or the GPU's name
+    virtual double peak_gib() const { return 0; }   // device memory held at most (GPU engines)
+    // Forward, backward and one AdamW update on B windows of T bytes; the dropout masks are a
+    // function of dropout_seed.
+    virtual StepStats train_step(const uint8_t* inp, const uint8_t* tgt, int B, int T, uint64_t dropout_seed,
+                                 const AdamWStep& opt) = 0;
+    // Mean cross-entropy (nats) of tgt given inp without dropout.
+    virtual double loss(const uint8_t* inp, const uint8_t* tgt, int B, int T) = 0;
+    // The same loss and its gradient (num_params floats, the host model's layout), without dropout and
+    // without an update: what the parity checks compare.
+    virtual double gradient(const uint8_t* inp, const uint8_t* tgt, int B, int T, std::vector<float>* grad) = 0;
+    // Brings the host model's weights and the optimizer moments up to date (before a save).
+    virtual void sync_to_host() = 0;
+};
+
+// opt_m and opt_v (the AdamW moments) are resized to the model and updated by train_step.
+std::unique_ptr<Engine> make_cpu_engine(Model<float>& m, std::vector<float>& opt_m, std::vector<float>& opt_v);
+
+struct GpuOptions {
+    int device = 0;
+};
+// Throws st::Error with a one-line reason where there is no GPU, no CUDA support in this build, or
+// the model does not fit the card.
+std::unique_ptr<Engine> make_gpu_engine(Model<float>& m, std::vector<float>& opt_m, std::vector<float>& opt_v,
+                                        const GpuOptions& o);
+bool gpu_available();
+
+// The engine --device asks for: "cpu", "cuda" or "cuda:N" (cli::setup's answer).
+std::unique_ptr<Engine> make_engine(const std::string& device, Model<float>& m, std::vector<float>& opt_m,
+                                    std::vector<float>& opt_v);
+
+}  // namespace st

@@ -1,0 +1,53 @@
+// A device allocation that frees itself, and the bytes the GPU engine and sampler hold: what they
+// report as peak memory (PyTorch's max_memory_allocated counts the same way).
+#pragma once
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstddef>
+#include <utility>
+
+#include "check.h"
+
+namespace st::gpu {
+
+struct MemoryUse {
+    size_t now = 0, peak = 0;
+};
+inline MemoryUse& memory_use() {
+    static MemoryUse m;
+    return m;
+}
+
+template <class T>
+struct Buf {
+    T* p = nullptr;
+    size_t n = 0;
+    Buf() = default;
+    explicit Buf(size_t count) : n(count) {
+        CUDA_CHECK(cudaMalloc(&p, bytes()));
+        MemoryUse& m = memory_use();
+        m.now += bytes();
+        m.peak = std::max(m.peak, m.now);
+    }
+    ~Buf() {
+        if (p) {
+            memory_use().now -= bytes();
+            cudaFree(p);
+        }
+    }
+    Buf(Buf&& o) noexcept : p(o.p), n(o.n) { o.p = nullptr; }
+    Buf& operator=(Buf&& o) noexcept {   // the old allocation goes with o
+        std::swap(p, o.p);
+        std::swap(n, o.n);
+        return *this;
+    }
+    Buf(const Buf&) = delete;
+    Buf& operator=(const Buf&) = delete;
+    size_t bytes() const { return std::max<size_t>(n, 1) * sizeof(T); }
+    void upload(const T* src, cudaStream_t s = nullptr) {
+        CUDA_CHECK(cudaMemcpyAsync(p, src, n * sizeof(T), cudaMemcpyHostToDevice, s));
+    }
+};
+
+}  // namespace st::gpu

@@ -1,0 +1,31 @@
+// Device selection for the GPU engine and sampler.
+#include "device.h"
+
+#include <cuda_runtime.h>
+
+#include "check.h"
+#include "engine.h"
+#include "error.h"
+
+namespace st {
+
+bool gpu_available() {
+    int n = 0;
+    return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
+}
+
+namespace gpu {
+
+std::string select_device(int index) {
+    int count = 0;
+    if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) fail("--device cuda: no CUDA GPU found (use --device cpu)");
+    if (index >= count)
+        fail("--device cuda:" + std::to_string(index) + ": there " + (count == 1 ? "is only 1 GPU" : "are only " + std::to_string(count) + " GPUs"));
+    CUDA_CHECK(cudaSetDevice(index));
+    cudaDeviceProp prop;
+    CUDA_CHECK(cudaGetDeviceProperties(&prop, index));
+    return prop.name;
+}
+
+}  // namespace gpu
+}  // namespace st

@@ -1,0 +1,188 @@
+// Batched incremental decoding on the GPU. One step (embed, every layer, the head) is captured once
+// as a CUDA graph and replayed for every position: the position counter lives on the device, so the
+// graph never changes, and a step costs one launch instead of a hundred.
+#include <cuda_runtime.h>
+
+#include <cstring>
+
+#include "buffer.h"
+#include "check.h"
+#include "decode.h"
+#include "device.h"
+#include "error.h"
+#include "gemm.h"
+#include "ops.h"
+#include "sample.h"
+
+namespace st {
+
+using gpu::bf16;
+using gpu::Buf;
+
+namespace {
+
+class GpuSampler final : public Sampler {
+   public:
+    GpuSampler(const Model<float>& m, int batch, int device);
+    ~GpuSampler() override {
+        if (exec_) cudaGraphExecDestroy(exec_);
+        if (graph_) cudaGraphDestroy(graph_);
+        cudaFreeHost(host_tok_);
+        cudaFreeHost(host_logits_);
+        cudaStreamDestroy(s_);
+    }
+    const float* push(const uint8_t* bytes) override;
+
+   private:
+    void enqueue_step();   // one position for every sequence, on s_
+    const float* run_step();
+
+    const Model<float>& m_;
+    const Config& c_;
+    std::string name_;   // select_device runs before the members that touch the device
+    int B_, t_ = 0, S_ = 0;
+    cudaStream_t s_ = nullptr;
+    gpu::Gemm gemm_;
+    Buf<float> w_;
+    Buf<bf16> w16_;
+    Buf<int32_t> pos_index_;
+    Buf<gpu::DecodeHead> heads_;   // per layer, n_head each
+    std::vector<Buf<bf16>> kc_, vc_;
+    Buf<int> t_dev_;
+    Buf<uint8_t> tok_;
+    Buf<float> x_, x1_, logits32_;
+    Buf<char> scratch_;
+    Buf<bf16> ln_, qkv_, att_, br_, fch_, fcg_, logits_;
+    uint8_t* host_tok_ = nullptr;
+    float* host_logits_ = nullptr;
+    cudaGraph_t graph_ = nullptr;
+    cudaGraphExec_t exec_ = nullptr;
+    std::vector<std::vector<uint8_t>> window_;   // each sequence's bytes in the context (for sliding)
+};
+
+GpuSampler::GpuSampler(const Model<float>& m, int batch, int device)
+    : m_(m), c_(m.cfg), name_(gpu::select_device(device)), B_(batch) {
+    const int C = c_.d_model, F = c_.ff_dim(), V = c_.vocab, NH = c_.n_head, D = C / NH, L = c_.n_layer;
+    if (D != 32 && D != 64 && D != 128) fail("GPU sampling needs a head size of 32, 64 or 128, not " + std::to_string(D));
+    if (C % 8 || V % 8) fail("GPU sampling needs d_model and the vocabulary to be multiples of 8");
+    CUDA_CHECK(cudaStreamCreateWithFlags(&s_, cudaStreamNonBlocking));
+    w_ = Buf<float>(size_t(m.num_params));
+    w16_ = Buf<bf16>(size_t(m.num_params));
+    w_.upload(m.w.data(), s_);
+    gpu::f32_to_bf16(w16_.p, w_.p, m.num_params, s_);
+    std::vector<int32_t> idx;
+    for (const auto& v : m.pos_index()) idx.insert(idx.end(), v.begin(), v.end());
+    pos_index_ = Buf<int32_t>(idx.size());
+    pos_index_.upload(idx.data(), s_);
+    std::vector<gpu::DecodeHead> heads;
+    for (int l = 0; l < L; l++)
+        for (int h = 0; h < NH; h++) {
+            int slots = 0;
+            heads.push_back(gpu::decode_head(c_.attn, NH, l, h, c_.n_ctx, &slots));
+            S_ = std::max(S_, slots);
+        }
+    heads_ = Buf<gpu::DecodeHead>(heads.size());
+    heads_.upload(heads.data(), s_);
+    for (int l = 0; l < L; l++) {
+        kc_.emplace_back(size_t(B_) * NH * S_ * D);
+        vc_.emplace_back(size_t(B_) * NH * S_ * D);
+    }
+    t_dev_ = Buf<int>(1);
+    tok_ = Buf<uint8_t>(size_t(B_));
+    const size_t N = size_t(B_);
+    x_ = Buf<float>(N * C);
+    x1_ = Buf<float>(N * C);
+    ln_ = Buf<bf16>(N * C);
+    qkv_ = Buf<bf16>(N * 3 * C);
+    att_ = Buf<bf16>(N * C);
+    br_ = Buf<bf16>(N * C);
+    fch_ = Buf<bf16>(N * F);
+    fcg_ = Buf<bf16>(N * F);
+    logits_ = Buf<bf16>(N * V);
+    logits32_ = Buf<float>(N * V);
+    scratch_ = Buf<char>(gpu::decode_scratch(B_, NH, D));
+    CUDA_CHECK(cudaMemsetAsync(scratch_.p, 0, scratch_.n, s_));   // the tickets start at zero
+    CUDA_CHECK(cudaMallocHost(&host_tok_, N));
+    CUDA_CHECK(cudaMallocHost(&host_logits_, N * V * sizeof(float)));
+    CUDA_CHECK(cudaMemsetAsync(t_dev_.p, 0, sizeof(int), s_));
+    CUDA_CHECK(cudaStreamSynchronize(s_));
+    window_.resize(size_t(B_));
+}
+
+void GpuSampler::enqueue_step() {
+    const int C = c_.d_model, F = c_.ff_dim(), V = c_.vocab, NH = c_.n_head, D = C / NH, L = c_.n_layer, N = B_;
+    CUDA_CHECK(cudaMemcpyAsync(tok_.p, host_tok_, size_t(N), cudaMemcpyHostToDevice, s_));
+    gpu::PosTables pos;
+    pos.n = int(m_.pos_index().size());
+    for (int k = 0; k < pos.n; k++) {
+        pos.table[k] = w_.p + m_.params[size_t(1 + k)].offset;
+        pos.index[k] = pos_index_.p + size_t(k) * c_.n_ctx;
+    }
+    gpu::decode_embed(x_.p, tok_.p, w_.p, pos, t_dev_.p, N, C, s_);
+    const size_t first = 1 + size_t(pos.n), np = m_.params.size();
+    auto f = [&](int l, int k) { return w_.p + m_.params[first + size_t(l) * 12 + size_t(k)].offset; };
+    auto h = [&](int l, int k) { return w16_.p + m_.params[first + size_t(l) * 12 + size_t(k)].offset; };
+    // Each residual addition is fused with the LayerNorm after it: the next layer's ln1, or ln_f.
+    gpu::decode_add_layernorm(x_.p, ln_.p, x_.p, nullptr, f(0, 0), f(0, 1), N, C, s_);
+    for (int l = 0; l < L; l++) {
+        gemm_.forward(qkv_.p, ln_.p, h(l, 2), h(l, 3), N, C, 3 * C, nullptr, s_);
+        gpu::decode_append(kc_[size_t(l)].p, vc_[size_t(l)].p, qkv_.p, heads_.p + size_t(l) * NH, t_dev_.p, N, NH, D, S_, s_);
+        gpu::decode_attention(att_.p, scratch_.p, qkv_.p, kc_[size_t(l)].p, vc_[size_t(l)].p, heads_.p + size_t(l) * NH,
+                              t_dev_.p, N, NH, D, S_, s_);
+        gemm_.forward(br_.p, att_.p, h(l, 4), h(l, 5), N, C, C, nullptr, s_);
+        gpu::decode_add_layernorm(x1_.p, ln_.p, x_.p, br_.p, f(l, 6), f(l, 7), N, C, s_);
+        gemm_.forward(fcg_.p, ln_.p, h(l, 8), h(l, 9), N, C, F, fch_.p, s_);
+        gemm_.forward(br_.p, fcg_.p, h(l, 10), h(l, 11), N, F, C, nullptr, s_);
+        const bool last = l + 1 == L;
+        gpu::decode_add_layernorm(x_.p, ln_.p, x1_.p, br_.p, last ? w_.p + m_.params[np - 3].offset : f(l + 1, 0),
+                                  last ? w_.p + m_.params[np - 2].offset : f(l + 1, 1), N, C, s_);
+    }
+    gemm_.forward(logits_.p, ln_.p, w16_.p + m_.params[np - 1].offset, nullptr, N, C, V, nullptr, s_);
+    gpu::bf16_to_f32(logits32_.p, logits_.p, int64_t(N) * V, s_);
+    CUDA_CHECK(cudaMemcpyAsync(host_logits_, logits32_.p, size_t(N) * V * sizeof(float), cudaMemcpyDeviceToHost, s_));
+    gpu::decode_advance(t_dev_.p, s_);
+}
+
+const float* GpuSampler::run_step() {
+    if (!exec_) {
+        enqueue_step();   // once eagerly: the matrix products choose their algorithms outside the capture
+        CUDA_CHECK(cudaStreamSynchronize(s_));
+        CUDA_CHECK(cudaStreamBeginCapture(s_, cudaStreamCaptureModeThreadLocal));
+        enqueue_step();
+        CUDA_CHECK(cudaStreamEndCapture(s_, &graph_));
+        CUDA_CHECK(cudaGraphInstantiate(&exec_, graph_, 0));
+    } else {
+        CUDA_CHECK(cudaGraphLaunch(exec_, s_));
+    }
+    CUDA_CHECK(cudaStreamSynchronize(s_));
+    t_++;
+    return host_logits_;
+}
+
+const float* GpuSampler::push(const uint8_t* bytes) {
+    if (t_ == c_.n_ctx) {
+        // Slide as Decoder does: restart at position 0 and replay the kept part of each window.
+        const int drop = slide_drop(c_);
+        t_ = 0;
+        CUDA_CHECK(cudaMemsetAsync(t_dev_.p, 0, sizeof(int), s_));
+        std::vector<std::vector<uint8_t>> old;
+        old.swap(window_);
+        window_.resize(size_t(B_));
+        for (size_t k = size_t(drop); k < old[0].size(); k++) {
+            for (int b = 0; b < B_; b++) host_tok_[b] = old[size_t(b)][k];
+            for (int b = 0; b < B_; b++) window_[size_t(b)].push_back(host_tok_[b]);
+            run_step();
+        }
+    }
+    std::memcpy(host_tok_, bytes, size_t(B_));
+    for (int b = 0; b < B_; b++) window_[size_t(b)].push_back(bytes[b]);
+    return run_step();
+}
+
+}  // namespace
+
+std::unique_ptr<Sampler> make_gpu_sampler(const Model<float>& m, int batch, int device) {
+    return std::make_unique<GpuSampler>(m, batch, device);
+}
+
+}  // namespace st

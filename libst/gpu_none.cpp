@@ -1,0 +1,18 @@
+// A build without CUDA: the GPU engine's entry points say so.
+#include "engine.h"
+#include "error.h"
+#include "sample.h"
+
+namespace st {
+
+bool gpu_available() { return false; }
+
+std::unique_ptr<Engine> make_gpu_engine(Model<float>&, std::vector<float>&, std::vector<float>&, const GpuOptions&) {
+    fail("this build of st has no CUDA support (rebuild with nvcc installed, or use --device cpu)");
+}
+
+std::unique_ptr<Sampler> make_gpu_sampler(const Model<float>&, int, int) {
+    fail("this build of st has no CUDA support (rebuild with nvcc installed, or use --device cpu)");
+}
+
+}  // namespace st

@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Everything a CUDA build can show on a GPU machine, in one go: the [gpu] tests, st's attention and
+# training-step benchmarks, and the PyTorch peers on the same card, then a table of st, peer, ratio.
+#   scripts/gpu-run.sh [BUILD_DIR] [PARTS]
+# BUILD_DIR: a `make gpu` build (default build-gpu). PARTS: a comma list of tests, attention, train,
+# long, sample (default: all). PEERS: the peer programs' folder (default ../shared/peers).
+# SEQS: attention lengths (default 4096,16384,65536); LONG_PEERS=0 skips PyTorch's long runs.
+# OUT: where logs go (default runs/gpu). Every number is a median of timed runs after warm-up.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+build=${1:-build-gpu}
+parts=${2:-tests,attention,train,long,sample}
+peers=${PEERS:-../shared/peers}
+out=${OUT:-runs/gpu}
+mkdir -p "$out"
+export PYTHONUNBUFFERED=1 NCCL_NVLS_ENABLE=0
+has() { [[ ",$parts," == *",$1,"* ]]; }
+py=python3
+status=0
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/device.txt"
+
+if has tests; then
+    echo "== [gpu] tests"
+    if ! "$build/st-tests" "[gpu]" > "$out/tests.log" 2>&1; then
+        status=1
+        export ST_ATTENTION=mma   # what follows runs on the kernels that passed before
+        echo "[gpu] tests FAILED: the benchmarks below run with ST_ATTENTION=mma"
+    fi
+    tail -n 4 "$out/tests.log"
+fi
+
+if has attention; then
+    echo "== attention: st"
+    "$build/st-bench-attention" | tee "$out/st_attention.jsonl" || status=1
+    echo "== attention: PyTorch (SDPA, FlexAttention)"
+    OUT=$out $py "$peers/flex_anchor.py" 2>>"$out/peers.err" | tee "$out/flex.jsonl" || status=1
+fi
+
+# A training step on random bytes (the speed does not depend on the data), tokens/s and peak memory.
+st_train() {   # NAME ST-TRAIN-OPTIONS...
+    local name=$1
+    shift
+    head -c 40000000 /dev/urandom > "$tmp/random.bin"
+    "$build/st-train" --device cuda "$@" --steps 13 --warmup 1 --eval-every 0 --eval-windows 1 --quiet \
+        --log "$tmp/$name.log" -o "$tmp/$name.st" "$tmp/random.bin" || { echo "{\"impl\": \"st\", \"name\": \"$name\", \"error\": \"failed\"}"; return 1; }
+    $py - "$tmp/$name.log" "$name" <<'PY'
+import json, statistics, sys
+rows = [json.loads(l) for l in open(sys.argv[1]) if '"loss"' in l][3:]
+ms = statistics.median(r["ms"] for r in rows)
+print(json.dumps(dict(impl="st", name=sys.argv[2], step_ms=round(ms, 2), tokens_per_s=round(rows[0]["tokens_per_s"] * rows[0]["ms"] / ms),
+                      peak_gib=round(rows[-1]["peak_gib"], 2), loss=round(rows[-1]["loss"], 3))))
+PY
+}
+if has train; then
+    echo "== training step: 12 layers, d 512, 8 heads, n 16384, batch 4, fixed"
+    st_train step12 --layers 12 --d-model 512 --heads 8 --ctx 16384 --pattern fixed --stride 1024 --summary 128 --block 128 \
+        --pos 1d --batch 4 | tee "$out/st_train.jsonl" || status=1
+    OUT=$out KINDS=fixed $py "$peers/torch_train_anchor.py" 2>>"$out/peers.err" | tee "$out/torch_train.jsonl" || status=1
+fi
+
+if has long; then
+    echo "== long sequences"
+    {
+        st_train long262k --layers 8 --d-model 512 --heads 8 --ctx 262144 --pattern fixed --stride 4096 --summary 128 \
+            --block 128 --pos 2d --batch 1
+        st_train long1m --layers 4 --d-model 256 --heads 4 --ctx 1048576 --pattern fixed --stride 8192 --summary 128 \
+            --block 128 --pos 2d --batch 1
+    } | tee "$out/st_long.jsonl" || status=1
+    [ "${LONG_PEERS:-1}" = 1 ] && {
+        OUT=$out KINDS=fixed LAYERS=8 DMODEL=512 HEADS=8 SEQ=262144 BATCH=1 STRIDE_BLOCKS=32 POS=2d $py "$peers/torch_train_anchor.py" 2>>"$out/peers.err"
+        OUT=$out KINDS=fixed LAYERS=4 DMODEL=256 HEADS=4 SEQ=1048576 BATCH=1 STRIDE_BLOCKS=64 POS=2d CKPT=1 $py "$peers/torch_train_anchor.py" 2>>"$out/peers.err"
+    } | tee "$out/torch_long.jsonl" || status=1
+fi
+
+if has sample; then
+    echo "== sampling: 12 layers, d 512, context 65536"
+    head -c 40000000 /dev/urandom > "$tmp/random.bin"
+    "$build/st-train" --device cuda --layers 12 --d-model 512 --heads 8 --ctx 65536 --pattern fixed --stride 1024 \
+        --summary 128 --block 128 --pos 2d --batch 1 --steps 2 --warmup 1 --eval-every 0 --eval-windows 1 --quiet \
+        -o "$tmp/sample.st" "$tmp/random.bin" || status=1
+    sample_run() {   # BATCH BYTES: one JSON line with the wall time of st-sample
+        local t0 t1
+        t0=$(date +%s.%N)
+        "$build/st-sample" --device cuda -b "$1" -n "$2" "$tmp/sample.st" > "$tmp/sample.out" || status=1
+        t1=$(date +%s.%N)
+        echo "{\"impl\": \"st\", \"batch\": $1, \"tokens\": $2, \"seconds\": $(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }'), \"bytes_out\": $(stat -c %s "$tmp/sample.out")}"
+    }
+    {
+        sample_run 1 4096
+        sample_run 16 4096
+        sample_run 1 65536
+    } | tee "$out/st_sample.jsonl"
+    OUT=$out T1=${T1:-4096} T16=${T16:-2048} $py "$peers/sample_anchor.py" 2>>"$out/peers.err" | tee "$out/torch_sample.jsonl" || status=1
+fi
+
+$py scripts/gpu-table.py "$out"
+exit $status
