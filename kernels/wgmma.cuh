@@ -9,6 +9,14 @@
 
 #include "mma.cuh"
 
+// wgmma exists only in sm_90a code; a build for several architectures compiles these files for the
+// others too, where every helper is empty and the kernels trap (the host never launches them there).
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define ST_SM90A 1
+#else
+#define ST_SM90A 0
+#endif
+
 namespace st::gpu::wgmma {
 
 // The byte offset of element column c (multiple of 8) of row r in a 64-column swizzled panel.
@@ -22,10 +30,17 @@ __device__ __forceinline__ uint64_t desc_sw128(const void* p, uint32_t sbo, uint
            (uint64_t(1) << 62);
 }
 
+#if ST_SM90A
 __device__ __forceinline__ void fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
 template <int N>
 __device__ __forceinline__ void wait() { asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory"); }
+#else
+__device__ __forceinline__ void fence() {}
+__device__ __forceinline__ void commit() {}
+template <int N>
+__device__ __forceinline__ void wait() {}
+#endif
 // The asm statements above do not tell the compiler that an accumulator changes when the warpgroup's
 // products land (at wait), so it could read or move one early: these empty asm statements pin every
 // accumulator register in place around the issue and after the wait (CUTLASS does the same).
@@ -35,13 +50,17 @@ __device__ __forceinline__ void fence_regs(float* r) {
     for (int i = 0; i < N; i++) asm volatile("" : "+f"(r[i])::"memory");
 }
 // Shared memory written through the generic proxy (cp.async, plain stores) before the tensor cores read it.
-__device__ __forceinline__ void fence_proxy() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
+__device__ __forceinline__ void fence_proxy() {
+#if ST_SM90A
+    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+#endif
+}
 
 // d (m64n64, fp32) = (accumulate ? d : 0) + a (m64k16, bf16 registers) . B (k16n64, descriptor);
 // TRANS_B: B is N-major (rows of the tile are k) rather than K-major (rows are n).
 template <int TRANS_B>
 __device__ __forceinline__ void m64n64k16(float* d, const uint32_t (&a)[4], uint64_t b, int accumulate) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#if ST_SM90A
     asm volatile(
         "{\n.reg .pred p;\nsetp.ne.b32 p, %38, 0;\n"
         "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 "

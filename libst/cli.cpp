@@ -1,14 +1,13 @@
 // Shared command-line plumbing.
 #include "cli.h"
 
-#include "engine.h"
-
 #include <omp.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <new>
 
+#include "engine.h"
 #include "error.h"
 
 namespace st::cli {

@@ -125,38 +125,54 @@ int train(Engine& e, Model<float>& m, std::vector<float>& opt_m, std::vector<flo
     int status = 0;
     int64_t step = start_step;
     double tok_s = 0;
-    while (step < r.steps) {
-        auto t0 = std::chrono::steady_clock::now();
-        for (int b = 0; b < B; b++) {
-            int64_t off = int64_t(hash64(r.seed, uint64_t(step), uint64_t(b)) % uint64_t(span));
-            std::copy(&train_bytes[off], &train_bytes[off] + T, inp.begin() + size_t(b) * T);
-            std::copy(&train_bytes[off + 1], &train_bytes[off + 1] + T, tgt.begin() + size_t(b) * T);
+    // A failure part way (out of GPU memory at an evaluation, a loss that is not finite) saves the
+    // steps made so far before it is reported: nothing trained is lost.
+    try {
+        while (step < r.steps) {
+            auto t0 = std::chrono::steady_clock::now();
+            for (int b = 0; b < B; b++) {
+                int64_t off = int64_t(hash64(r.seed, uint64_t(step), uint64_t(b)) % uint64_t(span));
+                std::copy(&train_bytes[off], &train_bytes[off] + T, inp.begin() + size_t(b) * T);
+                std::copy(&train_bytes[off + 1], &train_bytes[off + 1] + T, tgt.begin() + size_t(b) * T);
+            }
+            const float lr = lr_at(r, step);
+            const StepStats st = e.train_step(inp.data(), tgt.data(), B, T, hash64(r.seed ^ 0xd5a61266f0c9392cull, uint64_t(step)),
+                                              {lr, r.beta1, r.beta2, r.eps, r.weight_decay, r.clip, step + 1});
+            const double loss = st.loss, norm = st.grad_norm;
+            if (!std::isfinite(loss)) fail("loss is " + std::to_string(loss) + " at step " + std::to_string(step + 1) + "; try a lower --lr");
+            step++;
+            double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+            tok_s = double(B) * T / (ms / 1000);
+            nlohmann::json line = {{"step", step}, {"loss", loss}, {"bits", loss / kLn2}, {"lr", lr}, {"grad_norm", norm}, {"tokens_per_s", tok_s}, {"ms", ms}};
+            if (e.peak_gib() > 0) line["peak_gib"] = e.peak_gib();
+            emit(line);
+            if (run.progress) {
+                double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+                char eta[32];
+                format_duration(eta, sizeof eta, el / double(step - start_step) * double(r.steps - step));
+                std::fprintf(stderr, "\r\033[Kstep %lld/%lld  loss %.4f  %.2f bits/byte  %.0f tok/s  eta %s", (long long)step,
+                             (long long)r.steps, loss, loss / kLn2, tok_s, eta);
+            }
+            if (r.eval_every > 0 && step % r.eval_every == 0 && step < r.steps) evaluate(step);
+            if (g_signal) {
+                status = 128 + g_signal;
+                break;
+            }
+            if (run.save_every > 0 && step % run.save_every == 0 && step < r.steps) save(step);
+            if (run.stop_after > 0 && step - start_step >= run.stop_after) break;
         }
-        const float lr = lr_at(r, step);
-        const StepStats st = e.train_step(inp.data(), tgt.data(), B, T, hash64(r.seed ^ 0xd5a61266f0c9392cull, uint64_t(step)),
-                                          {lr, r.beta1, r.beta2, r.eps, r.weight_decay, r.clip, step + 1});
-        const double loss = st.loss, norm = st.grad_norm;
-        if (!std::isfinite(loss)) fail("loss is " + std::to_string(loss) + " at step " + std::to_string(step + 1) + "; try a lower --lr");
-        step++;
-        double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-        tok_s = double(B) * T / (ms / 1000);
-        nlohmann::json line = {{"step", step}, {"loss", loss}, {"bits", loss / kLn2}, {"lr", lr}, {"grad_norm", norm}, {"tokens_per_s", tok_s}, {"ms", ms}};
-        if (e.peak_gib() > 0) line["peak_gib"] = e.peak_gib();
-        emit(line);
-        if (run.progress) {
-            double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
-            char eta[32];
-            format_duration(eta, sizeof eta, el / double(step - start_step) * double(r.steps - step));
-            std::fprintf(stderr, "\r\033[Kstep %lld/%lld  loss %.4f  %.2f bits/byte  %.0f tok/s  eta %s", (long long)step,
-                         (long long)r.steps, loss, loss / kLn2, tok_s, eta);
+    } catch (const Error& err) {
+        sigaction(SIGINT, &old_int, nullptr);
+        sigaction(SIGTERM, &old_term, nullptr);
+        if (log) std::fclose(log);
+        if (step == start_step) throw;
+        try {
+            save(step);
+        } catch (const std::exception&) {
+            throw err;   // the device may be unusable; the previous checkpoint stays as it was
         }
-        if (r.eval_every > 0 && step % r.eval_every == 0 && step < r.steps) evaluate(step);
-        if (g_signal) {
-            status = 128 + g_signal;
-            break;
-        }
-        if (run.save_every > 0 && step % run.save_every == 0 && step < r.steps) save(step);
-        if (run.stop_after > 0 && step - start_step >= run.stop_after) break;
+        fail(std::string(err.what()) + " (the " + std::to_string(step) + " steps so far are saved in " + run.out +
+             "; continue with --resume " + run.out + ")");
     }
     if (run.progress) std::fprintf(stderr, "\n");
     save(step);

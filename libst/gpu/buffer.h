@@ -4,10 +4,12 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstddef>
 #include <utility>
 
 #include "check.h"
+#include "error.h"
 
 namespace st::gpu {
 
@@ -25,7 +27,19 @@ struct Buf {
     size_t n = 0;
     Buf() = default;
     explicit Buf(size_t count) : n(count) {
-        CUDA_CHECK(cudaMalloc(&p, bytes()));
+        const cudaError_t e = cudaMalloc(&p, bytes());
+        if (e == cudaErrorMemoryAllocation) {
+            cudaGetLastError();   // clear it: the process may go on (and save the model)
+            size_t free = 0, total = 0;
+            cudaMemGetInfo(&free, &total);
+            char msg[256];
+            std::snprintf(msg, sizeof msg,
+                          "out of GPU memory: %.2f GiB more did not fit beside %.2f GiB held (%.1f GiB card); try a "
+                          "smaller --batch or --ctx, or --recompute",
+                          double(bytes()) / (1 << 30), double(memory_use().now) / (1 << 30), double(total) / (1 << 30));
+            fail(msg);
+        }
+        if (e != cudaSuccess) cuda_fail(e, "cudaMalloc");
         MemoryUse& m = memory_use();
         m.now += bytes();
         m.peak = std::max(m.peak, m.now);
