@@ -20,7 +20,6 @@
 namespace st {
 
 using gpu::bf16;
-
 using gpu::Buf;
 
 namespace {
@@ -28,7 +27,10 @@ namespace {
 class GpuEngine final : public Engine {
    public:
     GpuEngine(Model<float>& m, std::vector<float>& om, std::vector<float>& ov, const GpuOptions& o);
-    ~GpuEngine() override { cudaStreamDestroy(s_); }
+    ~GpuEngine() override {
+        cudaFreeHost(host_scalars_);
+        cudaStreamDestroy(s_);
+    }
     std::string name() const override { return name_; }
     double peak_gib() const override { return double(gpu::memory_use().peak + gpu::Gemm::workspace_bytes()) / double(1 << 30); }
     StepStats train_step(const uint8_t* inp, const uint8_t* tgt, int B, int T, uint64_t dropout_seed,
@@ -109,7 +111,7 @@ GpuEngine::GpuEngine(Model<float>& m, std::vector<float>& om, std::vector<float>
     CUDA_CHECK(cudaMallocHost(&host_scalars_, 2 * sizeof(double)));
     CUDA_CHECK(cudaMemcpy(w_.p, m.w.data(), size_t(P_) * 4, cudaMemcpyHostToDevice));
     gpu::f32_to_bf16(w16_.p, w_.p, P_, s_);
-    // Position tables: each table's row for t < n_ctx, and the inverse (positions of each row).
+    // Each position table's row for t < n_ctx (ensure() builds the inverse, for the backward, per length).
     std::vector<int32_t> idx;
     for (const auto& v : m.pos_index()) idx.insert(idx.end(), v.begin(), v.end());
     pos_index_ = Buf<int32_t>(idx.size());
