@@ -4,6 +4,7 @@
 #include <cublasLt.h>
 #include <cuda_runtime.h>
 
+#include <cstdint>
 #include <string>
 
 #include "error.h"
@@ -15,6 +16,9 @@ namespace st::gpu {
         fail(std::string("out of GPU memory (") + what + "); try a smaller --batch, --ctx or --recompute");
     fail(std::string("CUDA error in ") + what + ": " + cudaGetErrorString(e));
 }
+
+// 16-byte vector accesses (and cuBLASLt's bf16 kernels) need 16-byte aligned pointers.
+inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
 
 }  // namespace st::gpu
 

@@ -43,8 +43,6 @@ void set_attr(cublasLtMatmulDesc_t d, cublasLtMatmulDescAttributes_t attr, const
     CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(d, attr, &v, sizeof(v)));
 }
 
-bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
-
 // ---- Column sums for the bias gradients ----
 
 constexpr int kColsumRows = 64;  // rows per chunk, unless the workspace asks for more

@@ -19,8 +19,6 @@ constexpr int kWarp = 32;
 constexpr int kRowsPerBlock = 8;  // row ops: one warp per row, 8 warps a block
 constexpr unsigned kAll = 0xffffffffu;
 
-bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
-
 void require_rows(const char* op, int C, std::initializer_list<const void*> ptrs) {
     if (C % 8 != 0) fail(std::string(op) + ": C = " + std::to_string(C) + " is not a multiple of 8");
     for (const void* p : ptrs)

@@ -60,7 +60,6 @@ std::unique_ptr<Sampler> make_cpu_sampler(const Model<float>& m, int batch) { re
 const float* Decoder::push(uint8_t byte) {
     const Config& c = m_.cfg;
     if (t_ == c.n_ctx) {
-        // Keep the newest half, rounded down to whole stride rows so positions keep their columns.
         std::vector<uint8_t> keep(window_.begin() + slide_drop(c), window_.end());
         t_ = 0;
         window_.clear();

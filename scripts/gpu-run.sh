@@ -92,6 +92,7 @@ if has sample; then
         sample_run 16 4096
         sample_run 1 65536
     } | tee "$out/st_sample.jsonl"
+    "$build/st-bench-decode" | tee "$out/st_decode.jsonl" || status=1
     OUT=$out T1=${T1:-4096} T16=${T16:-2048} $py "$peers/sample_anchor.py" 2>>"$out/peers.err" | tee "$out/torch_sample.jsonl" || status=1
 fi
 
