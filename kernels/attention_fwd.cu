@@ -104,8 +104,7 @@ void launch_fwd(const FwdArgs& a, const AttnPlan& plan, int B, cudaStream_t s) {
 
 // The wgmma forward runs where the device is a Hopper, this build has its code (sm_90a) and it was
 // asked for (attention_use_wgmma(true), or ST_ATTENTION=wgmma in the environment). It is not the
-// default yet: it passes the tests at head size 128 only (64 goes to mma.sync; see
-// attention_forward_sm90), and its speed is unmeasured.
+// default yet: see attention_forward_sm90 for its test record; its speed is unmeasured.
 static int g_wgmma = -1;
 
 bool attention_wgmma_supported() {
