@@ -12,8 +12,7 @@
 namespace st::gpu {
 
 [[noreturn]] inline void cuda_fail(cudaError_t e, const char* what) {
-    if (e == cudaErrorMemoryAllocation)
-        fail(std::string("out of GPU memory (") + what + "); try a smaller --batch, --ctx or --recompute");
+    if (e == cudaErrorMemoryAllocation) fail("out of GPU memory; try a smaller --batch or --ctx, or --recompute");
     fail(std::string("CUDA error in ") + what + ": " + cudaGetErrorString(e));
 }
 
