@@ -55,7 +55,7 @@ PY
 }
 if has train; then
     echo "== training step: 12 layers, d 512, 8 heads, n 16384, batch 4, fixed"
-    st_train step12 --layers 12 --d-model 512 --heads 8 --ctx 16384 --pattern fixed --stride 1024 --summary 128 --block 128 \
+    ST_PROFILE=1 st_train step12 --layers 12 --d-model 512 --heads 8 --ctx 16384 --pattern fixed --stride 1024 --summary 128 --block 128 \
         --pos 1d --batch 4 | tee "$out/st_train.jsonl" || status=1
     OUT=$out KINDS=fixed $py "$peers/torch_train_anchor.py" 2>>"$out/peers.err" | tee "$out/torch_train.jsonl" || status=1
 fi

@@ -15,6 +15,7 @@
 #include "error.h"
 #include "gemm.h"
 #include "ops.h"
+#include "profile.h"
 #include "rng.h"
 
 namespace st {
@@ -70,6 +71,7 @@ class GpuEngine final : public Engine {
     std::string name_;   // first of the members that touch the device: select_device runs before the rest
     cudaStream_t s_ = nullptr;
     gpu::Gemm gemm_;
+    gpu::Profile profile_;   // ST_PROFILE=1: forward, backward and attention, ms a step, printed at the end
     size_t npos_;
     int64_t P_;
     Buf<float> w_, g_, mom_, vel_;
@@ -267,7 +269,9 @@ void GpuEngine::layer_forward(int l, Acts& a, const float* x, float* out, bool t
     const float p = train ? cfg_.dropout : 0.0f;
     gpu::layernorm_forward(a.ln1, a.ln1_mean, a.ln1_rstd, x, w.ln1_w, w.ln1_b, N, C, s_);
     gemm_.forward(a.qkv, a.ln1, w.qkv_w, w.qkv_b, N, C, 3 * C, nullptr, s_);
-    gpu::attention_forward(a.att, a.lse, a.qkv, plans_[size_t(l % 2)], B_, T_, C, cfg_.n_head, s_);
+    profile_.phase("attention-fwd", s_, [&] {
+        gpu::attention_forward(a.att, a.lse, a.qkv, plans_[size_t(l % 2)], B_, T_, C, cfg_.n_head, s_);
+    });
     gemm_.forward(branch_, a.att, w.proj_w, w.proj_b, N, C, C, nullptr, s_);
     gpu::residual_forward(a.x1, x, branch_, p, hash64(dropout_seed_, uint64_t(l), 0), N * C, s_);
     gpu::layernorm_forward(a.ln2, a.ln2_mean, a.ln2_rstd, a.x1, w.ln2_w, w.ln2_b, N, C, s_);
@@ -295,7 +299,9 @@ void GpuEngine::layer_backward(int l, Acts& a, const float* x) {
     gpu::residual_backward_branch(dbranch_, dresid_, p, hash64(dropout_seed_, uint64_t(l), 0), N * C, s_);
     gemm_.backward_weight(g.proj_w, g.proj_b, dbranch_, a.att, N, C, C, s_);
     gemm_.backward_input(datt_, dbranch_, w.proj_w, N, C, C, nullptr, nullptr, s_);
-    gpu::attention_backward(dqkv_, datt_, a.qkv, a.att, a.lse, dsum_, plans_[size_t(l % 2)], B_, T_, C, cfg_.n_head, s_);
+    profile_.phase("attention-bwd", s_, [&] {
+        gpu::attention_backward(dqkv_, datt_, a.qkv, a.att, a.lse, dsum_, plans_[size_t(l % 2)], B_, T_, C, cfg_.n_head, s_);
+    });
     gemm_.backward_weight(g.qkv_w, g.qkv_b, dqkv_, a.ln1, N, C, 3 * C, s_);
     gemm_.backward_input(dln_, dqkv_, w.qkv_w, N, C, 3 * C, nullptr, nullptr, s_);
     gpu::layernorm_backward(dresid_, g.ln1_w, g.ln1_b, dln_, x, w.ln1_w, a.ln1_mean, a.ln1_rstd, N, C, ln_scratch_, s_);
@@ -351,11 +357,12 @@ StepStats GpuEngine::train_step(const uint8_t* inp, const uint8_t* tgt, int B, i
     dropout_seed_ = dropout_seed;
     upload_batch(inp, tgt, true);
     CUDA_CHECK(cudaMemsetAsync(g_.p, 0, size_t(P_) * 4, s_));
-    forward(true);
-    backward();
+    profile_.phase("forward", s_, [&] { forward(true); });
+    profile_.phase("backward", s_, [&] { backward(); });
     gpu::sum_squares_f64(scalars_.p + 1, g_.p, P_, red_scratch_, s_);
     CUDA_CHECK(cudaMemcpyAsync(host_scalars_, scalars_.p, 2 * sizeof(double), cudaMemcpyDeviceToHost, s_));
     CUDA_CHECK(cudaStreamSynchronize(s_));
+    profile_.end_step();
     StepStats st{host_scalars_[0] / double(int64_t(B) * T), std::sqrt(host_scalars_[1])};
     if (!std::isfinite(st.loss) || !std::isfinite(st.grad_norm)) return st;   // no update; the caller stops
     gpu::adamw(w_.p, w16_.p, g_.p, mom_.p, vel_.p, segs_.p, int(m_.params.size()), P_, o.lr, o.beta1, o.beta2, o.eps,
