@@ -85,13 +85,6 @@ constexpr int bwd_threads() { return BLK / (16 * bwd_mt<D, BLK>()) * 32; }
 template <int D, int BLK>
 constexpr int bwd_tile() { return D * bwd_mt<D, BLK>() >= 128 ? 32 : 64; }
 
-// The mask bits of one accumulator row against a tile of width W at column offset col0 of the block.
-__device__ __forceinline__ uint64_t mask_word(const uint64_t* mk, int row, int block, int col0) {
-    if (!mk) return ~uint64_t(0);
-    const int bit = row * block + col0;
-    return mk[bit >> 6] >> (bit & 63);
-}
-
 template <int D, int BLK>
 __global__ void __launch_bounds__(bwd_threads<D, BLK>()) dkv_kernel(BwdArgs a) {
     constexpr int MT = bwd_mt<D, BLK>(), NT = bwd_threads<D, BLK>(), LD = D + kPad, QT = bwd_tile<D, BLK>(),
@@ -107,7 +100,7 @@ __global__ void __launch_bounds__(bwd_threads<D, BLK>()) dkv_kernel(BwdArgs a) {
     const AttnPartDev P = a.parts[h];
     if (!P.row_ptr) return;
     const int kb = P.k_sched[blockIdx.x];
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, c4 = lane % 4;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, c4 = lane % 4;
     const int64_t W3 = 3 * int64_t(a.C);
     const bf16* base = a.qkv + int64_t(b) * a.T * W3 + h * D;
     const bf16* gbase = a.dout + int64_t(b) * a.T * a.C + h * D;
@@ -147,16 +140,9 @@ __global__ void __launch_bounds__(bwd_threads<D, BLK>()) dkv_kernel(BwdArgs a) {
         tile_product_s<D, QN, MT>(s, Ks + r0 * LD, LD, Qt, LD, lane);    // S^T: keys x QT queries
         tile_product_s<D, QN, MT>(dp, Vs + r0 * LD, LD, Gt, LD, lane);   // dP^T
 
-        const int x = x0 + it / SUB, sub = it % SUB, e = P.entry_of[x], mid = P.mask[e];
+        const int x = x0 + it / SUB, sub = it % SUB;
         const int q0 = P.row_of[x] * BLK + sub * QT;
-        if (mid >= 0 || q0 + QT > a.T) {
-            const uint64_t* mk = mid >= 0 ? P.masks_t + int64_t(mid) * (BLK * BLK / 64) : nullptr;
-#pragma unroll
-            for (int mt = 0; mt < MT; mt++)
-#pragma unroll
-                for (int half = 0; half < 2; half++)
-                    mask_row<QN>(s[mt], half, mask_word(mk, r0 + mt * 16 + g + half * 8, BLK, sub * QT), a.T - q0, c4);
-        }
+        mask_tile<BLK, MT, QN>(s, P.masks_t, P.mask[P.entry_of[x]], sub * QT, a.T - q0, r0, lane);
 #pragma unroll
         for (int j = 0; j < QN; j++)
 #pragma unroll
@@ -202,7 +188,7 @@ __global__ void __launch_bounds__(bwd_threads<D, BLK>()) dq_kernel(BwdArgs a) {
     const AttnPartDev P = a.parts[h];
     if (!P.row_ptr) return;
     const int qb = P.q_sched[blockIdx.x];
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, c4 = lane % 4;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4;
     const int64_t W3 = 3 * int64_t(a.C);
     const bf16* base = a.qkv + int64_t(b) * a.T * W3 + h * D;
     const bf16* gbase = a.dout + int64_t(b) * a.T * a.C + h * D;
@@ -243,16 +229,8 @@ __global__ void __launch_bounds__(bwd_threads<D, BLK>()) dq_kernel(BwdArgs a) {
         tile_product_s<D, KN, MT>(s, Qs + r0 * LD, LD, Kt, LD, lane);
         tile_product_s<D, KN, MT>(dp, Gs + r0 * LD, LD, Vt, LD, lane);
 
-        const int e = e0 + it / SUB, sub = it % SUB, mid = P.mask[e];
-        const int k0 = P.col[e] * BLK + sub * KT;
-        if (mid >= 0 || k0 + KT > a.T) {
-            const uint64_t* mk = mid >= 0 ? P.masks + int64_t(mid) * (BLK * BLK / 64) : nullptr;
-#pragma unroll
-            for (int mt = 0; mt < MT; mt++)
-#pragma unroll
-                for (int half = 0; half < 2; half++)
-                    mask_row<KN>(s[mt], half, mask_word(mk, r0 + mt * 16 + g + half * 8, BLK, sub * KT), a.T - k0, c4);
-        }
+        const int e = e0 + it / SUB, sub = it % SUB;
+        mask_tile<BLK, MT, KN>(s, P.masks, P.mask[e], sub * KT, a.T - (P.col[e] * BLK + sub * KT), r0, lane);
 #pragma unroll
         for (int mt = 0; mt < MT; mt++)
 #pragma unroll
@@ -274,22 +252,13 @@ __global__ void __launch_bounds__(bwd_threads<D, BLK>()) dq_kernel(BwdArgs a) {
     store_rows<D, MT>(a.dqkv + int64_t(b) * a.T * W3 + h * D, W3, dq, P.order, qb * BLK + r0, a.T, lane, a.merge, a.scale);
 }
 
-template <class K>
-void set_smem(K kernel, int bytes) {
-    CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
-}
-
 template <int D, int BLK>
 void launch_bwd(const BwdArgs& a, const AttnPlan& plan, int B, cudaStream_t s) {
     constexpr int LD = D + kPad, W = bwd_tile<D, BLK>(), NT = bwd_threads<D, BLK>();
     constexpr int smem_kv = (2 * BLK + 4 * W) * LD * int(sizeof(bf16)) + 4 * W * int(sizeof(float));
     constexpr int smem_q = (2 * BLK + 4 * W) * LD * int(sizeof(bf16));
-    static bool configured = false;
-    if (!configured) {
-        set_smem(dkv_kernel<D, BLK>, smem_kv);
-        set_smem(dq_kernel<D, BLK>, smem_q);
-        configured = true;
-    }
+    allow_smem(reinterpret_cast<const void*>(dkv_kernel<D, BLK>), smem_kv);
+    allow_smem(reinterpret_cast<const void*>(dq_kernel<D, BLK>), smem_q);
     for (int k = 0; k < plan.slots; k++) {
         BwdArgs ak = a;
         ak.parts = plan.slot(k);

@@ -67,7 +67,7 @@ __global__ void __launch_bounds__(fwd_threads<D, BLK>()) fwd_kernel(FwdArgs a) {
         tile_product<D, 8, MT>(s, qf, Kt, LD, lane);   // s = Q K^T for MT*16 rows x 64 keys
 
         const int e = e0 + it / SUB, sub = it % SUB;
-        mask_tile<BLK, MT>(s, P, P.mask[e], sub, P.col[e] * BLK + sub * kKeyTile, a.T, r0, lane);
+        mask_tile<BLK, MT, 8>(s, P.masks, P.mask[e], sub * kKeyTile, a.T - (P.col[e] * BLK + sub * kKeyTile), r0, lane);
         online_softmax<D, MT>(s, m, l, acc, a.scale_log2);
         // acc += P V: P from the score registers, V^T fragments by transposing loads.
 #pragma unroll
@@ -86,11 +86,7 @@ __global__ void __launch_bounds__(fwd_threads<D, BLK>()) fwd_kernel(FwdArgs a) {
 template <int D, int BLK>
 void launch_fwd(const FwdArgs& a, const AttnPlan& plan, int B, cudaStream_t s) {
     constexpr int smem = (BLK + 4 * kKeyTile) * (D + kPad) * int(sizeof(bf16));
-    static bool configured = false;   // the attribute is per function: set it once
-    if (!configured) {
-        CUDA_CHECK(cudaFuncSetAttribute(fwd_kernel<D, BLK>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-        configured = true;
-    }
+    allow_smem(reinterpret_cast<const void*>(fwd_kernel<D, BLK>), smem);
     for (int k = 0; k < plan.slots; k++) {
         FwdArgs ak = a;
         ak.parts = plan.slot(k);

@@ -103,21 +103,4 @@ __device__ __forceinline__ void write_output(const FwdArgs& a, const AttnPartDev
     }
 }
 
-// Masks a tile of 64 keys (sub-tile sub of entry e's block) for a warp's rows from r0, where the entry
-// has a mask or the tile runs past the sequence end.
-template <int BLK, int MT>
-__device__ __forceinline__ void mask_tile(float (&s)[MT][8][4], const AttnPartDev& P, int mid, int sub, int k0, int T,
-                                          int r0, int lane) {
-    if (mid < 0 && k0 + kKeyTile <= T) return;
-    const uint64_t* mk = mid >= 0 ? P.masks + int64_t(mid) * (BLK * BLK / 64) : nullptr;
-#pragma unroll
-    for (int mt = 0; mt < MT; mt++)
-#pragma unroll
-        for (int half = 0; half < 2; half++) {
-            const int row = r0 + mt * 16 + lane / 4 + half * 8;
-            const uint64_t word = mk ? mk[(row * BLK + sub * kKeyTile) >> 6] : ~uint64_t(0);
-            mask_row<8>(s[mt], half, word, T - k0, lane % 4);
-        }
-}
-
 }  // namespace st::gpu

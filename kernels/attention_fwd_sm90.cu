@@ -62,7 +62,7 @@ __global__ void __launch_bounds__(sm90_threads<BLK>()) fwd_sm90_kernel(FwdArgs a
         float s[1][8][4];
         qk_product<D>(s[0], qf[0], Kt);
         const int e = e0 + it / SUB, sub = it % SUB;
-        mask_tile<BLK, 1>(s, P, P.mask[e], sub, P.col[e] * BLK + sub * kKeyTile, a.T, r0, lane);
+        mask_tile<BLK, 1, 8>(s, P.masks, P.mask[e], sub * kKeyTile, a.T - (P.col[e] * BLK + sub * kKeyTile), r0, lane);
         online_softmax<D, 1>(s, m, l, acc, a.scale_log2);
         pv_product<D>(acc[0], s[0], Vt);
         __syncthreads();   // the next iteration's prefetch overwrites this buffer
@@ -75,11 +75,7 @@ __global__ void __launch_bounds__(sm90_threads<BLK>()) fwd_sm90_kernel(FwdArgs a
 template <int D, int BLK>
 void launch(const FwdArgs& a, const AttnPlan& plan, int B, cudaStream_t s) {
     constexpr int smem = 1024 + 4 * (D / 64) * kPanel + BLK * (D + kPad) * int(sizeof(bf16));
-    static bool configured = false;
-    if (!configured) {
-        CUDA_CHECK(cudaFuncSetAttribute(fwd_sm90_kernel<D, BLK>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-        configured = true;
-    }
+    allow_smem(reinterpret_cast<const void*>(fwd_sm90_kernel<D, BLK>), smem);
     for (int k = 0; k < plan.slots; k++) {
         FwdArgs ak = a;
         ak.parts = plan.slot(k);

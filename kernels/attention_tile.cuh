@@ -48,22 +48,35 @@ __device__ __forceinline__ void load_a_frags(uint32_t (&f)[MT][D / 16][4], const
             mma::ldmatrix_x4(f[mt][kk], rows + (mt * 16 + (lane % 8) + ((lane / 8) % 2) * 8) * ld + kk * 16 + (lane / 16) * 8);
 }
 
+// One k-step of 16 of the products below: s += a (MT row tiles x 16) . columns kk*16.. of Brows^T.
+template <int NTILE, int MT>
+__device__ __forceinline__ void product_k16(float (&s)[MT][NTILE][4], const uint32_t (&a)[MT][4], const bf16* brows,
+                                            int ld, int kk, int lane) {
+#pragma unroll
+    for (int np = 0; np < NTILE / 2; np++) {
+        uint32_t f[4];
+        mma::ldmatrix_x4(f, brows + (np * 16 + (lane % 8) + (lane / 16) * 8) * ld + kk * 16 + ((lane / 8) % 2) * 8);
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++) {
+            mma::mma16816(s[mt][2 * np], a[mt], f[0], f[1]);
+            mma::mma16816(s[mt][2 * np + 1], a[mt], f[2], f[3]);
+        }
+    }
+}
+
 // s (MT*16 x 8*NTILE) += A (MT*16 x D, fragments) . Brows^T, Brows being 8*NTILE rows of D in shared memory.
 template <int D, int NTILE, int MT>
 __device__ __forceinline__ void tile_product(float (&s)[MT][NTILE][4], const uint32_t (&a)[MT][D / 16][4],
                                              const bf16* brows, int ld, int lane) {
 #pragma unroll
-    for (int kk = 0; kk < D / 16; kk++)
+    for (int kk = 0; kk < D / 16; kk++) {
+        uint32_t ak[MT][4];
 #pragma unroll
-        for (int np = 0; np < NTILE / 2; np++) {
-            uint32_t f[4];
-            mma::ldmatrix_x4(f, brows + (np * 16 + (lane % 8) + (lane / 16) * 8) * ld + kk * 16 + ((lane / 8) % 2) * 8);
+        for (int mt = 0; mt < MT; mt++)
 #pragma unroll
-            for (int mt = 0; mt < MT; mt++) {
-                mma::mma16816(s[mt][2 * np], a[mt][kk], f[0], f[1]);
-                mma::mma16816(s[mt][2 * np + 1], a[mt][kk], f[2], f[3]);
-            }
-        }
+            for (int i = 0; i < 4; i++) ak[mt][i] = a[mt][kk][i];
+        product_k16<NTILE, MT>(s, ak, brows, ld, kk, lane);
+    }
 }
 
 // The same with A read from shared memory step by step (fewer registers held).
@@ -72,20 +85,11 @@ __device__ __forceinline__ void tile_product_s(float (&s)[MT][NTILE][4], const b
                                                int ld, int lane) {
 #pragma unroll
     for (int kk = 0; kk < D / 16; kk++) {
-        uint32_t a[MT][4];
+        uint32_t ak[MT][4];
 #pragma unroll
         for (int mt = 0; mt < MT; mt++)
-            mma::ldmatrix_x4(a[mt], arows + (mt * 16 + (lane % 8) + ((lane / 8) % 2) * 8) * lda + kk * 16 + (lane / 16) * 8);
-#pragma unroll
-        for (int np = 0; np < NTILE / 2; np++) {
-            uint32_t f[4];
-            mma::ldmatrix_x4(f, brows + (np * 16 + (lane % 8) + (lane / 16) * 8) * ld + kk * 16 + ((lane / 8) % 2) * 8);
-#pragma unroll
-            for (int mt = 0; mt < MT; mt++) {
-                mma::mma16816(s[mt][2 * np], a[mt], f[0], f[1]);
-                mma::mma16816(s[mt][2 * np + 1], a[mt], f[2], f[3]);
-            }
-        }
+            mma::ldmatrix_x4(ak[mt], arows + (mt * 16 + (lane % 8) + ((lane / 8) % 2) * 8) * lda + kk * 16 + (lane / 16) * 8);
+        product_k16<NTILE, MT>(s, ak, brows, ld, kk, lane);
     }
 }
 
@@ -129,6 +133,29 @@ __device__ __forceinline__ void mask_row(float (&s)[NTILE][4], int half, uint64_
             const int col = j * 8 + c4 * 2 + q;
             if (!((word >> col) & 1) || col >= limit) s[j][half * 2 + q] = -INFINITY;
         }
+}
+
+// The mask bits of block row `row` from column col0 on (bit c of the word: column col0 + c); all set
+// when the entry has no mask.
+__device__ __forceinline__ uint64_t mask_word(const uint64_t* mk, int row, int block, int col0) {
+    if (!mk) return ~uint64_t(0);
+    const int bit = row * block + col0;
+    return mk[bit >> 6] >> (bit & 63);
+}
+
+// Masks a tile of 8*NTILE columns starting at column col0 of its block, for a warp's MT row tiles
+// from block row r0: where the entry has a mask (mid >= 0, masks: the component's block*block bit
+// sets, or their transposes) or the tile reaches past the sequence (limit: columns left before it).
+template <int BLK, int MT, int NTILE>
+__device__ __forceinline__ void mask_tile(float (&s)[MT][NTILE][4], const uint64_t* masks, int mid, int col0, int limit,
+                                          int r0, int lane) {
+    if (mid < 0 && limit >= 8 * NTILE) return;
+    const uint64_t* mk = mid >= 0 ? masks + int64_t(mid) * (BLK * BLK / 64) : nullptr;
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+        for (int half = 0; half < 2; half++)
+            mask_row<NTILE>(s[mt], half, mask_word(mk, r0 + mt * 16 + lane / 4 + half * 8, BLK, col0), limit, lane % 4);
 }
 
 }  // namespace st::gpu

@@ -5,6 +5,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <map>
 #include <string>
 
 #include "error.h"
@@ -14,6 +15,16 @@ namespace st::gpu {
 [[noreturn]] inline void cuda_fail(cudaError_t e, const char* what) {
     if (e == cudaErrorMemoryAllocation) fail("out of GPU memory; try a smaller --batch or --ctx, or --recompute");
     fail(std::string("CUDA error in ") + what + ": " + cudaGetErrorString(e));
+}
+
+// Lets kernel use `bytes` of dynamic shared memory (above 48 KB needs asking); asks once per kernel.
+inline void allow_smem(const void* kernel, int bytes) {
+    static std::map<const void*, int> granted;
+    int& g = granted[kernel];
+    if (g >= bytes) return;
+    const cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes);
+    if (e != cudaSuccess) cuda_fail(e, "cudaFuncSetAttribute (dynamic shared memory)");
+    g = bytes;
 }
 
 // 16-byte vector accesses (and cuBLASLt's bf16 kernels) need 16-byte aligned pointers.

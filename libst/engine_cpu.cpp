@@ -1,4 +1,5 @@
-// The CPU engine: Model<float> with the AdamW and clipping of libst/cpu/ops.h.
+// The CPU engine (Model<float> with the AdamW and clipping of libst/cpu/ops.h), and make_engine,
+// which picks the engine --device names.
 #include <cmath>
 
 #include "cpu/ops.h"

@@ -313,23 +313,27 @@ AttnComponent build_component(const Rule& rule, const AttnSpec& s, int64_t T) {
         c.row_ptr.push_back(int32_t(c.col.size()));
     }
 
-    // The same entries by key block; a stable counting sort keeps query blocks ascending.
-    c.col_ptr.assign(size_t(c.nblk) + 1, 0);
-    for (int32_t kb : c.col) c.col_ptr[size_t(kb) + 1]++;
-    for (int kb = 0; kb < c.nblk; kb++) c.col_ptr[size_t(kb) + 1] += c.col_ptr[size_t(kb)];
-    c.row_of.resize(c.col.size());
-    c.entry_of.resize(c.col.size());
-    std::vector<int32_t> fill(c.col_ptr.begin(), c.col_ptr.end() - 1);
-    for (int qb = 0; qb < c.nblk; qb++)
-        for (int32_t e = c.row_ptr[size_t(qb)]; e < c.row_ptr[size_t(qb) + 1]; e++) {
-            int32_t at = fill[size_t(c.col[size_t(e)])]++;
-            c.row_of[size_t(at)] = qb;
-            c.entry_of[size_t(at)] = e;
-        }
+    component_index_by_key(&c);
     return c;
 }
 
 }  // namespace
+
+void component_index_by_key(AttnComponent* c) {
+    // A stable counting sort of the entries by key block keeps each column's query blocks ascending.
+    c->col_ptr.assign(size_t(c->nblk) + 1, 0);
+    for (int32_t kb : c->col) c->col_ptr[size_t(kb) + 1]++;
+    for (int kb = 0; kb < c->nblk; kb++) c->col_ptr[size_t(kb) + 1] += c->col_ptr[size_t(kb)];
+    c->row_of.resize(c->col.size());
+    c->entry_of.resize(c->col.size());
+    std::vector<int32_t> fill(c->col_ptr.begin(), c->col_ptr.end() - 1);
+    for (int qb = 0; qb < c->nblk; qb++)
+        for (int32_t e = c->row_ptr[size_t(qb)]; e < c->row_ptr[size_t(qb) + 1]; e++) {
+            int32_t at = fill[size_t(c->col[size_t(e)])]++;
+            c->row_of[size_t(at)] = qb;
+            c->entry_of[size_t(at)] = e;
+        }
+}
 
 LayerLayout layout_build(const AttnSpec& spec, int T, int n_head, int layer) {
     std::string why = spec_reason(spec, n_head);

@@ -59,6 +59,9 @@ struct AttnComponent {
     std::vector<int32_t> col_ptr, row_of, entry_of;  // the same entries by key block, query blocks ascending (for the backward)
     std::vector<std::vector<uint64_t>> masks;        // block*block bits, bit (r*block + c): query row r may see key c; deduplicated
 };
+// Fills col_ptr, row_of and entry_of (the entries by key block) from nblk, row_ptr and col.
+void component_index_by_key(AttnComponent* c);
+
 struct HeadLayout { std::vector<AttnComponent> parts; };  // disjoint key sets whose union is the head's set
 struct LayerLayout { int T = 0, block = 0; std::vector<HeadLayout> heads; };
 

@@ -114,10 +114,8 @@ void Model<T>::init_weights(uint64_t seed) {
 
 template <class T>
 typename Model<T>::LayerW Model<T>::layer_weights(const std::vector<T>& buf, int l) const {
-    // The 12 tensors of layer l follow the embeddings in param_layout's order.
-    size_t first = 1 + pos_index_.size() + size_t(l) * 12;
     const T* b = buf.data();
-    auto at = [&](int k) { return b + params[first + k].offset; };
+    auto at = [&](int k) { return b + params[layer_param(l, k)].offset; };
     return {at(0), at(1), at(2), at(3), at(4), at(5), at(6), at(7), at(8), at(9), at(10), at(11)};
 }
 

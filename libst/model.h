@@ -48,6 +48,9 @@ struct Model {
     // Per position table: the table's row for each position t < n_ctx.
     const std::vector<std::vector<int32_t>>& pos_index() const { return pos_index_; }
 
+    // Index in params of layer l's k-th tensor (0 ln1.weight .. 11 mlp.proj.bias, param_layout's order).
+    size_t layer_param(int l, int k) const { return 1 + pos_index_.size() + size_t(l) * 12 + size_t(k); }
+
     struct LayerW { const T *ln1_w, *ln1_b, *qkv_w, *qkv_b, *proj_w, *proj_b, *ln2_w, *ln2_b, *fc_w, *fc_b, *fp_w, *fp_b; };
     LayerW layer_weights(const std::vector<T>& buf, int l) const;
 

@@ -37,18 +37,7 @@ HeadLayout block_head(int T, int bs, const std::function<bool(int, int)>& allowe
             }
         c.row_ptr.push_back(int32_t(c.col.size()));
     }
-    c.col_ptr.assign(size_t(c.nblk) + 1, 0);
-    for (int32_t kb : c.col) c.col_ptr[size_t(kb) + 1]++;
-    for (int kb = 0; kb < c.nblk; kb++) c.col_ptr[size_t(kb) + 1] += c.col_ptr[size_t(kb)];
-    std::vector<int32_t> fill(c.col_ptr.begin(), c.col_ptr.end() - 1);
-    c.row_of.resize(c.col.size());
-    c.entry_of.resize(c.col.size());
-    for (int qb = 0; qb < c.nblk; qb++)
-        for (int32_t e = c.row_ptr[size_t(qb)]; e < c.row_ptr[size_t(qb) + 1]; e++) {
-            int32_t x = fill[size_t(c.col[size_t(e)])]++;
-            c.row_of[size_t(x)] = qb;
-            c.entry_of[size_t(x)] = e;
-        }
+    component_index_by_key(&c);
     HeadLayout h;
     h.parts.push_back(std::move(c));
     return h;

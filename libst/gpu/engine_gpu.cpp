@@ -52,7 +52,6 @@ class GpuEngine final : public Engine {
     struct LayerG {
         float *ln1_w, *ln1_b, *qkv_w, *qkv_b, *proj_w, *proj_b, *ln2_w, *ln2_b, *fc_w, *fc_b, *fp_w, *fp_b;
     };
-    size_t pidx(int layer, int k) const { return 1 + npos_ + size_t(layer) * 12 + k; }
     int64_t off(size_t i) const { return m_.params[i].offset; }
     LayerW layer_w(int l) const;
     LayerG layer_g(int l) const;
@@ -82,6 +81,7 @@ class GpuEngine final : public Engine {
 
     int B_ = 0, T_ = 0;
     uint64_t dropout_seed_ = 0;
+    float dropout_ = 0;   // this step's drop probability: the model's when training, 0 for gradient()
     bool training_ = false;
     std::vector<gpu::AttnPlan> plans_;   // by layer parity
     Buf<uint8_t> tok_, tgt_;
@@ -122,13 +122,13 @@ GpuEngine::GpuEngine(Model<float>& m, std::vector<float>& om, std::vector<float>
 }
 
 GpuEngine::LayerW GpuEngine::layer_w(int l) const {
-    auto f = [&](int k) { return w_.p + off(pidx(l, k)); };
-    auto h = [&](int k) { return w16_.p + off(pidx(l, k)); };
+    auto f = [&](int k) { return w_.p + off(m_.layer_param(l, k)); };
+    auto h = [&](int k) { return w16_.p + off(m_.layer_param(l, k)); };
     return {f(0), f(1), f(6), f(7), h(2), h(3), h(4), h(5), h(8), h(9), h(10), h(11)};
 }
 
 GpuEngine::LayerG GpuEngine::layer_g(int l) const {
-    auto f = [&](int k) { return g_.p + off(pidx(l, k)); };
+    auto f = [&](int k) { return g_.p + off(m_.layer_param(l, k)); };
     return {f(0), f(1), f(2), f(3), f(4), f(5), f(6), f(7), f(8), f(9), f(10), f(11)};
 }
 
@@ -266,7 +266,7 @@ void GpuEngine::layer_forward(int l, Acts& a, const float* x, float* out, bool t
     const int64_t N = int64_t(B_) * T_;
     const int C = cfg_.d_model, F = cfg_.ff_dim();
     const LayerW w = layer_w(l);
-    const float p = train ? cfg_.dropout : 0.0f;
+    const float p = train ? dropout_ : 0.0f;
     gpu::layernorm_forward(a.ln1, a.ln1_mean, a.ln1_rstd, x, w.ln1_w, w.ln1_b, N, C, s_);
     gemm_.forward(a.qkv, a.ln1, w.qkv_w, w.qkv_b, N, C, 3 * C, nullptr, s_);
     profile_.phase("attention-fwd", s_, [&] {
@@ -286,7 +286,7 @@ void GpuEngine::layer_backward(int l, Acts& a, const float* x) {
     const int C = cfg_.d_model, F = cfg_.ff_dim();
     const LayerW w = layer_w(l);
     const LayerG g = layer_g(l);
-    const float p = cfg_.dropout;
+    const float p = dropout_;
     // MLP branch: out = x1 + dropout(proj(gelu(fc(ln2(x1)))))
     gpu::residual_backward_branch(dbranch_, dresid_, p, hash64(dropout_seed_, uint64_t(l), 1), N * C, s_);
     gpu::gelu_forward(fcg_, a.fch, N * F, s_);   // the GELU output, recomputed rather than kept per layer
@@ -355,6 +355,7 @@ StepStats GpuEngine::train_step(const uint8_t* inp, const uint8_t* tgt, int B, i
     ensure_training();
     ensure(B, T);
     dropout_seed_ = dropout_seed;
+    dropout_ = cfg_.dropout;
     upload_batch(inp, tgt, true);
     CUDA_CHECK(cudaMemsetAsync(g_.p, 0, size_t(P_) * 4, s_));
     profile_.phase("forward", s_, [&] { forward(true); });
@@ -384,11 +385,9 @@ double GpuEngine::gradient(const uint8_t* inp, const uint8_t* tgt, int B, int T,
     ensure(B, T);
     upload_batch(inp, tgt, true);
     CUDA_CHECK(cudaMemsetAsync(g_.p, 0, size_t(P_) * 4, s_));
-    const float p = cfg_.dropout;
-    m_.cfg.dropout = 0;   // cfg_ is m_.cfg
+    dropout_ = 0;
     forward(true);
     backward();
-    m_.cfg.dropout = p;
     grad->resize(size_t(P_));
     CUDA_CHECK(cudaMemcpyAsync(host_scalars_, scalars_.p, sizeof(double), cudaMemcpyDeviceToHost, s_));
     CUDA_CHECK(cudaMemcpyAsync(grad->data(), g_.p, size_t(P_) * 4, cudaMemcpyDeviceToHost, s_));

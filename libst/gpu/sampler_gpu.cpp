@@ -119,9 +119,9 @@ void GpuSampler::enqueue_step() {
         pos.index[k] = pos_index_.p + size_t(k) * c_.n_ctx;
     }
     gpu::decode_embed(x_.p, tok_.p, w_.p, pos, t_dev_.p, N, C, s_);
-    const size_t first = 1 + size_t(pos.n), np = m_.params.size();
-    auto f = [&](int l, int k) { return w_.p + m_.params[first + size_t(l) * 12 + size_t(k)].offset; };
-    auto h = [&](int l, int k) { return w16_.p + m_.params[first + size_t(l) * 12 + size_t(k)].offset; };
+    const size_t np = m_.params.size();
+    auto f = [&](int l, int k) { return w_.p + m_.params[m_.layer_param(l, k)].offset; };
+    auto h = [&](int l, int k) { return w16_.p + m_.params[m_.layer_param(l, k)].offset; };
     // Each residual addition is fused with the LayerNorm after it: the next layer's ln1, or ln_f.
     gpu::decode_add_layernorm(x_.p, ln_.p, x_.p, nullptr, f(0, 0), f(0, 1), N, C, s_);
     for (int l = 0; l < L; l++) {

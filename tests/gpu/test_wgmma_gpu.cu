@@ -59,7 +59,7 @@ void check_probe(std::mt19937& rng) {
     DeviceBuffer<float> dS(64 * 64), dO(64 * D);
     dS.poison();
     dO.poison();
-    CUDA_CHECK(cudaFuncSetAttribute(probe_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, probe_smem<D>()));
+    gpu::allow_smem(reinterpret_cast<const void*>(probe_kernel<D>), probe_smem<D>());
     probe_kernel<D><<<1, 128, probe_smem<D>()>>>(dS.get(), dO.get(), dq.get(), dk.get(), dv.get());
     CUDA_CHECK(cudaGetLastError());
     std::vector<float> S = dS.download(), O = dO.download();
