@@ -1,18 +1,26 @@
 // Incremental decoding kernels (decode.h). Attention over a head's cached keys is split across
-// kSplits CTAs per (sequence, head), flash-decoding style: with one query per head there are too few
+// several CTAs per (sequence, head), flash-decoding style: with one query per head there are too few
 // heads to fill the GPU otherwise. Each CTA keeps a running max, sum and output over its share of the
-// keys; the last one to finish merges the shares in a fixed order.
+// keys; the last one to finish merges the shares in a fixed order. The attention and the products
+// (decode_linear.cu) start early and wait for their inputs (launch.h).
+#include <algorithm>
 #include <cfloat>
 
 #include "check.h"
 #include "decode.h"
+#include "launch.h"
 
 namespace st::gpu {
 
 namespace {
 
-constexpr int kSplits = 16;
-constexpr int kWarps = 4;
+// A split takes about kKeysPerSplit of the keys a query reads (one 32-key group per warp), and there
+// are at most kMaxSplits: enough CTAs to keep the memory busy at batch 1, a merge of a few dozen
+// shares. The grid has room for the most keys the cache can hold; the splits beyond what position t
+// needs return at once.
+constexpr int kWarps = 8;
+constexpr int kKeysPerSplit = 256;
+constexpr int kMaxSplits = 64;
 constexpr float kLog2e = 1.4426950408889634f;
 
 __global__ void embed_kernel(float* x, const uint8_t* tok, const float* wte, PosTables pos, const int* tp, int B, int C) {
@@ -24,123 +32,168 @@ __global__ void embed_kernel(float* x, const uint8_t* tok, const float* wte, Pos
     }
 }
 
-__global__ void append_kernel(bf16* kc, bf16* vc, const bf16* qkv, const DecodeHead* heads, const int* tp, int NH, int D,
-                              int S) {
-    const int h = blockIdx.x, b = blockIdx.y, t = *tp, C = NH * D;
-    const DecodeHead hd = heads[h];
-    int slots[3];
-    const int n = hd.write_slots(t, slots);
-    const bf16* k = qkv + int64_t(b) * 3 * C + C + h * D;
-    const bf16* v = k + C;
-    for (int i = 0; i < n; i++) {
-        const int64_t row = ((int64_t(b) * NH + h) * S + slots[i]) * D;
-        for (int d = threadIdx.x; d < D; d += blockDim.x) {
-            kc[row + d] = k[d];
-            vc[row + d] = v[d];
-        }
-    }
-}
-
-// Merges a head's kSplits shares (max, sum, unnormalised output) into its output column d.
+// Merges the `splits` shares (max, sum, unnormalised output) of head h of sequence b, in split order.
+// The shares were written by other CTAs: read through L2 (__ldcg), never from this SM's L1, which
+// may hold the lines of an earlier step.
 template <int D>
-__device__ void combine(bf16* o, const float* part, int NH, int h, int b, int d) {
-    const volatile float* p = part + (int64_t(b) * NH + h) * kSplits * (D + 2);   // written by other CTAs
-    float M = -INFINITY;
-    for (int s = 0; s < kSplits; s++) M = fmaxf(M, p[s * (D + 2)]);
-    float L = 0, A = 0;
-    for (int s = 0; s < kSplits; s++) {
-        const float m = p[s * (D + 2)];
-        if (m == -INFINITY) continue;
-        const float f = exp2f(m - M);
-        L += p[s * (D + 2) + 1] * f;
-        A += p[s * (D + 2) + 2 + d] * f;
+__device__ void combine(bf16* o, const float* part, int NH, int h, int b, int splits) {
+    __shared__ float f[kMaxSplits];
+    __shared__ float total;
+    const float* p = part + (int64_t(b) * NH + h) * splits * (D + 2);
+    if (threadIdx.x < 32) {
+        const int lane = threadIdx.x;
+        float m0 = lane < splits ? __ldcg(p + lane * (D + 2)) : -INFINITY;
+        float m1 = lane + 32 < splits ? __ldcg(p + (lane + 32) * (D + 2)) : -INFINITY;
+        float M = fmaxf(m0, m1);
+        for (int o = 16; o > 0; o /= 2) M = fmaxf(M, __shfl_xor_sync(0xffffffffu, M, o));
+        const float f0 = m0 == -INFINITY ? 0.f : exp2f(m0 - M), f1 = m1 == -INFINITY ? 0.f : exp2f(m1 - M);
+        if (lane < splits) f[lane] = f0;
+        if (lane + 32 < splits) f[lane + 32] = f1;
+        float L = (lane < splits ? f0 * __ldcg(p + lane * (D + 2) + 1) : 0.f) +
+                  (lane + 32 < splits ? f1 * __ldcg(p + (lane + 32) * (D + 2) + 1) : 0.f);
+        for (int o = 16; o > 0; o /= 2) L += __shfl_xor_sync(0xffffffffu, L, o);
+        if (lane == 0) total = L;
     }
-    o[int64_t(b) * NH * D + h * D + d] = __float2bfloat16(L > 0 ? A / L : 0.f);
+    __syncthreads();
+    for (int d = threadIdx.x; d < D; d += blockDim.x) {
+        float A = 0;
+#pragma unroll 8
+        for (int s = 0; s < splits; s++) A += f[s] * __ldcg(p + s * (D + 2) + 2 + d);
+        o[int64_t(b) * NH * D + h * D + d] = __float2bfloat16(total > 0 ? A / total : 0.f);
+    }
 }
 
-// One CTA per (head, sequence, split): kWarps warps take 32 keys at a time, one key per lane for the
-// score, then every lane accumulates its D / 32 output columns over the 32 keys.
+// One CTA per (head, sequence, split) over its share of the head's keys. A row of D bf16 is R = D / 8
+// lanes of 16 bytes, so a warp reads G = 32 / R rows at once, coalesced, and a group of 32 keys is R
+// reads: lane (g, c) holds, for each read i, the partial dot of key i * G + g over columns
+// [8c, 8c + 8), and then (after adding up the R lanes of the row) its score, its probability and its
+// 8 columns of the value sum. Split 0 also stores the key and value of position t into the cache;
+// any read of position t in this step takes them from qkv instead, so no CTA waits for that store.
 template <int D>
 __global__ void __launch_bounds__(kWarps * 32) attend_kernel(bf16* o, float* part, unsigned* tickets, const bf16* qkv,
-                                                             const bf16* kc, const bf16* vc, const DecodeHead* heads,
-                                                             const int* tp, int NH, int S) {
-    constexpr int DL = D / 32;   // output columns per lane
+                                                             bf16* kc, bf16* vc, const DecodeHead* heads, const int* tp,
+                                                             int NH, int S) {
+    constexpr int R = D / 8, G = 32 / R;
     const int h = blockIdx.x, b = blockIdx.y, split = blockIdx.z, t = *tp, C = NH * D;
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / R, col = lane % R * 8;
     const DecodeHead hd = heads[h];
     const DecodeKeys ks(hd, t);
-    const int n = ks.count(), per = (n + kSplits - 1) / kSplits;
+    const int n = ks.count();
+    const int splits = min(int(gridDim.z), max(1, (n + kKeysPerSplit - 1) / kKeysPerSplit)), per = (n + splits - 1) / splits;
     const int k0 = split * per, k1 = min(n, k0 + per);
-    __shared__ float q[D];
-    __shared__ float wm[kWarps], wl[kWarps], wacc[kWarps][D];
-    const bf16* qp = qkv + int64_t(b) * 3 * C + h * D;
-    const float scale = kLog2e / sqrtf(float(D));
-    for (int d = threadIdx.x; d < D; d += blockDim.x) q[d] = __bfloat162float(qp[d]) * scale;
-    __syncthreads();
+    const bool last_is_t = n > 0 && ks.position(hd, t, n - 1) == t;   // key t, when read, is the last
     const int64_t base = (int64_t(b) * NH + h) * S;
-    float m = -INFINITY, l = 0, acc[DL] = {};
-    for (int g = k0 + warp * 32; g < k1; g += kWarps * 32) {
-        const int k = g + lane;
-        const bool ok = k < k1;
-        const int slot = ok ? ks.slot(hd, t, k) : 0;
-        float s = -INFINITY;
-        if (ok) {
-            const uint4* kr = reinterpret_cast<const uint4*>(kc + (base + slot) * D);
-            float dot = 0;
-#pragma unroll
-            for (int v = 0; v < D / 8; v++) {
-                const uint4 w = kr[v];
-                const __nv_bfloat162* p = reinterpret_cast<const __nv_bfloat162*>(&w);
-#pragma unroll
-                for (int e = 0; e < 4; e++) {
-                    const float2 f = __bfloat1622float2(p[e]);
-                    dot += f.x * q[v * 8 + 2 * e] + f.y * q[v * 8 + 2 * e + 1];
-                }
+    const bf16* kq = qkv + int64_t(b) * 3 * C + C + h * D;   // key and value of position t
+    const bf16* vq = kq + C;
+    grid_dependency_wait();   // qkv comes from the product before
+    if (split >= splits) return;
+
+    if (split == 0) {
+        int slots[3];
+        const int ns = hd.write_slots(t, slots);
+        for (int i = 0; i < ns; i++)
+            for (int d = threadIdx.x; d < D; d += blockDim.x) {
+                kc[(base + slots[i]) * D + d] = kq[d];
+                vc[(base + slots[i]) * D + d] = vq[d];
             }
-            s = dot;
-        }
-        float gmax = s;
+    }
+    float q[8];
+    {
+        const uint4 w = *reinterpret_cast<const uint4*>(qkv + int64_t(b) * 3 * C + h * D + col);
+        const __nv_bfloat162* p = reinterpret_cast<const __nv_bfloat162*>(&w);
+        const float scale = kLog2e / sqrtf(float(D));
 #pragma unroll
-        for (int o = 16; o > 0; o /= 2) gmax = fmaxf(gmax, __shfl_xor_sync(0xffffffffu, gmax, o));
+        for (int e = 0; e < 4; e++) {
+            const float2 f = __bfloat1622float2(p[e]);
+            q[2 * e] = f.x * scale;
+            q[2 * e + 1] = f.y * scale;
+        }
+    }
+    auto row = [&](const bf16* cache, const bf16* current, int key, int slot) -> const uint4* {
+        const bf16* r = last_is_t && key == n - 1 ? current : cache + (base + slot) * D;
+        return reinterpret_cast<const uint4*>(r + col);
+    };
+    auto fma8 = [](float* acc, const uint4& w, float scale) {
+        const __nv_bfloat162* p = reinterpret_cast<const __nv_bfloat162*>(&w);
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            const float2 f = __bfloat1622float2(p[e]);
+            acc[2 * e] += scale * f.x;
+            acc[2 * e + 1] += scale * f.y;
+        }
+    };
+    float m = -INFINITY, l = 0, acc[8] = {};
+    for (int g0 = k0 + warp * 32; g0 < k1; g0 += kWarps * 32) {
+        int slot[R];
+        float s[R];
+        uint4 kv[R];
+#pragma unroll
+        for (int i = 0; i < R; i++) {
+            const int key = g0 + i * G + g;
+            slot[i] = key < k1 ? ks.slot(hd, t, key) : -1;
+            kv[i] = slot[i] >= 0 ? *row(kc, kq, key, slot[i]) : make_uint4(0, 0, 0, 0);
+        }
+        float gmax = -INFINITY;
+#pragma unroll
+        for (int i = 0; i < R; i++) {
+            float dot = 0;
+            const __nv_bfloat162* p = reinterpret_cast<const __nv_bfloat162*>(&kv[i]);
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const float2 f = __bfloat1622float2(p[e]);
+                dot += f.x * q[2 * e] + f.y * q[2 * e + 1];
+            }
+#pragma unroll
+            for (int w = 1; w < R; w *= 2) dot += __shfl_xor_sync(0xffffffffu, dot, w);
+            s[i] = slot[i] >= 0 ? dot : -INFINITY;
+            gmax = fmaxf(gmax, s[i]);
+        }
+#pragma unroll
+        for (int w = R; w < 32; w *= 2) gmax = fmaxf(gmax, __shfl_xor_sync(0xffffffffu, gmax, w));
         const float m_new = fmaxf(m, gmax);   // finite: the group has at least one key
         const float alpha = exp2f(m - m_new);
-        const float p = ok ? exp2f(s - m_new) : 0.f;
-        float ps = p;
+        float ps = 0;
 #pragma unroll
-        for (int o = 16; o > 0; o /= 2) ps += __shfl_xor_sync(0xffffffffu, ps, o);
+        for (int i = 0; i < R; i++) {
+            s[i] = slot[i] >= 0 ? exp2f(s[i] - m_new) : 0.f;   // now the probability
+            ps += s[i];
+        }
+#pragma unroll
+        for (int w = R; w < 32; w *= 2) ps += __shfl_xor_sync(0xffffffffu, ps, w);   // over the rows' groups
         l = l * alpha + ps;
         m = m_new;
 #pragma unroll
-        for (int i = 0; i < DL; i++) acc[i] *= alpha;
-        const int cnt = min(32, k1 - g);
-        for (int kk = 0; kk < cnt; kk++) {
-            const float pk = __shfl_sync(0xffffffffu, p, kk);
-            const int sk = __shfl_sync(0xffffffffu, slot, kk);
-            const bf16* vr = vc + (base + sk) * D;
+        for (int i = 0; i < 8; i++) acc[i] *= alpha;
 #pragma unroll
-            for (int i = 0; i < DL; i++) acc[i] += pk * __bfloat162float(vr[lane + 32 * i]);
-        }
+        for (int i = 0; i < R; i++)
+            if (slot[i] >= 0) fma8(acc, *row(vc, vq, g0 + i * G + g, slot[i]), s[i]);
     }
+#pragma unroll
+    for (int i = 0; i < 8; i++)   // the G lanes with the same columns
+#pragma unroll
+        for (int w = R; w < 32; w *= 2) acc[i] += __shfl_xor_sync(0xffffffffu, acc[i], w);
+    __shared__ float wm[kWarps], wl[kWarps], wacc[kWarps][D];
     if (lane == 0) {
         wm[warp] = m;
         wl[warp] = l;
     }
+    if (lane < R)
 #pragma unroll
-    for (int i = 0; i < DL; i++) wacc[warp][lane + 32 * i] = acc[i];
+        for (int i = 0; i < 8; i++) wacc[warp][col + i] = acc[i];
     __syncthreads();
     // This split's share: max, sum and unnormalised output, merged over the warps in order.
-    float* out = part + ((int64_t(b) * NH + h) * kSplits + split) * (D + 2);
-    if (threadIdx.x < D) {
+    float* out = part + ((int64_t(b) * NH + h) * splits + split) * (D + 2);
+    for (int d = threadIdx.x; d < D; d += blockDim.x) {
         float M = -INFINITY;
         for (int w = 0; w < kWarps; w++) M = fmaxf(M, wm[w]);
         float L = 0, A = 0;
         for (int w = 0; w < kWarps; w++) {
             const float f = wm[w] == -INFINITY ? 0.f : exp2f(wm[w] - M);
             L += wl[w] * f;
-            A += wacc[w][threadIdx.x] * f;
+            A += wacc[w][d] * f;
         }
-        out[2 + threadIdx.x] = A;
-        if (threadIdx.x == 0) {
+        out[2 + d] = A;
+        if (d == 0) {
             out[0] = M;
             out[1] = L;
         }
@@ -150,47 +203,15 @@ __global__ void __launch_bounds__(kWarps * 32) attend_kernel(bf16* o, float* par
     __shared__ bool last;
     __threadfence();
     __syncthreads();
-    if (threadIdx.x == 0) last = atomicAdd(&tickets[b * NH + h], 1u) == kSplits - 1;
+    if (threadIdx.x == 0) last = atomicAdd(&tickets[b * NH + h], 1u) == unsigned(splits) - 1;
     __syncthreads();
     if (!last) return;
     __threadfence();
-    if (threadIdx.x < D) combine<D>(o, part, NH, h, b, threadIdx.x);
+    combine<D>(o, part, NH, h, b, splits);
     if (threadIdx.x == 0) tickets[b * NH + h] = 0;
 }
 
 __global__ void advance_kernel(int* t) { ++*t; }
-
-// x_out = x + y (y may be null), ln = LayerNorm(x_out): one block per row; the residual stream's add
-// and the next LayerNorm in one pass.
-__global__ void add_layernorm_kernel(float* x_out, bf16* ln, const float* x, const bf16* y, const float* w,
-                                     const float* bias, int C) {
-    const int b = blockIdx.x;
-    const float* xr = x + int64_t(b) * C;
-    float* xo = x_out + int64_t(b) * C;
-    __shared__ float red[2][32];
-    float sum = 0, sq = 0;
-    for (int c = threadIdx.x; c < C; c += blockDim.x) {
-        const float v = xr[c] + (y ? __bfloat162float(y[int64_t(b) * C + c]) : 0.f);
-        xo[c] = v;
-        sum += v;
-    }
-    auto block_sum = [&](float v, int slot) {
-        for (int o = 16; o > 0; o /= 2) v += __shfl_xor_sync(0xffffffffu, v, o);
-        if (threadIdx.x % 32 == 0) red[slot][threadIdx.x / 32] = v;
-        __syncthreads();
-        float t = 0;
-        for (int i = 0; i < int(blockDim.x) / 32; i++) t += red[slot][i];
-        return t;
-    };
-    const float mean = block_sum(sum, 0) / float(C);
-    for (int c = threadIdx.x; c < C; c += blockDim.x) {   // each thread rereads what it wrote
-        const float d = xo[c] - mean;
-        sq += d * d;
-    }
-    const float rstd = rsqrtf(block_sum(sq, 1) / float(C) + 1e-5f);
-    for (int c = threadIdx.x; c < C; c += blockDim.x)
-        ln[int64_t(b) * C + c] = __float2bfloat16((xo[c] - mean) * rstd * w[c] + bias[c]);
-}
 
 }  // namespace
 
@@ -238,35 +259,25 @@ void decode_embed(float* x, const uint8_t* tok, const float* wte, const PosTable
     CUDA_LAUNCH_CHECK();
 }
 
-void decode_append(bf16* kc, bf16* vc, const bf16* qkv, const DecodeHead* heads, const int* t, int B, int NH, int D,
-                   int S, cudaStream_t s) {
-    append_kernel<<<dim3(NH, B), 64, 0, s>>>(kc, vc, qkv, heads, t, NH, D, S);
-    CUDA_LAUNCH_CHECK();
-}
+static int decode_splits(int S) { return std::clamp((S + kKeysPerSplit - 1) / kKeysPerSplit, 1, kMaxSplits); }
 
 // The shares of every (sequence, head), then one ticket counter per (sequence, head).
-size_t decode_scratch(int B, int NH, int D) { return size_t(B) * NH * (kSplits * (D + 2) * sizeof(float) + sizeof(unsigned)); }
-
-void decode_attention(bf16* out, void* scratch, const bf16* qkv, const bf16* kc, const bf16* vc, const DecodeHead* heads,
-                      const int* t, int B, int NH, int D, int S, cudaStream_t s) {
-    float* part = static_cast<float*>(scratch);
-    unsigned* tickets = reinterpret_cast<unsigned*>(part + size_t(B) * NH * kSplits * (D + 2));
-    const dim3 grid(NH, B, kSplits);
-#define ST_DECODE(d)                                                                                       \
-    if (D == d) {                                                                                          \
-        attend_kernel<d><<<grid, kWarps * 32, 0, s>>>(out, part, tickets, qkv, kc, vc, heads, t, NH, S);   \
-        CUDA_LAUNCH_CHECK();                                                                               \
-        return;                                                                                            \
-    }
-    ST_DECODE(32) ST_DECODE(64) ST_DECODE(128)
-#undef ST_DECODE
-    fail("decoding: head size " + std::to_string(D) + " is not 32, 64 or 128");
+size_t decode_scratch(int B, int NH, int D, int S) {
+    return size_t(B) * NH * (decode_splits(S) * (D + 2) * sizeof(float) + sizeof(unsigned));
 }
 
-void decode_add_layernorm(float* x_out, bf16* ln, const float* x, const bf16* y, const float* w, const float* b, int B,
-                          int C, cudaStream_t s) {
-    add_layernorm_kernel<<<B, 256, 0, s>>>(x_out, ln, x, y, w, b, C);
-    CUDA_LAUNCH_CHECK();
+void decode_attention(bf16* out, void* scratch, const bf16* qkv, bf16* kc, bf16* vc, const DecodeHead* heads, const int* t,
+                      int B, int NH, int D, int S, cudaStream_t s) {
+    const int splits = decode_splits(S);
+    float* part = static_cast<float*>(scratch);
+    unsigned* tickets = reinterpret_cast<unsigned*>(part + size_t(B) * NH * splits * (D + 2));
+    const dim3 grid(NH, B, splits);
+    switch (D) {
+        case 32: return launch_dependent(attend_kernel<32>, grid, kWarps * 32, 0, s, out, part, tickets, qkv, kc, vc, heads, t, NH, S);
+        case 64: return launch_dependent(attend_kernel<64>, grid, kWarps * 32, 0, s, out, part, tickets, qkv, kc, vc, heads, t, NH, S);
+        case 128: return launch_dependent(attend_kernel<128>, grid, kWarps * 32, 0, s, out, part, tickets, qkv, kc, vc, heads, t, NH, S);
+    }
+    fail("decoding: head size " + std::to_string(D) + " is not 32, 64 or 128");
 }
 
 void decode_advance(int* t, cudaStream_t s) {

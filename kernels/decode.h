@@ -75,17 +75,33 @@ DecodeHead decode_head(const AttnSpec& spec, int n_head, int layer, int head, in
 // x (B, C) fp32 = wte[tok[b]] + the position rows of position *t.
 void decode_embed(float* x, const uint8_t* tok, const float* wte, const PosTables& pos, const int* t, int B, int C,
                   cudaStream_t s);
-// Stores the keys and values of position *t from qkv (B, 3C) into the caches (B, NH, S, D).
-void decode_append(bf16* kc, bf16* vc, const bf16* qkv, const DecodeHead* heads, const int* t, int B, int NH, int D,
-                   int S, cudaStream_t s);
+// Stores the keys and values of position *t from qkv (B, 3C) into the caches kc, vc (B, NH, S, D);
 // out (B, C) bf16: each head's query at *t attends to its set in the cache. scratch:
-// decode_scratch(B, NH, D) bytes, zeroed once before the first step.
-void decode_attention(bf16* out, void* scratch, const bf16* qkv, const bf16* kc, const bf16* vc, const DecodeHead* heads,
-                      const int* t, int B, int NH, int D, int S, cudaStream_t s);
-size_t decode_scratch(int B, int NH, int D);
-void decode_advance(int* t, cudaStream_t s);
-// x_out = x + y (y may be null; x_out may be x), ln (B, C) bf16 = LayerNorm(x_out) with weight w, bias b.
-void decode_add_layernorm(float* x_out, bf16* ln, const float* x, const bf16* y, const float* w, const float* b, int B,
-                          int C, cudaStream_t s);   // ++*t, the last node of a step
+// decode_scratch(B, NH, D, S) bytes, zeroed once before the first step.
+void decode_attention(bf16* out, void* scratch, const bf16* qkv, bf16* kc, bf16* vc, const DecodeHead* heads, const int* t,
+                      int B, int NH, int D, int S, cudaStream_t s);
+size_t decode_scratch(int B, int NH, int D, int S);
+void decode_advance(int* t, cudaStream_t s);   // ++*t, the last node of a step
+
+// out (N, OC) = epilogue(x . weight^T + bias) for the few rows of a decoding step (decode_linear.cu),
+// where x is `in` (N, IC) bf16, or LayerNorm(in_f32) with ln_w, ln_b when in_f32 is given.
+enum class DecodeEpilogue {
+    bf16,           // out bf16
+    gelu_bf16,      // out bf16 = gelu (tanh form)
+    residual_f32,   // out fp32 = resid + product (the residual stream)
+    f32,            // out fp32 (the logits)
+};
+struct DecodeLinear {
+    const bf16* in = nullptr;
+    const float* in_f32 = nullptr;
+    const float *ln_w = nullptr, *ln_b = nullptr;
+    const bf16* weight = nullptr;   // (OC, IC)
+    const float* bias = nullptr;    // (OC) or null
+    const float* resid = nullptr;   // (N, OC), residual_f32 only
+    void* out = nullptr;
+    int N = 0, IC = 0, OC = 0;
+    DecodeEpilogue epilogue = DecodeEpilogue::bf16;
+};
+void decode_linear(const DecodeLinear& a, cudaStream_t s);
 
 }  // namespace st::gpu

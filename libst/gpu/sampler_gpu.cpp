@@ -10,7 +10,6 @@
 #include "decode.h"
 #include "device.h"
 #include "error.h"
-#include "gemm.h"
 #include "ops.h"
 #include "sample.h"
 
@@ -42,7 +41,6 @@ class GpuSampler final : public Sampler {
     std::string name_;   // select_device runs before the members that touch the device
     int B_, t_ = 0, S_ = 0;
     cudaStream_t s_ = nullptr;
-    gpu::Gemm gemm_;
     Buf<float> w_;
     Buf<bf16> w16_;
     Buf<int32_t> pos_index_;
@@ -52,7 +50,7 @@ class GpuSampler final : public Sampler {
     Buf<uint8_t> tok_;
     Buf<float> x_, x1_, logits32_;
     Buf<char> scratch_;
-    Buf<bf16> ln_, qkv_, att_, br_, fch_, fcg_, logits_;
+    Buf<bf16> qkv_, att_, fcg_;
     uint8_t* host_tok_ = nullptr;
     float* host_logits_ = nullptr;
     cudaGraph_t graph_ = nullptr;
@@ -92,15 +90,11 @@ GpuSampler::GpuSampler(const Model<float>& m, int batch, int device)
     const size_t N = size_t(B_);
     x_ = Buf<float>(N * C);
     x1_ = Buf<float>(N * C);
-    ln_ = Buf<bf16>(N * C);
     qkv_ = Buf<bf16>(N * 3 * C);
     att_ = Buf<bf16>(N * C);
-    br_ = Buf<bf16>(N * C);
-    fch_ = Buf<bf16>(N * F);
     fcg_ = Buf<bf16>(N * F);
-    logits_ = Buf<bf16>(N * V);
     logits32_ = Buf<float>(N * V);
-    scratch_ = Buf<char>(gpu::decode_scratch(B_, NH, D));
+    scratch_ = Buf<char>(gpu::decode_scratch(B_, NH, D, S_));
     CUDA_CHECK(cudaMemsetAsync(scratch_.p, 0, scratch_.n, s_));   // the tickets start at zero
     CUDA_CHECK(cudaMallocHost(&host_tok_, N));
     CUDA_CHECK(cudaMallocHost(&host_logits_, N * V * sizeof(float)));
@@ -122,30 +116,33 @@ void GpuSampler::enqueue_step() {
     const size_t np = m_.params.size();
     auto f = [&](int l, int k) { return w_.p + m_.params[m_.layer_param(l, k)].offset; };
     auto h = [&](int l, int k) { return w16_.p + m_.params[m_.layer_param(l, k)].offset; };
-    // Each residual addition is fused with the LayerNorm after it: the next layer's ln1, or ln_f.
-    gpu::decode_add_layernorm(x_.p, ln_.p, x_.p, nullptr, f(0, 0), f(0, 1), N, C, s_);
+    // Each LayerNorm runs inside the product after it, each residual addition inside the product
+    // before it, the cache update inside the attention: four kernels a layer.
+    auto linear = [&](void* out, const bf16* in, const float* in_f32, const float* ln_w, const float* ln_b, const bf16* weight,
+                      const float* bias, const float* resid, int IC, int OC, gpu::DecodeEpilogue e) {
+        gpu::DecodeLinear a;
+        a.in = in, a.in_f32 = in_f32, a.ln_w = ln_w, a.ln_b = ln_b, a.weight = weight, a.bias = bias, a.resid = resid;
+        a.out = out, a.N = N, a.IC = IC, a.OC = OC, a.epilogue = e;
+        gpu::decode_linear(a, s_);
+    };
+    using gpu::DecodeEpilogue;
     for (int l = 0; l < L; l++) {
-        gemm_.forward(qkv_.p, ln_.p, h(l, 2), h(l, 3), N, C, 3 * C, nullptr, s_);
-        gpu::decode_append(kc_[size_t(l)].p, vc_[size_t(l)].p, qkv_.p, heads_.p + size_t(l) * NH, t_dev_.p, N, NH, D, S_, s_);
+        linear(qkv_.p, nullptr, x_.p, f(l, 0), f(l, 1), h(l, 2), f(l, 3), nullptr, C, 3 * C, DecodeEpilogue::bf16);
         gpu::decode_attention(att_.p, scratch_.p, qkv_.p, kc_[size_t(l)].p, vc_[size_t(l)].p, heads_.p + size_t(l) * NH,
                               t_dev_.p, N, NH, D, S_, s_);
-        gemm_.forward(br_.p, att_.p, h(l, 4), h(l, 5), N, C, C, nullptr, s_);
-        gpu::decode_add_layernorm(x1_.p, ln_.p, x_.p, br_.p, f(l, 6), f(l, 7), N, C, s_);
-        gemm_.forward(fcg_.p, ln_.p, h(l, 8), h(l, 9), N, C, F, fch_.p, s_);
-        gemm_.forward(br_.p, fcg_.p, h(l, 10), h(l, 11), N, F, C, nullptr, s_);
-        const bool last = l + 1 == L;
-        gpu::decode_add_layernorm(x_.p, ln_.p, x1_.p, br_.p, last ? w_.p + m_.params[np - 3].offset : f(l + 1, 0),
-                                  last ? w_.p + m_.params[np - 2].offset : f(l + 1, 1), N, C, s_);
+        linear(x1_.p, att_.p, nullptr, nullptr, nullptr, h(l, 4), f(l, 5), x_.p, C, C, DecodeEpilogue::residual_f32);
+        linear(fcg_.p, nullptr, x1_.p, f(l, 6), f(l, 7), h(l, 8), f(l, 9), nullptr, C, F, DecodeEpilogue::gelu_bf16);
+        linear(x_.p, fcg_.p, nullptr, nullptr, nullptr, h(l, 10), f(l, 11), x1_.p, F, C, DecodeEpilogue::residual_f32);
     }
-    gemm_.forward(logits_.p, ln_.p, w16_.p + m_.params[np - 1].offset, nullptr, N, C, V, nullptr, s_);
-    gpu::bf16_to_f32(logits32_.p, logits_.p, int64_t(N) * V, s_);
+    linear(logits32_.p, nullptr, x_.p, w_.p + m_.params[np - 3].offset, w_.p + m_.params[np - 2].offset,
+           w16_.p + m_.params[np - 1].offset, nullptr, nullptr, C, V, DecodeEpilogue::f32);
     CUDA_CHECK(cudaMemcpyAsync(host_logits_, logits32_.p, size_t(N) * V * sizeof(float), cudaMemcpyDeviceToHost, s_));
     gpu::decode_advance(t_dev_.p, s_);
 }
 
 const float* GpuSampler::run_step() {
     if (!exec_) {
-        enqueue_step();   // once eagerly: the matrix products choose their algorithms outside the capture
+        enqueue_step();   // the first step runs eagerly: kernel attributes are set outside the capture
         CUDA_CHECK(cudaStreamSynchronize(s_));
         CUDA_CHECK(cudaStreamBeginCapture(s_, cudaStreamCaptureModeThreadLocal));
         enqueue_step();
