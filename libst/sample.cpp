@@ -24,6 +24,7 @@ Decoder::Decoder(const Model<float>& m) : m_(m) {
     logits_.resize(c.vocab);
     scores_.resize(c.n_ctx);
     mean_rstd_.resize(2);
+    attn_.resize(size_t(c.n_layer) * size_t(c.n_head));
 }
 
 int slide_drop(const Config& c) {
@@ -112,6 +113,12 @@ const float* Decoder::step(uint8_t byte) {
             }
             float sum = 0;
             for (size_t a = 0; a < keys_.size(); a++) sum += scores_[a] = std::exp(scores_[a] - mx);
+            if (keep_attn_) {
+                Attention& kept = attn_[size_t(l) * NH + h];
+                kept.keys = keys_;
+                kept.probs.resize(keys_.size());
+                for (size_t a = 0; a < keys_.size(); a++) kept.probs[a] = scores_[a] / sum;
+            }
             float* o = att_.data() + h * Dh;
             std::fill(o, o + Dh, 0.0f);
             for (size_t a = 0; a < keys_.size(); a++) {

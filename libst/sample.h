@@ -25,6 +25,19 @@ class Decoder {
     const float* push(uint8_t byte);
     int position() const { return t_; }
 
+    // One layer and head's attention of one query: the key positions (in the window, ascending, as
+    // attn_keys gives them) and their softmax weights.
+    struct Attention {
+        std::vector<int64_t> keys;
+        std::vector<float> probs;
+    };
+    // Keeps, from the next push on, every layer and head's attention of the pushed position (for
+    // st-viz-attn); off by default, since sampling has no use for it.
+    void keep_attention(bool on) { keep_attn_ = on; }
+    // A layer and head's attention of the position pushed last while keep_attention was on (the
+    // query is position() - 1 when that was the last push); empty before any such push.
+    const Attention& attention(int layer, int head) const { return attn_[size_t(layer) * size_t(m_.cfg.n_head) + size_t(head)]; }
+
    private:
     const float* step(uint8_t byte);
     const Model<float>& m_;
@@ -33,6 +46,8 @@ class Decoder {
     std::vector<std::vector<float>> k_, v_;  // per layer (n_ctx, C)
     std::vector<float> x_, ln_, qkv_, att_, br_, fc_, logits_, scores_, mean_rstd_;
     std::vector<int64_t> keys_;
+    bool keep_attn_ = false;
+    std::vector<Attention> attn_;     // (n_layer, n_head)
 };
 
 // B sequences decoded in lockstep, on the CPU (B Decoders) or the GPU (one batched step, a KV cache

@@ -15,6 +15,7 @@
 #include "checkpoint.h"
 #include "error.h"
 #include "evaluate.h"
+#include "records.h"
 #include "rng.h"
 
 namespace st {
@@ -85,9 +86,14 @@ static void format_duration(char* buf, size_t n, double s) {
 int train(Engine& e, Model<float>& m, std::vector<float>& opt_m, std::vector<float>& opt_v, int64_t start_step, const Recipe& r,
           const TrainRun& run, const std::vector<uint8_t>& train_bytes, const std::vector<uint8_t>& val_bytes) {
     const int T = m.cfg.n_ctx, B = r.batch;
-    const int64_t span = int64_t(train_bytes.size()) - T;  // window starts 0 .. span-1 hold T + 1 bytes
+    // Examples start anywhere in a stream, or at whole records for image models (framed bytes: records.h).
+    const bool records = reads_records(m.cfg);
+    const int64_t stride = records ? T + 1 : 1;
+    const int64_t span = records ? int64_t(train_bytes.size()) / stride : int64_t(train_bytes.size()) - T;  // example starts / stride
     if (span < 1) fail(run.data_name + ": too short for one window of the context");
-    const std::vector<int64_t> val_offs = spread_offsets(int64_t(val_bytes.size()), T, r.eval_windows);
+    const char* unit = records ? "bits per dim" : "bits per byte";   // the same number: a byte is a dimension
+    const std::vector<int64_t> val_offs = records ? record_offsets(int64_t(val_bytes.size()), T, r.eval_windows)
+                                                  : spread_offsets(int64_t(val_bytes.size()), T, r.eval_windows);
 
     std::FILE* log = nullptr;
     if (!run.log.empty()) {
@@ -110,7 +116,7 @@ int train(Engine& e, Model<float>& m, std::vector<float>& opt_m, std::vector<flo
         double nats = eval_windows(e, val_bytes.data(), val_offs, T, B);
         emit({{"step", step}, {"val_loss", nats}, {"val_bits", nats / kLn2}});
         if (run.progress) std::fprintf(stderr, "\r\033[K");
-        if (!run.quiet) std::fprintf(stderr, "step %lld: held-out %.4f bits per byte\n", (long long)step, nats / kLn2);
+        if (!run.quiet) std::fprintf(stderr, "step %lld: held-out %.4f %s\n", (long long)step, nats / kLn2, unit);
         return nats;
     };
 
@@ -131,7 +137,7 @@ int train(Engine& e, Model<float>& m, std::vector<float>& opt_m, std::vector<flo
         while (step < r.steps) {
             auto t0 = std::chrono::steady_clock::now();
             for (int b = 0; b < B; b++) {
-                int64_t off = int64_t(hash64(r.seed, uint64_t(step), uint64_t(b)) % uint64_t(span));
+                int64_t off = int64_t(hash64(r.seed, uint64_t(step), uint64_t(b)) % uint64_t(span)) * stride;
                 std::copy(&train_bytes[off], &train_bytes[off] + T, inp.begin() + size_t(b) * T);
                 std::copy(&train_bytes[off + 1], &train_bytes[off + 1] + T, tgt.begin() + size_t(b) * T);
             }
@@ -182,7 +188,8 @@ int train(Engine& e, Model<float>& m, std::vector<float>& opt_m, std::vector<flo
         if (!run.quiet) std::fprintf(stderr, "interrupted at step %lld; saved %s (continue with --resume %s)\n", (long long)step, run.out.c_str(), run.out.c_str());
     } else if (step >= r.steps) {
         double nats = evaluate(step);
-        if (!run.quiet) std::fprintf(stderr, "trained %lld steps, %.0f tokens/s; held-out %.4f bits per byte; saved %s\n", (long long)step, tok_s, nats / kLn2, run.out.c_str());
+        if (!run.quiet) std::fprintf(stderr, "trained %lld steps, %.0f tokens/s; held-out %.4f %s; saved %s\n", (long long)step, tok_s, nats / kLn2, unit,
+                                  run.out.c_str());
     } else if (!run.quiet) {
         std::fprintf(stderr, "stopped at step %lld of %lld; saved %s (continue with --resume %s)\n", (long long)step, (long long)r.steps, run.out.c_str(), run.out.c_str());
     }

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian/Ubuntu packages st builds, tests and runs with. Idempotent: installs only
 # what is missing. python3-torch (+ OpenBLAS) is the independent implementation the parity test
-# checks st against.
+# checks st against; zlib1g-dev reads the gzip-compressed IDX files of (Fashion-)MNIST.
 set -euo pipefail
-pkgs=(cmake make g++ pkg-config libzstd-dev zstd libcxxopts-dev libstb-dev catch2 nlohmann-json3-dev
+pkgs=(cmake make g++ pkg-config libzstd-dev zstd zlib1g-dev libcxxopts-dev libstb-dev catch2 nlohmann-json3-dev
       python3 python3-numpy python3-torch libopenblas0-pthread man-db)
 missing=()
 for p in "${pkgs[@]}"; do

@@ -27,6 +27,7 @@ def parse_args(argv):
     p.add_argument("--config", metavar="JSON", help="model config when there is no --init (the paper's init)")
     p.add_argument("--data", required=True, metavar="FILE", help="training bytes (.zst read through zstd)")
     p.add_argument("--val-frac", type=float, default=0.05, help="held-out tail of the data (default 0.05)")
+    p.add_argument("--val", metavar="FILE", help="held-out data (default: the last --val-frac of --data)")
     p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--batch", type=int, default=8)
     p.add_argument("--lr", type=float, default=3e-4)
@@ -90,10 +91,30 @@ def autocast():
     return torch.autocast("cuda", dtype=torch.bfloat16) if DEVICE.startswith("cuda") else contextlib.nullcontext()
 
 
-def eval_bits(model, val, n_ctx, windows, batch):
-    """Mean cross-entropy in bits over `windows` evenly spaced windows of the held-out bytes."""
-    last = len(val) - n_ctx - 1
-    offsets = [0] if windows == 1 else [k * last // (windows - 1) for k in range(windows)]
+def frame_records(data, n_ctx, name):
+    """st's libst/records.h: each picture of n_ctx bytes preceded by a start byte 0, so that the window at
+    k * (n_ctx + 1) is picture k, its first byte predicted from the start byte."""
+    if len(data) == 0 or len(data) % n_ctx:
+        raise ValueError(f"{name}: {len(data)} bytes is not a whole number of pictures of {n_ctx} bytes")
+    pics = data.reshape(-1, n_ctx)
+    return np.concatenate([np.zeros((len(pics), 1), np.uint8), pics], axis=1).reshape(-1)
+
+
+def eval_offsets(n, n_ctx, windows, records):
+    """st's evaluation windows: spread evenly over the bytes, or whole pictures (all of them when
+    `windows` is at least their number)."""
+    if records:
+        count = n // (n_ctx + 1)
+        if windows >= count:
+            return [k * (n_ctx + 1) for k in range(count)]
+        return [0] if windows == 1 else [k * (count - 1) // (windows - 1) * (n_ctx + 1) for k in range(windows)]
+    last = n - n_ctx - 1
+    return [0] if windows == 1 else [k * last // (windows - 1) for k in range(windows)]
+
+
+def eval_bits(model, val, n_ctx, windows, batch, records=False):
+    """Mean cross-entropy in bits over the held-out windows (eval_offsets)."""
+    offsets = eval_offsets(len(val), n_ctx, windows, records)
     model.eval()
     total = 0.0
     with torch.no_grad():
@@ -129,8 +150,25 @@ def main(argv):
         print(f"{PROG}: {e}", file=sys.stderr)
         return 1
     n_ctx = model.config["n_ctx"]
-    nval = int(len(data) * a.val_frac)
-    train, val = data[:len(data) - nval], data[len(data) - nval:]
+    records = model.config["pos"] == "image"   # pictures: whole records, as st-train reads them
+    try:
+        if records:
+            if a.val:
+                train, val = data, np.frombuffer(read_bytes(a.val), dtype=np.uint8)
+            else:
+                count = len(data) // n_ctx
+                nval = min(max(int(count * a.val_frac), 1), count - 1)
+                cut = len(data) - nval * n_ctx - len(data) % n_ctx
+                train, val = data[:cut], data[cut:]
+            train, val = frame_records(train, n_ctx, a.data), frame_records(val, n_ctx, a.val or a.data)
+        elif a.val:
+            train, val = data, np.frombuffer(read_bytes(a.val), dtype=np.uint8)
+        else:
+            nval = int(len(data) * a.val_frac)
+            train, val = data[:len(data) - nval], data[len(data) - nval:]
+    except ValueError as e:
+        print(f"{PROG}: {e}", file=sys.stderr)
+        return 1
     if len(train) < n_ctx + 1 or len(val) < n_ctx + 1:
         print(f"{PROG}: {a.data}: {len(data)} bytes leave {len(train)} to train and {len(val)} held out; "
               f"each needs at least n_ctx + 1 = {n_ctx + 1}", file=sys.stderr)
@@ -145,7 +183,10 @@ def main(argv):
     train_s = 0.0
     for step in range(steps):
         t0 = time.perf_counter()
-        offsets = [st_window(a.seed, step, b, len(train) - n_ctx) for b in range(a.batch)]
+        if records:
+            offsets = [st_window(a.seed, step, b, len(train) // (n_ctx + 1)) * (n_ctx + 1) for b in range(a.batch)]
+        else:
+            offsets = [st_window(a.seed, step, b, len(train) - n_ctx) for b in range(a.batch)]
         w = torch.from_numpy(np.stack([train[o:o + n_ctx + 1] for o in offsets])).to(DEVICE)
         lr = lr_at(step, a.lr, a.lr_min, a.warmup, steps)
         for g in opt.param_groups:
@@ -163,7 +204,7 @@ def main(argv):
         rec = {"step": step, "loss": round(loss, 6), "bits": round(loss / math.log(2), 6), "lr": lr,
                "tokens_per_s": round(tokens / dt, 1), "ms": round(dt * 1e3, 3)}
         if not a.bench and (step + 1 == steps or a.eval_every and (step + 1) % a.eval_every == 0):
-            val_bits = eval_bits(model, val, n_ctx, a.eval_windows, a.batch)
+            val_bits = eval_bits(model, val, n_ctx, a.eval_windows, a.batch, records)
             rec["val_bits"] = round(val_bits, 6)
             print(json.dumps(rec), file=sys.stderr, flush=True)
         if log:
@@ -180,7 +221,7 @@ def main(argv):
                           "tokens_per_s": round(tokens * a.bench / train_s, 1),
                           "gemm_gflops": round(gemm_gflops(), 1)}))
         return 0
-    print(json.dumps({"val_bits": round(val_bits, 6), "steps": steps,
+    print(json.dumps({"val_bits": round(val_bits, 6), "steps": steps, "train_s": round(train_s, 2),
                       "tokens_per_s": round(tokens * steps / train_s, 1)}))
     return 0
 

@@ -17,7 +17,7 @@ static int sample_main(int argc, char** argv) {
     o.add_options()
         ("model", "model file", cxxopts::value<std::string>())
         ("p,prime", "continue these bytes: a file, or - for stdin", cxxopts::value<std::string>())
-        ("n,bytes", "bytes to generate", cxxopts::value<std::string>()->default_value("1000"))
+        ("n,bytes", "bytes to generate (image models: the rest of one picture)", cxxopts::value<std::string>()->default_value("1000"))
         ("t,temperature", "sampling temperature (0 = always the most likely byte)", cxxopts::value<std::string>()->default_value("1"))
         ("k,top-k", "sample among the k most likely bytes (0 = all)", cxxopts::value<std::string>()->default_value("0"))
         ("top-p", "sample among the most likely bytes whose probability reaches p", cxxopts::value<std::string>()->default_value("1"))
@@ -30,7 +30,7 @@ static int sample_main(int argc, char** argv) {
     if (cli::parse(o, argc, argv, &r)) return 0;
     const std::string device = cli::setup(r);
     if (!r.count("model")) usage_fail("missing MODEL: the model file to sample from");
-    const long long n = cli::to_int("--bytes", r["bytes"].as<std::string>(), 0, 1ll << 40);
+    long long n = cli::to_int("--bytes", r["bytes"].as<std::string>(), 0, 1ll << 40);
     const int B = int(cli::to_int("--batch", r["batch"].as<std::string>(), 1, 1 << 16));
     SampleOptions so;
     so.temperature = float(cli::to_real("--temperature", r["temperature"].as<std::string>(), 0, 100));
@@ -44,6 +44,14 @@ static int sample_main(int argc, char** argv) {
     if (binary) cli::refuse_terminal_stdout("binary samples (this model was trained on binary data)");
     std::vector<uint8_t> prime;
     if (r.count("prime")) prime = read_file(r["prime"].as<std::string>());
+    if (m.cfg.pos == PosKind::image) {   // a picture: the rest of one record after the prime, no more
+        const long long rest = m.cfg.n_ctx - (long long)prime.size();
+        if (rest < 0) fail("--prime: " + std::to_string(prime.size()) + " bytes is more than one picture of this model (" + std::to_string(m.cfg.n_ctx) + " bytes)");
+        if (!r.count("bytes")) n = rest;
+        else if (n > rest)
+            usage_fail("--bytes " + std::to_string(n) + ": this model draws pictures of " + std::to_string(m.cfg.n_ctx) + " bytes; " +
+                       std::to_string(rest) + " follow the prime (use --batch for more pictures)");
+    }
 
     std::unique_ptr<Sampler> dec = device == "cpu" ? make_cpu_sampler(m, B)
                                                    : make_gpu_sampler(m, B, device == "cuda" ? 0 : std::stoi(device.substr(5)));
@@ -54,10 +62,12 @@ static int sample_main(int argc, char** argv) {
         return dec->push(step.data());
     };
     // The model predicts each byte from those before it, so the first needs something before it:
-    // with no prime, a newline for text models and a zero byte otherwise (neither is written).
+    // with no prime, a newline for text models and a zero byte otherwise (neither is written). A
+    // picture always starts from the start byte 0 it was trained with (records.h), prime or not.
     const float* logits = nullptr;
+    if (m.cfg.pos == PosKind::image) logits = push(0);
     for (uint8_t b : prime) logits = push(b);
-    if (prime.empty()) logits = push(binary ? 0 : '\n');
+    if (!logits) logits = push(binary ? 0 : '\n');
     auto write = [](const uint8_t* p, size_t k) {
         if (std::fwrite(p, 1, k, stdout) != k || std::fflush(stdout) != 0) fail("stdout: write failed");
     };

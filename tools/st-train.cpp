@@ -1,10 +1,12 @@
 // st-train: train a Sparse Transformer on a byte stream and write a model file.
+#include <algorithm>
 #include <cstdio>
 
 #include "checkpoint.h"
 #include "cli.h"
 #include "error.h"
 #include "io/file.h"
+#include "records.h"
 #include "train.h"
 
 using namespace st;
@@ -29,11 +31,15 @@ static Config config_from_options(const cxxopts::ParseResult& r) {
     if (!pos_from_name(pos, &c.pos) || c.pos == PosKind::image) usage_fail("--pos " + pos + ": expected 1d or 2d (images: --image HxWxC)");
     if (r.count("image")) {
         std::string s = r["image"].as<std::string>();
-        if (std::sscanf(s.c_str(), "%dx%dx%d", &c.image_h, &c.image_w, &c.image_c) != 3 || c.image_h < 1 || c.image_w < 1 || c.image_c < 1)
-            usage_fail("--image " + s + ": expected HxWxC, e.g. 28x28x1");
+        if (std::sscanf(s.c_str(), "%dx%dx%d", &c.image_h, &c.image_w, &c.image_c) != 3 || c.image_h < 1 || c.image_w < 1 ||
+            (c.image_c != 1 && c.image_c != 3 && c.image_c != 4))
+            usage_fail("--image " + s + ": expected HxWxC with C 1 (grey), 3 (RGB) or 4 (RGBA), e.g. 28x28x1");
+        if (int64_t(c.image_h) * c.image_w * c.image_c > (1 << 30)) usage_fail("--image " + s + ": too large a picture");
         c.pos = PosKind::image;
         c.n_ctx = c.image_h * c.image_w * c.image_c;
-        if (!r.count("stride")) c.attn.stride = c.image_w * c.image_c;  // one image row, as in the paper
+        // The paper's image models: strided attention with one image row as the stride.
+        if (!r.count("pattern")) c.attn.pattern = Pattern::strided;
+        if (!r.count("stride")) c.attn.stride = c.image_w * c.image_c;
     }
     std::string why = config_check(c);
     if (!why.empty()) usage_fail(why);
@@ -145,7 +151,23 @@ static int train_main(int argc, char** argv) {
     const std::string name = data_path == "-" ? "stdin" : data_path;
     if (bytes.empty()) fail(name + ": no data (empty)");
     std::vector<uint8_t> val;
-    if (r.count("val")) {
+    if (reads_records(model->cfg)) {   // pictures: whole records, each framed by a start byte (records.h)
+        const Config& c = model->cfg;
+        std::vector<uint8_t> held;
+        if (r.count("val")) {
+            std::string vp = r["val"].as<std::string>();
+            held = read_file(vp);
+            val = frame_records(held.data(), held.size(), c, vp);
+        } else {
+            size_t records = bytes.size() / size_t(ctx), nval = size_t(double(records) * recipe.val_frac);
+            if (records < 2) fail(name + ": " + std::to_string(bytes.size()) + " bytes hold fewer than two " + record_shape(c) + " pictures");
+            nval = std::clamp<size_t>(nval, 1, records - 1);
+            const size_t cut = bytes.size() - nval * size_t(ctx) - bytes.size() % size_t(ctx);
+            val = frame_records(bytes.data() + cut, bytes.size() - cut, c, name);   // a partial record fails here
+            bytes.resize(cut);
+        }
+        bytes = frame_records(bytes.data(), bytes.size(), c, name);
+    } else if (r.count("val")) {
         std::string vp = r["val"].as<std::string>();
         val = read_file(vp);
         if (val.size() < size_t(ctx) + 1)
@@ -160,8 +182,9 @@ static int train_main(int argc, char** argv) {
     }
     if (bytes.size() < size_t(ctx) + 1)
         fail(name + ": " + std::to_string(bytes.size()) + " training bytes is shorter than one window of the context (" + std::to_string(ctx + 1) + " bytes)");
-    if (start == 0) text = looks_like_text(bytes);
+    if (start == 0) text = !reads_records(model->cfg) && looks_like_text(bytes);
 
+    const size_t unit_bytes = reads_records(model->cfg) ? size_t(ctx) + 1 : 1;   // framed pictures or bytes
     TrainRun run;
     run.out = out;
     run.data_name = name;
@@ -172,9 +195,10 @@ static int train_main(int argc, char** argv) {
     run.progress = !run.quiet && cli::stderr_is_terminal();
     std::unique_ptr<Engine> engine = make_engine(device, *model, opt_m, opt_v);   // fails first where there is no GPU
     if (!run.quiet)
-        std::fprintf(stderr, "st-train: %lld parameters, %d layers, d %d, %d heads, context %d, %s/%s; %zu training bytes, %zu held out\n",
+        std::fprintf(stderr, "st-train: %lld parameters, %d layers, d %d, %d heads, context %d, %s/%s; %zu training %s, %zu held out\n",
                      (long long)model->num_params, model->cfg.n_layer, model->cfg.d_model, model->cfg.n_head, ctx,
-                     pattern_name(model->cfg.attn.pattern), head_mode_name(model->cfg.attn.mode), bytes.size(), val.size());
+                     pattern_name(model->cfg.attn.pattern), head_mode_name(model->cfg.attn.mode), bytes.size() / unit_bytes,
+                     reads_records(model->cfg) ? "pictures" : "bytes", val.size() / unit_bytes);
     run.metadata = {{"data", text ? "text" : "binary"}};
     if (!run.quiet && device != "cpu") std::fprintf(stderr, "st-train: on %s\n", engine->name().c_str());
     return train(*engine, *model, opt_m, opt_v, start, recipe, run, bytes, val);

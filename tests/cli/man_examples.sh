@@ -12,7 +12,7 @@
 set -u
 build=$(cd "${1:?usage: man_examples.sh BUILD_DIR}" && pwd) || exit 1
 root=$(cd "$(dirname "$0")/../.." && pwd)
-pages=(man/st-train.1 man/st-sample.1 man/st-eval.1 man/st.7)
+pages=($(cd "$root" && echo man/st-*.1) man/st.7)
 # OpenMP threads that spin while they wait make a loaded, shared machine several times slower.
 export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 tmp=$(mktemp -d)
@@ -121,7 +121,9 @@ if ! command -v man > /dev/null; then
     echo "man_examples: skipped: man is not installed (scripts/install-deps.sh installs man-db)"
     exit 0
 fi
-for p in st-train st-sample st-eval; do
+for page in "${pages[@]}"; do
+    [[ $page == *.1 ]] || continue
+    p=$(basename "$page" .1)
     [ -x "$build/$p" ] || { echo "man_examples: $build/$p is missing: build first" >&2; exit 1; }
 done
 make_text "$tmp/text.txt"

@@ -1,0 +1,166 @@
+// Pictures of attention: sets, weights, the input image and the labelled grid they go in.
+#include "viz.h"
+
+#include <stb/stb_easy_font.h>
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstring>
+
+namespace st {
+
+namespace {
+
+constexpr Rgb kWhite{255, 255, 255}, kBlack{0, 0, 0}, kAbove{72, 72, 72}, kFuture{208, 208, 208}, kMark{255, 32, 32};
+constexpr int kFontScale = 2;  // stb_easy_font's glyphs are about 5 x 7 units: doubled, they read at a glance
+
+Image rgb_image(int h, int w, Rgb fill) {
+    Image im;
+    im.h = h;
+    im.w = w;
+    im.c = 3;
+    im.px.resize(size_t(h) * size_t(w) * 3);
+    for (size_t i = 0; i < im.px.size(); i += 3) {
+        im.px[i] = fill.r;
+        im.px[i + 1] = fill.g;
+        im.px[i + 2] = fill.b;
+    }
+    return im;
+}
+
+void put(Image* im, int64_t y, int64_t x, Rgb c) {
+    uint8_t* p = &im->px[(size_t(y) * size_t(im->w) + size_t(x)) * 3];
+    p[0] = c.r;
+    p[1] = c.g;
+    p[2] = c.b;
+}
+
+// Fills the rectangle [y0, y1) x [x0, x1), clipped to the image.
+void fill_rect(Image* im, int64_t y0, int64_t x0, int64_t y1, int64_t x1, Rgb c) {
+    for (int64_t y = std::max<int64_t>(y0, 0); y < std::min<int64_t>(y1, im->h); y++)
+        for (int64_t x = std::max<int64_t>(x0, 0); x < std::min<int64_t>(x1, im->w); x++) put(im, y, x, c);
+}
+
+// stb_easy_font describes text as quads (4 vertices of 16 bytes: x, y, z floats and a colour) on a
+// unit grid; each quad is a rectangle of whole units.
+void draw_text(Image* im, int y0, int x0, const std::string& s, Rgb c) {
+    std::string text = s;
+    std::vector<char> buf(300 * (s.size() + 1));  // stb_easy_font's documented ~270 bytes a character
+    int quads = stb_easy_font_print(0, 0, text.data(), nullptr, buf.data(), int(buf.size()));
+    for (int q = 0; q < quads; q++) {
+        const char* v = buf.data() + size_t(q) * 64;
+        float x[2], y[2];  // vertices 0 and 2: opposite corners
+        std::memcpy(&x[0], v, sizeof(float));
+        std::memcpy(&y[0], v + 4, sizeof(float));
+        std::memcpy(&x[1], v + 32, sizeof(float));
+        std::memcpy(&y[1], v + 36, sizeof(float));
+        auto at = [](float u) { return int64_t(std::lround(u)) * kFontScale; };
+        fill_rect(im, y0 + at(y[0]), x0 + at(x[0]), y0 + at(y[1]), x0 + at(x[1]), c);
+    }
+}
+
+}  // namespace
+
+Rgb viridis(double x) {
+    // matplotlib's table at x = 0, 1/8, ..., 1; between them, linear (luminance is linear in RGB, so
+    // it stays monotone between rising anchors).
+    static constexpr std::array<Rgb, 9> anchors{{{68, 1, 84},
+                                                 {71, 44, 122},
+                                                 {59, 81, 139},
+                                                 {44, 113, 142},
+                                                 {33, 144, 141},
+                                                 {39, 173, 129},
+                                                 {92, 200, 99},
+                                                 {170, 220, 50},
+                                                 {253, 231, 37}}};
+    const double u = std::clamp(x, 0.0, 1.0) * 8;
+    const int k = std::min(int(u), 7);
+    const double f = u - k;
+    auto mix = [&](uint8_t a, uint8_t b) { return uint8_t(std::lround(a + (b - a) * f)); };
+    return {mix(anchors[k].r, anchors[k + 1].r), mix(anchors[k].g, anchors[k + 1].g), mix(anchors[k].b, anchors[k + 1].b)};
+}
+
+Image draw_attn_set(const AttnSpec& spec, int n_head, int layer, int head, int n) {
+    Image im = rgb_image(n, n, kBlack);
+    std::vector<int64_t> keys;
+    for (int i = 0; i < n; i++) {
+        fill_rect(&im, i, i + 1, i + 1, n, kAbove);
+        // attn_keys costs O(|set|) a row where attn_allowed would cost O(n); the test holds them equal.
+        attn_keys(spec, n_head, layer, head, i, &keys);
+        for (int64_t j : keys) put(&im, i, j, kWhite);
+    }
+    return im;
+}
+
+Image draw_attn_weights(const std::vector<int64_t>& keys, const std::vector<float>& probs, int64_t query, int group, int width, int rows) {
+    const size_t cells = size_t(width) * size_t(rows);
+    std::vector<double> sum(cells, 0.0);
+    std::vector<bool> in_set(cells, false);
+    for (size_t a = 0; a < keys.size(); a++) {
+        size_t cell = size_t(keys[a] / group);
+        sum[cell] += probs[a];
+        in_set[cell] = true;
+    }
+    // Relative to the largest: a head's weights spread over many keys would otherwise all look dark.
+    const double top = std::max(*std::max_element(sum.begin(), sum.end()), 1e-30);
+    Image im = rgb_image(rows, width, kFuture);
+    for (size_t cell = 0; cell < cells; cell++)
+        if (int64_t(cell) * group <= query) put(&im, int64_t(cell) / width, int64_t(cell) % width, in_set[cell] ? viridis(sum[cell] / top) : kBlack);
+    return im;
+}
+
+Image draw_seen_image(const uint8_t* px, int h, int w, int c, int64_t seen) {
+    Image im = rgb_image(h, w, kBlack);
+    for (int64_t k = 0; k < int64_t(h) * w; k++) {
+        const uint8_t* p = px + k * c;
+        int v = c >= 3 ? (299 * p[0] + 587 * p[1] + 114 * p[2]) / 1000 : p[0];
+        if ((k + 1) * c > seen) v /= 3;
+        put(&im, k / w, k % w, {uint8_t(v), uint8_t(v), uint8_t(v)});
+    }
+    return im;
+}
+
+int label_height() { return 10 * kFontScale + 4; }  // glyphs with descenders reach 10 units down
+
+int text_width(const std::string& s) {
+    std::string text = s;
+    return stb_easy_font_width(text.data()) * kFontScale;
+}
+
+Image panel_grid(const std::vector<Panel>& panels, int cols, int scale, const std::string& title) {
+    int cell_w = 0, cell_h = 0;
+    for (const Panel& p : panels) {
+        cell_w = std::max({cell_w, p.im.w * scale, text_width(p.label) + kGridPad});  // labels of neighbours apart
+        cell_h = std::max(cell_h, p.im.h * scale);
+    }
+    const int rows = int((panels.size() + size_t(cols) - 1) / size_t(cols));
+    const int top = kGridPad + (title.empty() ? 0 : label_height());
+    const int width = std::max(kGridPad + cols * (cell_w + kGridPad), 2 * kGridPad + text_width(title));
+    Image out = rgb_image(top + rows * (label_height() + cell_h + kGridPad), width, kWhite);
+    if (!title.empty()) draw_text(&out, kGridPad, kGridPad, title, kBlack);
+    for (size_t k = 0; k < panels.size(); k++) {
+        const Panel& p = panels[k];
+        const int x0 = kGridPad + int(k % size_t(cols)) * (cell_w + kGridPad);
+        const int y0 = top + int(k / size_t(cols)) * (label_height() + cell_h + kGridPad);
+        draw_text(&out, y0, x0, p.label, kBlack);
+        const int py = y0 + label_height();
+        for (int y = 0; y < p.im.h * scale; y++)
+            for (int x = 0; x < p.im.w * scale; x++) {
+                const uint8_t* s = &p.im.px[(size_t(y / scale) * size_t(p.im.w) + size_t(x / scale)) * 3];
+                put(&out, py + y, x0 + x, {s[0], s[1], s[2]});
+            }
+        if (p.mark_y >= 0) {
+            // A frame around the marked cell, outside it, so that its own colour stays visible.
+            const int t = std::clamp(scale / 4, 1, 3);  // thin enough to stay off the next panel
+            const int64_t y = py + int64_t(p.mark_y) * scale, x = x0 + int64_t(p.mark_x) * scale;
+            fill_rect(&out, y - t, x - t, y, x + scale + t, kMark);
+            fill_rect(&out, y + scale, x - t, y + scale + t, x + scale + t, kMark);
+            fill_rect(&out, y, x - t, y + scale, x, kMark);
+            fill_rect(&out, y, x + scale, y + scale, x + scale + t, kMark);
+        }
+    }
+    return out;
+}
+
+}  // namespace st

@@ -1,0 +1,52 @@
+// Pictures of attention (st-viz-attn): the element sets of a pattern (PAPER.md section 1) and the
+// learned weights of one query, as RGB panels in a labelled grid.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "io/image.h"
+#include "layout.h"
+
+namespace st {
+
+struct Rgb {
+    uint8_t r, g, b;
+};
+
+// Matplotlib's viridis (violet, blue, green, yellow) at x in [0, 1] (clamped): perceptually even,
+// with luminance rising with x, so a weight reads the same in colour and in grey.
+Rgb viridis(double x);
+
+// The set of one layer and head over the first n positions, row i = query, column j = key: white
+// where i attends to j, black where it does not, dark grey above the diagonal (j > i, never seen).
+Image draw_attn_set(const AttnSpec& spec, int n_head, int layer, int head, int n);
+
+// One query's attention weights (keys and probs as Decoder::attention gives them) on a grid of
+// `rows` x `width` cells, position t in cell t / group. A cell shows the sum of its keys' weights
+// over the largest such sum (viridis); a cell with no key of the set is black, a cell after the
+// query light grey.
+//   text:   group 1, width the stride, so that the pattern's columns line up
+//   images: group c (the channels of a pixel together), width w, rows h
+Image draw_attn_weights(const std::vector<int64_t>& keys, const std::vector<float>& probs, int64_t query, int group, int width, int rows);
+
+// An image of h x w x c bytes in grey (luma when c >= 3), with the pixels not wholly among the
+// first `seen` bytes dimmed: what the model has read before the query.
+Image draw_seen_image(const uint8_t* px, int h, int w, int c, int64_t seen);
+
+struct Panel {
+    Image im;                      // RGB; an empty one (h == 0) leaves its place blank
+    std::string label;             // drawn above it
+    int mark_y = -1, mark_x = -1;  // a pixel (before scaling) framed in red: the query
+};
+
+inline constexpr int kGridPad = 8;  // pixels between panels and around the grid
+int label_height();                 // pixels of a line of text with the gap below it
+int text_width(const std::string& s);
+
+// Panels in a grid of `cols` columns, filled row by row, each scaled up by `scale` (nearest
+// neighbour) under its label, on white, with `title` (when not empty) on a line above them all.
+// Every place is as large as the largest panel and wider than the widest label.
+Image panel_grid(const std::vector<Panel>& panels, int cols, int scale, const std::string& title);
+
+}  // namespace st
