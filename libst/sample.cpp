@@ -172,4 +172,9 @@ int sample_byte(const float* logits, int vocab, const SampleOptions& o, Rng& rng
     return order[keep - 1];
 }
 
+std::unique_ptr<Sampler> make_sampler(const std::string& device, const Model<float>& m, int batch) {
+    if (device == "cpu") return make_cpu_sampler(m, batch);
+    return make_gpu_sampler(m, batch, device.rfind("cuda:", 0) == 0 ? std::stoi(device.substr(5)) : 0);
+}
+
 }  // namespace st

@@ -3,6 +3,7 @@
 #pragma once
 #include <cstdint>
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "model.h"
@@ -61,6 +62,8 @@ class Sampler {
 };
 std::unique_ptr<Sampler> make_cpu_sampler(const Model<float>& m, int batch);
 std::unique_ptr<Sampler> make_gpu_sampler(const Model<float>& m, int batch, int device);
+// The sampler --device asks for: "cpu", "cuda" or "cuda:N" (cli::setup's answer), as make_engine.
+std::unique_ptr<Sampler> make_sampler(const std::string& device, const Model<float>& m, int batch);
 // The first position of the window kept when a full context of n_ctx slides (Decoder's rule).
 int slide_drop(const Config& c);
 

@@ -82,8 +82,7 @@ static int complete_main(int argc, char** argv) {
     const int n_pics = int(pics.size()), B = n_pics * k, T = c.n_ctx;
     const int kept = int(std::lround(keep * c.image_h)) * c.image_w * c.image_c;
     const auto t0 = std::chrono::steady_clock::now();
-    std::unique_ptr<Sampler> dec = device == "cpu" ? make_cpu_sampler(m, B)
-                                                   : make_gpu_sampler(m, B, device == "cuda" ? 0 : std::stoi(device.substr(5)));
+    std::unique_ptr<Sampler> dec = make_sampler(device, m, B);
     std::vector<Image> done(size_t(B), pics[0]);
     std::vector<uint8_t> step(size_t(B), 0);
     const float* logits = dec->push(step.data());   // the start byte every picture was trained after

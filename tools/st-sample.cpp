@@ -53,8 +53,7 @@ static int sample_main(int argc, char** argv) {
                        std::to_string(rest) + " follow the prime (use --batch for more pictures)");
     }
 
-    std::unique_ptr<Sampler> dec = device == "cpu" ? make_cpu_sampler(m, B)
-                                                   : make_gpu_sampler(m, B, device == "cuda" ? 0 : std::stoi(device.substr(5)));
+    std::unique_ptr<Sampler> dec = make_sampler(device, m, B);
     std::vector<float> probs;
     std::vector<uint8_t> step(static_cast<size_t>(B));
     auto push = [&](uint8_t byte) {
