@@ -7,6 +7,8 @@
 #include <string>
 #include <vector>
 
+#include "dist/comm.h"
+#include "error.h"
 #include "model.h"
 
 namespace st {
@@ -38,6 +40,13 @@ class Engine {
     virtual double gradient(const uint8_t* inp, const uint8_t* tgt, int B, int T, std::vector<float>* grad) = 0;
     // Brings the host model's weights and the optimizer moments up to date (before a save).
     virtual void sync_to_host() = 0;
+    // Data-parallel training (dist/comm.h): this process computes `share` (its examples / the global
+    // batch) of every step; train_step then sums the weighted gradients and losses over the ranks
+    // before the update, so that every rank makes the update one process would make on the whole batch.
+    virtual void set_data_parallel(Comm* comm, double share) {
+        (void)comm, (void)share;
+        fail(name() + ": data-parallel training is not supported on this device yet");
+    }
 };
 
 // opt_m and opt_v (the AdamW moments) are resized to the model and updated by train_step.

@@ -23,8 +23,15 @@ class CpuEngine final : public Engine {
         std::fill(m_.g.begin(), m_.g.end(), 0.0f);
         StepStats st;
         st.loss = m_.forward(inp, tgt, B, T, true);
-        if (!std::isfinite(st.loss)) return st;   // the caller reports it; the weights stay as they were
         m_.backward();
+        if (comm_) {   // the whole batch's mean loss and gradient: the ranks' shares, weighted
+            scale_inplace(m_.g.data(), float(share_), m_.num_params);
+            comm_->allreduce_sum(m_.g.data(), size_t(m_.num_params));
+            float loss = float(st.loss * share_);
+            comm_->allreduce_sum(&loss, 1);
+            st.loss = loss;
+        }
+        if (!std::isfinite(st.loss)) return st;   // the caller reports it; the weights stay as they were
         st.grad_norm = std::sqrt(sum_squares(m_.g.data(), m_.num_params));
         if (o.clip > 0 && st.grad_norm > o.clip) scale_inplace(m_.g.data(), float(o.clip / st.grad_norm), m_.num_params);
         for (const auto& p : m_.params)
@@ -44,10 +51,13 @@ class CpuEngine final : public Engine {
         return loss;
     }
     void sync_to_host() override {}
+    void set_data_parallel(Comm* comm, double share) override { comm_ = comm, share_ = share; }
 
    private:
     Model<float>& m_;
     std::vector<float>&om_, &ov_;
+    Comm* comm_ = nullptr;
+    double share_ = 1;
 };
 
 }  // namespace

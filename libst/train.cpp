@@ -14,6 +14,7 @@
 
 #include "checkpoint.h"
 #include "error.h"
+#include "dist/shard.h"
 #include "evaluate.h"
 #include "records.h"
 #include "rng.h"
@@ -86,6 +87,11 @@ static void format_duration(char* buf, size_t n, double s) {
 int train(Engine& e, Model<float>& m, std::vector<float>& opt_m, std::vector<float>& opt_v, int64_t start_step, const Recipe& r,
           const TrainRun& run, const std::vector<uint8_t>& train_bytes, const std::vector<uint8_t>& val_bytes) {
     const int T = m.cfg.n_ctx, B = r.batch;
+    const int rank = run.comm ? run.comm->rank() : 0, world = run.comm ? run.comm->world() : 1;
+    const Range share = batch_share(B, rank, world);   // the examples of each step this process computes
+    if (share.size() == 0) fail("--batch " + std::to_string(B) + " gives rank " + std::to_string(rank) + " of " + std::to_string(world) + " no examples");
+    if (run.comm) e.set_data_parallel(run.comm, double(share.size()) / B);
+    const bool writer = rank == 0;
     // Examples start anywhere in a stream, or at whole records for image models (framed bytes: records.h).
     const bool records = reads_records(m.cfg);
     const int64_t stride = records ? T + 1 : 1;
@@ -96,7 +102,7 @@ int train(Engine& e, Model<float>& m, std::vector<float>& opt_m, std::vector<flo
                                                   : spread_offsets(int64_t(val_bytes.size()), T, r.eval_windows);
 
     std::FILE* log = nullptr;
-    if (!run.log.empty()) {
+    if (!run.log.empty() && writer) {
         log = std::fopen(run.log.c_str(), start_step > 0 ? "a" : "w");
         if (!log) fail(run.log + ": " + std::strerror(errno));
     }
@@ -107,6 +113,7 @@ int train(Engine& e, Model<float>& m, std::vector<float>& opt_m, std::vector<flo
     };
     nlohmann::json recipe_json = recipe_to_json(r);
     auto save = [&](int64_t step) {
+        if (!writer) return;
         auto md = run.metadata;
         md["recipe"] = recipe_json.dump();
         e.sync_to_host();
@@ -126,7 +133,8 @@ int train(Engine& e, Model<float>& m, std::vector<float>& opt_m, std::vector<flo
     sigaction(SIGTERM, &sa, &old_term);
     g_signal = 0;
 
-    std::vector<uint8_t> inp(size_t(B) * T), tgt(size_t(B) * T);
+    const int Bl = int(share.size());
+    std::vector<uint8_t> inp(size_t(Bl) * T), tgt(size_t(Bl) * T);
     const auto t_start = std::chrono::steady_clock::now();
     int status = 0;
     int64_t step = start_step;
@@ -136,13 +144,14 @@ int train(Engine& e, Model<float>& m, std::vector<float>& opt_m, std::vector<flo
     try {
         while (step < r.steps) {
             auto t0 = std::chrono::steady_clock::now();
-            for (int b = 0; b < B; b++) {
+            for (int i = 0; i < Bl; i++) {   // example b of the global batch: the same windows on any number of ranks
+                const int64_t b = share.begin + i;
                 int64_t off = int64_t(hash64(r.seed, uint64_t(step), uint64_t(b)) % uint64_t(span)) * stride;
-                std::copy(&train_bytes[off], &train_bytes[off] + T, inp.begin() + size_t(b) * T);
-                std::copy(&train_bytes[off + 1], &train_bytes[off + 1] + T, tgt.begin() + size_t(b) * T);
+                std::copy(&train_bytes[off], &train_bytes[off] + T, inp.begin() + size_t(i) * T);
+                std::copy(&train_bytes[off + 1], &train_bytes[off + 1] + T, tgt.begin() + size_t(i) * T);
             }
             const float lr = lr_at(r, step);
-            const StepStats st = e.train_step(inp.data(), tgt.data(), B, T, hash64(r.seed ^ 0xd5a61266f0c9392cull, uint64_t(step)),
+            const StepStats st = e.train_step(inp.data(), tgt.data(), Bl, T, hash64(r.seed ^ 0xd5a61266f0c9392cull, uint64_t(step)),
                                               {lr, r.beta1, r.beta2, r.eps, r.weight_decay, r.clip, step + 1});
             const double loss = st.loss, norm = st.grad_norm;
             if (!std::isfinite(loss)) fail("loss is " + std::to_string(loss) + " at step " + std::to_string(step + 1) + "; try a lower --lr");
@@ -160,8 +169,10 @@ int train(Engine& e, Model<float>& m, std::vector<float>& opt_m, std::vector<flo
                              (long long)r.steps, loss, loss / kLn2, tok_s, eta);
             }
             if (r.eval_every > 0 && step % r.eval_every == 0 && step < r.steps) evaluate(step);
-            if (g_signal) {
-                status = 128 + g_signal;
+            float stop = g_signal ? 1.f : 0.f;   // the ranks stop together, at the same step
+            if (run.comm) run.comm->allreduce_sum(&stop, 1);
+            if (stop > 0) {
+                status = 128 + (g_signal ? g_signal : SIGTERM);
                 break;
             }
             if (run.save_every > 0 && step % run.save_every == 0 && step < r.steps) save(step);
@@ -171,7 +182,7 @@ int train(Engine& e, Model<float>& m, std::vector<float>& opt_m, std::vector<flo
         sigaction(SIGINT, &old_int, nullptr);
         sigaction(SIGTERM, &old_term, nullptr);
         if (log) std::fclose(log);
-        if (step == start_step) throw;
+        if (step == start_step || !writer) throw;
         try {
             save(step);
         } catch (const std::exception&) {

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "dist/comm.h"
 #include "engine.h"
 #include "model.h"
 
@@ -40,6 +41,9 @@ struct TrainRun {
     bool quiet = false;
     bool progress = false;     // a live progress line (stderr is a terminal)
     std::map<std::string, std::string> metadata;  // stored in every checkpoint
+    // Data-parallel training: the job's collectives (null: one process). Every rank draws the windows
+    // of its share of the global batch (dist/shard.h); only rank 0 writes checkpoints and the log.
+    Comm* comm = nullptr;
 };
 
 // Runs from ck_step to recipe.steps (or until stopped) on the engine, which works on m, opt_m and

@@ -1,9 +1,13 @@
 // st-train: train a Sparse Transformer on a byte stream and write a model file.
 #include <algorithm>
 #include <cstdio>
+#include <cstdlib>
 
 #include "checkpoint.h"
 #include "cli.h"
+#include "dist/comm.h"
+#include "dist/launch.h"
+#include "dist/spawn.h"
 #include "error.h"
 #include "io/file.h"
 #include "records.h"
@@ -108,7 +112,9 @@ static int train_main(int argc, char** argv) {
     o.add_options("run")
         ("save-every", "write a checkpoint every K steps (0 = only at the end)", cxxopts::value<std::string>()->default_value("0"))
         ("stop-after", "stop after K steps of this run, saving (continue with --resume)", cxxopts::value<std::string>()->default_value("0"))
-        ("log", "JSON-lines metrics, one object per step and per evaluation", cxxopts::value<std::string>());
+        ("log", "JSON-lines metrics, one object per step and per evaluation", cxxopts::value<std::string>())
+        ("gpus", "data-parallel on N GPUs of this host, one process each (under torchrun, mpirun or srun: the job's processes instead)",
+         cxxopts::value<std::string>()->default_value("1"));
     cli::add_common(o);
     o.parse_positional({"data"});
     cxxopts::ParseResult r;
@@ -118,6 +124,26 @@ static int train_main(int argc, char** argv) {
     if (!r.count("data")) usage_fail("missing DATA: a file of training bytes, or - for stdin");
     const std::string out = r["output"].as<std::string>(), data_path = r["data"].as<std::string>();
     if (out == "-") cli::refuse_terminal_stdout("a model");
+
+    // Several processes: this one starts them (--gpus N), or it is one of them (a launcher's variables).
+    const int gpus = int(cli::to_int("--gpus", r["gpus"].as<std::string>(), 1, 1024));
+    const DistEnv job = dist_env();
+    if (gpus > 1 && job.world == 1) {
+        if (data_path == "-" || out == "-" || (r.count("val") && r["val"].as<std::string>() == "-"))
+            usage_fail("--gpus: every process reads DATA and rank 0 writes the model: use files, not - (stdin / stdout)");
+        return run_local_job(gpus, argv);
+    }
+    if (r.count("gpus") && gpus != job.world)
+        usage_fail("--gpus " + std::to_string(gpus) + ": this process is one of a job of " + std::to_string(job.world) + " (" + job.launcher + ")");
+    std::unique_ptr<Rendezvous> meeting;
+    std::unique_ptr<Comm> comm;
+    if (job.world > 1) {
+        if (device != "cpu")
+            fail("training on several GPUs needs NCCL, which this build does not use yet; --device cpu runs the same job on CPU processes");
+        const char* wait = std::getenv("ST_RENDEZVOUS_TIMEOUT");   // seconds for the ranks to meet (default 120)
+        meeting = std::make_unique<Rendezvous>(job, std::vector<uint8_t>{}, wait ? cli::to_real("ST_RENDEZVOUS_TIMEOUT", wait, 0.1, 86400) : 120);
+        comm = make_tcp_comm(*meeting);
+    }
 
     Recipe recipe;
     std::unique_ptr<Model<float>> model;
@@ -191,8 +217,9 @@ static int train_main(int argc, char** argv) {
     run.log = r.count("log") ? r["log"].as<std::string>() : "";
     run.save_every = cli::to_int("--save-every", r["save-every"].as<std::string>(), 0, 1ll << 40);
     run.stop_after = cli::to_int("--stop-after", r["stop-after"].as<std::string>(), 0, 1ll << 40);
-    run.quiet = r.count("quiet") > 0;
+    run.quiet = r.count("quiet") > 0 || job.rank > 0;   // rank 0 speaks for the job
     run.progress = !run.quiet && cli::stderr_is_terminal();
+    run.comm = comm.get();
     std::unique_ptr<Engine> engine = make_engine(device, *model, opt_m, opt_v);   // fails first where there is no GPU
     if (!run.quiet)
         std::fprintf(stderr, "st-train: %lld parameters, %d layers, d %d, %d heads, context %d, %s/%s; %zu training %s, %zu held out\n",
@@ -201,6 +228,7 @@ static int train_main(int argc, char** argv) {
                      reads_records(model->cfg) ? "pictures" : "bytes", val.size() / unit_bytes);
     run.metadata = {{"data", text ? "text" : "binary"}};
     if (!run.quiet && device != "cpu") std::fprintf(stderr, "st-train: on %s\n", engine->name().c_str());
+    if (!run.quiet && job.world > 1) std::fprintf(stderr, "st-train: %d processes (%s)\n", job.world, job.launcher.c_str());
     return train(*engine, *model, opt_m, opt_v, start, recipe, run, bytes, val);
 }
 

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Data-parallel training with several processes, run on CPUs (st-train --gpus N --device cpu: the same
+# job as on GPUs, with the collectives over TCP): any number of processes learns what one does, a run
+# resumes on another number of them, a killed rank ends the job with a message and leaves the last
+# checkpoint whole, and bad job settings are refused.
+# Usage: dist.sh BUILD_DIR
+set -u
+build=$(cd "${1:?usage: dist.sh BUILD_DIR}" && pwd) || exit 1
+tmp=$(mktemp -d)
+trap 'pkill -P $$ 2>/dev/null; rm -rf "$tmp"' EXIT
+passed=0 failed=0
+ok() { echo "ok    $1"; passed=$((passed + 1)); }
+bad() { echo "FAIL  $1"; failed=$((failed + 1)); }
+py=/usr/bin/python3
+[ -x "$py" ] || py=python3
+head -c 400000 /usr/share/common-licenses/GPL-3 /usr/share/common-licenses/Apache-2.0 /usr/share/common-licenses/Artistic > "$tmp/text.txt"
+args=(--device cpu --layers 2 --d-model 32 --heads 2 --ctx 64 --stride 16 --summary 4 --batch 7 --steps 24 --warmup 4
+      --eval-every 0 --eval-windows 4 --quiet)
+
+# Every step's loss within 1e-5 of one process's (the sums differ only in the order of float additions).
+same_losses() {  # A.jsonl B.jsonl
+    $py - "$1" "$2" <<'PY'
+import json, sys
+a, b = ([json.loads(l)["loss"] for l in open(p) if '"loss"' in l] for p in sys.argv[1:3])
+worst = max(abs(x - y) / abs(x) for x, y in zip(a, b)) if a and len(a) == len(b) else 1
+sys.exit(0 if worst < 1e-5 else print(f"{len(a)} and {len(b)} steps, worst relative difference {worst:.2e}") or 1)
+PY
+}
+
+"$build/st-train" "${args[@]}" -o "$tmp/one.st" --log "$tmp/one.jsonl" "$tmp/text.txt"
+for n in 2 3; do
+    "$build/st-train" "${args[@]}" --gpus $n -o "$tmp/n$n.st" --log "$tmp/n$n.jsonl" "$tmp/text.txt" &&
+        same_losses "$tmp/one.jsonl" "$tmp/n$n.jsonl" && ok "$n processes give one process's 24 losses" || bad "$n processes"
+done
+
+# 12 steps on 2 processes, then the rest on 3.
+"$build/st-train" "${args[@]}" --gpus 2 --stop-after 12 -o "$tmp/r.st" --log "$tmp/r.jsonl" "$tmp/text.txt" &&
+    "$build/st-train" --device cpu --resume "$tmp/r.st" --gpus 3 --quiet -o "$tmp/r.st" --log "$tmp/r.jsonl" "$tmp/text.txt" &&
+    same_losses "$tmp/one.jsonl" "$tmp/r.jsonl" && ok "2 processes, then --resume on 3: one process's losses" || bad "resume on another count"
+
+# Kill one rank: the job ends within 60 s, says which rank stopped, and the checkpoint it saved resumes.
+"$build/st-train" "${args[@]}" --steps 100000 --save-every 5 --gpus 3 -o "$tmp/k.st" "$tmp/text.txt" 2> "$tmp/k.err" &
+job=$!
+for _ in $(seq 100); do [ -s "$tmp/k.st" ] && break; sleep 0.1; done
+victim=$(pgrep -P $job | sed -n 2p)
+start=$(date +%s)
+[ -n "$victim" ] && kill -9 "$victim"
+wait $job
+status=$?
+took=$(($(date +%s) - start))
+if [ -n "$victim" ] && [ $status -ne 0 ] && [ $took -le 60 ] && grep -q "rank 1 stopped" "$tmp/k.err" &&
+    "$build/st-eval" --device cpu "$tmp/k.st" "$tmp/text.txt" > /dev/null &&
+    "$build/st-train" --device cpu --resume "$tmp/k.st" --steps 40 --quiet -o "$tmp/k.st" "$tmp/text.txt" 2> /dev/null; then
+    ok "a killed rank ends the job in ${took} s (status $status) and the checkpoint resumes"
+else
+    bad "killed rank: victim '$victim', status $status after ${took} s, stderr: $(tr '\n' ' ' < "$tmp/k.err")"
+fi
+
+# Refusals: one line, the right status, no model written.
+refuse() {  # WANT_STATUS PATTERN ENV... -- ST-TRAIN-ARGS...
+    local want=$1 pattern=$2 envs=()
+    shift 2
+    while [ "$1" != "--" ]; do envs+=("$1"); shift; done
+    shift
+    env "${envs[@]}" "$build/st-train" "${args[@]}" -o "$tmp/no.st" "$@" < "$tmp/text.txt" > /dev/null 2> "$tmp/err"
+    local got=$?
+    if [ $got -eq "$want" ] && [ "$(wc -l < "$tmp/err")" -eq 1 ] && grep -Eq "$pattern" "$tmp/err" && [ ! -e "$tmp/no.st" ]; then
+        ok "refused ($got): $(cat "$tmp/err")"
+    else
+        bad "expected status $want and /$pattern/, got $got: $(cat "$tmp/err")"
+    fi
+}
+refuse 2 "not - \(stdin" -- --gpus 2 -
+refuse 2 "one of a job of 2" RANK=0 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 -- --gpus 3 "$tmp/text.txt"
+refuse 1 "RANK=5" RANK=5 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 -- "$tmp/text.txt"
+refuse 1 "MASTER_ADDR is not set" SLURM_PROCID=1 SLURM_NTASKS=4 SLURM_NNODES=2 -- "$tmp/text.txt"
+refuse 1 "did not answer" RANK=1 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=9 ST_RENDEZVOUS_TIMEOUT=1 -- "$tmp/text.txt"
+
+echo "dist: $passed passed, $failed failed"
+[ $failed -eq 0 ]
