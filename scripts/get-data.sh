@@ -4,6 +4,8 @@
 #   scripts/get-data.sh images   data/fashion-mnist/: Fashion-MNIST's four IDX .gz files, and train.bin
 #                                and test.bin (60,000 and 10,000 records of 28x28x1) made by st-image
 #                                from the build in $BUILD (default build/)
+#   scripts/get-data.sh audio    data/music/*.ogg (Wesnoth's orchestral soundtrack: 41 OGG Vorbis files, 2 hours, 148 MB) and
+#                                data/speech/ (25 minutes of one English voice: 568 WAV files at 8 kHz, in folders)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 kind=${1:-text}
@@ -47,8 +49,25 @@ images)
     done
     for f in "$dir"/*.gz "$dir"/*.bin; do echo "$f: $(wc -c < "$f") bytes"; done
     ;;
+audio)
+    # Each folder appears whole (built beside it, then renamed), so one that is there is complete.
+    if [ ! -d data/music ]; then
+        fetch wesnoth-1.16-music
+        rm -rf data/music.tmp
+        cp -r "$tmp/root/usr/share/games/wesnoth/1.16/data/core/music" data/music.tmp
+        mv data/music.tmp data/music
+    fi
+    if [ ! -d data/speech ]; then
+        fetch asterisk-core-sounds-en-wav
+        rm -rf data/speech.tmp
+        cp -r "$tmp/root/usr/share/asterisk/sounds/en_US_f_Allison" data/speech.tmp
+        mv data/speech.tmp data/speech
+    fi
+    echo "data/music: $(ls data/music/*.ogg | wc -l) OGG files, $(du -sm data/music | cut -f1) MB"
+    echo "data/speech: $(find data/speech -name '*.wav' | wc -l) WAV files, $(du -sm data/speech | cut -f1) MB"
+    ;;
 *)
-    echo "get-data: unknown data set '$kind' (known: text, images)" >&2
+    echo "get-data: unknown data set '$kind' (known: text, images, audio)" >&2
     exit 2
     ;;
 esac

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Installs the Debian/Ubuntu packages st builds, tests and runs with. Idempotent: installs only
 # what is missing. python3-torch (+ OpenBLAS) is the independent implementation the parity test
-# checks st against; zlib1g-dev reads the gzip-compressed IDX files of (Fashion-)MNIST.
+# checks st against; zlib1g-dev reads the gzip-compressed IDX files of (Fashion-)MNIST; libsndfile1-dev
+# (WAV, FLAC, OGG/Vorbis in and out) and libsoxr-dev (resampling) are for st-audio alone.
 set -euo pipefail
 pkgs=(cmake make g++ pkg-config libzstd-dev zstd zlib1g-dev libcxxopts-dev libstb-dev catch2 nlohmann-json3-dev
-      python3 python3-numpy python3-torch libopenblas0-pthread man-db)
+      libsndfile1-dev libsoxr-dev python3 python3-numpy python3-torch libopenblas0-pthread man-db)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

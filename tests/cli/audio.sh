@@ -1,0 +1,237 @@
+#!/usr/bin/env bash
+# st-audio: sound files become the bytes they should, bytes come back as the sound files they were,
+# and bad input gets a clean refusal. A round trip case compares bytes; a refusal case is a command,
+# the exit status it must give (1 runtime error, 2 usage error), a pattern its stderr must match
+# (exactly one line, "st-audio: ..."), and what it must not leave behind (bytes on stdout, WAV or
+# FLAC files, temporaries "*.tmp.*"). The fixtures are written here by python3's wave module.
+#
+# Usage: audio.sh BUILD_DIR
+set -u
+build=$(cd "${1:?usage: audio.sh BUILD_DIR}" && pwd) || exit 1
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+work=$tmp/work
+mkdir "$work"
+cd "$work" || exit 1
+export PATH="$build:$PATH"
+py=/usr/bin/python3
+[ -x "$py" ] || py=python3
+passed=0 failed=0 problems=()
+
+# ---- checks: each adds to problems[] what it finds wrong ----
+
+check_status() {  # GOT WANT
+    [ "$1" -eq "$2" ] || problems+=("exit status $1, expected $2")
+}
+
+# stderr is exactly one line, "st-audio: ...", matching the extended regular expression PATTERN.
+check_stderr_line() {  # FILE PATTERN
+    local lines
+    lines=$(wc -l < "$1")
+    if [ "$lines" -ne 1 ] || [ -n "$(tail -c 1 "$1")" ]; then
+        problems+=("stderr has $lines lines (with a final newline), expected one")
+        return
+    fi
+    grep -q "^st-audio: " "$1" || problems+=("stderr does not start with \"st-audio: \"")
+    grep -Eq -- "$2" "$1" || problems+=("stderr does not match /$2/")
+}
+
+check_empty_stdout() {  # FILE
+    [ ! -s "$1" ] || problems+=("$(wc -c < "$1") bytes on stdout, expected none")
+}
+
+# The bytes of FILE are those of WANT.
+check_same_file() {  # WANT FILE
+    cmp -s "$1" "$2" || problems+=("$2 differs from $1")
+}
+
+# FILE holds N bytes, give or take SLACK.
+check_size() {  # FILE N SLACK
+    local n
+    n=$(wc -c < "$1")
+    [ "$n" -ge $(($2 - $3)) ] && [ "$n" -le $(($2 + $3)) ] || problems+=("$1: $n bytes, expected $2 +- $3")
+}
+
+# No sound file but the fixtures (fixtures/), no temporary file.
+check_nothing_left() {
+    local left
+    left=$(find . -path ./fixtures -prune -o -type f \( -name '*.wav' -o -name '*.flac' -o -name '*.tmp.*' \) -print | head -n 3)
+    [ -z "$left" ] || problems+=("left behind: $(echo $left)")
+}
+
+report() {  # NAME [STDERR_FILE]
+    if [ ${#problems[@]} -eq 0 ]; then
+        echo "ok    $1"
+        passed=$((passed + 1))
+    else
+        echo "FAIL  $1"
+        printf '      - %s\n' "${problems[@]}"
+        [ -z "${2:-}" ] || sed 's/^/      stderr: /' "$2"
+        failed=$((failed + 1))
+    fi
+    problems=()
+}
+
+# One refusal: run CMD..., expect status WANT, one stderr line matching PATTERN, nothing on stdout,
+# no sound or temporary file left.
+expect_fail() {  # NAME WANT PATTERN -- CMD...
+    local name=$1 want=$2 pattern=$3 rc
+    shift 4
+    "$@" > "$tmp/stdout" 2> "$tmp/stderr" < /dev/null
+    rc=$?
+    check_status "$rc" "$want"
+    check_stderr_line "$tmp/stderr" "$pattern"
+    check_empty_stdout "$tmp/stdout"
+    check_nothing_left
+    report "$name" "$tmp/stderr"
+}
+
+# ---- fixtures ----
+
+make_fixtures() {
+    mkdir fixtures
+    "$py" - <<'EOF'
+import math, wave
+
+def put_wav(name, rate, channels, frames):
+    with wave.open("fixtures/" + name, "wb") as w:
+        w.setnchannels(channels)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(b"".join(int(round(v * 32767)).to_bytes(2, "little", signed=True) for f in frames for v in f))
+
+tone = lambda hz, rate, i: 0.5 * math.sin(2 * math.pi * hz * i / rate)
+# 1 s of stereo at 44.1 kHz (440 Hz left, 660 Hz right); 2 s of mono at 8 kHz.
+put_wav("stereo.wav", 44100, 2, [(tone(440, 44100, i), tone(660, 44100, i)) for i in range(44100)])
+put_wav("mono8k.wav", 8000, 1, [(tone(440, 8000, i),) for i in range(16000)])
+# Left and right opposite: mixed to mono, silence.
+put_wav("opposite.wav", 22050, 2, [(tone(300, 22050, i), -tone(300, 22050, i)) for i in range(22050)])
+# 2 s of codes at 12 kHz, every byte value many times.
+open("fixtures/codes.bin", "wb").write(bytes((i * 7919 + (i >> 9)) % 256 for i in range(24000)))
+open("fixtures/text.txt", "w").write("plain text, not a sound\n" * 100)
+open("fixtures/empty", "wb").close()
+EOF
+}
+
+# A WAV file's rate, channels and bytes a sample, as python3's wave module reads them.
+wav_header() {  # FILE
+    "$py" -c 'import sys, wave; w = wave.open(sys.argv[1]); print(w.getframerate(), w.getnchannels(), w.getsampwidth(), w.getnframes())' "$1"
+}
+
+# ---- cases ----
+
+round_trips() {
+    st-audio decode -q -o a.wav fixtures/codes.bin && st-audio encode -q a.wav > "$tmp/out"
+    check_status $? 0
+    check_same_file fixtures/codes.bin "$tmp/out"
+    [ "$(wav_header a.wav)" = "12000 1 2 24000" ] || problems+=("a.wav: rate, channels, bytes a sample, frames: $(wav_header a.wav)")
+    report "decode -o a.wav | encode: the codes come back; a mono 16-bit WAV at 12000 Hz"
+
+    st-audio decode -q -o a.flac fixtures/codes.bin && st-audio encode -q a.flac > "$tmp/out"
+    check_status $? 0
+    check_same_file fixtures/codes.bin "$tmp/out"
+    [ "$(head -c 4 a.flac)" = fLaC ] || problems+=("a.flac is not a FLAC file")
+    report "decode -o a.flac | encode: the codes come back"
+
+    st-audio decode -q --linear --rate 8000 -o l.wav fixtures/codes.bin && st-audio encode -q --linear --rate 8000 l.wav > "$tmp/out"
+    check_status $? 0
+    check_same_file fixtures/codes.bin "$tmp/out"
+    [ "$(wav_header l.wav)" = "8000 1 2 24000" ] || problems+=("l.wav: rate, channels, bytes a sample, frames: $(wav_header l.wav)")
+    report "--linear --rate 8000: the codes come back; the WAV is at 8000 Hz"
+
+    st-audio decode -q < fixtures/codes.bin > s.wav && st-audio decode -q --format flac - < fixtures/codes.bin > s.flac &&
+        cat s.wav | st-audio encode -q - > "$tmp/out" && st-audio encode -q - < s.flac > "$tmp/out2"
+    check_status $? 0
+    check_same_file fixtures/codes.bin "$tmp/out"
+    check_same_file fixtures/codes.bin "$tmp/out2"
+    report "stdin to stdout: WAV by default, --format flac; encode - reads stdin"
+
+    st-audio encode -q a.wav a.flac > "$tmp/out"
+    check_same_file <(cat fixtures/codes.bin fixtures/codes.bin) "$tmp/out"
+    if command -v zstd > /dev/null; then
+        zstd -q a.wav -o a.wav.zst && st-audio encode -q a.wav.zst > "$tmp/out"
+        check_same_file fixtures/codes.bin "$tmp/out"
+    fi
+    rm -f a.wav a.flac l.wav s.wav s.flac a.wav.zst
+    report "encode: several files one after another; a .zst file decompressed"
+
+    st-audio encode fixtures/stereo.wav > "$tmp/out" 2> "$tmp/stderr"
+    check_status $? 0
+    check_size "$tmp/out" 12000 1
+    grep -Eqx "st-audio: 1 file, 1\.0 s at 12000 Hz, mu-law \(1(1999|2000|2001) bytes\)" "$tmp/stderr" || problems+=("summary: $(cat "$tmp/stderr")")
+    st-audio encode -q --rate 16000 fixtures/mono8k.wav > "$tmp/out"
+    check_size "$tmp/out" 32000 1
+    report "encode: 1 s of stereo at 44.1 kHz is 12000 bytes, 2 s at 8 kHz to 16 kHz 32000; the summary line" "$tmp/stderr"
+
+    st-audio encode -q fixtures/opposite.wav > "$tmp/out"
+    check_size "$tmp/out" 12000 1
+    [ -z "$(od -An -v -tu1 "$tmp/out" | tr -s ' ' '\n' | grep -vx -e '' -e 127 -e 128 | head -n 1)" ] ||
+        problems+=("bytes other than 127 and 128 (silence)")
+    report "encode: stereo is mixed to the mean of its channels (opposite channels: silence)"
+}
+
+refusals() {
+    st-audio decode -q -o "$tmp/whole.flac" fixtures/codes.bin && head -c 20000 "$tmp/whole.flac" > "$tmp/truncated.flac"
+    expect_fail "encode: not a sound file" 1 "fixtures/text\.txt: not a sound file that libsndfile reads" -- \
+        st-audio encode fixtures/mono8k.wav fixtures/text.txt
+    expect_fail "encode: empty file" 1 "fixtures/empty: empty file" -- st-audio encode fixtures/empty
+    expect_fail "encode: empty stdin" 1 "stdin: empty file" -- st-audio encode -
+    expect_fail "encode: missing file" 1 "missing\.wav: No such file or directory" -- st-audio encode missing.wav
+    expect_fail "encode: truncated FLAC" 1 "truncated\.flac: corrupted or truncated" -- st-audio encode "$tmp/truncated.flac"
+    for rate in 0 -5 999 10000000 12k; do
+        expect_fail "encode --rate $rate" 2 "--rate $rate: (must be between 1000 and 384000|not a whole number)" -- \
+            st-audio encode --rate=$rate fixtures/mono8k.wav
+        expect_fail "decode --rate $rate" 2 "--rate $rate: (must be between 1000 and 384000|not a whole number)" -- \
+            st-audio decode --rate=$rate -o x.wav fixtures/codes.bin
+    done
+    expect_fail "decode: empty input" 1 "stdin: no samples \(empty input\)" -- st-audio decode --format wav
+    expect_fail "decode: -o of another kind" 2 "-o x\.ogg: expected a name ending in \.wav or \.flac" -- \
+        st-audio decode -o x.ogg fixtures/codes.bin
+    expect_fail "decode: --format mp3" 2 "--format mp3: expected wav or flac" -- st-audio decode --format mp3 -o x.wav fixtures/codes.bin
+    expect_fail "decode: into a missing directory" 1 "no/such/x\.wav: No such file or directory" -- \
+        st-audio decode -o no/such/x.wav fixtures/codes.bin
+    mkdir taken.wav
+    expect_fail "decode: onto a directory" 1 "taken\.wav: " -- st-audio decode -o taken.wav fixtures/codes.bin
+    rmdir taken.wav
+    expect_fail "no command" 2 "missing command" -- st-audio
+    expect_fail "unknown command" 2 "unknown command 'play'" -- st-audio play x.wav
+    expect_fail "encode: unknown option" 2 "bogus" -- st-audio encode --bogus fixtures/mono8k.wav
+    expect_fail "encode: no FILE" 2 "missing FILE" -- st-audio encode
+}
+
+# Runs CMD with stdout on a pseudo-terminal (script(1)); its stderr goes to FILE, the terminal's
+# output to $tmp/tty. Returns CMD's exit status.
+on_terminal() {  # STDERR_FILE CMD
+    script -qec "$2 2> $1" /dev/null > "$tmp/tty" < /dev/null
+}
+
+terminal_cases() {
+    if ! command -v script > /dev/null || ! script -qec true /dev/null > /dev/null 2>&1 < /dev/null; then
+        echo "skip  terminal cases: script(1) from util-linux is missing or has no pseudo-terminal here"
+        return
+    fi
+    on_terminal "$tmp/stderr" "$build/st-audio encode fixtures/mono8k.wav"
+    check_status $? 1
+    check_stderr_line "$tmp/stderr" "refusing to write audio bytes to a terminal"
+    check_empty_stdout "$tmp/tty"
+    report "encode: bytes to a terminal" "$tmp/stderr"
+
+    on_terminal "$tmp/stderr" "$build/st-audio decode fixtures/codes.bin"
+    check_status $? 1
+    check_stderr_line "$tmp/stderr" "refusing to write a WAV file to a terminal"
+    check_empty_stdout "$tmp/tty"
+    report "decode: a WAV file to a terminal" "$tmp/stderr"
+}
+
+# ---- main ----
+
+[ -x "$build/st-audio" ] || { echo "audio: $build/st-audio is missing: build first" >&2; exit 1; }
+if ! make_fixtures; then
+    echo "audio: could not make the test files" >&2
+    exit 1
+fi
+round_trips
+refusals
+terminal_cases
+echo "st-audio: $passed passed, $failed failed (${SECONDS}s)"
+[ "$failed" -eq 0 ]

@@ -1,0 +1,131 @@
+// st-audio: sound to bytes and back. encode: sound files (what libsndfile reads: WAV, FLAC, OGG/Vorbis,
+// ...) mixed to mono, resampled to --rate and written as one mu-law (or linear) byte a sample on
+// stdout; decode: such bytes to a WAV or FLAC file.
+#include <cstdio>
+
+#include "audio/audio.h"
+#include "cli.h"
+#include "error.h"
+#include "io/file.h"
+#include "io/mulaw.h"
+
+using namespace st;
+
+static const char* const kUsage =
+    "Sound to bytes (one mu-law byte a sample, mono, 12000 a second by default) and back.\n"
+    "Usage:\n"
+    "  st-audio encode [OPTIONS] FILE...   sound files to bytes on stdout\n"
+    "  st-audio decode [OPTIONS] [FILE]    bytes (FILE or stdin) to a WAV or FLAC file\n"
+    "FILE: WAV, FLAC, OGG/Vorbis, Opus, AIFF, ... (what libsndfile reads), or - for stdin.\n"
+    "'st-audio COMMAND --help' lists a command's options.\n";
+
+// A command's parser; its help reads "st-audio COMMAND [OPTIONS] OPERANDS".
+static cxxopts::Options command_options(const std::string& command, const char* what, const char* operands) {
+    cxxopts::Options o("st-audio", what);
+    o.custom_help(command + " [OPTIONS]").positional_help(operands);
+    return o;
+}
+// What both commands have: the byte format, and the options of every st program that st-audio has
+// use for (not --device and --threads: it has neither to choose).
+static void add_shared(cxxopts::Options& o) {
+    o.add_options()
+        ("rate", "samples a second of the bytes", cxxopts::value<std::string>()->default_value("12000"), "HZ")
+        ("linear", "8-bit linear samples (128 is silence) instead of mu-law");
+    o.add_options("common")
+        ("h,help", "print this help and exit")
+        ("version", "print the version and exit")
+        ("q,quiet", "no summary on stderr");
+}
+// 1 kHz to 384 kHz: from below telephone speech to the highest rate sound hardware runs at.
+static int parse_rate(const cxxopts::ParseResult& r) { return int(cli::to_int("--rate", r["rate"].as<std::string>(), 1000, 384000)); }
+static const char* codes_name(bool linear) { return linear ? "8-bit linear" : "mu-law"; }
+
+// ---- encode ----
+
+static int encode_main(int argc, char** argv) {
+    cxxopts::Options o = command_options(
+        "encode", "Sound files (- for stdin) to bytes on stdout, one after another: each mixed to mono, resampled to "
+                  "--rate and made one byte a sample, mu-law or --linear.", "FILE...");
+    o.add_options()("files", "sound files", cxxopts::value<std::vector<std::string>>());
+    add_shared(o);
+    o.parse_positional({"files"});
+    cxxopts::ParseResult r;
+    if (cli::parse(o, argc, argv, &r)) return 0;
+    if (!r.count("files")) usage_fail("missing FILE: the sound files to encode (- for standard input)");
+    const int rate = parse_rate(r);
+    const bool linear = r.count("linear") > 0;
+    cli::refuse_terminal_stdout("audio bytes");
+
+    // Every file is read before a byte goes out, so that a bad one leaves stdout empty.
+    const std::vector<std::string> files = r["files"].as<std::vector<std::string>>();
+    std::vector<uint8_t> out;
+    for (const std::string& path : files) {
+        const Sound s = read_sound(path);
+        for (float x : resample(s.samples, s.rate, rate)) out.push_back(linear ? linear_encode(x) : mulaw_encode(x));
+    }
+    write_file_atomic("-", out.data(), out.size());
+    if (!r.count("quiet"))
+        std::fprintf(stderr, "st-audio: %zu file%s, %.1f s at %d Hz, %s (%zu bytes)\n", files.size(), files.size() == 1 ? "" : "s",
+                     double(out.size()) / rate, rate, codes_name(linear), out.size());
+    return 0;
+}
+
+// ---- decode ----
+
+static SoundFormat parse_format(const std::string& text) {
+    if (text == "wav") return SoundFormat::wav;
+    if (text == "flac") return SoundFormat::flac;
+    usage_fail("--format " + text + ": expected wav or flac");
+}
+
+static int decode_main(int argc, char** argv) {
+    cxxopts::Options o = command_options(
+        "decode", "Bytes of one sample each (from FILE, or stdin) to a mono 16-bit WAV or FLAC file.", "[FILE]");
+    o.add_options()
+        ("input", "bytes", cxxopts::value<std::string>())
+        ("o,output", "the sound file (default: -, stdout)", cxxopts::value<std::string>(), "OUT")
+        ("format", "wav or flac (default: told by OUT's name, .wav or .flac; wav on stdout)", cxxopts::value<std::string>(), "F");
+    add_shared(o);
+    o.parse_positional({"input"});
+    cxxopts::ParseResult r;
+    if (cli::parse(o, argc, argv, &r)) return 0;
+    const int rate = parse_rate(r);
+    const bool linear = r.count("linear") > 0;
+    const std::string out = r.count("output") ? r["output"].as<std::string>() : "-";
+    SoundFormat format = SoundFormat::wav;
+    if (r.count("format")) format = parse_format(r["format"].as<std::string>());
+    else if (ends_with(out, ".flac")) format = SoundFormat::flac;
+    else if (!ends_with(out, ".wav") && out != "-") usage_fail("-o " + out + ": expected a name ending in .wav or .flac (or --format wav|flac)");
+    const char* format_name = format == SoundFormat::wav ? "WAV" : "FLAC";
+    if (out == "-") cli::refuse_terminal_stdout((std::string("a ") + format_name + " file").c_str());
+
+    const std::string path = r.count("input") ? r["input"].as<std::string>() : "-";
+    const std::vector<uint8_t> codes = read_file(path);
+    if (codes.empty()) fail((path == "-" ? "stdin" : path) + ": no samples (empty input)");
+    std::vector<float> samples(codes.size());
+    for (size_t i = 0; i < codes.size(); i++) samples[i] = linear ? linear_decode(codes[i]) : mulaw_decode(codes[i]);
+    write_sound(out, samples, rate, format);
+    if (!r.count("quiet"))
+        std::fprintf(stderr, "st-audio: %s: %s, %zu samples, %.1f s at %d Hz (from %s)\n", out == "-" ? "stdout" : out.c_str(),
+                     format_name, samples.size(), double(samples.size()) / rate, rate, codes_name(linear));
+    return 0;
+}
+
+static int audio_main(int argc, char** argv) {
+    const std::string command = argc > 1 ? argv[1] : "";
+    // Each command parses what follows it, with the command in the place of the program name.
+    if (command == "encode") return encode_main(argc - 1, argv + 1);
+    if (command == "decode") return decode_main(argc - 1, argv + 1);
+    if (command == "-h" || command == "--help") {
+        std::fputs(kUsage, stdout);
+        return 0;
+    }
+    if (command == "--version") {
+        std::printf("st-audio %s\n", ST_VERSION);
+        return 0;
+    }
+    if (command.empty()) usage_fail("missing command: encode or decode");
+    usage_fail("unknown command '" + command + "': expected encode or decode");
+}
+
+int main(int argc, char** argv) { return cli::run("st-audio", argc, argv, audio_main); }
