@@ -20,27 +20,14 @@
 #include "error.h"
 #include "io/mulaw.h"
 #include "rng.h"
+#include "temp_dir.h"
+
+using Dir = st::test::TempDir;
 
 namespace {
 
 constexpr double kPi = 3.14159265358979;
 
-// A fresh directory under /tmp, removed with everything in it.
-struct Dir {
-    std::string path;
-    Dir() {
-        char name[] = "/tmp/st-test-audio-XXXXXX";
-        if (!mkdtemp(name)) throw std::runtime_error("mkdtemp failed");
-        path = name;
-    }
-    ~Dir() { std::filesystem::remove_all(path); }
-    std::string operator/(const std::string& name) const { return path + "/" + name; }
-    std::vector<std::string> files() const {
-        std::vector<std::string> names;
-        for (const auto& e : std::filesystem::directory_iterator(path)) names.push_back(e.path().filename());
-        return names;
-    }
-};
 
 void put(const std::string& path, const std::string& bytes) { std::ofstream(path, std::ios::binary) << bytes; }
 std::string get(const std::string& path) {
@@ -142,12 +129,12 @@ TEST_CASE("write_sound and read_sound: WAV and FLAC at 16 bits, whole files only
     CHECK(loud.samples[1] < -0.999f);
     CHECK(loud.rate == 8000);
 
-    auto files = dir.files();
+    auto files = dir.names();
     std::sort(files.begin(), files.end());
     CHECK(files == std::vector<std::string>{"a.flac", "a.wav", "loud.wav"});  // no temporary left
     CHECK_AUDIO_ERROR(st::write_sound(dir / "no/such/a.wav", x, 12000, st::SoundFormat::wav), dir / "no/such/a.wav",
                       "No such file or directory");
-    CHECK(dir.files().size() == 3);
+    CHECK(dir.names().size() == 3);
 }
 
 TEST_CASE("read_sound mixes channels to their mean", "[audio]") {

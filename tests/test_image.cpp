@@ -9,6 +9,7 @@
 
 #include "error.h"
 #include "io/image.h"
+#include "temp_dir.h"
 
 // The JPEG case needs a JPEG: stb_image_write makes one here (static, so apart from libst's copy).
 #define STB_IMAGE_WRITE_IMPLEMENTATION
@@ -16,22 +17,10 @@
 #define STBI_WRITE_NO_STDIO
 #include <stb/stb_image_write.h>
 
+using Dir = st::test::TempDir;
+
 namespace {
 
-// A fresh directory under /tmp, removed with everything in it.
-struct Dir {
-    std::string path;
-    Dir() {
-        char name[] = "/tmp/st-test-image-XXXXXX";
-        if (!mkdtemp(name)) throw std::runtime_error("mkdtemp failed");
-        path = name;
-    }
-    ~Dir() { std::filesystem::remove_all(path); }
-    std::string operator/(const std::string& name) const { return path + "/" + name; }
-    size_t count() const {
-        return size_t(std::distance(std::filesystem::directory_iterator(path), std::filesystem::directory_iterator()));
-    }
-};
 
 void put(const std::string& path, const std::vector<uint8_t>& bytes) {
     std::ofstream f(path, std::ios::binary);
@@ -125,14 +114,14 @@ TEST_CASE("write_png and read_images round trip grey, RGB and RGBA exactly", "[i
         check_same(got[0], im);
         CHECK(format == "PNG");
     }
-    CHECK(dir.count() == 1);
+    CHECK(dir.names().size() == 1);
 }
 
 TEST_CASE("write_png: a failed write leaves nothing", "[image]") {
     Dir dir;
     CHECK_IMAGE_ERROR(st::write_png(dir / "no/such/x.png", picture(2, 2, 1)), dir / "no/such/x.png", "No such file");
     CHECK_THROWS_AS(st::write_png(dir / "bad.png", st::Image{2, 2, 1, {1, 2, 3}}), st::Error);
-    CHECK(dir.count() == 0);
+    CHECK(dir.names().size() == 0);
 }
 
 TEST_CASE("read_images reads IDX files, raw, gzip and gzip of several members", "[image]") {

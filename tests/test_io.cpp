@@ -13,33 +13,13 @@
 #include "error.h"
 #include "io/file.h"
 #include "io/safetensors.h"
+#include "temp_dir.h"
 #include "tensor.h"
+
+using st::test::TempDir;
 
 namespace {
 
-// A fresh directory under /tmp, removed with everything in it.
-struct TempDir {
-    std::string path;
-    TempDir() {
-        char name[] = "/tmp/st-test-io-XXXXXX";
-        if (!mkdtemp(name)) throw std::runtime_error("mkdtemp failed");
-        path = name;
-    }
-    ~TempDir() { std::filesystem::remove_all(path); }
-    std::string operator/(const std::string& name) const { return path + "/" + name; }
-    std::vector<std::string> names() const {
-        std::vector<std::string> out;
-        for (const auto& e : std::filesystem::directory_iterator(path))
-            out.push_back(e.path().filename().string());
-        std::sort(out.begin(), out.end());
-        return out;
-    }
-    bool has_temporaries() const {
-        for (const auto& n : names())
-            if (n.find(".tmp") != std::string::npos) return true;
-        return false;
-    }
-};
 
 // Plain std::fstream I/O, independent of the code under test.
 void put(const std::string& path, const std::vector<uint8_t>& bytes) {
