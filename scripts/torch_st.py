@@ -131,12 +131,11 @@ def full_config(config):
     return c
 
 
-def allowed_mask(config, layer, head, T):
-    """(T, T) bool, [i, j] true when query i may attend to key j (PAPER.md section 1)."""
+def allowed(config, layer, head, i, j):
+    """True where query i may attend to key j (PAPER.md section 1), for broadcastable index tensors i,
+    j; head is an int or an index tensor (FlexAttention's mask_mod passes tensors)."""
     c = full_config(config)
     l = c["stride"]
-    i = torch.arange(T).view(T, 1)
-    j = torch.arange(T).view(1, T)
     causal = j <= i
     local = causal & (j >= i - l)
     if c["pattern"] == "dense":
@@ -154,7 +153,12 @@ def allowed_mask(config, layer, head, T):
     if c["mode"] == "merged":
         return a1 | a2
     first = (layer if c["mode"] == "interleaved" else head) % 2 == 0
-    return a1 if first else a2
+    return torch.where(torch.as_tensor(first), a1, a2)
+
+
+def allowed_mask(config, layer, head, T):
+    """(T, T) bool, [i, j] true when query i may attend to key j."""
+    return allowed(config, layer, head, torch.arange(T).view(T, 1), torch.arange(T).view(1, T))
 
 
 def position_tables(config):
@@ -221,6 +225,7 @@ class StModel(nn.Module):
         self.ln_f = nn.LayerNorm(d, eps=1e-5)
         self.head = nn.Linear(d, c["vocab"], bias=False)
         self._masks = {}
+        self.flex = False   # FlexAttention over block masks instead of dense (T, T) masks: long sequences on a GPU
 
     def init_weights(self, generator=None):
         """The paper's init, as st does it (PAPER.md section 2)."""
@@ -271,10 +276,23 @@ class StModel(nn.Module):
             pos = sum(self.wpe[k][idx.to(x.device)] for k, idx in rows.items())
         return self.wte[x.long()] + pos
 
+    def flex_masks(self, T, device):
+        """Per layer, FlexAttention's block mask of the same sets (built lazily, never T x T)."""
+        from torch.nn.attention.flex_attention import create_block_mask
+        if (T, device, "flex") not in self._masks:
+            c, masks = self.config, []
+            for r in range(c["n_layer"]):
+                mod = lambda b, h, q, kv, r=r: allowed(c, r, h, q, kv)
+                masks.append(create_block_mask(mod, None, c["n_head"], T, T, device=device, BLOCK_SIZE=128, _compile=True))
+            self._masks = {(T, device, "flex"): masks}
+        return self._masks[(T, device, "flex")]
+
     def attend(self, attn, x, mask):
         B, T, d = x.shape
         H = self.config["n_head"]
         q, k, v = attn.qkv(x).view(B, T, 3, H, d // H).permute(2, 0, 3, 1, 4)  # each (B, H, T, Dh)
+        if self.flex:   # mask is a block mask; rows with no allowed key come out 0, as st's
+            return attn.proj(_flex_attention()(q, k, v, block_mask=mask).transpose(1, 2).reshape(B, T, d))
         scores = q @ k.transpose(-1, -2) / math.sqrt(d // H)  # (B, H, T, T)
         # A query with no allowed key (fixed A2 before the first summary cell) gets output 0:
         # fill with the lowest finite value, not -inf, so its softmax and gradient stay finite.
@@ -287,7 +305,8 @@ class StModel(nn.Module):
         """x (B, T) bytes -> logits (B, T, vocab); with targets y, the mean cross-entropy in nats."""
         drop = self.config["dropout"]
         h = self.embed(x)
-        for b, mask in zip(self.h, self.layer_masks(x.shape[1], x.device)):
+        masks = self.flex_masks(x.shape[1], x.device) if self.flex else self.layer_masks(x.shape[1], x.device)
+        for b, mask in zip(self.h, masks):
             h = h + F.dropout(self.attend(b.attn, b.ln1(h), mask), drop, self.training)
             m = b.mlp.proj(F.gelu(b.mlp.fc(b.ln2(h)), approximate="tanh"))
             h = h + F.dropout(m, drop, self.training)
@@ -295,6 +314,17 @@ class StModel(nn.Module):
         if y is None:
             return logits
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1).long())
+
+
+_FLEX = []
+
+
+def _flex_attention():
+    """flex_attention compiled once (uncompiled it falls back to a dense computation)."""
+    if not _FLEX:
+        from torch.nn.attention.flex_attention import flex_attention
+        _FLEX.append(torch.compile(flex_attention))
+    return _FLEX[0]
 
 
 def load_model(path):

@@ -39,6 +39,8 @@ def parse_args(argv):
     p.add_argument("--eval-every", type=int, default=0, help="held-out bits every N steps (default: at the end only)")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", default="cpu", help="cpu (float32) or cuda (bf16 autocast, as a GPU user trains)")
+    p.add_argument("--flex", action="store_true", help="FlexAttention over block masks (cuda, torch 2.5 or later): "
+                   "long contexts, where dense (T, T) masks do not fit")
     p.add_argument("--seed", type=int, default=1, help="as st-train's --seed: the same seed draws the same batches")
     p.add_argument("--log", metavar="FILE", help="JSON lines: step, loss, bits, lr, tokens_per_s, ms")
     p.add_argument("--bench", type=int, metavar="K", help="time K steps after 3 warm-up steps, print JSON, exit")
@@ -175,6 +177,7 @@ def main(argv):
         return 1
 
     model.to(DEVICE)
+    model.flex = a.flex
     steps = WARMUP_STEPS + a.bench if a.bench else a.steps
     opt = make_optimizer(model, a.lr, a.wd)
     log = open(a.log, "w") if a.log else None
