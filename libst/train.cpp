@@ -13,8 +13,8 @@
 #include <fstream>
 
 #include "checkpoint.h"
-#include "error.h"
 #include "dist/shard.h"
+#include "error.h"
 #include "evaluate.h"
 #include "records.h"
 #include "rng.h"
