@@ -41,10 +41,11 @@ class Engine {
     // Brings the host model's weights and the optimizer moments up to date (before a save).
     virtual void sync_to_host() = 0;
     // Data-parallel training (dist/comm.h): this process computes `share` (its examples / the global
-    // batch) of every step; train_step then sums the weighted gradients and losses over the ranks
-    // before the update, so that every rank makes the update one process would make on the whole batch.
-    virtual void set_data_parallel(Comm* comm, double share) {
-        (void)comm, (void)share;
+    // batch) of every step, from example `first` of it; train_step then sums the weighted gradients and
+    // losses over the ranks before the update, so that every rank makes the update one process would
+    // make on the whole batch, with the same dropout masks.
+    virtual void set_data_parallel(Comm* comm, double share, int64_t first) {
+        (void)comm, (void)share, (void)first;
         fail(name() + ": data-parallel training is not supported on this device yet");
     }
 };

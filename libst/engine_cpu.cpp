@@ -51,7 +51,10 @@ class CpuEngine final : public Engine {
         return loss;
     }
     void sync_to_host() override {}
-    void set_data_parallel(Comm* comm, double share) override { comm_ = comm, share_ = share; }
+    void set_data_parallel(Comm* comm, double share, int64_t first) override {
+        comm_ = comm, share_ = share;
+        m_.dropout_first = first;
+    }
 
    private:
     Model<float>& m_;

@@ -183,16 +183,17 @@ void Model<T>::layer_forward(int l, Acts& a, const T* x, T* out, bool train) {
     const int C = cfg.d_model, F = cfg.ff_dim();
     const LayerW lw = layer_weights(w, l);
     const float p = train ? cfg.dropout : 0.0f;
+    const int64_t drop0 = dropout_first * seq_ * C;   // the masks' numbering of element 0
     layernorm_forward(a.ln1, a.ln1_mean, a.ln1_rstd, x, lw.ln1_w, lw.ln1_b, N, C);
     linear_forward(a.qkv, a.ln1, lw.qkv_w, lw.qkv_b, N, C, 3 * C);
     attention_forward(a.att, a.lse, a.qkv, layout(l, seq_), batch_, seq_, C, cfg.n_head);
     linear_forward(branch_, a.att, lw.proj_w, lw.proj_b, N, C, C);
-    residual_forward(a.x1, x, branch_, p, hash64(dropout_seed, uint64_t(l), 0), N * C);
+    residual_forward(a.x1, x, branch_, p, hash64(dropout_seed, uint64_t(l), 0), N * C, drop0);
     layernorm_forward(a.ln2, a.ln2_mean, a.ln2_rstd, a.x1, lw.ln2_w, lw.ln2_b, N, C);
     linear_forward(a.fch, a.ln2, lw.fc_w, lw.fc_b, N, C, F);
     gelu_forward(a.fcg, a.fch, N * F);
     linear_forward(branch_, a.fcg, lw.fp_w, lw.fp_b, N, F, C);
-    residual_forward(out, a.x1, branch_, p, hash64(dropout_seed, uint64_t(l), 1), N * C);
+    residual_forward(out, a.x1, branch_, p, hash64(dropout_seed, uint64_t(l), 1), N * C, drop0);
 }
 
 // dresid_ holds dL/d(layer output) on entry and dL/d(layer input) on return.
@@ -204,8 +205,9 @@ void Model<T>::layer_backward(int l, Acts& a, const T* x) {
     LayerW lg = layer_weights(g, l);
     auto mut = [](const T* q) { return const_cast<T*>(q); };
     const float p = cfg.dropout;
+    const int64_t drop0 = dropout_first * seq_ * C;
     // MLP branch: out = x1 + dropout(proj(gelu(fc(ln2(x1)))))
-    residual_backward_branch(dbranch_, dresid_, p, hash64(dropout_seed, uint64_t(l), 1), N * C);
+    residual_backward_branch(dbranch_, dresid_, p, hash64(dropout_seed, uint64_t(l), 1), N * C, drop0);
     std::memset(dfc_, 0, sizeof(T) * N * F);
     linear_backward(dfc_, mut(lg.fp_w), mut(lg.fp_b), dbranch_, a.fcg, lw.fp_w, N, F, C);
     gelu_backward(dfc_, a.fch, dfc_, N * F);  // in place: d(gelu output) -> d(fc output)
@@ -213,7 +215,7 @@ void Model<T>::layer_backward(int l, Acts& a, const T* x) {
     linear_backward(dln_, mut(lg.fc_w), mut(lg.fc_b), dfc_, a.ln2, lw.fc_w, N, C, F);
     layernorm_backward(dresid_, mut(lg.ln2_w), mut(lg.ln2_b), dln_, a.x1, lw.ln2_w, a.ln2_mean, a.ln2_rstd, N, C);
     // Attention branch: x1 = x + dropout(proj(attend(qkv(ln1(x)))))
-    residual_backward_branch(dbranch_, dresid_, p, hash64(dropout_seed, uint64_t(l), 0), N * C);
+    residual_backward_branch(dbranch_, dresid_, p, hash64(dropout_seed, uint64_t(l), 0), N * C, drop0);
     std::memset(datt_, 0, sizeof(T) * N * C);
     linear_backward(datt_, mut(lg.proj_w), mut(lg.proj_b), dbranch_, a.att, lw.proj_w, N, C, C);
     std::memset(dqkv_, 0, sizeof(T) * N * 3 * C);

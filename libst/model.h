@@ -29,6 +29,7 @@ struct Model {
     std::vector<T> g;              // (num_params) gradients, accumulated by backward
     bool recompute = false;        // keep only each layer's input; redo the layer in the backward
     uint64_t dropout_seed = 0;     // set per step: the dropout masks are a function of it
+    int64_t dropout_first = 0;     // data-parallel: this process's first example in the global batch (same masks)
 
     explicit Model(const Config& c);
     void init_weights(uint64_t seed);   // the paper's initialisation

@@ -90,7 +90,7 @@ int train(Engine& e, Model<float>& m, std::vector<float>& opt_m, std::vector<flo
     const int rank = run.comm ? run.comm->rank() : 0, world = run.comm ? run.comm->world() : 1;
     const Range share = batch_share(B, rank, world);   // the examples of each step this process computes
     if (share.size() == 0) fail("--batch " + std::to_string(B) + " gives rank " + std::to_string(rank) + " of " + std::to_string(world) + " no examples");
-    if (run.comm) e.set_data_parallel(run.comm, double(share.size()) / B);
+    if (run.comm) e.set_data_parallel(run.comm, double(share.size()) / B, share.begin);
     const bool writer = rank == 0;
     // Examples start anywhere in a stream, or at whole records for image models (framed bytes: records.h).
     const bool records = reads_records(m.cfg);

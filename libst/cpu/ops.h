@@ -34,9 +34,9 @@ template <class T> void crossentropy_backward(T* dlogits, const T* logits, const
 
 // out = x + dropout(y) with drop probability p; the keep mask is a hash of (seed, index), so the
 // backward and recomputation regenerate it instead of storing it. p == 0 is a plain residual add.
-template <class T> void residual_forward(T* out, const T* x, const T* y, float p, uint64_t seed, int64_t n);
+template <class T> void residual_forward(T* out, const T* x, const T* y, float p, uint64_t seed, int64_t n, int64_t i0 = 0);
 // dy = dout * keep / (1 - p) (written, not accumulated); dx is dout itself and needs no op.
-template <class T> void residual_backward_branch(T* dy, const T* dout, float p, uint64_t seed, int64_t n);
+template <class T> void residual_backward_branch(T* dy, const T* dout, float p, uint64_t seed, int64_t n, int64_t i0 = 0);
 
 // AdamW with PyTorch's semantics (decoupled decay before the update, bias-corrected moments).
 // t is the 1-based step number.
