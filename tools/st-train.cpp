@@ -7,6 +7,7 @@
 #include "cli.h"
 #include "dist/comm.h"
 #include "dist/launch.h"
+#include "dist/nccl.h"
 #include "dist/spawn.h"
 #include "error.h"
 #include "io/file.h"
@@ -135,14 +136,28 @@ static int train_main(int argc, char** argv) {
     }
     if (r.count("gpus") && gpus != job.world)
         usage_fail("--gpus " + std::to_string(gpus) + ": this process is one of a job of " + std::to_string(job.world) + " (" + job.launcher + ")");
+    // The ranks meet (rank 0 hands out NCCL's job id on GPUs); CPU ranks then sum over TCP, GPU ranks
+    // through NCCL on their own GPU, and since NCCL would wait forever for a dead peer, a watcher
+    // ends this rank as soon as the rendezvous connections say one died.
+    std::string rank_device = device;
     std::unique_ptr<Rendezvous> meeting;
     std::unique_ptr<Comm> comm;
     if (job.world > 1) {
-        if (device != "cpu")
-            fail("training on several GPUs needs NCCL, which this build does not use yet; --device cpu runs the same job on CPU processes");
+        const bool gpu = device != "cpu";
+        if (gpu && device != "cuda") usage_fail("--device " + device + ": in a job of several processes each takes the GPU of its LOCAL_RANK (--device cuda)");
+        if (gpu) rank_device = "cuda:" + std::to_string(job.local_rank);
         const char* wait = std::getenv("ST_RENDEZVOUS_TIMEOUT");   // seconds for the ranks to meet (default 120)
-        meeting = std::make_unique<Rendezvous>(job, std::vector<uint8_t>{}, wait ? cli::to_real("ST_RENDEZVOUS_TIMEOUT", wait, 0.1, 86400) : 120);
-        comm = make_tcp_comm(*meeting);
+        const double timeout = wait ? cli::to_real("ST_RENDEZVOUS_TIMEOUT", wait, 0.1, 86400) : 120;
+        meeting = std::make_unique<Rendezvous>(job, gpu && job.rank == 0 ? nccl_job_id() : std::vector<uint8_t>{}, timeout);
+        if (gpu) {
+            comm = make_nccl_comm(meeting->blob(), job.rank, job.world, job.local_rank);
+            meeting->watch([](const std::string& why) {
+                std::fprintf(stderr, "st-train: %s; this rank stops too\n", why.c_str());
+                std::_Exit(1);
+            });
+        } else {
+            comm = make_tcp_comm(*meeting);
+        }
     }
 
     Recipe recipe;
@@ -220,7 +235,7 @@ static int train_main(int argc, char** argv) {
     run.quiet = r.count("quiet") > 0 || job.rank > 0;   // rank 0 speaks for the job
     run.progress = !run.quiet && cli::stderr_is_terminal();
     run.comm = comm.get();
-    std::unique_ptr<Engine> engine = make_engine(device, *model, opt_m, opt_v);   // fails first where there is no GPU
+    std::unique_ptr<Engine> engine = make_engine(rank_device, *model, opt_m, opt_v);   // fails first where there is no GPU
     if (!run.quiet)
         std::fprintf(stderr, "st-train: %lld parameters, %d layers, d %d, %d heads, context %d, %s/%s; %zu training %s, %zu held out\n",
                      (long long)model->num_params, model->cfg.n_layer, model->cfg.d_model, model->cfg.n_head, ctx,

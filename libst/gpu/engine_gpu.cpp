@@ -11,6 +11,7 @@
 #include "buffer.h"
 #include "check.h"
 #include "device.h"
+#include "dist/nccl.h"
 #include "engine.h"
 #include "error.h"
 #include "gemm.h"
@@ -39,8 +40,19 @@ class GpuEngine final : public Engine {
     double loss(const uint8_t* inp, const uint8_t* tgt, int B, int T) override;
     double gradient(const uint8_t* inp, const uint8_t* tgt, int B, int T, std::vector<float>* grad) override;
     void sync_to_host() override;
+    // NCCL's all-reduce of the gradients after the whole backward (not yet in buckets during it). The
+    // GPU residual dropout does not number elements from `first` yet: with dropout on, each rank draws
+    // masks of its own rather than one process's.
+    void set_data_parallel(Comm* comm, double share, int64_t first) override {
+        (void)first;
+        nccl_ = dynamic_cast<NcclComm*>(comm);
+        if (!nccl_) fail(name_ + ": data-parallel training on GPUs goes through NCCL");
+        share_ = share;
+    }
 
    private:
+    NcclComm* nccl_ = nullptr;
+    double share_ = 1;   // this rank's part of each batch
     struct Acts {   // one layer's saved activations
         bf16 *ln1, *qkv, *att, *ln2, *fch;
         float *ln1_mean, *ln1_rstd, *lse, *x1, *ln2_mean, *ln2_rstd;
@@ -328,7 +340,8 @@ void GpuEngine::forward(bool train) {
     const size_t np = m_.params.size();
     gpu::layernorm_forward(lnf_, lnf_mean_, lnf_rstd_, last, w_.p + off(np - 3), w_.p + off(np - 2), N, C, s_);
     gemm_.forward(logits_, lnf_, w16_.p + off(np - 1), nullptr, N, C, V, nullptr, s_);
-    gpu::crossentropy(losses_, train ? logits_ : nullptr, logits_, tgt_.p, float(1.0 / double(N)), N, V, s_);
+    // The gradient of the mean over the whole batch: on a data-parallel rank, share_ of it is here.
+    gpu::crossentropy(losses_, train ? logits_ : nullptr, logits_, tgt_.p, float(share_ / double(N)), N, V, s_);
     gpu::sum_f64(scalars_.p, losses_, N, red_scratch_, s_);
 }
 
@@ -360,11 +373,16 @@ StepStats GpuEngine::train_step(const uint8_t* inp, const uint8_t* tgt, int B, i
     CUDA_CHECK(cudaMemsetAsync(g_.p, 0, size_t(P_) * 4, s_));
     profile_.phase("forward", s_, [&] { forward(true); });
     profile_.phase("backward", s_, [&] { backward(); });
+    if (nccl_) {   // the ranks' gradients (already weighted by their shares) and loss sums, added up
+        nccl_->allreduce_sum_device(g_.p, size_t(P_), s_);
+        nccl_->allreduce_sum_device(scalars_.p, 1, s_);
+    }
     gpu::sum_squares_f64(scalars_.p + 1, g_.p, P_, red_scratch_, s_);
     CUDA_CHECK(cudaMemcpyAsync(host_scalars_, scalars_.p, 2 * sizeof(double), cudaMemcpyDeviceToHost, s_));
     CUDA_CHECK(cudaStreamSynchronize(s_));
     profile_.end_step();
-    StepStats st{host_scalars_[0] / double(int64_t(B) * T), std::sqrt(host_scalars_[1])};
+    const double tokens = double(int64_t(B) * T) / share_;   // the whole batch's
+    StepStats st{host_scalars_[0] / tokens, std::sqrt(host_scalars_[1])};
     if (!std::isfinite(st.loss) || !std::isfinite(st.grad_norm)) return st;   // no update; the caller stops
     gpu::adamw(w_.p, w16_.p, g_.p, mom_.p, vel_.p, segs_.p, int(m_.params.size()), P_, o.lr, o.beta1, o.beta2, o.eps,
                o.weight_decay, o.t, scalars_.p + 1, o.clip, s_);

@@ -1,0 +1,26 @@
+// The GPUs' collectives: NCCL, opened at run time (dlopen of libnccl.so.2), so that a program that
+// never runs on several GPUs neither needs nor loads it. Rank 0 makes the job's id; the rendezvous
+// hands it to the others (dist/rendezvous.h); then every rank joins the communicator on its GPU.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "dist/comm.h"
+
+namespace st {
+
+// NCCL's unique id of a new job, as bytes (rank 0 only). Throws st::Error where NCCL is missing.
+std::vector<uint8_t> nccl_job_id();
+
+class NcclComm : public Comm {
+   public:
+    // Sums of device buffers, on `stream` (a cudaStream_t), without waiting for them.
+    virtual void allreduce_sum_device(float* x, size_t n, void* stream) = 0;
+    virtual void allreduce_sum_device(double* x, size_t n, void* stream) = 0;
+};
+
+// Joins the job of `id` as rank `rank` of `world` on CUDA device `device` (made the current one).
+std::unique_ptr<NcclComm> make_nccl_comm(const std::vector<uint8_t>& id, int rank, int world, int device);
+
+}  // namespace st
