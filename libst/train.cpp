@@ -119,8 +119,16 @@ int train(Engine& e, Model<float>& m, std::vector<float>& opt_m, std::vector<flo
         e.sync_to_host();
         checkpoint_save(run.out, m, opt_m.data(), opt_v.data(), step, md);
     };
+    // Each rank evaluates its share of the held-out windows; the sum of their losses goes round.
+    const Range val_share = batch_share(int(val_offs.size()), rank, world);
+    const std::vector<int64_t> my_val_offs(val_offs.begin() + val_share.begin, val_offs.begin() + val_share.end);
     auto evaluate = [&](int64_t step) {
-        double nats = eval_windows(e, val_bytes.data(), val_offs, T, B);
+        double nats = my_val_offs.empty() ? 0 : eval_windows(e, val_bytes.data(), my_val_offs, T, B);
+        if (run.comm) {
+            float sum = float(nats * double(my_val_offs.size()));
+            run.comm->allreduce_sum(&sum, 1);
+            nats = double(sum) / double(val_offs.size());
+        }
         emit({{"step", step}, {"val_loss", nats}, {"val_bits", nats / kLn2}});
         if (run.progress) std::fprintf(stderr, "\r\033[K");
         if (!run.quiet) std::fprintf(stderr, "step %lld: held-out %.4f %s\n", (long long)step, nats / kLn2, unit);

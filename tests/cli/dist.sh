@@ -42,7 +42,8 @@ done
 "$build/st-train" "${args[@]}" --steps 100000 --save-every 5 --gpus 3 -o "$tmp/k.st" "$tmp/text.txt" 2> "$tmp/k.err" &
 job=$!
 for _ in $(seq 100); do [ -s "$tmp/k.st" ] && break; sleep 0.1; done
-victim=$(pgrep -P $job | sed -n 2p)
+victim=
+for p in $(pgrep -P $job); do tr '\0' '\n' < /proc/$p/environ 2>/dev/null | grep -qx RANK=1 && victim=$p; done
 start=$(date +%s)
 [ -n "$victim" ] && kill -9 "$victim"
 wait $job
