@@ -10,31 +10,12 @@
 #include "fd.h"
 #include "model.h"
 #include "sample.h"
+#include "tiny_config.h"
 
 using namespace st;
 using namespace st::test;
 
-static Config tiny(Pattern p, HeadMode mode, PosKind pos) {
-    Config c;
-    c.n_layer = 2;
-    c.d_model = 8;
-    c.n_head = 2;
-    c.ff_mult = 2;
-    c.n_ctx = 24;
-    c.vocab = 11;
-    c.attn.pattern = p;
-    c.attn.mode = mode;
-    c.attn.stride = 4;
-    c.attn.summary = 2;
-    c.attn.block = 32;
-    c.pos = pos;
-    if (pos == PosKind::image) {
-        c.image_h = 2;
-        c.image_w = 4;
-        c.image_c = 3;
-    }
-    return c;
-}
+static Config tiny(Pattern p, HeadMode mode, PosKind pos) { return st::test::tiny_config(p, mode, pos, 8, 2); }
 
 // Random weights everywhere (the paper's init zeroes the head, which would hide most gradients).
 template <class T>

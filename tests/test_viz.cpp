@@ -8,6 +8,7 @@
 #include "model.h"
 #include "rng.h"
 #include "sample.h"
+#include "tiny_config.h"
 #include "viz.h"
 
 using namespace st;
@@ -23,27 +24,7 @@ bool same(Rgb a, Rgb b) { return a.r == b.r && a.g == b.g && a.b == b.b; }
 
 double luminance(Rgb c) { return 0.2126 * c.r + 0.7152 * c.g + 0.0722 * c.b; }
 
-Config tiny(Pattern p, HeadMode mode, PosKind pos) {
-    Config c;
-    c.n_layer = 2;
-    c.d_model = 12;
-    c.n_head = 3;
-    c.ff_mult = 2;
-    c.n_ctx = 24;
-    c.vocab = 11;
-    c.attn.pattern = p;
-    c.attn.mode = mode;
-    c.attn.stride = 4;
-    c.attn.summary = 2;
-    c.attn.block = 32;
-    c.pos = pos;
-    if (pos == PosKind::image) {
-        c.image_h = 2;
-        c.image_w = 4;
-        c.image_c = 3;
-    }
-    return c;
-}
+Config tiny(Pattern p, HeadMode mode, PosKind pos) { return st::test::tiny_config(p, mode, pos, 12, 3); }
 
 // probs[l][h][j]: the attention of query t over keys j <= t in layer l, head h, from a float64
 // forward of inp[0..t] with the dense causal mask of attn_allowed (PAPER.md section 2 written out).

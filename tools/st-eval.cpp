@@ -31,15 +31,16 @@ static int eval_main(int argc, char** argv) {
     if (data.size() < 2) fail((path == "-" ? std::string("stdin") : path) + ": need at least 2 bytes to evaluate, got " + std::to_string(data.size()));
     std::vector<float> opt_m, opt_v;
     const Config& c = ck.model->cfg;
-    if (reads_records(c)) {   // an image model: every byte of every picture, each from its start byte
-        std::vector<uint8_t> framed = frame_records(data.data(), data.size(), c, path == "-" ? "stdin" : path);
-        std::unique_ptr<Engine> engine = make_engine(device, *ck.model, opt_m, opt_v);
+    // An image model: every byte of every picture, each picture from its start byte (records.h).
+    const bool records = reads_records(c);
+    const std::vector<uint8_t> framed = records ? frame_records(data.data(), data.size(), c, path == "-" ? "stdin" : path) : std::vector<uint8_t>{};
+    std::unique_ptr<Engine> engine = make_engine(device, *ck.model, opt_m, opt_v);
+    if (records) {
         const std::vector<int64_t> offs = record_offsets(int64_t(framed.size()), c.n_ctx, INT32_MAX);
         double nats = eval_windows(*engine, framed.data(), offs, c.n_ctx, batch);
         std::printf("%.4f bits per dim (%zu pictures of %s)\n", nats / kLn2, offs.size(), record_shape(c).c_str());
         return 0;
     }
-    std::unique_ptr<Engine> engine = make_engine(device, *ck.model, opt_m, opt_v);
     double nats = eval_stream(*engine, data.data(), int64_t(data.size()), c.n_ctx, batch);
     std::printf("%.4f bits per byte (%zu bytes)\n", nats / kLn2, data.size() - 1);
     return 0;

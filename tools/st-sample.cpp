@@ -7,6 +7,7 @@
 #include "cli.h"
 #include "error.h"
 #include "io/file.h"
+#include "records.h"
 #include "sample.h"
 
 using namespace st;
@@ -40,11 +41,11 @@ static int sample_main(int argc, char** argv) {
 
     Checkpoint ck = checkpoint_load(r["model"].as<std::string>());
     const Model<float>& m = *ck.model;
-    bool binary = m.cfg.pos == PosKind::image || (ck.metadata.count("data") && ck.metadata["data"] == "binary");
+    bool binary = reads_records(m.cfg) || (ck.metadata.count("data") && ck.metadata["data"] == "binary");
     if (binary) cli::refuse_terminal_stdout("binary samples (this model was trained on binary data)");
     std::vector<uint8_t> prime;
     if (r.count("prime")) prime = read_file(r["prime"].as<std::string>());
-    if (m.cfg.pos == PosKind::image) {   // a picture: the rest of one record after the prime, no more
+    if (reads_records(m.cfg)) {   // a picture: the rest of one record after the prime, no more
         const long long rest = m.cfg.n_ctx - (long long)prime.size();
         if (rest < 0) fail("--prime: " + std::to_string(prime.size()) + " bytes is more than one picture of this model (" + std::to_string(m.cfg.n_ctx) + " bytes)");
         if (!r.count("bytes")) n = rest;
@@ -64,7 +65,7 @@ static int sample_main(int argc, char** argv) {
     // with no prime, a newline for text models and a zero byte otherwise (neither is written). A
     // picture always starts from the start byte 0 it was trained with (records.h), prime or not.
     const float* logits = nullptr;
-    if (m.cfg.pos == PosKind::image) logits = push(0);
+    if (reads_records(m.cfg)) logits = push(0);
     for (uint8_t b : prime) logits = push(b);
     if (!logits) logits = push(binary ? 0 : '\n');
     auto write = [](const uint8_t* p, size_t k) {

@@ -34,7 +34,29 @@ static std::vector<int> env_list(const char* name, const char* dflt) {
     return v;
 }
 
-// Microseconds of one layer's decode_attention at position t (median of 9 runs of 50 launches).
+// Microseconds of one launch: the median of 9 runs of 50 launches, after one run of warm-up.
+template <class F>
+static double median_us(F launch) {
+    cudaEvent_t e0, e1;
+    CUDA_CHECK(cudaEventCreate(&e0));
+    CUDA_CHECK(cudaEventCreate(&e1));
+    std::vector<double> us;
+    for (int rep = 0; rep < 10; rep++) {
+        CUDA_CHECK(cudaEventRecord(e0));
+        for (int i = 0; i < 50; i++) launch();
+        CUDA_CHECK(cudaEventRecord(e1));
+        CUDA_CHECK(cudaEventSynchronize(e1));
+        float ms = 0;
+        CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
+        if (rep > 0) us.push_back(ms * 1e3 / 50);
+    }
+    CUDA_CHECK(cudaEventDestroy(e0));
+    CUDA_CHECK(cudaEventDestroy(e1));
+    std::sort(us.begin(), us.end());
+    return us[us.size() / 2];
+}
+
+// Microseconds of one layer's decode_attention at position t.
 static double time_attention(const Config& c, int B, int t) {
     using gpu::bf16;
     const int NH = c.n_head, D = c.head_dim();
@@ -59,24 +81,10 @@ static double time_attention(const Config& c, int B, int t) {
     CUDA_CHECK(cudaMemset(scratch.p, 0, scratch.n));
     gpu::Buf<int> t_d(1);
     t_d.upload(&t, nullptr);
-    cudaEvent_t e0, e1;
-    CUDA_CHECK(cudaEventCreate(&e0));
-    CUDA_CHECK(cudaEventCreate(&e1));
-    std::vector<double> us;
-    for (int rep = 0; rep < 10; rep++) {
-        CUDA_CHECK(cudaEventRecord(e0));
-        for (int i = 0; i < 50; i++) gpu::decode_attention(out.p, scratch.p, qkv.p, kc.p, vc.p, heads_d.p, t_d.p, B, NH, D, S, nullptr);
-        CUDA_CHECK(cudaEventRecord(e1));
-        CUDA_CHECK(cudaEventSynchronize(e1));
-        float ms = 0;
-        CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
-        if (rep > 0) us.push_back(ms * 1e3 / 50);   // the first is the warm-up
-    }
-    std::sort(us.begin(), us.end());
-    return us[us.size() / 2];
+    return median_us([&] { gpu::decode_attention(out.p, scratch.p, qkv.p, kc.p, vc.p, heads_d.p, t_d.p, B, NH, D, S, nullptr); });
 }
 
-// Microseconds of one decode_linear of the given shape (median of 9 runs of 50 launches).
+// Microseconds of one decode_linear of the given shape.
 static double time_linear(int N, int IC, int OC, bool ln, gpu::DecodeEpilogue e) {
     using gpu::bf16;
     std::vector<float> host(size_t(std::max(N, 1)) * std::max(IC, OC) * 4);
@@ -95,21 +103,7 @@ static double time_linear(int N, int IC, int OC, bool ln, gpu::DecodeEpilogue e)
     if (ln) a.in_f32 = x32.p, a.ln_w = vec.p, a.ln_b = vec.p;
     else a.in = x16.p;
     a.weight = w16.p, a.bias = vec.p, a.resid = resid.p, a.out = out.p, a.N = N, a.IC = IC, a.OC = OC, a.epilogue = e;
-    cudaEvent_t e0, e1;
-    CUDA_CHECK(cudaEventCreate(&e0));
-    CUDA_CHECK(cudaEventCreate(&e1));
-    std::vector<double> us;
-    for (int rep = 0; rep < 10; rep++) {
-        CUDA_CHECK(cudaEventRecord(e0));
-        for (int i = 0; i < 50; i++) gpu::decode_linear(a, nullptr);
-        CUDA_CHECK(cudaEventRecord(e1));
-        CUDA_CHECK(cudaEventSynchronize(e1));
-        float ms = 0;
-        CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
-        if (rep > 0) us.push_back(ms * 1e3 / 50);
-    }
-    std::sort(us.begin(), us.end());
-    return us[us.size() / 2];
+    return median_us([&] { gpu::decode_linear(a, nullptr); });
 }
 
 int main() {

@@ -6,44 +6,9 @@
 # FLAC files, temporaries "*.tmp.*"). The fixtures are written here by python3's wave module.
 #
 # Usage: audio.sh BUILD_DIR
-set -u
-build=$(cd "${1:?usage: audio.sh BUILD_DIR}" && pwd) || exit 1
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-work=$tmp/work
-mkdir "$work"
-cd "$work" || exit 1
-export PATH="$build:$PATH"
-py=/usr/bin/python3
-[ -x "$py" ] || py=python3
-passed=0 failed=0 problems=()
+. "$(dirname "$0")/lib/cases.sh" "$@"
 
 # ---- checks: each adds to problems[] what it finds wrong ----
-
-check_status() {  # GOT WANT
-    [ "$1" -eq "$2" ] || problems+=("exit status $1, expected $2")
-}
-
-# stderr is exactly one line, "st-audio: ...", matching the extended regular expression PATTERN.
-check_stderr_line() {  # FILE PATTERN
-    local lines
-    lines=$(wc -l < "$1")
-    if [ "$lines" -ne 1 ] || [ -n "$(tail -c 1 "$1")" ]; then
-        problems+=("stderr has $lines lines (with a final newline), expected one")
-        return
-    fi
-    grep -q "^st-audio: " "$1" || problems+=("stderr does not start with \"st-audio: \"")
-    grep -Eq -- "$2" "$1" || problems+=("stderr does not match /$2/")
-}
-
-check_empty_stdout() {  # FILE
-    [ ! -s "$1" ] || problems+=("$(wc -c < "$1") bytes on stdout, expected none")
-}
-
-# The bytes of FILE are those of WANT.
-check_same_file() {  # WANT FILE
-    cmp -s "$1" "$2" || problems+=("$2 differs from $1")
-}
 
 # FILE holds N bytes, give or take SLACK.
 check_size() {  # FILE N SLACK
@@ -57,33 +22,6 @@ check_nothing_left() {
     local left
     left=$(find . -path ./fixtures -prune -o -type f \( -name '*.wav' -o -name '*.flac' -o -name '*.tmp.*' \) -print | head -n 3)
     [ -z "$left" ] || problems+=("left behind: $(echo $left)")
-}
-
-report() {  # NAME [STDERR_FILE]
-    if [ ${#problems[@]} -eq 0 ]; then
-        echo "ok    $1"
-        passed=$((passed + 1))
-    else
-        echo "FAIL  $1"
-        printf '      - %s\n' "${problems[@]}"
-        [ -z "${2:-}" ] || sed 's/^/      stderr: /' "$2"
-        failed=$((failed + 1))
-    fi
-    problems=()
-}
-
-# One refusal: run CMD..., expect status WANT, one stderr line matching PATTERN, nothing on stdout,
-# no sound or temporary file left.
-expect_fail() {  # NAME WANT PATTERN -- CMD...
-    local name=$1 want=$2 pattern=$3 rc
-    shift 4
-    "$@" > "$tmp/stdout" 2> "$tmp/stderr" < /dev/null
-    rc=$?
-    check_status "$rc" "$want"
-    check_stderr_line "$tmp/stderr" "$pattern"
-    check_empty_stdout "$tmp/stdout"
-    check_nothing_left
-    report "$name" "$tmp/stderr"
 }
 
 # ---- fixtures ----
@@ -199,27 +137,12 @@ refusals() {
     expect_fail "encode: no FILE" 2 "missing FILE" -- st-audio encode
 }
 
-# Runs CMD with stdout on a pseudo-terminal (script(1)); its stderr goes to FILE, the terminal's
-# output to $tmp/tty. Returns CMD's exit status.
-on_terminal() {  # STDERR_FILE CMD
-    script -qec "$2 2> $1" /dev/null > "$tmp/tty" < /dev/null
-}
-
 terminal_cases() {
-    if ! command -v script > /dev/null || ! script -qec true /dev/null > /dev/null 2>&1 < /dev/null; then
-        echo "skip  terminal cases: script(1) from util-linux is missing or has no pseudo-terminal here"
-        return
-    fi
-    on_terminal "$tmp/stderr" "$build/st-audio encode fixtures/mono8k.wav"
-    check_status $? 1
-    check_stderr_line "$tmp/stderr" "refusing to write audio bytes to a terminal"
-    check_empty_stdout "$tmp/tty"
+    have_terminal || return
+    check_terminal_refusal st-audio "refusing to write audio bytes to a terminal" "$build/st-audio encode fixtures/mono8k.wav"
     report "encode: bytes to a terminal" "$tmp/stderr"
 
-    on_terminal "$tmp/stderr" "$build/st-audio decode fixtures/codes.bin"
-    check_status $? 1
-    check_stderr_line "$tmp/stderr" "refusing to write a WAV file to a terminal"
-    check_empty_stdout "$tmp/tty"
+    check_terminal_refusal st-audio "refusing to write a WAV file to a terminal" "$build/st-audio decode fixtures/codes.bin"
     report "decode: a WAV file to a terminal" "$tmp/stderr"
 }
 

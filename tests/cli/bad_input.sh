@@ -6,38 +6,12 @@
 # checks (SIGINT / SIGTERM save the model, exit 128+N, and --resume goes on from there).
 #
 # Usage: bad_input.sh BUILD_DIR
-set -u
-build=$(cd "${1:?usage: bad_input.sh BUILD_DIR}" && pwd) || exit 1
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-work=$tmp/work
-mkdir "$work"
-cd "$work" || exit 1
-export PATH="$build:$PATH"
-py=/usr/bin/python3
-[ -x "$py" ] || py=python3
-passed=0 failed=0 problems=()
+. "$(dirname "$0")/lib/cases.sh" "$@"
 
 # A tiny model, so that a check that wrongly lets a run through costs little.
 tiny=(--steps 2 --layers 1 --d-model 32 --heads 2 --ctx 64 --batch 2 --eval-windows 2)
 
 # ---- checks: each adds to problems[] what it finds wrong ----
-
-check_status() {  # GOT WANT
-    [ "$1" -eq "$2" ] || problems+=("exit status $1, expected $2")
-}
-
-# stderr is exactly one line, "PROGRAM: ...", matching the extended regular expression PATTERN.
-check_stderr_line() {  # FILE PROGRAM PATTERN
-    local lines
-    lines=$(wc -l < "$1")
-    if [ "$lines" -ne 1 ] || [ -n "$(tail -c 1 "$1")" ]; then
-        problems+=("stderr has $lines lines (with a final newline), expected one")
-        return
-    fi
-    grep -q "^$2: " "$1" || problems+=("stderr does not start with \"$2: \"")
-    grep -Eq -- "$3" "$1" || problems+=("stderr does not match /$3/")
-}
 
 check_no_file() {  # PATH
     [ ! -e "$1" ] || problems+=("$1 was left behind")
@@ -48,28 +22,6 @@ check_no_temp_files() {
     left=$(find . -name '*.tmp.*' | head -n 3)
     [ -z "$left" ] || problems+=("temporary files left behind: $(echo $left)")
     find . -name '*.tmp.*' -delete
-}
-
-check_empty_stdout() {  # FILE
-    [ ! -s "$1" ] || problems+=("$(wc -c < "$1") bytes on stdout, expected none")
-}
-
-check_same_file() {  # A B
-    cmp -s "$1" "$2" || problems+=("$2 differs from $1")
-}
-
-# Prints the case's result and counts it; on failure, shows the problems and the stderr.
-report() {  # NAME [STDERR_FILE]
-    if [ ${#problems[@]} -eq 0 ]; then
-        echo "ok    $1"
-        passed=$((passed + 1))
-    else
-        echo "FAIL  $1"
-        printf '      - %s\n' "${problems[@]}"
-        [ -z "${2:-}" ] || sed 's/^/      stderr: /' "$2"
-        failed=$((failed + 1))
-    fi
-    problems=()
 }
 
 # One refusal: run CMD..., expect status WANT, one stderr line matching PATTERN, nothing on stdout,
@@ -238,30 +190,13 @@ usage_cases() {
     expect_fail "st-eval: --batch 0" 2 "--batch 0: must be between" "" -- st-eval --batch 0 good.st text.txt
 }
 
-# Runs CMD with stdout on a pseudo-terminal (script(1)); its stderr goes to FILE, the terminal's
-# output to $tmp/tty. Returns CMD's exit status.
-on_terminal() {  # STDERR_FILE CMD
-    script -qec "$2 2> $1" /dev/null > "$tmp/tty" < /dev/null
-}
-
 terminal_cases() {
-    if ! command -v script > /dev/null || ! script -qec true /dev/null > /dev/null 2>&1 < /dev/null; then
-        echo "skip  terminal cases: script(1) from util-linux is missing or has no pseudo-terminal here"
-        return
-    fi
+    have_terminal || return
     local rc
-    on_terminal "$tmp/stderr" "$build/st-sample binary.st -n 10"
-    rc=$?
-    check_status "$rc" 1
-    check_stderr_line "$tmp/stderr" st-sample "refusing to write binary samples .* to a terminal"
-    check_empty_stdout "$tmp/tty"
+    check_terminal_refusal st-sample "refusing to write binary samples .* to a terminal" "$build/st-sample binary.st -n 10"
     report "st-sample: a binary model's samples to a terminal" "$tmp/stderr"
 
-    on_terminal "$tmp/stderr" "$build/st-train ${tiny[*]} -o - text.txt"
-    rc=$?
-    check_status "$rc" 1
-    check_stderr_line "$tmp/stderr" st-train "refusing to write a model to a terminal"
-    check_empty_stdout "$tmp/tty"
+    check_terminal_refusal st-train "refusing to write a model to a terminal" "$build/st-train ${tiny[*]} -o - text.txt"
     report "st-train: -o - to a terminal" "$tmp/stderr"
 
     on_terminal "$tmp/stderr" "$build/st-sample good.st -n 10"

@@ -10,45 +10,13 @@
 # not leave behind (a PNG outside fixtures/, a temporary "*.tmp.*", bytes on stdout).
 #
 # Usage: complete.sh BUILD_DIR
-set -u
-build=$(cd "${1:?usage: complete.sh BUILD_DIR}" && pwd) || exit 1
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-work=$tmp/work
-mkdir "$work"
-cd "$work" || exit 1
-export PATH="$build:$PATH"
-# OpenMP threads that spin while they wait make a loaded, shared machine several times slower.
-export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
-py=/usr/bin/python3
-[ -x "$py" ] || py=python3
-passed=0 failed=0 problems=()
+. "$(dirname "$0")/lib/cases.sh" "$@"
 
 # Models small enough to train in a fraction of a second (strided: the fixed pattern's summary of 16
 # does not divide rows of 8 or 12 bytes).
 tiny=(--pattern strided --steps 5 --layers 1 --d-model 32 --batch 4 --eval-windows 4)
 
 # ---- checks: each adds to problems[] what it finds wrong ----
-
-check_status() {  # GOT WANT
-    [ "$1" -eq "$2" ] || problems+=("exit status $1, expected $2")
-}
-
-# stderr is exactly one line, "st-complete: ...", matching the extended regular expression PATTERN.
-check_stderr_line() {  # FILE PATTERN
-    local lines
-    lines=$(wc -l < "$1")
-    if [ "$lines" -ne 1 ] || [ -n "$(tail -c 1 "$1")" ]; then
-        problems+=("stderr has $lines lines (with a final newline), expected one")
-        return
-    fi
-    grep -q "^st-complete: " "$1" || problems+=("stderr does not start with \"st-complete: \"")
-    grep -Eq -- "$2" "$1" || problems+=("stderr does not match /$2/")
-}
-
-check_empty_stdout() {  # FILE
-    [ ! -s "$1" ] || problems+=("$(wc -c < "$1") bytes on stdout, expected none")
-}
 
 # No PNG file but the fixtures (fixtures/), no temporary file.
 check_nothing_left() {
@@ -72,37 +40,10 @@ check_grid() {  # PNG RECORDS N K H W C SCALE KEEP [whole]
     done < <("$py" "$tmp/grid.py" cells "$png" "$rec" "$n" "$k" "$h" "$w" "$c" "$s" "$keep" $whole 2>&1)
 }
 
-report() {  # NAME [STDERR_FILE]
-    if [ ${#problems[@]} -eq 0 ]; then
-        echo "ok    $1"
-        passed=$((passed + 1))
-    else
-        echo "FAIL  $1"
-        printf '      - %s\n' "${problems[@]}"
-        [ -z "${2:-}" ] || sed 's/^/      stderr: /' "$2"
-        failed=$((failed + 1))
-    fi
-    problems=()
-}
-
 # One completion run that must succeed: CMD... exits 0; its stderr is kept in $tmp/stderr.
 run_ok() {  # CMD...
     "$@" 2> "$tmp/stderr" < /dev/null
     check_status $? 0
-}
-
-# One refusal: run CMD..., expect status WANT, one stderr line matching PATTERN, nothing on stdout,
-# no PNG or temporary file left.
-expect_fail() {  # NAME WANT PATTERN -- CMD...
-    local name=$1 want=$2 pattern=$3 rc
-    shift 4
-    "$@" > "$tmp/stdout" 2> "$tmp/stderr" < /dev/null
-    rc=$?
-    check_status "$rc" "$want"
-    check_stderr_line "$tmp/stderr" "$pattern"
-    check_empty_stdout "$tmp/stdout"
-    check_nothing_left
-    report "$name" "$tmp/stderr"
 }
 
 # ---- fixtures: models, records and the PNG files of the same pixels; the grid reader ----
@@ -233,7 +174,7 @@ grid_cases() {
     local g=fixtures/grey.st pngs=(fixtures/g-0.png fixtures/g-1.png fixtures/g-2.png fixtures/g-3.png fixtures/g-4.png)
 
     run_ok st-complete --count 2 -k 2 --scale 3 -o out.png $g "${pngs[@]}"
-    check_stderr_line "$tmp/stderr" "^st-complete: 4 completions of 32 bytes each in [0-9.]+ s on the (CPU|GPU); wrote out\.png \(66x96\)$"
+    check_stderr_line "$tmp/stderr" st-complete "^st-complete: 4 completions of 32 bytes each in [0-9.]+ s on the (CPU|GPU); wrote out\.png \(66x96\)$"
     check_grid out.png fixtures/grey.rec 2 2 8 8 1 3 4
     rm -f out.png
     report "PNG files: --count 2 of 5, -k 2, --scale 3; the summary line (height x width)" "$tmp/stderr"
@@ -324,21 +265,9 @@ refusals() {
     report "a failed run: the old grid is unchanged"
 }
 
-# Runs CMD with stdout on a pseudo-terminal (script(1)); its stderr goes to FILE, the terminal's
-# output to $tmp/tty. Returns CMD's exit status.
-on_terminal() {  # STDERR_FILE CMD
-    script -qec "$2 2> $1" /dev/null > "$tmp/tty" < /dev/null
-}
-
 terminal_cases() {
-    if ! command -v script > /dev/null || ! script -qec true /dev/null > /dev/null 2>&1 < /dev/null; then
-        echo "skip  terminal cases: script(1) from util-linux is missing or has no pseudo-terminal here"
-        return
-    fi
-    on_terminal "$tmp/stderr" "$build/st-complete -o - fixtures/grey.st fixtures/g-0.png"
-    check_status $? 1
-    check_stderr_line "$tmp/stderr" "refusing to write a PNG to a terminal"
-    check_empty_stdout "$tmp/tty"
+    have_terminal || return
+    check_terminal_refusal st-complete "refusing to write a PNG to a terminal" "$build/st-complete -o - fixtures/grey.st fixtures/g-0.png"
     check_nothing_left
     report "-o - to a terminal" "$tmp/stderr"
 }

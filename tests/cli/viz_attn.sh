@@ -5,33 +5,11 @@
 # "st-viz-attn: ...", exit 1 (runtime) or 2 (usage), and leaves no output file behind.
 #
 # Usage: viz_attn.sh BUILD_DIR
-set -u
-build=$(cd "${1:?usage: viz_attn.sh BUILD_DIR}" && pwd) || exit 1
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-cd "$tmp" || exit 1
-export PATH="$build:$PATH"
-export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
-py=/usr/bin/python3
-[ -x "$py" ] || py=python3
-passed=0 failed=0 problems=()
+. "$(dirname "$0")/lib/cases.sh" "$@"
 
 tiny=(--steps 2 --layers 1 --d-model 32 --heads 2 --ctx 64 --batch 2 --eval-windows 2)
 # The grid's layout (libst/viz.h): 8 pixels around and between panels, 24 for a label or the title.
 pad=8 label=24
-
-report() {  # NAME [STDERR_FILE]
-    if [ ${#problems[@]} -eq 0 ]; then
-        echo "ok    $1"
-        passed=$((passed + 1))
-    else
-        echo "FAIL  $1"
-        printf '      - %s\n' "${problems[@]}"
-        [ -z "${2:-}" ] || sed 's/^/      stderr: /' "$2"
-        failed=$((failed + 1))
-    fi
-    problems=()
-}
 
 # "WIDTHxHEIGHT" from a PNG's IHDR chunk, or "not a PNG".
 png_size() {  # FILE
@@ -151,15 +129,12 @@ expect_fail "--input without a model" 2 "--input needs MODEL" -- st-viz-attn --i
 expect_fail "--window beyond the context" 2 "--window 65: must be between 1 and 64" -- st-viz-attn text.st --window 65 -o out.png
 expect_fail "no -o" 2 "missing -o FILE" -- st-viz-attn text.st
 
-if command -v script > /dev/null && script -qec true /dev/null > /dev/null 2>&1 < /dev/null; then
-    script -qec "$build/st-viz-attn text.st -o - 2> $tmp/stderr" /dev/null > "$tmp/tty" < /dev/null
-    rc=$?
-    [ "$rc" -eq 1 ] || problems+=("exit status $rc, expected 1")
+if have_terminal; then
+    on_terminal "$tmp/stderr" "$build/st-viz-attn text.st -o -"
+    check_status $? 1
     grep -q "^st-viz-attn: refusing to write a PNG to a terminal" "$tmp/stderr" || problems+=("no refusal on stderr")
-    [ ! -s "$tmp/tty" ] || problems+=("bytes reached the terminal")
+    check_empty_stdout "$tmp/tty"
     report "-o - to a terminal is refused" "$tmp/stderr"
-else
-    echo "skip  -o - to a terminal: script(1) from util-linux is missing or has no pseudo-terminal here"
 fi
 
 echo "viz-attn: $passed passed, $failed failed (${SECONDS}s)"

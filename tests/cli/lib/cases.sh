@@ -1,0 +1,92 @@
+# What the CLI tests share (sourced: `. "$(dirname "$0")/lib/cases.sh" "$@"`; ctest runs only
+# tests/cli/*.sh): a scratch directory to work in with BUILD_DIR first on PATH, the checks a case makes
+# (each adds to problems[] what it finds wrong), the report that counts the case, and the helper that
+# gives a command a terminal for stdout.
+set -u
+build=$(cd "${1:?usage: $(basename "$0") BUILD_DIR}" && pwd) || exit 1
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+work=$tmp/work
+mkdir "$work"
+cd "$work" || exit 1
+export PATH="$build:$PATH"
+# OpenMP threads that spin while they wait make a loaded, shared machine several times slower.
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
+py=/usr/bin/python3
+[ -x "$py" ] || py=python3
+passed=0 failed=0 problems=()
+
+check_status() {  # GOT WANT
+    [ "$1" -eq "$2" ] || problems+=("exit status $1, expected $2")
+}
+
+# stderr is exactly one line, "PROGRAM: ...", matching the extended regular expression PATTERN.
+check_stderr_line() {  # FILE PROGRAM PATTERN
+    local lines
+    lines=$(wc -l < "$1")
+    if [ "$lines" -ne 1 ] || [ -n "$(tail -c 1 "$1")" ]; then
+        problems+=("stderr has $lines lines (with a final newline), expected one")
+        return
+    fi
+    grep -q "^$2: " "$1" || problems+=("stderr does not start with \"$2: \"")
+    grep -Eq -- "$3" "$1" || problems+=("stderr does not match /$3/")
+}
+
+check_empty_stdout() {  # FILE
+    [ ! -s "$1" ] || problems+=("$(wc -c < "$1") bytes on stdout, expected none")
+}
+
+check_same_file() {  # A B
+    cmp -s "$1" "$2" || problems+=("$2 differs from $1")
+}
+
+# Prints the case's result and counts it; on failure, shows the problems and the stderr.
+report() {  # NAME [STDERR_FILE]
+    if [ ${#problems[@]} -eq 0 ]; then
+        echo "ok    $1"
+        passed=$((passed + 1))
+    else
+        echo "FAIL  $1"
+        printf '      - %s\n' "${problems[@]}"
+        [ -z "${2:-}" ] || sed 's/^/      stderr: /' "$2"
+        failed=$((failed + 1))
+    fi
+    problems=()
+}
+
+# One refusal: run CMD..., expect status WANT, one stderr line "PROGRAM: ..." (PROGRAM: CMD's first
+# word) matching PATTERN, nothing on stdout, and nothing left behind by the script's own
+# check_nothing_left.
+expect_fail() {  # NAME WANT PATTERN -- CMD...
+    local name=$1 want=$2 pattern=$3 rc
+    shift 4
+    "$@" > "$tmp/stdout" 2> "$tmp/stderr" < /dev/null
+    rc=$?
+    check_status "$rc" "$want"
+    check_stderr_line "$tmp/stderr" "${1##*/}" "$pattern"
+    check_empty_stdout "$tmp/stdout"
+    check_nothing_left
+    report "$name" "$tmp/stderr"
+}
+
+# Whether script(1) can give a command a pseudo-terminal here; says so when it cannot.
+have_terminal() {
+    command -v script > /dev/null && script -qec true /dev/null > /dev/null 2>&1 < /dev/null && return 0
+    echo "skip  terminal cases: script(1) from util-linux is missing or has no pseudo-terminal here"
+    return 1
+}
+
+# Runs CMD with stdout on a pseudo-terminal (script(1)); its stderr goes to FILE, the terminal's
+# output to $tmp/tty. Returns CMD's exit status.
+on_terminal() {  # STDERR_FILE CMD
+    script -qec "$2 2> $1" /dev/null > "$tmp/tty" < /dev/null
+}
+
+# CMD, its stdout a terminal, refuses: status 1, one stderr line "PROGRAM: ..." matching PATTERN,
+# nothing on the terminal.
+check_terminal_refusal() {  # PROGRAM PATTERN CMD
+    on_terminal "$tmp/stderr" "$3"
+    check_status $? 1
+    check_stderr_line "$tmp/stderr" "$1" "$2"
+    check_empty_stdout "$tmp/tty"
+}
