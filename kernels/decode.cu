@@ -213,6 +213,37 @@ __global__ void __launch_bounds__(kWarps * 32) attend_kernel(bf16* o, float* par
 
 __global__ void advance_kernel(int* t) { ++*t; }
 
+// One block per row: x_out = x + y, then its LayerNorm in bf16.
+__global__ void add_layernorm_kernel(float* x_out, bf16* ln, const float* x, const bf16* y, const float* w,
+                                     const float* bias, int C) {
+    const int b = blockIdx.x;
+    const float* xr = x + int64_t(b) * C;
+    float* xo = x_out + int64_t(b) * C;
+    __shared__ float red[2][32];
+    float sum = 0, sq = 0;
+    for (int c = threadIdx.x; c < C; c += blockDim.x) {
+        const float v = xr[c] + (y ? __bfloat162float(y[int64_t(b) * C + c]) : 0.f);
+        xo[c] = v;
+        sum += v;
+    }
+    auto block_sum = [&](float v, int slot) {
+        for (int o = 16; o > 0; o /= 2) v += __shfl_xor_sync(0xffffffffu, v, o);
+        if (threadIdx.x % 32 == 0) red[slot][threadIdx.x / 32] = v;
+        __syncthreads();
+        float t = 0;
+        for (int i = 0; i < int(blockDim.x) / 32; i++) t += red[slot][i];
+        return t;
+    };
+    const float mean = block_sum(sum, 0) / float(C);
+    for (int c = threadIdx.x; c < C; c += blockDim.x) {   // each thread rereads what it wrote
+        const float d = xo[c] - mean;
+        sq += d * d;
+    }
+    const float rstd = rsqrtf(block_sum(sq, 1) / float(C) + 1e-5f);
+    for (int c = threadIdx.x; c < C; c += blockDim.x)
+        ln[int64_t(b) * C + c] = __float2bfloat16((xo[c] - mean) * rstd * w[c] + bias[c]);
+}
+
 }  // namespace
 
 DecodeHead decode_head(const AttnSpec& s, int n_head, int layer, int head, int n_ctx, int* slots) {
@@ -278,6 +309,12 @@ void decode_attention(bf16* out, void* scratch, const bf16* qkv, bf16* kc, bf16*
         case 128: return launch_dependent(attend_kernel<128>, grid, kWarps * 32, 0, s, out, part, tickets, qkv, kc, vc, heads, t, NH, S);
     }
     fail("decoding: head size " + std::to_string(D) + " is not 32, 64 or 128");
+}
+
+void decode_add_layernorm(float* x_out, bf16* ln, const float* x, const bf16* y, const float* w, const float* b, int B,
+                          int C, cudaStream_t s) {
+    add_layernorm_kernel<<<B, 256, 0, s>>>(x_out, ln, x, y, w, b, C);
+    CUDA_LAUNCH_CHECK();
 }
 
 void decode_advance(int* t, cudaStream_t s) {

@@ -82,6 +82,10 @@ void decode_attention(bf16* out, void* scratch, const bf16* qkv, bf16* kc, bf16*
                       int B, int NH, int D, int S, cudaStream_t s);
 size_t decode_scratch(int B, int NH, int D, int S);
 void decode_advance(int* t, cudaStream_t s);   // ++*t, the last node of a step
+// x_out = x + y (y may be null; x_out may be x), ln (B, C) bf16 = LayerNorm(x_out) with weight w, bias b:
+// the residual additions of the steps whose products go through cuBLASLt (more than a few sequences).
+void decode_add_layernorm(float* x_out, bf16* ln, const float* x, const bf16* y, const float* w, const float* b, int B,
+                          int C, cudaStream_t s);
 
 // out (N, OC) = epilogue(x . weight^T + bias) for the few rows of a decoding step (decode_linear.cu),
 // where x is `in` (N, IC) bf16, or LayerNorm(in_f32) with ln_w, ln_b when in_f32 is given.

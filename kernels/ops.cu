@@ -249,23 +249,23 @@ uint64_t keep_threshold(float p) {
 
 template <bool Vec>
 __global__ void residual_forward_kernel(float* out, const float* x, const bf16* y, float scale, uint64_t seed,
-                                        uint64_t threshold, int64_t n) {
+                                        uint64_t threshold, int64_t n, int64_t first) {
     for_groups(n, [&](int64_t i, int k) {
         float a[8], b[8];
         load8<Vec>(a, x + i, k);
         load8<Vec>(b, y + i, k);
-        for (int j = 0; j < 8; j++) a[j] += keep(seed, i + j, threshold) ? b[j] * scale : 0.0f;
+        for (int j = 0; j < 8; j++) a[j] += keep(seed, first + i + j, threshold) ? b[j] * scale : 0.0f;
         store8<Vec>(out + i, a, k);
     });
 }
 
 template <bool Vec>
 __global__ void residual_backward_kernel(bf16* dy, const float* dout, float scale, uint64_t seed, uint64_t threshold,
-                                         int64_t n) {
+                                         int64_t n, int64_t first) {
     for_groups(n, [&](int64_t i, int k) {
         float d[8];
         load8<Vec>(d, dout + i, k);
-        for (int j = 0; j < 8; j++) d[j] = keep(seed, i + j, threshold) ? d[j] * scale : 0.0f;
+        for (int j = 0; j < 8; j++) d[j] = keep(seed, first + i + j, threshold) ? d[j] * scale : 0.0f;
         store8<Vec>(dy + i, d, k);
     });
 }
@@ -561,25 +561,26 @@ void gelu_backward(bf16* dinp, const bf16* inp, const bf16* dout, int64_t n, cud
     CUDA_LAUNCH_CHECK();
 }
 
-void residual_forward(float* out, const float* x, const bf16* y, float p, uint64_t seed, int64_t n, cudaStream_t s) {
+void residual_forward(float* out, const float* x, const bf16* y, float p, uint64_t seed, int64_t n, int64_t first,
+                      cudaStream_t s) {
     const uint64_t threshold = keep_threshold(p);
     if (n <= 0) return;
     const float scale = 1.0f / (1.0f - p);
     if (aligned16(out) && aligned16(x) && aligned16(y))
-        residual_forward_kernel<true><<<elementwise_blocks(n), 256, 0, s>>>(out, x, y, scale, seed, threshold, n);
+        residual_forward_kernel<true><<<elementwise_blocks(n), 256, 0, s>>>(out, x, y, scale, seed, threshold, n, first);
     else
-        residual_forward_kernel<false><<<elementwise_blocks(n), 256, 0, s>>>(out, x, y, scale, seed, threshold, n);
+        residual_forward_kernel<false><<<elementwise_blocks(n), 256, 0, s>>>(out, x, y, scale, seed, threshold, n, first);
     CUDA_LAUNCH_CHECK();
 }
 
-void residual_backward_branch(bf16* dy, const float* dout, float p, uint64_t seed, int64_t n, cudaStream_t s) {
+void residual_backward_branch(bf16* dy, const float* dout, float p, uint64_t seed, int64_t n, int64_t first, cudaStream_t s) {
     const uint64_t threshold = keep_threshold(p);
     if (n <= 0) return;
     const float scale = 1.0f / (1.0f - p);
     if (aligned16(dy) && aligned16(dout))
-        residual_backward_kernel<true><<<elementwise_blocks(n), 256, 0, s>>>(dy, dout, scale, seed, threshold, n);
+        residual_backward_kernel<true><<<elementwise_blocks(n), 256, 0, s>>>(dy, dout, scale, seed, threshold, n, first);
     else
-        residual_backward_kernel<false><<<elementwise_blocks(n), 256, 0, s>>>(dy, dout, scale, seed, threshold, n);
+        residual_backward_kernel<false><<<elementwise_blocks(n), 256, 0, s>>>(dy, dout, scale, seed, threshold, n, first);
     CUDA_LAUNCH_CHECK();
 }
 

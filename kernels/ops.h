@@ -29,11 +29,14 @@ size_t layernorm_backward_scratch(int64_t N, int C);
 void gelu_forward(bf16* out, const bf16* inp, int64_t n, cudaStream_t s);
 void gelu_backward(bf16* dinp, const bf16* inp, const bf16* dout, int64_t n, cudaStream_t s);
 
-// out = x + dropout(y), 0 <= p < 1: the keep mask of element i is uniform01(hash64(seed, i)) >= p, the
-// CPU's (libst/rng.h, libst/cpu/residual.cpp), so both engines drop the same elements.
-void residual_forward(float* out, const float* x, const bf16* y, float p, uint64_t seed, int64_t n, cudaStream_t s);
+// out = x + dropout(y), 0 <= p < 1: the keep mask of element i is uniform01(hash64(seed, first + i)) >= p,
+// the CPU's (libst/rng.h, libst/cpu/residual.cpp), so both engines drop the same elements. `first`
+// numbers element 0: a data-parallel rank starts at its first example's, so any number of ranks
+// draws one process's masks.
+void residual_forward(float* out, const float* x, const bf16* y, float p, uint64_t seed, int64_t n, int64_t first,
+                      cudaStream_t s);
 // dy = dout * keep / (1 - p), written.
-void residual_backward_branch(bf16* dy, const float* dout, float p, uint64_t seed, int64_t n, cudaStream_t s);
+void residual_backward_branch(bf16* dy, const float* dout, float p, uint64_t seed, int64_t n, int64_t first, cudaStream_t s);
 
 // Up to three position tables added to the token embedding: row index[k][t] of table k for the token
 // at position t of its window (t = i % T).

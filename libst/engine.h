@@ -24,6 +24,13 @@ struct StepStats {
     double grad_norm;   // before clipping
 };
 
+struct DataParallel {
+    Comm* comm = nullptr;
+    double share = 1;               // this rank's examples / the global batch
+    int64_t first = 0;              // its first example in the global batch: numbers the dropout masks
+    bool shard_optimizer = false;   // ZeRO-1: each rank keeps and updates its part of the AdamW moments (dist/shard.h)
+};
+
 class Engine {
    public:
     virtual ~Engine() = default;
@@ -40,14 +47,15 @@ class Engine {
     virtual double gradient(const uint8_t* inp, const uint8_t* tgt, int B, int T, std::vector<float>* grad) = 0;
     // Brings the host model's weights and the optimizer moments up to date (before a save).
     virtual void sync_to_host() = 0;
-    // Data-parallel training (dist/comm.h): this process computes `share` (its examples / the global
-    // batch) of every step, from example `first` of it; train_step then sums the weighted gradients and
-    // losses over the ranks before the update, so that every rank makes the update one process would
-    // make on the whole batch, with the same dropout masks.
-    virtual void set_data_parallel(Comm* comm, double share, int64_t first) {
-        (void)comm, (void)share, (void)first;
+    // Data-parallel training (dist/comm.h): train_step then sums the ranks' weighted gradients and
+    // losses before the update, so that every rank makes the update one process would make on the
+    // whole batch, with the same dropout masks. Every rank calls sync_to_host (with a sharded
+    // optimizer it gathers the moments).
+    virtual void set_data_parallel(const DataParallel& dp) {
+        (void)dp;
         fail(name() + ": data-parallel training is not supported on this device yet");
     }
+    virtual double optimizer_gib() const { return 0; }   // the AdamW moments this process holds (GPU engines)
 };
 
 // opt_m and opt_v (the AdamW moments) are resized to the model and updated by train_step.

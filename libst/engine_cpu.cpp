@@ -1,8 +1,10 @@
 // The CPU engine (Model<float> with the AdamW and clipping of libst/cpu/ops.h), and make_engine,
 // which picks the engine --device names.
+#include <algorithm>
 #include <cmath>
 
 #include "cpu/ops.h"
+#include "dist/shard.h"
 #include "engine.h"
 #include "error.h"
 
@@ -15,6 +17,7 @@ class CpuEngine final : public Engine {
     CpuEngine(Model<float>& m, std::vector<float>& om, std::vector<float>& ov) : m_(m), om_(om), ov_(ov) {
         om_.resize(size_t(m.num_params));
         ov_.resize(size_t(m.num_params));
+        own_ = {0, m.num_params};
     }
     std::string name() const override { return "cpu"; }
     StepStats train_step(const uint8_t* inp, const uint8_t* tgt, int B, int T, uint64_t dropout_seed,
@@ -34,9 +37,13 @@ class CpuEngine final : public Engine {
         if (!std::isfinite(st.loss)) return st;   // the caller reports it; the weights stay as they were
         st.grad_norm = std::sqrt(sum_squares(m_.g.data(), m_.num_params));
         if (o.clip > 0 && st.grad_norm > o.clip) scale_inplace(m_.g.data(), float(o.clip / st.grad_norm), m_.num_params);
-        for (const auto& p : m_.params)
-            adamw_update(m_.w.data() + p.offset, m_.g.data() + p.offset, om_.data() + p.offset, ov_.data() + p.offset,
-                         p.numel, o.lr, o.beta1, o.beta2, o.eps, p.decay ? o.weight_decay : 0.0f, o.t);
+        for (const auto& p : m_.params) {   // with a sharded optimizer, only this rank's part of each parameter
+            const int64_t lo = std::max(p.offset, own_.begin), hi = std::min(p.offset + p.numel, own_.end);
+            if (lo < hi)
+                adamw_update(m_.w.data() + lo, m_.g.data() + lo, om_.data() + lo, ov_.data() + lo, hi - lo, o.lr, o.beta1,
+                             o.beta2, o.eps, p.decay ? o.weight_decay : 0.0f, o.t);
+        }
+        if (shard_) gather_parts(m_.w);
         return st;
     }
     double loss(const uint8_t* inp, const uint8_t* tgt, int B, int T) override { return m_.forward(inp, tgt, B, T, false); }
@@ -50,17 +57,33 @@ class CpuEngine final : public Engine {
         *grad = m_.g;
         return loss;
     }
-    void sync_to_host() override {}
-    void set_data_parallel(Comm* comm, double share, int64_t first) override {
-        comm_ = comm, share_ = share;
-        m_.dropout_first = first;
+    void sync_to_host() override {
+        if (!shard_) return;
+        gather_parts(om_);
+        gather_parts(ov_);
+    }
+    void set_data_parallel(const DataParallel& dp) override {
+        comm_ = dp.comm, share_ = dp.share;
+        m_.dropout_first = dp.first;
+        shard_ = dp.shard_optimizer;
+        if (shard_) own_ = shard_range(m_.num_params, comm_->rank(), comm_->world());
     }
 
    private:
+    // Every rank's part of x to every rank: the other parts zeroed and the ranks' x added (exact).
+    // The same arithmetic as the GPUs' all-gather; on the CPU the moments are not made smaller.
+    void gather_parts(std::vector<float>& x) {
+        std::fill(x.begin(), x.begin() + own_.begin, 0.0f);
+        std::fill(x.begin() + own_.end, x.end(), 0.0f);
+        comm_->allreduce_sum(x.data(), x.size());
+    }
+
     Model<float>& m_;
     std::vector<float>&om_, &ov_;
     Comm* comm_ = nullptr;
     double share_ = 1;
+    bool shard_ = false;
+    Range own_;   // the part of the parameters whose moments this process updates
 };
 
 }  // namespace

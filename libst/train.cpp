@@ -90,7 +90,7 @@ int train(Engine& e, Model<float>& m, std::vector<float>& opt_m, std::vector<flo
     const int rank = run.comm ? run.comm->rank() : 0, world = run.comm ? run.comm->world() : 1;
     const Range share = batch_share(B, rank, world);   // the examples of each step this process computes
     if (share.size() == 0) fail("--batch " + std::to_string(B) + " gives rank " + std::to_string(rank) + " of " + std::to_string(world) + " no examples");
-    if (run.comm) e.set_data_parallel(run.comm, double(share.size()) / B, share.begin);
+    if (run.comm) e.set_data_parallel({run.comm, double(share.size()) / B, share.begin, run.shard_optimizer});
     const bool writer = rank == 0;
     // Examples start anywhere in a stream, or at whole records for image models (framed bytes: records.h).
     const bool records = reads_records(m.cfg);
@@ -112,11 +112,11 @@ int train(Engine& e, Model<float>& m, std::vector<float>& opt_m, std::vector<flo
         std::fflush(log);
     };
     nlohmann::json recipe_json = recipe_to_json(r);
-    auto save = [&](int64_t step) {
+    auto save = [&](int64_t step) {   // every rank: a sharded optimizer's moments are gathered
+        e.sync_to_host();
         if (!writer) return;
         auto md = run.metadata;
         md["recipe"] = recipe_json.dump();
-        e.sync_to_host();
         checkpoint_save(run.out, m, opt_m.data(), opt_v.data(), step, md);
     };
     // Each rank evaluates its share of the held-out windows; the sum of their losses goes round.
@@ -168,6 +168,7 @@ int train(Engine& e, Model<float>& m, std::vector<float>& opt_m, std::vector<flo
             tok_s = double(B) * T / (ms / 1000);
             nlohmann::json line = {{"step", step}, {"loss", loss}, {"bits", loss / kLn2}, {"lr", lr}, {"grad_norm", norm}, {"tokens_per_s", tok_s}, {"ms", ms}};
             if (e.peak_gib() > 0) line["peak_gib"] = e.peak_gib();
+            if (e.optimizer_gib() > 0) line["optimizer_gib"] = e.optimizer_gib();
             emit(line);
             if (run.progress) {
                 double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
@@ -190,7 +191,7 @@ int train(Engine& e, Model<float>& m, std::vector<float>& opt_m, std::vector<flo
         sigaction(SIGINT, &old_int, nullptr);
         sigaction(SIGTERM, &old_term, nullptr);
         if (log) std::fclose(log);
-        if (step == start_step || !writer) throw;
+        if (step == start_step) throw;
         try {
             save(step);
         } catch (const std::exception&) {

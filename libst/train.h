@@ -44,6 +44,7 @@ struct TrainRun {
     // Data-parallel training: the job's collectives (null: one process). Every rank draws the windows
     // of its share of the global batch (dist/shard.h); only rank 0 writes checkpoints and the log.
     Comm* comm = nullptr;
+    bool shard_optimizer = false;   // ZeRO-1: each rank holds and updates its part of the AdamW moments
 };
 
 // Runs from ck_step to recipe.steps (or until stopped) on the engine, which works on m, opt_m and

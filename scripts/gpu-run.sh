@@ -88,8 +88,7 @@ if has sample; then
         echo "{\"impl\": \"st\", \"batch\": $1, \"tokens\": $2, \"seconds\": $(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }'), \"bytes_out\": $(stat -c %s "$tmp/sample.out")}"
     }
     {
-        sample_run 1 4096
-        sample_run 16 4096
+        for b in 1 4 8 16; do sample_run $b 4096; done   # 4: the last batch of fused products, 8: cuBLASLt's
         sample_run 1 65536
     } | tee "$out/st_sample.jsonl"
     "$build/st-bench-decode" | tee "$out/st_decode.jsonl" || status=1

@@ -277,14 +277,16 @@ class StModel(nn.Module):
         return self.wte[x.long()] + pos
 
     def flex_masks(self, T, device):
-        """Per layer, FlexAttention's block mask of the same sets (built lazily, never T x T)."""
+        """Per layer, FlexAttention's block mask of the same sets (built lazily, never T x T). A layer's
+        sets depend on it only through its parity in interleaved mode: one mask (and one compiled
+        kernel) per parity, not per layer, which would recompile flex_attention for every layer."""
         from torch.nn.attention.flex_attention import create_block_mask
         if (T, device, "flex") not in self._masks:
-            c, masks = self.config, []
-            for r in range(c["n_layer"]):
-                mod = lambda b, h, q, kv, r=r: allowed(c, r, h, q, kv)
-                masks.append(create_block_mask(mod, None, c["n_head"], T, T, device=device, BLOCK_SIZE=128, _compile=True))
-            self._masks = {(T, device, "flex"): masks}
+            c = self.config
+            kinds = 2 if full_config(c)["mode"] == "interleaved" else 1
+            made = [create_block_mask(lambda b, h, q, kv, r=r: allowed(c, r, h, q, kv), None, c["n_head"], T, T, device=device,
+                                      BLOCK_SIZE=128, _compile=True) for r in range(min(kinds, c["n_layer"]))]
+            self._masks = {(T, device, "flex"): [made[r % kinds] for r in range(c["n_layer"])]}
         return self._masks[(T, device, "flex")]
 
     def attend(self, attn, x, mask):

@@ -57,6 +57,12 @@ TEST_CASE("launcher variables: torchrun, mpirun, srun, none", "[dist]") {
     CHECK(e.launcher == "torchrun");
     CHECK((e.rank == 3 && e.world == 8 && e.local_rank == 1 && e.master_addr == "node7" && e.master_port == 1234));
 
+    // Under torchrun's agent, whose store holds MASTER_PORT, st's rank 0 listens on the next port.
+    e = env_of({{"RANK", "1"}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "node7"}, {"MASTER_PORT", "29500"}, {"TORCHELASTIC_RUN_ID", "job"}});
+    CHECK(e.master_port == 29501);
+    CHECK_THROWS_WITH(env_of({{"RANK", "1"}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "a"}, {"MASTER_PORT", "65535"}, {"TORCHELASTIC_RUN_ID", "j"}}),
+                      Catch::Contains("MASTER_PORT + 1"));
+
     e = env_of({{"OMPI_COMM_WORLD_RANK", "1"}, {"OMPI_COMM_WORLD_SIZE", "2"}, {"OMPI_COMM_WORLD_LOCAL_RANK", "1"},
                 {"OMPI_COMM_WORLD_LOCAL_SIZE", "2"}});
     CHECK(e.launcher == "mpirun");

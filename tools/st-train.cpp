@@ -115,7 +115,8 @@ static int train_main(int argc, char** argv) {
         ("stop-after", "stop after K steps of this run, saving (continue with --resume)", cxxopts::value<std::string>()->default_value("0"))
         ("log", "JSON-lines metrics, one object per step and per evaluation", cxxopts::value<std::string>())
         ("gpus", "data-parallel on N GPUs of this host, one process each (under torchrun, mpirun or srun: the job's processes instead)",
-         cxxopts::value<std::string>()->default_value("1"));
+         cxxopts::value<std::string>()->default_value("1"))
+        ("shard-optimizer", "with several processes, each keeps and updates only its part of the AdamW moments (ZeRO-1)");
     cli::add_common(o);
     o.parse_positional({"data"});
     cxxopts::ParseResult r;
@@ -235,6 +236,7 @@ static int train_main(int argc, char** argv) {
     run.quiet = r.count("quiet") > 0 || job.rank > 0;   // rank 0 speaks for the job
     run.progress = !run.quiet && cli::stderr_is_terminal();
     run.comm = comm.get();
+    run.shard_optimizer = r.count("shard-optimizer") > 0;
     std::unique_ptr<Engine> engine = make_engine(rank_device, *model, opt_m, opt_v);   // fails first where there is no GPU
     if (!run.quiet)
         std::fprintf(stderr, "st-train: %lld parameters, %d layers, d %d, %d heads, context %d, %s/%s; %zu training %s, %zu held out\n",

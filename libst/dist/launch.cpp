@@ -50,6 +50,12 @@ DistEnv dist_env_from(const std::function<const char*(const char*)>& get) {
     else fail("MASTER_ADDR is not set: under " + e.launcher + " on several hosts, set it to rank 0's host name or address");
     if (e.master_addr.empty()) fail("MASTER_ADDR is empty");
     if (const char* port = get("MASTER_PORT")) e.master_port = parse_int("MASTER_PORT", port, 1, 65535);
+    // Under torchrun itself (its workers have TORCHELASTIC_RUN_ID), MASTER_PORT is the port of
+    // torchrun's own store, held by its agent on rank 0's host: st's rank 0 listens on the next one.
+    if (e.launcher == "torchrun" && get("TORCHELASTIC_RUN_ID")) {
+        if (e.master_port == 65535) fail("MASTER_PORT=65535: under torchrun st's ranks meet on MASTER_PORT + 1");
+        e.master_port++;
+    }
     return e;
 }
 

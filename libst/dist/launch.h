@@ -20,8 +20,9 @@ struct DistEnv {
 //   Open MPI        OMPI_COMM_WORLD_RANK, _SIZE, _LOCAL_RANK, _LOCAL_SIZE
 //   Slurm           SLURM_PROCID, SLURM_NTASKS, SLURM_LOCALID, SLURM_NNODES
 // in that order of precedence. Under mpirun and srun, MASTER_ADDR / MASTER_PORT say where rank 0
-// listens; on one host MASTER_ADDR may be left out (127.0.0.1). Throws st::Error naming the variable
-// that is missing or wrong.
+// listens; on one host MASTER_ADDR may be left out (127.0.0.1). Under torchrun (TORCHELASTIC_RUN_ID
+// set) rank 0 listens on MASTER_PORT + 1, since torchrun's own store holds MASTER_PORT. Throws
+// st::Error naming the variable that is missing or wrong.
 DistEnv dist_env_from(const std::function<const char*(const char*)>& get);
 DistEnv dist_env();   // from this process's environment
 

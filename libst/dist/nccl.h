@@ -18,6 +18,10 @@ class NcclComm : public Comm {
     // Sums of device buffers, on `stream` (a cudaStream_t), without waiting for them.
     virtual void allreduce_sum_device(float* x, size_t n, void* stream) = 0;
     virtual void allreduce_sum_device(double* x, size_t n, void* stream) = 0;
+    // ZeRO-1 (--shard-optimizer), in place on a buffer of world() * part floats: rank r's part
+    // [r * part, (r + 1) * part) becomes the sum of every rank's; then every part goes to every rank.
+    virtual void reduce_scatter_sum_device(float* x, size_t part, void* stream) = 0;
+    virtual void all_gather_device(float* x, size_t part, void* stream) = 0;
 };
 
 // Joins the job of `id` as rank `rank` of `world` on CUDA device `device` (made the current one).

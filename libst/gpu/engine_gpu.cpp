@@ -12,6 +12,7 @@
 #include "check.h"
 #include "device.h"
 #include "dist/nccl.h"
+#include "dist/shard.h"
 #include "engine.h"
 #include "error.h"
 #include "gemm.h"
@@ -31,6 +32,7 @@ class GpuEngine final : public Engine {
     GpuEngine(Model<float>& m, std::vector<float>& om, std::vector<float>& ov, const GpuOptions& o);
     ~GpuEngine() override {
         cudaFreeHost(host_scalars_);
+        if (comm_s_) cudaStreamDestroy(comm_s_), cudaEventDestroy(ready_);
         cudaStreamDestroy(s_);
     }
     std::string name() const override { return name_; }
@@ -40,19 +42,24 @@ class GpuEngine final : public Engine {
     double loss(const uint8_t* inp, const uint8_t* tgt, int B, int T) override;
     double gradient(const uint8_t* inp, const uint8_t* tgt, int B, int T, std::vector<float>* grad) override;
     void sync_to_host() override;
-    // NCCL's all-reduce of the gradients after the whole backward (not yet in buckets during it). The
-    // GPU residual dropout does not number elements from `first` yet: with dropout on, each rank draws
-    // masks of its own rather than one process's.
-    void set_data_parallel(Comm* comm, double share, int64_t first) override {
-        (void)first;
-        nccl_ = dynamic_cast<NcclComm*>(comm);
-        if (!nccl_) fail(name_ + ": data-parallel training on GPUs goes through NCCL");
-        share_ = share;
-    }
+    void set_data_parallel(const DataParallel& dp) override;
+    double optimizer_gib() const override { return double(mom_.n + vel_.n) * 4 / double(1 << 30); }
 
    private:
+    // Data-parallel training: NCCL sums each bucket of gradients (the last layers' first) on comm_s_
+    // while the backward goes on with the layers below. With a sharded optimizer (ZeRO-1) one
+    // reduce-scatter after the backward leaves each rank the sum of its part, which it updates with
+    // its part of the moments, and an all-gather hands the new weights round.
     NcclComm* nccl_ = nullptr;
     double share_ = 1;   // this rank's part of each batch
+    int64_t first_ = 0;   // this rank's first example in the global batch: numbers the dropout masks
+    bool shard_ = false;
+    Range own_{0, 0};   // sharded: the part of the padded parameter buffer this rank updates
+    int64_t part_ = 0;  // its size (every rank's is the same)
+    cudaStream_t comm_s_ = nullptr;
+    cudaEvent_t ready_ = nullptr;
+    bool reduce_in_backward_ = false;   // this backward's buckets go to NCCL as they finish
+    void bucket_done(int64_t begin, int64_t end);
     struct Acts {   // one layer's saved activations
         bf16 *ln1, *qkv, *att, *ln2, *fch;
         float *ln1_mean, *ln1_rstd, *lse, *x1, *ln2_mean, *ln2_rstd;
@@ -74,6 +81,8 @@ class GpuEngine final : public Engine {
     void layer_forward(int l, Acts& a, const float* x, float* out, bool train);
     void layer_backward(int l, Acts& a, const float* x);
     void backward();
+    void reduce_gradients();
+    std::vector<float> gather_moment(const Buf<float>& part);
 
     Model<float>& m_;
     std::vector<float>&om_, &ov_;
@@ -111,6 +120,7 @@ class GpuEngine final : public Engine {
 
 GpuEngine::GpuEngine(Model<float>& m, std::vector<float>& om, std::vector<float>& ov, const GpuOptions& o)
     : m_(m), om_(om), ov_(ov), cfg_(m.cfg), name_(gpu::select_device(o.device)), npos_(m.pos_index().size()), P_(m.num_params) {
+    own_ = {0, P_};
     // The block size is the kernels' tiling, not part of the model (every block size gives the same
     // element sets), so the GPU runs a model trained with blocks of 32 on its own 64s.
     attn_ = cfg_.attn;
@@ -146,15 +156,24 @@ GpuEngine::LayerG GpuEngine::layer_g(int l) const {
 
 void GpuEngine::ensure_training() {
     if (training_) return;
-    g_ = Buf<float>(size_t(P_));
-    mom_ = Buf<float>(size_t(P_));
-    vel_ = Buf<float>(size_t(P_));
+    // The moments of the parameters [own_.begin, own_.end): all of them, or this rank's part. The
+    // gradient buffer is padded to whole parts for the reduce-scatter.
+    g_ = Buf<float>(shard_ ? size_t(part_) * size_t(nccl_->world()) : size_t(P_));
+    const int64_t held = shard_ ? part_ : P_, used = std::max<int64_t>(0, std::min(own_.end, P_) - own_.begin);
+    mom_ = Buf<float>(size_t(held));
+    vel_ = Buf<float>(size_t(held));
     om_.resize(size_t(P_));
     ov_.resize(size_t(P_));
-    CUDA_CHECK(cudaMemcpy(mom_.p, om_.data(), size_t(P_) * 4, cudaMemcpyHostToDevice));
-    CUDA_CHECK(cudaMemcpy(vel_.p, ov_.data(), size_t(P_) * 4, cudaMemcpyHostToDevice));
-    std::vector<gpu::Segment> segs;
-    for (const auto& p : m_.params) segs.push_back({p.offset, p.numel, p.decay ? 1 : 0});
+    CUDA_CHECK(cudaMemset(mom_.p, 0, size_t(held) * 4));
+    CUDA_CHECK(cudaMemset(vel_.p, 0, size_t(held) * 4));
+    CUDA_CHECK(cudaMemcpy(mom_.p, om_.data() + own_.begin, size_t(used) * 4, cudaMemcpyHostToDevice));
+    CUDA_CHECK(cudaMemcpy(vel_.p, ov_.data() + own_.begin, size_t(used) * 4, cudaMemcpyHostToDevice));
+    std::vector<gpu::Segment> segs;   // relative to own_.begin, clipped to the part
+    for (const auto& p : m_.params) {
+        const int64_t lo = std::max(p.offset, own_.begin), hi = std::min(p.offset + p.numel, own_.end);
+        if (lo < hi) segs.push_back({lo - own_.begin, hi - lo, p.decay ? 1 : 0});
+    }
+    if (segs.empty()) segs.push_back({0, 0, 0});   // a part that is all padding
     segs_ = Buf<gpu::Segment>(segs.size());
     CUDA_CHECK(cudaMemcpy(segs_.p, segs.data(), segs.size() * sizeof(gpu::Segment), cudaMemcpyHostToDevice));
     training_ = true;
@@ -279,17 +298,18 @@ void GpuEngine::layer_forward(int l, Acts& a, const float* x, float* out, bool t
     const int C = cfg_.d_model, F = cfg_.ff_dim();
     const LayerW w = layer_w(l);
     const float p = train ? dropout_ : 0.0f;
+    const int64_t drop0 = first_ * T_ * C;   // the masks' number of element 0, as one process numbers it
     gpu::layernorm_forward(a.ln1, a.ln1_mean, a.ln1_rstd, x, w.ln1_w, w.ln1_b, N, C, s_);
     gemm_.forward(a.qkv, a.ln1, w.qkv_w, w.qkv_b, N, C, 3 * C, nullptr, s_);
     profile_.phase("attention-fwd", s_, [&] {
         gpu::attention_forward(a.att, a.lse, a.qkv, plans_[size_t(l % 2)], B_, T_, C, cfg_.n_head, s_);
     });
     gemm_.forward(branch_, a.att, w.proj_w, w.proj_b, N, C, C, nullptr, s_);
-    gpu::residual_forward(a.x1, x, branch_, p, hash64(dropout_seed_, uint64_t(l), 0), N * C, s_);
+    gpu::residual_forward(a.x1, x, branch_, p, hash64(dropout_seed_, uint64_t(l), 0), N * C, drop0, s_);
     gpu::layernorm_forward(a.ln2, a.ln2_mean, a.ln2_rstd, a.x1, w.ln2_w, w.ln2_b, N, C, s_);
     gemm_.forward(fcg_, a.ln2, w.fc_w, w.fc_b, N, C, F, a.fch, s_);   // fcg_ = gelu(fch); fch kept for the backward
     gemm_.forward(branch_, fcg_, w.fp_w, w.fp_b, N, F, C, nullptr, s_);
-    gpu::residual_forward(out, a.x1, branch_, p, hash64(dropout_seed_, uint64_t(l), 1), N * C, s_);
+    gpu::residual_forward(out, a.x1, branch_, p, hash64(dropout_seed_, uint64_t(l), 1), N * C, drop0, s_);
 }
 
 // dresid_ holds dL/d(layer output) on entry and dL/d(layer input) on return.
@@ -299,8 +319,9 @@ void GpuEngine::layer_backward(int l, Acts& a, const float* x) {
     const LayerW w = layer_w(l);
     const LayerG g = layer_g(l);
     const float p = dropout_;
+    const int64_t drop0 = first_ * T_ * C;
     // MLP branch: out = x1 + dropout(proj(gelu(fc(ln2(x1)))))
-    gpu::residual_backward_branch(dbranch_, dresid_, p, hash64(dropout_seed_, uint64_t(l), 1), N * C, s_);
+    gpu::residual_backward_branch(dbranch_, dresid_, p, hash64(dropout_seed_, uint64_t(l), 1), N * C, drop0, s_);
     gpu::gelu_forward(fcg_, a.fch, N * F, s_);   // the GELU output, recomputed rather than kept per layer
     gemm_.backward_weight(g.fp_w, g.fp_b, dbranch_, fcg_, N, F, C, s_);
     gemm_.backward_input(dfc_, dbranch_, w.fp_w, N, F, C, a.fch, g.fc_b, s_);   // through the GELU, with fc's bias gradient
@@ -308,7 +329,7 @@ void GpuEngine::layer_backward(int l, Acts& a, const float* x) {
     gemm_.backward_input(dln_, dfc_, w.fc_w, N, C, F, nullptr, nullptr, s_);
     gpu::layernorm_backward(dresid_, g.ln2_w, g.ln2_b, dln_, a.x1, w.ln2_w, a.ln2_mean, a.ln2_rstd, N, C, ln_scratch_, s_);
     // Attention branch: x1 = x + dropout(proj(attend(qkv(ln1(x)))))
-    gpu::residual_backward_branch(dbranch_, dresid_, p, hash64(dropout_seed_, uint64_t(l), 0), N * C, s_);
+    gpu::residual_backward_branch(dbranch_, dresid_, p, hash64(dropout_seed_, uint64_t(l), 0), N * C, drop0, s_);
     gemm_.backward_weight(g.proj_w, g.proj_b, dbranch_, a.att, N, C, C, s_);
     gemm_.backward_input(datt_, dbranch_, w.proj_w, N, C, C, nullptr, nullptr, s_);
     profile_.phase("attention-bwd", s_, [&] {
@@ -355,12 +376,39 @@ void GpuEngine::backward() {
     CUDA_CHECK(cudaMemsetAsync(dresid_, 0, size_t(N) * C * 4, s_));
     gpu::layernorm_backward(dresid_, g_.p + off(np - 3), g_.p + off(np - 2), dln_, resid_[size_t(L)], w_.p + off(np - 3),
                             lnf_mean_, lnf_rstd_, N, C, ln_scratch_, s_);
+    bucket_done(off(np - 3), P_);   // the final LayerNorm and the head
     for (int l = L - 1; l >= 0; l--) {
         Acts& a = acts_[m_.recompute ? 0 : size_t(l)];
         if (m_.recompute) layer_forward(l, a, resid_[size_t(l)], resid_[size_t(l + 1)], true);   // the same bits again
         layer_backward(l, a, resid_[size_t(l)]);
+        bucket_done(off(m_.layer_param(l, 0)), l + 1 < L ? off(m_.layer_param(l + 1, 0)) : off(np - 3));
     }
     for (size_t k = 0; k <= npos_; k++) gpu::embedding_backward(g_.p + off(k), dresid_, emb_inv_[k], k ? B_ : 1, T_, C, emb_scratch_, s_);
+    bucket_done(0, off(m_.layer_param(0, 0)));
+}
+
+// Gradients [begin, end) are final: NCCL sums them on comm_s_ while the backward goes on.
+void GpuEngine::bucket_done(int64_t begin, int64_t end) {
+    if (!reduce_in_backward_) return;
+    CUDA_CHECK(cudaEventRecord(ready_, s_));
+    CUDA_CHECK(cudaStreamWaitEvent(comm_s_, ready_, 0));
+    nccl_->allreduce_sum_device(g_.p + begin, size_t(end - begin), comm_s_);
+}
+
+// After the backward: every rank holds the sum over the ranks of the (share-weighted) gradients of
+// the parameters it updates, the loss sum in scalars_[0] and the squared norm of the whole gradient
+// in scalars_[1].
+void GpuEngine::reduce_gradients() {
+    if (nccl_ && !shard_) {   // the buckets went during the backward; the loss sum joins them
+        nccl_->allreduce_sum_device(scalars_.p, 1, comm_s_);
+        CUDA_CHECK(cudaEventRecord(ready_, comm_s_));
+        CUDA_CHECK(cudaStreamWaitEvent(s_, ready_, 0));
+    } else if (nccl_) {
+        nccl_->reduce_scatter_sum_device(g_.p, size_t(part_), s_);
+        nccl_->allreduce_sum_device(scalars_.p, 1, s_);
+    }
+    gpu::sum_squares_f64(scalars_.p + 1, g_.p + own_.begin, own_.size(), red_scratch_, s_);
+    if (shard_) nccl_->allreduce_sum_device(scalars_.p + 1, 1, s_);   // the parts' squared norms, added
 }
 
 StepStats GpuEngine::train_step(const uint8_t* inp, const uint8_t* tgt, int B, int T, uint64_t dropout_seed,
@@ -370,22 +418,25 @@ StepStats GpuEngine::train_step(const uint8_t* inp, const uint8_t* tgt, int B, i
     dropout_seed_ = dropout_seed;
     dropout_ = cfg_.dropout;
     upload_batch(inp, tgt, true);
-    CUDA_CHECK(cudaMemsetAsync(g_.p, 0, size_t(P_) * 4, s_));
+    CUDA_CHECK(cudaMemsetAsync(g_.p, 0, g_.n * 4, s_));
     profile_.phase("forward", s_, [&] { forward(true); });
+    reduce_in_backward_ = nccl_ && !shard_;
     profile_.phase("backward", s_, [&] { backward(); });
-    if (nccl_) {   // the ranks' gradients (already weighted by their shares) and loss sums, added up
-        nccl_->allreduce_sum_device(g_.p, size_t(P_), s_);
-        nccl_->allreduce_sum_device(scalars_.p, 1, s_);
-    }
-    gpu::sum_squares_f64(scalars_.p + 1, g_.p, P_, red_scratch_, s_);
+    reduce_in_backward_ = false;
+    reduce_gradients();
     CUDA_CHECK(cudaMemcpyAsync(host_scalars_, scalars_.p, 2 * sizeof(double), cudaMemcpyDeviceToHost, s_));
     CUDA_CHECK(cudaStreamSynchronize(s_));
     profile_.end_step();
     const double tokens = double(int64_t(B) * T) / share_;   // the whole batch's
     StepStats st{host_scalars_[0] / tokens, std::sqrt(host_scalars_[1])};
     if (!std::isfinite(st.loss) || !std::isfinite(st.grad_norm)) return st;   // no update; the caller stops
-    gpu::adamw(w_.p, w16_.p, g_.p, mom_.p, vel_.p, segs_.p, int(m_.params.size()), P_, o.lr, o.beta1, o.beta2, o.eps,
-               o.weight_decay, o.t, scalars_.p + 1, o.clip, s_);
+    const int64_t b = own_.begin;
+    gpu::adamw(w_.p + b, w16_.p + b, g_.p + b, mom_.p, vel_.p, segs_.p, int(segs_.n), own_.size(), o.lr, o.beta1, o.beta2,
+               o.eps, o.weight_decay, o.t, scalars_.p + 1, o.clip, s_);
+    if (shard_) {   // every rank's new part to every rank, then the bf16 mirror of the whole
+        nccl_->all_gather_device(w_.p, size_t(part_), s_);
+        gpu::f32_to_bf16(w16_.p, w_.p, P_, s_);
+    }
     return st;
 }
 
@@ -402,7 +453,7 @@ double GpuEngine::gradient(const uint8_t* inp, const uint8_t* tgt, int B, int T,
     ensure_training();
     ensure(B, T);
     upload_batch(inp, tgt, true);
-    CUDA_CHECK(cudaMemsetAsync(g_.p, 0, size_t(P_) * 4, s_));
+    CUDA_CHECK(cudaMemsetAsync(g_.p, 0, g_.n * 4, s_));
     dropout_ = 0;
     forward(true);
     backward();
@@ -416,10 +467,44 @@ double GpuEngine::gradient(const uint8_t* inp, const uint8_t* tgt, int B, int T,
 void GpuEngine::sync_to_host() {
     CUDA_CHECK(cudaStreamSynchronize(s_));
     CUDA_CHECK(cudaMemcpy(m_.w.data(), w_.p, size_t(P_) * 4, cudaMemcpyDeviceToHost));
-    if (training_) {
+    if (!training_) return;
+    if (!shard_) {
         CUDA_CHECK(cudaMemcpy(om_.data(), mom_.p, size_t(P_) * 4, cudaMemcpyDeviceToHost));
         CUDA_CHECK(cudaMemcpy(ov_.data(), vel_.p, size_t(P_) * 4, cudaMemcpyDeviceToHost));
+        return;
     }
+    om_ = gather_moment(mom_);
+    ov_ = gather_moment(vel_);
+}
+
+// A sharded moment, every rank's part, in the host model's layout (a collective: every rank calls it).
+std::vector<float> GpuEngine::gather_moment(const Buf<float>& part) {
+    Buf<float> whole(size_t(part_) * size_t(nccl_->world()));
+    CUDA_CHECK(cudaMemcpyAsync(whole.p + own_.begin, part.p, size_t(part_) * 4, cudaMemcpyDeviceToDevice, s_));
+    nccl_->all_gather_device(whole.p, size_t(part_), s_);
+    std::vector<float> host(static_cast<size_t>(P_));
+    CUDA_CHECK(cudaMemcpyAsync(host.data(), whole.p, size_t(P_) * 4, cudaMemcpyDeviceToHost, s_));
+    CUDA_CHECK(cudaStreamSynchronize(s_));
+    return host;
+}
+
+void GpuEngine::set_data_parallel(const DataParallel& dp) {
+    nccl_ = dynamic_cast<NcclComm*>(dp.comm);
+    if (!nccl_) fail(name_ + ": data-parallel training on GPUs goes through NCCL");
+    if (training_) fail(name_ + ": set_data_parallel comes before the first step");
+    share_ = dp.share;
+    first_ = dp.first;
+    CUDA_CHECK(cudaStreamCreateWithFlags(&comm_s_, cudaStreamNonBlocking));
+    CUDA_CHECK(cudaEventCreateWithFlags(&ready_, cudaEventDisableTiming));
+    shard_ = dp.shard_optimizer;
+    if (!shard_) return;
+    const int world = nccl_->world(), rank = nccl_->rank();
+    part_ = shard_size(P_, world);
+    own_ = {int64_t(rank) * part_, int64_t(rank + 1) * part_};   // in the padded buffer (padding has no segment)
+    Buf<float> w(size_t(part_) * size_t(world));   // the weights padded to whole parts for the all-gather
+    CUDA_CHECK(cudaMemset(w.p, 0, w.n * 4));
+    CUDA_CHECK(cudaMemcpy(w.p, w_.p, size_t(P_) * 4, cudaMemcpyDeviceToDevice));
+    w_ = std::move(w);
 }
 
 }  // namespace

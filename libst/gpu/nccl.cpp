@@ -21,6 +21,8 @@ struct Nccl {
     decltype(&ncclGetUniqueId) get_unique_id;
     decltype(&ncclCommInitRank) init_rank;
     decltype(&ncclAllReduce) all_reduce;
+    decltype(&ncclReduceScatter) reduce_scatter;
+    decltype(&ncclAllGather) all_gather;
     decltype(&ncclCommDestroy) destroy;
     decltype(&ncclGetErrorString) error_string;
 };
@@ -39,6 +41,8 @@ const Nccl& nccl() {
         n.get_unique_id = reinterpret_cast<decltype(n.get_unique_id)>(sym("ncclGetUniqueId"));
         n.init_rank = reinterpret_cast<decltype(n.init_rank)>(sym("ncclCommInitRank"));
         n.all_reduce = reinterpret_cast<decltype(n.all_reduce)>(sym("ncclAllReduce"));
+        n.reduce_scatter = reinterpret_cast<decltype(n.reduce_scatter)>(sym("ncclReduceScatter"));
+        n.all_gather = reinterpret_cast<decltype(n.all_gather)>(sym("ncclAllGather"));
         n.destroy = reinterpret_cast<decltype(n.destroy)>(sym("ncclCommDestroy"));
         n.error_string = reinterpret_cast<decltype(n.error_string)>(sym("ncclGetErrorString"));
         return n;
@@ -77,6 +81,14 @@ class NcclJob final : public NcclComm {
     }
     void allreduce_sum_device(double* x, size_t n, void* stream) override {
         check(nccl().all_reduce(x, x, n, ncclFloat64, ncclSum, comm_, static_cast<cudaStream_t>(stream)), "all-reduce");
+    }
+    void reduce_scatter_sum_device(float* x, size_t part, void* stream) override {
+        float* mine = x + size_t(rank_) * part;   // NCCL's in-place form: the output is the rank's part of the input
+        check(nccl().reduce_scatter(x, mine, part, ncclFloat32, ncclSum, comm_, static_cast<cudaStream_t>(stream)), "reduce-scatter");
+    }
+    void all_gather_device(float* x, size_t part, void* stream) override {
+        const float* mine = x + size_t(rank_) * part;
+        check(nccl().all_gather(mine, x, part, ncclFloat32, comm_, static_cast<cudaStream_t>(stream)), "all-gather");
     }
 
    private:

@@ -1,6 +1,8 @@
 // Batched incremental decoding on the GPU. One step (embed, every layer, the head) is captured once
 // as a CUDA graph and replayed for every position: the position counter lives on the device, so the
-// graph never changes, and a step costs one launch instead of a hundred.
+// graph never changes, and a step costs one launch instead of a hundred. Up to kFusedRows sequences
+// the products are decode_linear's (weights streamed once, LayerNorm and residual inside); beyond,
+// the tensor cores of cuBLASLt win, with the residual additions fused into the LayerNorms.
 #include <cuda_runtime.h>
 
 #include <cstring>
@@ -10,6 +12,7 @@
 #include "decode.h"
 #include "device.h"
 #include "error.h"
+#include "gemm.h"
 #include "ops.h"
 #include "sample.h"
 
@@ -19,6 +22,8 @@ using gpu::bf16;
 using gpu::Buf;
 
 namespace {
+
+constexpr int kFusedRows = 4;   // measured on an H200: the fused products lose to cuBLASLt beyond (docs/PERF.md)
 
 class GpuSampler final : public Sampler {
    public:
@@ -34,6 +39,8 @@ class GpuSampler final : public Sampler {
 
    private:
     void enqueue_step();   // one position for every sequence, on s_
+    void enqueue_layers_fused();
+    void enqueue_layers_gemm();
     const float* run_step();
 
     const Model<float>& m_;
@@ -41,6 +48,7 @@ class GpuSampler final : public Sampler {
     std::string name_;   // select_device runs before the members that touch the device
     int B_, t_ = 0, S_ = 0;
     cudaStream_t s_ = nullptr;
+    gpu::Gemm gemm_;
     Buf<float> w_;
     Buf<bf16> w16_;
     Buf<int32_t> pos_index_;
@@ -51,6 +59,7 @@ class GpuSampler final : public Sampler {
     Buf<float> x_, x1_, logits32_;
     Buf<char> scratch_;
     Buf<bf16> qkv_, att_, fcg_;
+    Buf<bf16> ln_, br_, fch_, logits_;   // the cuBLASLt path's
     uint8_t* host_tok_ = nullptr;
     float* host_logits_ = nullptr;
     cudaGraph_t graph_ = nullptr;
@@ -94,6 +103,12 @@ GpuSampler::GpuSampler(const Model<float>& m, int batch, int device)
     att_ = Buf<bf16>(N * C);
     fcg_ = Buf<bf16>(N * F);
     logits32_ = Buf<float>(N * V);
+    if (B_ > kFusedRows) {
+        ln_ = Buf<bf16>(N * C);
+        br_ = Buf<bf16>(N * C);
+        fch_ = Buf<bf16>(N * F);
+        logits_ = Buf<bf16>(N * V);
+    }
     scratch_ = Buf<char>(gpu::decode_scratch(B_, NH, D, S_));
     CUDA_CHECK(cudaMemsetAsync(scratch_.p, 0, scratch_.n, s_));   // the tickets start at zero
     CUDA_CHECK(cudaMallocHost(&host_tok_, N));
@@ -104,7 +119,7 @@ GpuSampler::GpuSampler(const Model<float>& m, int batch, int device)
 }
 
 void GpuSampler::enqueue_step() {
-    const int C = c_.d_model, F = c_.ff_dim(), V = c_.vocab, NH = c_.n_head, D = C / NH, L = c_.n_layer, N = B_;
+    const int C = c_.d_model, V = c_.vocab, N = B_;
     CUDA_CHECK(cudaMemcpyAsync(tok_.p, host_tok_, size_t(N), cudaMemcpyHostToDevice, s_));
     gpu::PosTables pos;
     pos.n = int(m_.pos_index().size());
@@ -113,11 +128,20 @@ void GpuSampler::enqueue_step() {
         pos.index[k] = pos_index_.p + size_t(k) * c_.n_ctx;
     }
     gpu::decode_embed(x_.p, tok_.p, w_.p, pos, t_dev_.p, N, C, s_);
+    if (B_ > kFusedRows) enqueue_layers_gemm();
+    else enqueue_layers_fused();
+    CUDA_CHECK(cudaMemcpyAsync(host_logits_, logits32_.p, size_t(N) * V * sizeof(float), cudaMemcpyDeviceToHost, s_));
+    gpu::decode_advance(t_dev_.p, s_);
+}
+
+// Every layer and the head, from x_ to logits32_: each LayerNorm inside the product after it, each
+// residual addition inside the product before it, the cache update inside the attention: four
+// kernels a layer.
+void GpuSampler::enqueue_layers_fused() {
+    const int C = c_.d_model, F = c_.ff_dim(), V = c_.vocab, NH = c_.n_head, D = C / NH, L = c_.n_layer, N = B_;
     const size_t np = m_.params.size();
     auto f = [&](int l, int k) { return w_.p + m_.params[m_.layer_param(l, k)].offset; };
     auto h = [&](int l, int k) { return w16_.p + m_.params[m_.layer_param(l, k)].offset; };
-    // Each LayerNorm runs inside the product after it, each residual addition inside the product
-    // before it, the cache update inside the attention: four kernels a layer.
     auto linear = [&](void* out, const bf16* in, const float* in_f32, const float* ln_w, const float* ln_b, const bf16* weight,
                       const float* bias, const float* resid, int IC, int OC, gpu::DecodeEpilogue e) {
         gpu::DecodeLinear a;
@@ -136,8 +160,29 @@ void GpuSampler::enqueue_step() {
     }
     linear(logits32_.p, nullptr, x_.p, w_.p + m_.params[np - 3].offset, w_.p + m_.params[np - 2].offset,
            w16_.p + m_.params[np - 1].offset, nullptr, nullptr, C, V, DecodeEpilogue::f32);
-    CUDA_CHECK(cudaMemcpyAsync(host_logits_, logits32_.p, size_t(N) * V * sizeof(float), cudaMemcpyDeviceToHost, s_));
-    gpu::decode_advance(t_dev_.p, s_);
+}
+
+// The same with cuBLASLt products: each residual addition fused with the LayerNorm after it.
+void GpuSampler::enqueue_layers_gemm() {
+    const int C = c_.d_model, F = c_.ff_dim(), V = c_.vocab, NH = c_.n_head, D = C / NH, L = c_.n_layer, N = B_;
+    const size_t np = m_.params.size();
+    auto f = [&](int l, int k) { return w_.p + m_.params[m_.layer_param(l, k)].offset; };
+    auto h = [&](int l, int k) { return w16_.p + m_.params[m_.layer_param(l, k)].offset; };
+    gpu::decode_add_layernorm(x_.p, ln_.p, x_.p, nullptr, f(0, 0), f(0, 1), N, C, s_);
+    for (int l = 0; l < L; l++) {
+        gemm_.forward(qkv_.p, ln_.p, h(l, 2), h(l, 3), N, C, 3 * C, nullptr, s_);
+        gpu::decode_attention(att_.p, scratch_.p, qkv_.p, kc_[size_t(l)].p, vc_[size_t(l)].p, heads_.p + size_t(l) * NH,
+                              t_dev_.p, N, NH, D, S_, s_);
+        gemm_.forward(br_.p, att_.p, h(l, 4), h(l, 5), N, C, C, nullptr, s_);
+        gpu::decode_add_layernorm(x1_.p, ln_.p, x_.p, br_.p, f(l, 6), f(l, 7), N, C, s_);
+        gemm_.forward(fcg_.p, ln_.p, h(l, 8), h(l, 9), N, C, F, fch_.p, s_);
+        gemm_.forward(br_.p, fcg_.p, h(l, 10), h(l, 11), N, F, C, nullptr, s_);
+        const bool last = l + 1 == L;
+        gpu::decode_add_layernorm(x_.p, ln_.p, x1_.p, br_.p, last ? w_.p + m_.params[np - 3].offset : f(l + 1, 0),
+                                  last ? w_.p + m_.params[np - 2].offset : f(l + 1, 1), N, C, s_);
+    }
+    gemm_.forward(logits_.p, ln_.p, w16_.p + m_.params[np - 1].offset, nullptr, N, C, V, nullptr, s_);
+    gpu::bf16_to_f32(logits32_.p, logits_.p, int64_t(N) * V, s_);
 }
 
 const float* GpuSampler::run_step() {

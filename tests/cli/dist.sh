@@ -38,6 +38,13 @@ done
     "$build/st-train" --device cpu --resume "$tmp/r.st" --gpus 3 --quiet -o "$tmp/r.st" --log "$tmp/r.jsonl" "$tmp/text.txt" &&
     same_losses "$tmp/one.jsonl" "$tmp/r.jsonl" && ok "2 processes, then --resume on 3: one process's losses" || bad "resume on another count"
 
+# A sharded optimizer (ZeRO-1): each rank updates its part of the weights with its part of the moments,
+# the same arithmetic; the moments it saves are every rank's, so the run resumes on 2 without sharding.
+"$build/st-train" "${args[@]}" --gpus 3 --shard-optimizer --stop-after 12 -o "$tmp/z.st" --log "$tmp/z.jsonl" "$tmp/text.txt" &&
+    "$build/st-train" --device cpu --resume "$tmp/z.st" --gpus 2 --quiet -o "$tmp/z.st" --log "$tmp/z.jsonl" "$tmp/text.txt" &&
+    same_losses "$tmp/one.jsonl" "$tmp/z.jsonl" && ok "3 processes with --shard-optimizer, then --resume on 2: one process's losses" ||
+    bad "sharded optimizer"
+
 # Kill one rank: the job ends within 60 s, says which rank stopped, and the checkpoint it saved resumes.
 "$build/st-train" "${args[@]}" --steps 100000 --save-every 5 --gpus 3 -o "$tmp/k.st" "$tmp/text.txt" 2> "$tmp/k.err" &
 job=$!

@@ -182,8 +182,8 @@ TEST_CASE("GPU residual with dropout matches the CPU and drops the same elements
         residual_backward_branch(dy_ref.data(), dout_d.data(), p, seed, n);
         auto run = [&] {
             d_out.poison(), d_dy.poison();
-            gpu::residual_forward(d_out.get(), d_x.get(), d_y.get(), p, seed, n, kStream);
-            gpu::residual_backward_branch(d_dy.get(), d_dout.get(), p, seed, n, kStream);
+            gpu::residual_forward(d_out.get(), d_x.get(), d_y.get(), p, seed, n, 0, kStream);
+            gpu::residual_backward_branch(d_dy.get(), d_dout.get(), p, seed, n, 0, kStream);
             return std::make_pair(d_out.download(), d_dy.download());
         };
         auto [out, dy] = run();
@@ -203,20 +203,22 @@ TEST_CASE("GPU residual with dropout matches the CPU and drops the same elements
         CHECK(same_bits(dy, dy2));
     }
 
-    // A million elements and other seeds: the masks agree element for element.
+    // A million elements, other seeds, and numbering from a data-parallel rank's first element: the
+    // masks agree element for element.
     const int64_t big = (1 << 20) + 5;
     DeviceBuffer<float> d_ones(std::vector<float>(big, 1.0f));
     DeviceBuffer<bf16> d_mask(big);
     for (uint64_t s : {uint64_t(0), uint64_t(77), ~uint64_t(0)})
-        for (float p : {0.1f, 0.5f, 0.9f}) {
-            d_mask.poison();
-            gpu::residual_backward_branch(d_mask.get(), d_ones.get(), p, s, big, kStream);
-            const auto mask = d_mask.download();
-            int64_t wrong = 0;
-            for (int64_t i = 0; i < big; i++) wrong += cpu_keep(s, i, p) == (__bfloat162float(mask[i]) == 0.0f);
-            INFO("seed " << s << " p " << p);
-            CHECK(wrong == 0);
-        }
+        for (float p : {0.1f, 0.5f, 0.9f})
+            for (int64_t first : {int64_t(0), 3 * big + 1}) {
+                d_mask.poison();
+                gpu::residual_backward_branch(d_mask.get(), d_ones.get(), p, s, big, first, kStream);
+                const auto mask = d_mask.download();
+                int64_t wrong = 0;
+                for (int64_t i = 0; i < big; i++) wrong += cpu_keep(s, first + i, p) == (__bfloat162float(mask[i]) == 0.0f);
+                INFO("seed " << s << " p " << p << " first " << first);
+                CHECK(wrong == 0);
+            }
 }
 
 TEST_CASE("GPU embedding forward and backward match the CPU, with a byte that fills many chunks", "[gpu]") {

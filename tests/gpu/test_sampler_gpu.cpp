@@ -1,6 +1,6 @@
-// GPU decoding against the CPU Decoder: for every pattern and head mode, a batch of different byte
-// sequences, run past the context so that the window slides; every step's logits agree within bf16
-// tolerance.
+// GPU decoding against the CPU Decoder: for every pattern and head mode, batches of different byte
+// sequences (3: the fused products; 9: cuBLASLt's), run past the context so that the window slides;
+// every step's logits agree within bf16 tolerance.
 #include <catch2/catch.hpp>
 
 #include <cmath>
@@ -15,7 +15,8 @@ using namespace st;
 TEST_CASE("GPU sampling gives the CPU decoder's logits, sliding included", "[gpu]") {
     ST_REQUIRE_GPU();
     for (Pattern p : {Pattern::dense, Pattern::local, Pattern::fixed, Pattern::strided})
-        for (HeadMode mode : {HeadMode::interleaved, HeadMode::merged, HeadMode::multihead}) {
+        for (HeadMode mode : {HeadMode::interleaved, HeadMode::merged, HeadMode::multihead})
+        for (int B : {3, 9}) {
             if (p == Pattern::dense && mode != HeadMode::merged) continue;
             Config c;
             c.n_layer = 2;
@@ -27,12 +28,12 @@ TEST_CASE("GPU sampling gives the CPU decoder's logits, sliding included", "[gpu
             c.attn.stride = 16;
             c.attn.summary = 4;
             c.pos = p == Pattern::dense || p == Pattern::local ? PosKind::p1d : PosKind::p2d;
-            INFO(pattern_name(p) << " " << head_mode_name(mode));
+            INFO(pattern_name(p) << " " << head_mode_name(mode) << " batch " << B);
             Model<float> m(c);
             m.init_weights(11);
             Rng r(4);
             for (auto& x : m.w) x += float(0.05 * r.normal());   // a head that is not zero: logits that vary
-            const int B = 3, steps = 100;
+            const int steps = 100;
             auto cpu = make_cpu_sampler(m, B);
             auto gpu = make_gpu_sampler(m, B, 0);
             std::vector<uint8_t> bytes(B);
