@@ -27,13 +27,13 @@ trap 'rm -rf "$tmp"' EXIT
 stride=$($py -c "import math; print(math.isqrt($ctx))")
 model=(--ctx "$ctx" --layers 8 --d-model 256 --heads 4 --pattern strided --stride "$stride" --block 128 --pos 2d)
 recipe=(--batch 4 --lr 0.001 --warmup 100 --eval-windows 32)
-"$build/st-train" --device cpu "${model[@]}" "${recipe[@]}" --steps 0 --eval-windows 1 -q -o "$tmp/init.st" --val "$val" "$train"
+"$build/st-train" --device "$device" "${model[@]}" "${recipe[@]}" --steps 0 --eval-windows 1 -q -o "$tmp/init.st" --val "$val" "$train"
 t0=$SECONDS
 "$build/st-train" --device "$device" "${model[@]}" "${recipe[@]}" --steps "$steps" --eval-every 0 -q --log "$out/st.jsonl" \
     -o "$out/music.st" --val "$val" "$train"
 st_s=$((SECONDS - t0))
 $py scripts/train_torch.py "${torch_args[@]}" --init "$tmp/init.st" --data "$train" --val "$val" "${recipe[@]}" --steps "$steps" \
-    --log "$out/torch.jsonl" > "$out/torch.json"
+    --log "$out/torch.jsonl" > "$out/torch.json" 2> >(tee "$out/torch.err" >&2)
 $py - "$out" "$st_s" <<'PY'
 import json, sys
 out, st_s = sys.argv[1], float(sys.argv[2])
