@@ -1,10 +1,13 @@
 // The Hopper attention's wgmma steps on one tile, against the CPU: the swizzled K and V tiles, S =
-// Q K^T and O = P V (P = S rounded to bf16, as the kernel does), for head sizes 64 and 128. Where the
-// whole attention test fails on the wgmma path, this says which product is wrong.
+// Q K^T and O = P V (P = S rounded to bf16, as the kernel does), for head sizes 64 and 128, with the
+// tiles where the kernel's first and second buffers are, and the products run twice in a loop as the
+// kernel runs them for each key tile (O then sums both). Where the whole attention test fails on the
+// wgmma path, this says which step is wrong.
 #include <catch2/catch.hpp>
 
 #include <cmath>
 #include <random>
+#include <tuple>
 #include <vector>
 
 #include "attention.h"
@@ -17,17 +20,18 @@ using st::gpu::bf16;
 namespace {
 
 template <int D>
-constexpr int probe_smem() { return 1024 + 2 * (D / 64) * gpu::kPanel + 64 * (D + gpu::kPad) * 2; }
+constexpr int probe_smem() { return 1024 + 4 * (D / 64) * gpu::kPanel + 64 * (D + gpu::kPad) * 2; }
 
-// One warpgroup: S (64 x 64) = q k^T and O (64 x D) = bf16(S) v, q, k, v (64 x D) row-major.
+// One warpgroup: S (64 x 64) = q k^T and O (64 x D) = reps x bf16(S) v, q, k, v (64 x D) row-major;
+// K and V in tile slots k_at and v_at of the kernel's four (K0, K1, V0, V1).
 template <int D>
-__global__ void probe_kernel(float* S, float* O, const bf16* q, const bf16* k, const bf16* v) {
+__global__ void probe_kernel(float* S, float* O, const bf16* q, const bf16* k, const bf16* v, int k_at, int v_at, int reps) {
     constexpr int TILE = D / 64 * gpu::kPanel, LD = D + gpu::kPad;
     extern __shared__ __align__(16) unsigned char raw[];
     unsigned char* sm = raw + ((1024 - (gpu::mma::smem_addr(raw) & 1023)) & 1023);
-    unsigned char* Kt = sm;
-    unsigned char* Vt = sm + TILE;
-    bf16* Qs = reinterpret_cast<bf16*>(sm + 2 * TILE);
+    unsigned char* Kt = sm + k_at * TILE;
+    unsigned char* Vt = sm + v_at * TILE;
+    bf16* Qs = reinterpret_cast<bf16*>(sm + 4 * TILE);
     gpu::load_tile_sw128<D, 128>(Kt, k, D, nullptr, 0, 64);
     gpu::load_tile_sw128<D, 128>(Vt, v, D, nullptr, 0, 64);
     gpu::load_rows<D, 128>(Qs, q, D, nullptr, 0, 64, 64);
@@ -39,18 +43,21 @@ __global__ void probe_kernel(float* S, float* O, const bf16* q, const bf16* k, c
     uint32_t qf[1][D / 16][4];
     gpu::load_a_frags<D, 1>(qf, Qs + warp * 16 * LD, LD, lane);
     float s[8][4];
-    gpu::qk_product<D>(s, qf[0], Kt);
-    for (int j = 0; j < 8; j++)
-        for (int i = 0; i < 4; i++) S[(warp * 16 + g + (i / 2) * 8) * 64 + j * 8 + c4 * 2 + i % 2] = s[j][i];
     float acc[D / 8][4] = {};
-    gpu::pv_product<D>(acc, s, Vt);
+    for (int r = 0; r < reps; r++) {
+        gpu::qk_product<D>(s, qf[0], Kt);
+        if (r == 0)
+            for (int j = 0; j < 8; j++)
+                for (int i = 0; i < 4; i++) S[(warp * 16 + g + (i / 2) * 8) * 64 + j * 8 + c4 * 2 + i % 2] = s[j][i];
+        gpu::pv_product<D>(acc, s, Vt);
+    }
     for (int j = 0; j < D / 8; j++)
         for (int i = 0; i < 4; i++) O[(warp * 16 + g + (i / 2) * 8) * D + j * 8 + c4 * 2 + i % 2] = acc[j][i];
 }
 
 template <int D>
-void check_probe(std::mt19937& rng) {
-    INFO("head size " << D);
+void check_probe(std::mt19937& rng, int k_at, int v_at, int reps) {
+    INFO("head size " << D << ", K in slot " << k_at << ", V in slot " << v_at << ", " << reps << " rounds");
     std::normal_distribution<float> dist(0.f, 0.25f);
     std::vector<bf16> q(64 * D), k(64 * D), v(64 * D);
     for (auto* x : {&q, &k, &v})
@@ -60,7 +67,7 @@ void check_probe(std::mt19937& rng) {
     dS.poison();
     dO.poison();
     gpu::allow_smem(reinterpret_cast<const void*>(probe_kernel<D>), probe_smem<D>());
-    probe_kernel<D><<<1, 128, probe_smem<D>()>>>(dS.get(), dO.get(), dq.get(), dk.get(), dv.get());
+    probe_kernel<D><<<1, 128, probe_smem<D>()>>>(dS.get(), dO.get(), dq.get(), dk.get(), dv.get(), k_at, v_at, reps);
     CUDA_CHECK(cudaGetLastError());
     std::vector<float> S = dS.download(), O = dO.download();
     auto f = [](bf16 x) { return double(__bfloat162float(x)); };
@@ -77,7 +84,7 @@ void check_probe(std::mt19937& rng) {
     for (int r = 0; r < 64; r++)
         for (int d = 0; d < D; d++) {
             double ref = 0;
-            for (int c = 0; c < 64; c++) ref += double(__bfloat162float(__float2bfloat16(S[r * 64 + c]))) * f(v[c * D + d]);
+            for (int c = 0; c < 64; c++) ref += reps * double(__bfloat162float(__float2bfloat16(S[r * 64 + c]))) * f(v[c * D + d]);
             num += (O[r * D + d] - ref) * (O[r * D + d] - ref);
             den += ref * ref;
         }
@@ -93,6 +100,8 @@ TEST_CASE("wgmma tile products: S = Q K^T and O = P V on swizzled tiles", "[gpu]
         return;
     }
     std::mt19937 rng(5);
-    check_probe<64>(rng);
-    check_probe<128>(rng);
+    for (auto [k_at, v_at, reps] : {std::tuple{0, 2, 1}, std::tuple{1, 3, 1}, std::tuple{1, 3, 2}}) {
+        check_probe<64>(rng, k_at, v_at, reps);
+        check_probe<128>(rng, k_at, v_at, reps);
+    }
 }
