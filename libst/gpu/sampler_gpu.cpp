@@ -41,6 +41,9 @@ class GpuSampler final : public Sampler {
     void enqueue_step();   // one position for every sequence, on s_
     void enqueue_layers_fused();
     void enqueue_layers_gemm();
+    // Parameter k of layer l: fp32 (norms, biases of the fused products) and its bf16 copy.
+    const float* p32(int l, int k) const { return w_.p + m_.params[m_.layer_param(l, k)].offset; }
+    const bf16* p16(int l, int k) const { return w16_.p + m_.params[m_.layer_param(l, k)].offset; }
     const float* run_step();
 
     const Model<float>& m_;
@@ -140,8 +143,6 @@ void GpuSampler::enqueue_step() {
 void GpuSampler::enqueue_layers_fused() {
     const int C = c_.d_model, F = c_.ff_dim(), V = c_.vocab, NH = c_.n_head, D = C / NH, L = c_.n_layer, N = B_;
     const size_t np = m_.params.size();
-    auto f = [&](int l, int k) { return w_.p + m_.params[m_.layer_param(l, k)].offset; };
-    auto h = [&](int l, int k) { return w16_.p + m_.params[m_.layer_param(l, k)].offset; };
     auto linear = [&](void* out, const bf16* in, const float* in_f32, const float* ln_w, const float* ln_b, const bf16* weight,
                       const float* bias, const float* resid, int IC, int OC, gpu::DecodeEpilogue e) {
         gpu::DecodeLinear a;
@@ -151,12 +152,12 @@ void GpuSampler::enqueue_layers_fused() {
     };
     using gpu::DecodeEpilogue;
     for (int l = 0; l < L; l++) {
-        linear(qkv_.p, nullptr, x_.p, f(l, 0), f(l, 1), h(l, 2), f(l, 3), nullptr, C, 3 * C, DecodeEpilogue::bf16);
+        linear(qkv_.p, nullptr, x_.p, p32(l, 0), p32(l, 1), p16(l, 2), p32(l, 3), nullptr, C, 3 * C, DecodeEpilogue::bf16);
         gpu::decode_attention(att_.p, scratch_.p, qkv_.p, kc_[size_t(l)].p, vc_[size_t(l)].p, heads_.p + size_t(l) * NH,
                               t_dev_.p, N, NH, D, S_, s_);
-        linear(x1_.p, att_.p, nullptr, nullptr, nullptr, h(l, 4), f(l, 5), x_.p, C, C, DecodeEpilogue::residual_f32);
-        linear(fcg_.p, nullptr, x1_.p, f(l, 6), f(l, 7), h(l, 8), f(l, 9), nullptr, C, F, DecodeEpilogue::gelu_bf16);
-        linear(x_.p, fcg_.p, nullptr, nullptr, nullptr, h(l, 10), f(l, 11), x1_.p, F, C, DecodeEpilogue::residual_f32);
+        linear(x1_.p, att_.p, nullptr, nullptr, nullptr, p16(l, 4), p32(l, 5), x_.p, C, C, DecodeEpilogue::residual_f32);
+        linear(fcg_.p, nullptr, x1_.p, p32(l, 6), p32(l, 7), p16(l, 8), p32(l, 9), nullptr, C, F, DecodeEpilogue::gelu_bf16);
+        linear(x_.p, fcg_.p, nullptr, nullptr, nullptr, p16(l, 10), p32(l, 11), x1_.p, F, C, DecodeEpilogue::residual_f32);
     }
     linear(logits32_.p, nullptr, x_.p, w_.p + m_.params[np - 3].offset, w_.p + m_.params[np - 2].offset,
            w16_.p + m_.params[np - 1].offset, nullptr, nullptr, C, V, DecodeEpilogue::f32);
@@ -166,20 +167,18 @@ void GpuSampler::enqueue_layers_fused() {
 void GpuSampler::enqueue_layers_gemm() {
     const int C = c_.d_model, F = c_.ff_dim(), V = c_.vocab, NH = c_.n_head, D = C / NH, L = c_.n_layer, N = B_;
     const size_t np = m_.params.size();
-    auto f = [&](int l, int k) { return w_.p + m_.params[m_.layer_param(l, k)].offset; };
-    auto h = [&](int l, int k) { return w16_.p + m_.params[m_.layer_param(l, k)].offset; };
-    gpu::decode_add_layernorm(x_.p, ln_.p, x_.p, nullptr, f(0, 0), f(0, 1), N, C, s_);
+    gpu::decode_add_layernorm(x_.p, ln_.p, x_.p, nullptr, p32(0, 0), p32(0, 1), N, C, s_);
     for (int l = 0; l < L; l++) {
-        gemm_.forward(qkv_.p, ln_.p, h(l, 2), h(l, 3), N, C, 3 * C, nullptr, s_);
+        gemm_.forward(qkv_.p, ln_.p, p16(l, 2), p16(l, 3), N, C, 3 * C, nullptr, s_);
         gpu::decode_attention(att_.p, scratch_.p, qkv_.p, kc_[size_t(l)].p, vc_[size_t(l)].p, heads_.p + size_t(l) * NH,
                               t_dev_.p, N, NH, D, S_, s_);
-        gemm_.forward(br_.p, att_.p, h(l, 4), h(l, 5), N, C, C, nullptr, s_);
-        gpu::decode_add_layernorm(x1_.p, ln_.p, x_.p, br_.p, f(l, 6), f(l, 7), N, C, s_);
-        gemm_.forward(fcg_.p, ln_.p, h(l, 8), h(l, 9), N, C, F, fch_.p, s_);
-        gemm_.forward(br_.p, fcg_.p, h(l, 10), h(l, 11), N, F, C, nullptr, s_);
+        gemm_.forward(br_.p, att_.p, p16(l, 4), p16(l, 5), N, C, C, nullptr, s_);
+        gpu::decode_add_layernorm(x1_.p, ln_.p, x_.p, br_.p, p32(l, 6), p32(l, 7), N, C, s_);
+        gemm_.forward(fcg_.p, ln_.p, p16(l, 8), p16(l, 9), N, C, F, fch_.p, s_);
+        gemm_.forward(br_.p, fcg_.p, p16(l, 10), p16(l, 11), N, F, C, nullptr, s_);
         const bool last = l + 1 == L;
-        gpu::decode_add_layernorm(x_.p, ln_.p, x1_.p, br_.p, last ? w_.p + m_.params[np - 3].offset : f(l + 1, 0),
-                                  last ? w_.p + m_.params[np - 2].offset : f(l + 1, 1), N, C, s_);
+        gpu::decode_add_layernorm(x_.p, ln_.p, x1_.p, br_.p, last ? w_.p + m_.params[np - 3].offset : p32(l + 1, 0),
+                                  last ? w_.p + m_.params[np - 2].offset : p32(l + 1, 1), N, C, s_);
     }
     gemm_.forward(logits_.p, ln_.p, w16_.p + m_.params[np - 1].offset, nullptr, N, C, V, nullptr, s_);
     gpu::bf16_to_f32(logits32_.p, logits_.p, int64_t(N) * V, s_);
