@@ -3,13 +3,14 @@
 # training-step benchmarks, and the PyTorch peers on the same card, then a table of st, peer, ratio.
 #   scripts/gpu-run.sh [BUILD_DIR] [PARTS]
 # BUILD_DIR: a `make gpu` build (default build-gpu). PARTS: a comma list of tests, attention, train,
-# long, sample (default: all). PEERS: the peer programs' folder (default ../shared/peers).
+# long, sample, dist (default: all; dist, scripts/bench-dist.sh on every GPU of the host, only where
+# there are two or more). PEERS: the peer programs' folder (default ../shared/peers).
 # SEQS: attention lengths (default 4096,16384,65536); LONG_PEERS=0 skips PyTorch's long runs.
 # OUT: where logs go (default runs/gpu). Every number is a median of timed runs after warm-up.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build-gpu}
-parts=${2:-tests,attention,train,long,sample}
+parts=${2:-tests,attention,train,long,sample,dist}
 peers=${PEERS:-../shared/peers}
 out=${OUT:-runs/gpu}
 mkdir -p "$out"
@@ -93,6 +94,14 @@ if has sample; then
     } | tee "$out/st_sample.jsonl"
     "$build/st-bench-decode" | tee "$out/st_decode.jsonl" || status=1
     OUT=$out T1=${T1:-4096} T16=${T16:-2048} $py "$peers/sample_anchor.py" 2>>"$out/peers.err" | tee "$out/torch_sample.jsonl" || status=1
+fi
+
+gpus=$(nvidia-smi --query-gpu=name --format=csv,noheader | wc -l)
+if has dist && [ "$gpus" -ge 2 ]; then
+    echo "== several GPUs: $gpus"
+    head -c 8000000 data/gcide.txt > "$tmp/text.txt" 2>/dev/null ||   # text to learn; else st's own sources
+        cat libst/*.cpp libst/*/*.cpp kernels/*.cu kernels/*.h docs/*.md man/* > "$tmp/text.txt"
+    GPUS=$gpus OUT=$out/dist scripts/bench-dist.sh "$build" "$tmp/text.txt" | tee "$out/dist.jsonl" || status=1
 fi
 
 $py scripts/gpu-table.py "$out"
