@@ -56,6 +56,18 @@ class Engine {
         fail(name() + ": data-parallel training is not supported on this device yet");
     }
     virtual double optimizer_gib() const { return 0; }   // the AdamW moments this process holds (GPU engines)
+    // Examples per forward and backward pass (0: all B of a step at once): train_step then adds up
+    // the gradients of B / m passes before the update, holding the activations of m examples. m must
+    // divide B.
+    void set_micro_batch(int m) { micro_ = m; }
+
+   protected:
+    int passes(int B) const {
+        if (micro_ <= 0 || micro_ >= B) return 1;
+        if (B % micro_) fail("--micro-batch " + std::to_string(micro_) + " does not divide the " + std::to_string(B) + " examples of a step");
+        return B / micro_;
+    }
+    int micro_ = 0;
 };
 
 // opt_m and opt_v (the AdamW moments) are resized to the model and updated by train_step.

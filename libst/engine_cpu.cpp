@@ -25,10 +25,16 @@ class CpuEngine final : public Engine {
         m_.dropout_seed = dropout_seed;
         std::fill(m_.g.begin(), m_.g.end(), 0.0f);
         StepStats st;
-        st.loss = m_.forward(inp, tgt, B, T, true);
-        m_.backward();
+        const int n = passes(B), M = B / n;
+        st.loss = 0;
+        for (int k = 0; k < n; k++) {   // each pass adds the gradient of its mean loss
+            m_.dropout_first = first_ + int64_t(k) * M;
+            st.loss += m_.forward(inp + size_t(k) * M * T, tgt + size_t(k) * M * T, M, T, true) / n;
+            m_.backward();
+        }
+        if (n > 1 && !comm_) scale_inplace(m_.g.data(), 1.0f / float(n), m_.num_params);
         if (comm_) {   // the whole batch's mean loss and gradient: the ranks' shares, weighted
-            scale_inplace(m_.g.data(), float(share_), m_.num_params);
+            scale_inplace(m_.g.data(), float(share_ / n), m_.num_params);
             comm_->allreduce_sum(m_.g.data(), size_t(m_.num_params));
             float loss = float(st.loss * share_);
             comm_->allreduce_sum(&loss, 1);
@@ -64,7 +70,7 @@ class CpuEngine final : public Engine {
     }
     void set_data_parallel(const DataParallel& dp) override {
         comm_ = dp.comm, share_ = dp.share;
-        m_.dropout_first = dp.first;
+        first_ = dp.first;
         shard_ = dp.shard_optimizer;
         if (shard_) own_ = shard_range(m_.num_params, comm_->rank(), comm_->world());
     }
@@ -82,6 +88,7 @@ class CpuEngine final : public Engine {
     std::vector<float>&om_, &ov_;
     Comm* comm_ = nullptr;
     double share_ = 1;
+    int64_t first_ = 0;   // this rank's first example in the global batch: numbers the dropout masks
     bool shard_ = false;
     Range own_;   // the part of the parameters whose moments this process updates
 };

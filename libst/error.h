@@ -15,6 +15,12 @@ struct UsageError : Error {
     using Error::Error;
 };
 
+// A setting that every rank of a data-parallel job finds wrong the same way: rank 0 reports it, the
+// other ranks exit quietly, so the job prints one line.
+struct JobError : Error {
+    using Error::Error;
+};
+
 [[noreturn]] inline void fail(const std::string& msg) { throw Error(msg); }
 [[noreturn]] inline void usage_fail(const std::string& msg) { throw UsageError(msg); }
 

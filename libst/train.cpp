@@ -88,9 +88,20 @@ int train(Engine& e, Model<float>& m, std::vector<float>& opt_m, std::vector<flo
           const TrainRun& run, const std::vector<uint8_t>& train_bytes, const std::vector<uint8_t>& val_bytes) {
     const int T = m.cfg.n_ctx, B = r.batch;
     const int rank = run.comm ? run.comm->rank() : 0, world = run.comm ? run.comm->world() : 1;
+    // Settings every rank checks for every rank, so that all of them stop at once with one message.
+    if (B < world) throw JobError("--batch " + std::to_string(B) + " is smaller than the job's " + std::to_string(world) + " processes: each needs an example");
+    for (int r = 0; r < world && run.micro_batch > 0; r++) {
+        const int64_t n = batch_share(B, r, world).size();
+        if (run.micro_batch < n && n % run.micro_batch)
+            throw JobError("--micro-batch " + std::to_string(run.micro_batch) + " does not divide the " + std::to_string(n) + " examples " +
+                           (world > 1 ? "rank " + std::to_string(r) + " computes of each step (--batch " + std::to_string(B) + " over " +
+                                            std::to_string(world) + " processes)"
+                                      : "of each step (--batch)"));
+    }
     const Range share = batch_share(B, rank, world);   // the examples of each step this process computes
-    if (share.size() == 0) fail("--batch " + std::to_string(B) + " gives rank " + std::to_string(rank) + " of " + std::to_string(world) + " no examples");
     if (run.comm) e.set_data_parallel({run.comm, double(share.size()) / B, share.begin, run.shard_optimizer});
+    e.set_micro_batch(run.micro_batch);
+    const int eval_batch = run.micro_batch > 0 ? std::min(B, run.micro_batch) : B;   // no more memory than a training pass
     const bool writer = rank == 0;
     // Examples start anywhere in a stream, or at whole records for image models (framed bytes: records.h).
     const bool records = reads_records(m.cfg);
@@ -123,7 +134,7 @@ int train(Engine& e, Model<float>& m, std::vector<float>& opt_m, std::vector<flo
     const Range val_share = batch_share(int(val_offs.size()), rank, world);
     const std::vector<int64_t> my_val_offs(val_offs.begin() + val_share.begin, val_offs.begin() + val_share.end);
     auto evaluate = [&](int64_t step) {
-        double nats = my_val_offs.empty() ? 0 : eval_windows(e, val_bytes.data(), my_val_offs, T, B);
+        double nats = my_val_offs.empty() ? 0 : eval_windows(e, val_bytes.data(), my_val_offs, T, eval_batch);
         if (run.comm) {
             float sum = float(nats * double(my_val_offs.size()));
             run.comm->allreduce_sum(&sum, 1);

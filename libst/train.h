@@ -45,6 +45,7 @@ struct TrainRun {
     // of its share of the global batch (dist/shard.h); only rank 0 writes checkpoints and the log.
     Comm* comm = nullptr;
     bool shard_optimizer = false;   // ZeRO-1: each rank holds and updates its part of the AdamW moments
+    int micro_batch = 0;            // > 0: examples per forward/backward pass (Engine::set_micro_batch)
 };
 
 // Runs from ck_step to recipe.steps (or until stopped) on the engine, which works on m, opt_m and

@@ -109,7 +109,9 @@ static int train_main(int argc, char** argv) {
         ("val-frac", "fraction of DATA held out when there is no --val", cxxopts::value<std::string>()->default_value("0.05"))
         ("eval-every", "evaluate on held-out data every K steps (0 = only at the end)", cxxopts::value<std::string>()->default_value("200"))
         ("eval-windows", "held-out windows per evaluation", cxxopts::value<std::string>()->default_value("64"))
-        ("recompute", "recompute attention and MLP in the backward pass (less memory)");
+        ("recompute", "recompute attention and MLP in the backward pass (less memory)")
+        ("micro-batch", "examples per forward and backward pass; the gradients of batch / M passes are added before each update (less memory, the same learning)",
+         cxxopts::value<std::string>()->default_value("0"));
     o.add_options("run")
         ("save-every", "write a checkpoint every K steps (0 = only at the end)", cxxopts::value<std::string>()->default_value("0"))
         ("stop-after", "stop after K steps of this run, saving (continue with --resume)", cxxopts::value<std::string>()->default_value("0"))
@@ -237,6 +239,7 @@ static int train_main(int argc, char** argv) {
     run.progress = !run.quiet && cli::stderr_is_terminal();
     run.comm = comm.get();
     run.shard_optimizer = r.count("shard-optimizer") > 0;
+    run.micro_batch = int(cli::to_int("--micro-batch", r["micro-batch"].as<std::string>(), 0, 1 << 20));
     std::unique_ptr<Engine> engine = make_engine(rank_device, *model, opt_m, opt_v);   // fails first where there is no GPU
     if (!run.quiet)
         std::fprintf(stderr, "st-train: %lld parameters, %d layers, d %d, %d heads, context %d, %s/%s; %zu training %s, %zu held out\n",
@@ -246,7 +249,12 @@ static int train_main(int argc, char** argv) {
     run.metadata = {{"data", text ? "text" : "binary"}};
     if (!run.quiet && device != "cpu") std::fprintf(stderr, "st-train: on %s\n", engine->name().c_str());
     if (!run.quiet && job.world > 1) std::fprintf(stderr, "st-train: %d processes (%s)\n", job.world, job.launcher.c_str());
-    return train(*engine, *model, opt_m, opt_v, start, recipe, run, bytes, val);
+    try {
+        return train(*engine, *model, opt_m, opt_v, start, recipe, run, bytes, val);
+    } catch (const JobError&) {
+        if (job.rank > 0) return 1;   // rank 0 says it for the job
+        throw;
+    }
 }
 
 int main(int argc, char** argv) { return cli::run("st-train", argc, argv, train_main); }

@@ -53,6 +53,8 @@ class GpuEngine final : public Engine {
     NcclComm* nccl_ = nullptr;
     double share_ = 1;   // this rank's part of each batch
     int64_t first_ = 0;   // this rank's first example in the global batch: numbers the dropout masks
+    int pass_ = 0, passes_ = 1;   // a step's forward and backward passes over its micro-batches
+    int arena_passes_ = 0;        // the passes whose losses the arena holds
     bool shard_ = false;
     Range own_{0, 0};   // sharded: the part of the padded parameter buffer this rank updates
     int64_t part_ = 0;  // its size (every rank's is the same)
@@ -183,7 +185,7 @@ void GpuEngine::ensure_training() {
 // Activations for B windows of T: one arena, carved as Model<T>::ensure_buffers carves its own.
 void GpuEngine::ensure(int B, int T) {
     if (T < 1 || T > cfg_.n_ctx) fail("sequence length " + std::to_string(T) + " is outside 1.." + std::to_string(cfg_.n_ctx));
-    if (B == B_ && T == T_) return;
+    if (B == B_ && T == T_ && passes_ <= arena_passes_) return;
     if (T != T_) {
         plans_.clear();
         for (int l = 0; l < std::min(cfg_.n_layer, 2); l++) plans_.emplace_back(layout_build(attn_, T, cfg_.n_head, l));
@@ -207,6 +209,7 @@ void GpuEngine::ensure(int B, int T) {
     }
     B_ = B;
     T_ = T;
+    arena_passes_ = passes_;
     const int64_t N = int64_t(B) * T;
     tok_ = Buf<uint8_t>(size_t(N));
     tgt_ = Buf<uint8_t>(size_t(N));
@@ -250,7 +253,7 @@ void GpuEngine::ensure(int B, int T) {
     take(&lnf_mean_, N);
     take(&lnf_rstd_, N);
     take(&logits_, N * V);
-    take(&losses_, N);
+    take(&losses_, N * passes_);   // every pass's, summed once at the end
     take(&branch_, N * C);
     take(&fcg_, N * F);
     if (training_) {
@@ -262,7 +265,7 @@ void GpuEngine::ensure(int B, int T) {
         take(&dfc_, N * F);
         take(&dsum_, N * NH);
         take(reinterpret_cast<char**>(&ln_scratch_), int64_t(gpu::layernorm_backward_scratch(N, int(C))));
-        take(reinterpret_cast<char**>(&red_scratch_), int64_t(gpu::reduce_scratch(std::max<int64_t>(P_, N))));
+        take(reinterpret_cast<char**>(&red_scratch_), int64_t(gpu::reduce_scratch(std::max<int64_t>(P_, N * passes_))));
         size_t emb = 0;
         for (size_t k = 0; k <= npos_; k++) emb = std::max(emb, gpu::embedding_backward_scratch(emb_inv_[k], k ? B : 1, int(C)));
         take(reinterpret_cast<char**>(&emb_scratch_), int64_t(emb));
@@ -298,7 +301,7 @@ void GpuEngine::layer_forward(int l, Acts& a, const float* x, float* out, bool t
     const int C = cfg_.d_model, F = cfg_.ff_dim();
     const LayerW w = layer_w(l);
     const float p = train ? dropout_ : 0.0f;
-    const int64_t drop0 = first_ * T_ * C;   // the masks' number of element 0, as one process numbers it
+    const int64_t drop0 = (first_ + int64_t(pass_) * B_) * T_ * C;   // the number one process gives element 0
     gpu::layernorm_forward(a.ln1, a.ln1_mean, a.ln1_rstd, x, w.ln1_w, w.ln1_b, N, C, s_);
     gemm_.forward(a.qkv, a.ln1, w.qkv_w, w.qkv_b, N, C, 3 * C, nullptr, s_);
     profile_.phase("attention-fwd", s_, [&] {
@@ -319,7 +322,7 @@ void GpuEngine::layer_backward(int l, Acts& a, const float* x) {
     const LayerW w = layer_w(l);
     const LayerG g = layer_g(l);
     const float p = dropout_;
-    const int64_t drop0 = first_ * T_ * C;
+    const int64_t drop0 = (first_ + int64_t(pass_) * B_) * T_ * C;
     // MLP branch: out = x1 + dropout(proj(gelu(fc(ln2(x1)))))
     gpu::residual_backward_branch(dbranch_, dresid_, p, hash64(dropout_seed_, uint64_t(l), 1), N * C, drop0, s_);
     gpu::gelu_forward(fcg_, a.fch, N * F, s_);   // the GELU output, recomputed rather than kept per layer
@@ -361,9 +364,11 @@ void GpuEngine::forward(bool train) {
     const size_t np = m_.params.size();
     gpu::layernorm_forward(lnf_, lnf_mean_, lnf_rstd_, last, w_.p + off(np - 3), w_.p + off(np - 2), N, C, s_);
     gemm_.forward(logits_, lnf_, w16_.p + off(np - 1), nullptr, N, C, V, nullptr, s_);
-    // The gradient of the mean over the whole batch: on a data-parallel rank, share_ of it is here.
-    gpu::crossentropy(losses_, train ? logits_ : nullptr, logits_, tgt_.p, float(share_ / double(N)), N, V, s_);
-    gpu::sum_f64(scalars_.p, losses_, N, red_scratch_, s_);
+    // The gradient of the mean over the whole batch: on a data-parallel rank, share_ of it is here, in
+    // passes_ parts. The loss sum covers the passes so far.
+    float* losses = losses_ + int64_t(pass_) * N;
+    gpu::crossentropy(losses, train ? logits_ : nullptr, logits_, tgt_.p, float(share_ / (double(N) * passes_)), N, V, s_);
+    gpu::sum_f64(scalars_.p, losses_, N * (pass_ + 1), red_scratch_, s_);
 }
 
 void GpuEngine::backward() {
@@ -414,14 +419,20 @@ void GpuEngine::reduce_gradients() {
 StepStats GpuEngine::train_step(const uint8_t* inp, const uint8_t* tgt, int B, int T, uint64_t dropout_seed,
                                 const AdamWStep& o) {
     ensure_training();
-    ensure(B, T);
+    passes_ = passes(B);
+    const int M = B / passes_;   // the micro-batch: the arena holds its activations
+    ensure(M, T);
     dropout_seed_ = dropout_seed;
     dropout_ = cfg_.dropout;
-    upload_batch(inp, tgt, true);
     CUDA_CHECK(cudaMemsetAsync(g_.p, 0, g_.n * 4, s_));
-    profile_.phase("forward", s_, [&] { forward(true); });
-    reduce_in_backward_ = nccl_ && !shard_;
-    profile_.phase("backward", s_, [&] { backward(); });
+    for (pass_ = 0; pass_ < passes_; pass_++) {   // the gradients of the passes add up in g_
+        const size_t at = size_t(pass_) * size_t(M) * size_t(T);
+        upload_batch(inp + at, tgt + at, true);
+        profile_.phase("forward", s_, [&] { forward(true); });
+        reduce_in_backward_ = nccl_ && !shard_ && pass_ + 1 == passes_;   // the last pass's buckets are final
+        profile_.phase("backward", s_, [&] { backward(); });
+    }
+    pass_ = 0;
     reduce_in_backward_ = false;
     reduce_gradients();
     CUDA_CHECK(cudaMemcpyAsync(host_scalars_, scalars_.p, 2 * sizeof(double), cudaMemcpyDeviceToHost, s_));
@@ -441,6 +452,7 @@ StepStats GpuEngine::train_step(const uint8_t* inp, const uint8_t* tgt, int B, i
 }
 
 double GpuEngine::loss(const uint8_t* inp, const uint8_t* tgt, int B, int T) {
+    passes_ = 1;
     ensure(B, T);
     upload_batch(inp, tgt, false);
     forward(false);
@@ -451,6 +463,7 @@ double GpuEngine::loss(const uint8_t* inp, const uint8_t* tgt, int B, int T) {
 
 double GpuEngine::gradient(const uint8_t* inp, const uint8_t* tgt, int B, int T, std::vector<float>* grad) {
     ensure_training();
+    passes_ = 1;
     ensure(B, T);
     upload_batch(inp, tgt, true);
     CUDA_CHECK(cudaMemsetAsync(g_.p, 0, g_.n * 4, s_));

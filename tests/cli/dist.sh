@@ -45,6 +45,14 @@ done
     same_losses "$tmp/one.jsonl" "$tmp/z.jsonl" && ok "3 processes with --shard-optimizer, then --resume on 2: one process's losses" ||
     bad "sharded optimizer"
 
+# Micro-batches (--micro-batch): passes of fewer examples whose gradients add up, on one process and
+# on two, learn what the whole batch at once does.
+"$build/st-train" "${args[@]}" --batch 8 -o "$tmp/b8.st" --log "$tmp/b8.jsonl" "$tmp/text.txt"
+"$build/st-train" "${args[@]}" --batch 8 --micro-batch 2 -o "$tmp/m1.st" --log "$tmp/m1.jsonl" "$tmp/text.txt" &&
+    "$build/st-train" "${args[@]}" --batch 8 --micro-batch 2 --gpus 2 -o "$tmp/m2.st" --log "$tmp/m2.jsonl" "$tmp/text.txt" &&
+    same_losses "$tmp/b8.jsonl" "$tmp/m1.jsonl" && same_losses "$tmp/b8.jsonl" "$tmp/m2.jsonl" &&
+    ok "passes of 2 examples, on 1 and on 2 processes: the 24 losses of batches of 8 at once" || bad "micro-batches"
+
 # Kill one rank: the job ends within 60 s, says which rank stopped, and the checkpoint it saved resumes.
 "$build/st-train" "${args[@]}" --steps 100000 --save-every 5 --gpus 3 -o "$tmp/k.st" "$tmp/text.txt" 2> "$tmp/k.err" &
 job=$!
@@ -79,6 +87,9 @@ refuse() {  # WANT_STATUS PATTERN ENV... -- ST-TRAIN-ARGS...
     fi
 }
 refuse 2 "not - \(stdin" -- --gpus 2 -
+refuse 1 "micro-batch 2 does not divide the 7 examples" -- --micro-batch 2 "$tmp/text.txt"
+refuse 1 "micro-batch 2 does not divide the 3 examples rank 1 computes" -- --micro-batch 2 --gpus 2 "$tmp/text.txt"
+refuse 1 "batch 2 is smaller than the job's 3 processes" -- --batch 2 --gpus 3 "$tmp/text.txt"
 refuse 2 "one of a job of 2" RANK=0 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 -- --gpus 3 "$tmp/text.txt"
 refuse 1 "RANK=5" RANK=5 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 -- "$tmp/text.txt"
 refuse 1 "MASTER_ADDR is not set" SLURM_PROCID=1 SLURM_NTASKS=4 SLURM_NNODES=2 -- "$tmp/text.txt"

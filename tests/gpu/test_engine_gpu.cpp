@@ -1,6 +1,6 @@
 // The GPU engine against the CPU engine: the same model, weights, batch and dropout seed give the
-// same loss, gradient norm and updated weights within bf16 tolerance; and the GPU step is
-// deterministic (two engines, two steps, the same bits).
+// same loss, gradient norm and updated weights within bf16 tolerance; the GPU step is deterministic
+// (two engines, two steps, the same bits); and a step in passes of micro-batches is the step at once.
 #include <catch2/catch.hpp>
 
 #include <cmath>
@@ -109,4 +109,36 @@ TEST_CASE("GPU training steps give the same bits on every run, with and without 
     }
     CHECK(std::memcmp(results[0].data(), results[1].data(), results[0].size() * 4) == 0);
     CHECK(std::memcmp(results[0].data(), results[2].data(), results[0].size() * 4) == 0);
+}
+
+TEST_CASE("a GPU step in passes of micro-batches makes the step of the whole batch, dropout included", "[gpu]") {
+    ST_REQUIRE_GPU();
+    Config c = small_config(Pattern::fixed, PosKind::p2d, 64, 2);
+    std::vector<uint8_t> inp, tgt;
+    const int B = 4, T = 256;
+    std::vector<std::vector<float>> w;
+    std::vector<StepStats> st;
+    for (int micro : {0, 2, 1}) {
+        Model<float> m(c);
+        m.init_weights(3);
+        std::vector<float> om, ov;
+        auto e = make_gpu_engine(m, om, ov, {});
+        e->set_micro_batch(micro);
+        for (int step = 0; step < 2; step++) {
+            batch(&inp, &tgt, B, T, uint64_t(step));
+            st.push_back(e->train_step(inp.data(), tgt.data(), B, T, uint64_t(step), {1e-3f, 0.9f, 0.95f, 1e-8f, 0.01f, 1.0f, step + 1}));
+        }
+        e->sync_to_host();
+        w.push_back(m.w);
+    }
+    Model<float> m0(c);
+    m0.init_weights(3);
+    for (size_t k = 1; k < w.size(); k++) {
+        INFO("micro-batch run " << k);
+        for (size_t s = 0; s < 2; s++) {
+            CHECK(std::fabs(st[2 * k + s].loss - st[s].loss) / st[s].loss < 1e-5);
+            CHECK(std::fabs(st[2 * k + s].grad_norm - st[s].grad_norm) / st[s].grad_norm < 1e-3);
+        }
+        CHECK(rel_diff(w[k], w[0], m0.w) < 1e-2);   // the sums differ only in their order
+    }
 }
