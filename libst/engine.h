@@ -81,6 +81,7 @@ struct GpuOptions {
 std::unique_ptr<Engine> make_gpu_engine(Model<float>& m, std::vector<float>& opt_m, std::vector<float>& opt_v,
                                         const GpuOptions& o);
 bool gpu_available();
+int gpu_count();   // CUDA devices this process sees (0 without CUDA)
 
 // The engine --device asks for: "cpu", "cuda" or "cuda:N" (cli::setup's answer).
 std::unique_ptr<Engine> make_engine(const std::string& device, Model<float>& m, std::vector<float>& opt_m,

@@ -6,6 +6,7 @@
 
 namespace st {
 
+int gpu_count() { return 0; }
 bool gpu_available() { return false; }
 
 std::unique_ptr<Engine> make_gpu_engine(Model<float>&, std::vector<float>&, std::vector<float>&, const GpuOptions&) {

@@ -1,7 +1,11 @@
 // st-train: train a Sparse Transformer on a byte stream and write a model file.
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+
+#include <unistd.h>
 
 #include "checkpoint.h"
 #include "cli.h"
@@ -135,6 +139,12 @@ static int train_main(int argc, char** argv) {
     if (gpus > 1 && job.world == 1) {
         if (data_path == "-" || out == "-" || (r.count("val") && r["val"].as<std::string>() == "-"))
             usage_fail("--gpus: every process reads DATA and rank 0 writes the model: use files, not - (stdin / stdout)");
+        if (device != "cpu" && gpus > gpu_count())
+            usage_fail("--gpus " + std::to_string(gpus) + ": this machine has " + std::to_string(gpu_count()) + " GPU" +
+                       (gpu_count() == 1 ? "" : "s") + " (--device cpu runs the job on CPU processes)");
+        for (const char* input : {"data", "val", "resume"})   // once here, not once from every rank
+            if (r.count(input) && access(r[input].as<std::string>().c_str(), R_OK) != 0)
+                fail(r[input].as<std::string>() + ": " + std::strerror(errno));
         return run_local_job(gpus, argv);
     }
     if (r.count("gpus") && gpus != job.world)

@@ -9,10 +9,12 @@
 
 namespace st {
 
-bool gpu_available() {
+int gpu_count() {
     int n = 0;
-    return cudaGetDeviceCount(&n) == cudaSuccess && n > 0;
+    return cudaGetDeviceCount(&n) == cudaSuccess ? n : 0;
 }
+
+bool gpu_available() { return gpu_count() > 0; }
 
 namespace gpu {
 

@@ -87,6 +87,8 @@ refuse() {  # WANT_STATUS PATTERN ENV... -- ST-TRAIN-ARGS...
     fi
 }
 refuse 2 "not - \(stdin" -- --gpus 2 -
+refuse 2 "gpus 64: this machine has [0-9]+ GPU" -- --device cuda --gpus 64 "$tmp/text.txt"
+refuse 1 "missing.txt: No such file" -- --gpus 2 "$tmp/missing.txt"
 refuse 1 "micro-batch 2 does not divide the 7 examples" -- --micro-batch 2 "$tmp/text.txt"
 refuse 1 "micro-batch 2 does not divide the 3 examples rank 1 computes" -- --micro-batch 2 --gpus 2 "$tmp/text.txt"
 refuse 1 "batch 2 is smaller than the job's 3 processes" -- --batch 2 --gpus 3 "$tmp/text.txt"
