@@ -85,7 +85,7 @@ static void format_duration(char* buf, size_t n, double s) {
 }
 
 int train(Engine& e, Model<float>& m, std::vector<float>& opt_m, std::vector<float>& opt_v, int64_t start_step, const Recipe& r,
-          const TrainRun& run, const std::vector<uint8_t>& train_bytes, const std::vector<uint8_t>& val_bytes) {
+          const TrainRun& run, std::span<const uint8_t> train_bytes, const std::vector<uint8_t>& val_bytes) {
     const int T = m.cfg.n_ctx, B = r.batch;
     const int rank = run.comm ? run.comm->rank() : 0, world = run.comm ? run.comm->world() : 1;
     // Settings every rank checks for every rank, so that all of them stop at once with one message.

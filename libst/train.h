@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <nlohmann/json.hpp>
 #include <map>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -52,6 +53,6 @@ struct TrainRun {
 // opt_v. Returns the exit status: 0 when done or stopped by --stop-after, 128 + signal number when
 // interrupted (after saving).
 int train(Engine& e, Model<float>& m, std::vector<float>& opt_m, std::vector<float>& opt_v, int64_t start_step, const Recipe& r,
-          const TrainRun& run, const std::vector<uint8_t>& train_bytes, const std::vector<uint8_t>& val_bytes);
+          const TrainRun& run, std::span<const uint8_t> train_bytes, const std::vector<uint8_t>& val_bytes);
 
 }  // namespace st

@@ -3,12 +3,14 @@
 #include <unistd.h>
 #include <zstd.h>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <climits>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <span>
 
 #include "error.h"
 #include "io/file.h"
@@ -151,6 +153,26 @@ TEST_CASE("read_file reads plain files, empty files and stdin", "[io]") {
     std::vector<uint8_t> got;
     with_fd_redirected(0, dir / "plain.bin", O_RDONLY, [&] { got = st::read_file("-"); });
     CHECK(got == data);
+}
+
+TEST_CASE("FileBytes maps plain files and reads the rest as read_file does", "[io]") {
+    TempDir dir;
+    std::vector<uint8_t> data = pattern(3 << 20);
+    auto same = [](std::span<const uint8_t> a, const std::vector<uint8_t>& b) { return std::equal(a.begin(), a.end(), b.begin(), b.end()); };
+    put(dir / "plain.bin", data);
+    CHECK(same(st::FileBytes(dir / "plain.bin").bytes(), data));
+    put(dir / "empty", {});
+    CHECK(st::FileBytes(dir / "empty").bytes().empty());
+    put(dir / "data.zst", zstd_frame(data, true));
+    CHECK(same(st::FileBytes(dir / "data.zst").bytes(), data));
+    std::vector<uint8_t> got;
+    with_fd_redirected(0, dir / "plain.bin", O_RDONLY, [&] {
+        const st::FileBytes in("-");
+        got.assign(in.bytes().begin(), in.bytes().end());
+    });
+    CHECK(got == data);
+    CHECK_ERROR(st::FileBytes(dir / "missing"), dir / "missing", "No such file or directory");
+    CHECK_ERROR(st::FileBytes(dir.path), dir.path, "Is a directory");
 }
 
 TEST_CASE("safetensors_load reads stdin and names it so in errors", "[io]") {

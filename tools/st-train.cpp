@@ -73,7 +73,7 @@ static void recipe_from_options(const cxxopts::ParseResult& r, Recipe* rc, bool 
 
 // Training data is marked text or binary in the model so that st-sample knows whether a terminal
 // may receive its output.
-static bool looks_like_text(const std::vector<uint8_t>& d) {
+static bool looks_like_text(std::span<const uint8_t> d) {
     size_t n = std::min<size_t>(d.size(), 1 << 20), ctrl = 0;
     for (size_t i = 0; i < n; i++) ctrl += (d[i] < 0x20 && d[i] != '\n' && d[i] != '\r' && d[i] != '\t') || d[i] == 0x7f;
     return ctrl * 100 <= n;
@@ -201,7 +201,11 @@ static int train_main(int argc, char** argv) {
     model->recompute = r.count("recompute") > 0;
     const int ctx = model->cfg.n_ctx;
 
-    std::vector<uint8_t> bytes = read_file(data_path);
+    // The training bytes are mapped, not copied, where DATA is a plain file (io/file.h); pictures are
+    // framed into a buffer of their own.
+    const FileBytes data(data_path);
+    std::span<const uint8_t> bytes = data.bytes();
+    std::vector<uint8_t> framed;
     const std::string name = data_path == "-" ? "stdin" : data_path;
     if (bytes.empty()) fail(name + ": no data (empty)");
     std::vector<uint8_t> val;
@@ -218,9 +222,10 @@ static int train_main(int argc, char** argv) {
             nval = std::clamp<size_t>(nval, 1, records - 1);
             const size_t cut = bytes.size() - nval * size_t(ctx) - bytes.size() % size_t(ctx);
             val = frame_records(bytes.data() + cut, bytes.size() - cut, c, name);   // a partial record fails here
-            bytes.resize(cut);
+            bytes = bytes.first(cut);
         }
-        bytes = frame_records(bytes.data(), bytes.size(), c, name);
+        framed = frame_records(bytes.data(), bytes.size(), c, name);
+        bytes = framed;
     } else if (r.count("val")) {
         std::string vp = r["val"].as<std::string>();
         val = read_file(vp);
@@ -231,8 +236,8 @@ static int train_main(int argc, char** argv) {
         if (nval < size_t(ctx) + 1)
             fail(name + ": the held-out part (" + std::to_string(nval) + " bytes) is shorter than one window of the context (" + std::to_string(ctx + 1) +
                  " bytes); give more data, a larger --val-frac, or --val FILE");
-        val.assign(bytes.end() - nval, bytes.end());
-        bytes.resize(bytes.size() - nval);
+        val.assign(bytes.end() - ptrdiff_t(nval), bytes.end());
+        bytes = bytes.first(bytes.size() - nval);
     }
     if (bytes.size() < size_t(ctx) + 1)
         fail(name + ": " + std::to_string(bytes.size()) + " training bytes is shorter than one window of the context (" + std::to_string(ctx + 1) + " bytes)");

@@ -2,6 +2,7 @@
 #include "io/file.h"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <zstd.h>
@@ -181,6 +182,28 @@ std::vector<uint8_t> read_file(const std::string& path) {
     if (path == "-") return read_plain(0, "stdin");
     Fd fd(open_for_read(path));
     return ends_with(path, ".zst") ? read_zstd(fd.fd, path) : read_plain(fd.fd, path);
+}
+
+FileBytes::FileBytes(const std::string& path) {
+    if (path.empty() || path == "-" || ends_with(path, ".zst")) {
+        read_ = read_file(path);
+        return;
+    }
+    Fd fd(open_for_read(path));
+    struct stat st;
+    if (::fstat(fd.fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0) {
+        void* p = ::mmap(nullptr, size_t(st.st_size), PROT_READ, MAP_SHARED, fd.fd, 0);
+        if (p != MAP_FAILED) {
+            map_ = static_cast<const uint8_t*>(p);
+            size_ = size_t(st.st_size);
+            return;
+        }
+    }
+    read_ = read_plain(fd.fd, path);   // a pipe, a device, an empty file, a file mmap refuses
+}
+
+FileBytes::~FileBytes() {
+    if (map_) ::munmap(const_cast<uint8_t*>(map_), size_);
 }
 
 // ---- writing ----

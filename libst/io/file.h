@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <functional>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -15,6 +16,24 @@ namespace st {
 // naming PATH: "PATH: No such file or directory", "PATH: not a zstd stream", "PATH: truncated zstd
 // stream", ...
 std::vector<uint8_t> read_file(const std::string& path);
+
+// The same bytes, mapped into memory (read-only) where PATH is a plain, uncompressed, non-empty
+// file, and read as read_file reads them otherwise. Processes that map one file share its pages, and
+// each touches only what it reads: the ranks of a data-parallel job hold the training data once.
+// (Like any mapping, it assumes the file is not cut short while mapped; st never writes its inputs.)
+class FileBytes {
+   public:
+    explicit FileBytes(const std::string& path);
+    ~FileBytes();
+    FileBytes(const FileBytes&) = delete;
+    FileBytes& operator=(const FileBytes&) = delete;
+    std::span<const uint8_t> bytes() const { return map_ ? std::span<const uint8_t>(map_, size_) : std::span<const uint8_t>(read_); }
+
+   private:
+    const uint8_t* map_ = nullptr;
+    size_t size_ = 0;
+    std::vector<uint8_t> read_;
+};
 
 // A writer hands the bytes of a file, piece by piece, in order.
 using ByteSink = std::function<void(const void*, size_t)>;
