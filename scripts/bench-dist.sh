@@ -11,7 +11,7 @@
 #   scaling: the 12-layer d 512 n 16384 fixed model on random bytes, 4 windows per GPU (weak scaling)
 #     and 4 in all (strong), median step time, tokens/s, peak and optimizer memory; the peer at N GPUs.
 #   fault: one rank killed with SIGKILL; every rank gone within 60 s, the message, the checkpoint
-#     evaluated and resumed.
+#     evaluated and resumed on N GPUs, then on one.
 #   scripts/bench-dist.sh [BUILD_DIR] TEXT        (GPUS: default 2; OUT: default runs/dist)
 # Prints JSON lines; logs go to OUT.
 set -uo pipefail
@@ -116,7 +116,10 @@ if has fault; then
     "$build/st-eval" --device cuda "$tmp/k.st" "$text" > "$out/kill-eval.txt" 2>&1 && eval_ok=true || eval_ok=false
     "$build/st-train" --device cuda --resume "$tmp/k.st" --gpus "$n" --steps 10000000 --stop-after 5 --quiet -o "$tmp/k.st" "$text" 2>> "$out/kill.err" &&
         resume_ok=true || resume_ok=false
+    # The same checkpoint goes on with one GPU: a run resumes on another count.
+    "$build/st-train" --device cuda --resume "$tmp/k.st" --steps 10000000 --stop-after 5 --quiet -o "$tmp/k.st" "$text" 2>> "$out/kill.err" &&
+        resume_1gpu_ok=true || resume_1gpu_ok=false
     msg=$(grep -m1 "stopped" "$out/kill.err" | tr -d '"')
-    echo "{\"impl\": \"fault\", \"victim\": \"${victim:-none}\", \"status\": $code, \"seconds\": $took, \"message\": \"$msg\", \"eval_ok\": $eval_ok, \"resume_ok\": $resume_ok}"
+    echo "{\"impl\": \"fault\", \"victim\": \"${victim:-none}\", \"status\": $code, \"seconds\": $took, \"message\": \"$msg\", \"eval_ok\": $eval_ok, \"resume_ok\": $resume_ok, \"resume_1gpu_ok\": $resume_1gpu_ok}"
 fi
 exit $status
