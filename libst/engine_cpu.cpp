@@ -32,9 +32,10 @@ class CpuEngine final : public Engine {
             st.loss += m_.forward(inp + size_t(k) * M * T, tgt + size_t(k) * M * T, M, T, true) / n;
             m_.backward();
         }
-        if (n > 1 && !comm_) scale_inplace(m_.g.data(), 1.0f / float(n), m_.num_params);
-        if (comm_) {   // the whole batch's mean loss and gradient: the ranks' shares, weighted
-            scale_inplace(m_.g.data(), float(share_ / n), m_.num_params);
+        // The mean over the passes, and over the ranks: their shares, weighted.
+        const double scale = (comm_ ? share_ : 1.0) / n;
+        if (scale != 1.0) scale_inplace(m_.g.data(), float(scale), m_.num_params);
+        if (comm_) {   // the whole batch's mean loss and gradient
             comm_->allreduce_sum(m_.g.data(), size_t(m_.num_params));
             float loss = float(st.loss * share_);
             comm_->allreduce_sum(&loss, 1);

@@ -139,9 +139,10 @@ static int train_main(int argc, char** argv) {
     if (gpus > 1 && job.world == 1) {
         if (data_path == "-" || out == "-" || (r.count("val") && r["val"].as<std::string>() == "-"))
             usage_fail("--gpus: every process reads DATA and rank 0 writes the model: use files, not - (stdin / stdout)");
-        if (device != "cpu" && gpus > gpu_count())
-            usage_fail("--gpus " + std::to_string(gpus) + ": this machine has " + std::to_string(gpu_count()) + " GPU" +
-                       (gpu_count() == 1 ? "" : "s") + " (--device cpu runs the job on CPU processes)");
+        const int have = device == "cpu" ? gpus : gpu_count();
+        if (gpus > have)
+            usage_fail("--gpus " + std::to_string(gpus) + ": this machine has " + std::to_string(have) + " GPU" + (have == 1 ? "" : "s") +
+                       " (--device cpu runs the job on CPU processes)");
         for (const char* input : {"data", "val", "resume"})   // once here, not once from every rank
             if (r.count(input) && access(r[input].as<std::string>().c_str(), R_OK) != 0)
                 fail(r[input].as<std::string>() + ": " + std::strerror(errno));

@@ -148,11 +148,8 @@ terminal_cases() {
 
 # ---- main ----
 
-[ -x "$build/st-audio" ] || { echo "audio: $build/st-audio is missing: build first" >&2; exit 1; }
-if ! make_fixtures; then
-    echo "audio: could not make the test files" >&2
-    exit 1
-fi
+require_programs st-audio
+require_fixtures
 round_trips
 refusals
 terminal_cases

@@ -246,13 +246,8 @@ signal_case() {  # SIGNAL STATUS
 
 # ---- main ----
 
-for p in st-train st-sample st-eval; do
-    [ -x "$build/$p" ] || { echo "bad_input: $build/$p is missing: build first" >&2; exit 1; }
-done
-if ! make_fixtures; then
-    echo "bad_input: could not make the test files" >&2
-    exit 1
-fi
+require_programs st-train st-sample st-eval
+require_fixtures
 data_cases
 model_cases
 usage_cases

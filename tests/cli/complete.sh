@@ -274,13 +274,8 @@ terminal_cases() {
 
 # ---- main ----
 
-for p in st-complete st-image st-train; do
-    [ -x "$build/$p" ] || { echo "complete: $build/$p is missing: build first" >&2; exit 1; }
-done
-if ! make_fixtures; then
-    echo "complete: could not make the test files" >&2
-    exit 1
-fi
+require_programs st-complete st-image st-train
+require_fixtures
 grid_cases
 seed_cases
 refusals

@@ -172,11 +172,8 @@ terminal_cases() {
 
 # ---- main ----
 
-[ -x "$build/st-image" ] || { echo "image: $build/st-image is missing: build first" >&2; exit 1; }
-if ! make_fixtures; then
-    echo "image: could not make the test files" >&2
-    exit 1
-fi
+require_programs st-image
+require_fixtures
 round_trips
 refusals
 terminal_cases

@@ -68,7 +68,7 @@ open(sys.argv[1], "wb").write(png)
 EOF
 }
 
-[ -x "$build/st-viz-attn" ] || { echo "viz_attn: $build/st-viz-attn is missing: build first" >&2; exit 1; }
+require_programs st-viz-attn
 cat /usr/share/common-licenses/* 2>/dev/null | head -c 100000 > text.txt
 [ "$(wc -c < text.txt)" -ge 50000 ] || yes "the quick brown fox jumps over the lazy dog." | head -c 100000 > text.txt
 head -c 20 text.txt > short.txt

@@ -15,6 +15,20 @@ export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 py=/usr/bin/python3
 [ -x "$py" ] || py=python3
 passed=0 failed=0 problems=()
+name=$(basename "$0" .sh)
+
+# Ends the script (status 1) unless every PROGRAM is built.
+require_programs() {  # PROGRAM...
+    local p
+    for p in "$@"; do
+        [ -x "$build/$p" ] || { echo "$name: $build/$p is missing: build first" >&2; exit 1; }
+    done
+}
+
+# Ends the script (status 1) when its make_fixtures fails.
+require_fixtures() {
+    make_fixtures || { echo "$name: could not make the test files" >&2; exit 1; }
+}
 
 check_status() {  # GOT WANT
     [ "$1" -eq "$2" ] || problems+=("exit status $1, expected $2")
