@@ -199,10 +199,11 @@ int train(Engine& e, Model<float>& m, std::vector<float>& opt_m, std::vector<flo
             if (run.stop_after > 0 && step - start_step >= run.stop_after) break;
         }
     } catch (const Error& err) {
-        sigaction(SIGINT, &old_int, nullptr);
-        sigaction(SIGTERM, &old_term, nullptr);
         if (log) std::fclose(log);
-        if (step == start_step) throw;
+        // The signal handlers stay until the program has ended: a launcher's SIGTERM, sent because a
+        // peer failed, must cut short neither the save nor the line that reports the failure. Only
+        // rank 0 saves (a sharded optimizer's moments could not be gathered from a failing job).
+        if (step == start_step || !writer) throw;
         try {
             save(step);
         } catch (const std::exception&) {
