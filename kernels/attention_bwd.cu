@@ -32,22 +32,30 @@ struct BwdArgs {
     bool merge;         // a later component: add to what dqkv holds
 };
 
-// One warp per (token, head): D = sum over the head's columns of dO * O.
+// D / 8 threads per (token, head), 16 bytes of dO and O each: D = sum over the head's columns of dO * O.
 template <int D>
 __global__ void dsum_kernel(float* dsum, const bf16* dout, const bf16* out, int64_t N, int T, int C, int NH) {
-    const int64_t w = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
-    const int lane = threadIdx.x % 32;
-    if (w >= N * NH) return;
-    const int64_t n = w / NH;
-    const int h = int(w % NH);
-    const bf16* o = out + n * C + h * D;
-    const bf16* d = dout + n * C + h * D;
+    constexpr int G = D / 8;   // threads a row: 4, 8 or 16 lanes of one warp
+    const int64_t r = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / G;
+    const int part = threadIdx.x % G;
     float acc = 0;
+    if (r < N * NH) {
+        const int64_t off = r / NH * C + r % NH * D + part * 8;
+        const uint4 o = *reinterpret_cast<const uint4*>(out + off), d = *reinterpret_cast<const uint4*>(dout + off);
+        const __nv_bfloat162* o2 = reinterpret_cast<const __nv_bfloat162*>(&o);
+        const __nv_bfloat162* d2 = reinterpret_cast<const __nv_bfloat162*>(&d);
 #pragma unroll
-    for (int i = lane; i < D; i += 32) acc += __bfloat162float(o[i]) * __bfloat162float(d[i]);
+        for (int i = 0; i < 4; i++) {
+            const float2 a = __bfloat1622float2(o2[i]), b = __bfloat1622float2(d2[i]);
+            acc += a.x * b.x + a.y * b.y;
+        }
+    }
 #pragma unroll
-    for (int k = 16; k > 0; k /= 2) acc += __shfl_xor_sync(0xffffffffu, acc, k);
-    if (lane == 0) dsum[(n / T * NH + h) * T + n % T] = acc;
+    for (int k = G / 2; k > 0; k /= 2) acc += __shfl_xor_sync(0xffffffffu, acc, k);
+    if (r < N * NH && part == 0) {
+        const int64_t n = r / NH;
+        dsum[(n / T * NH + r % NH) * T + n % T] = acc;
+    }
 }
 
 // Rows of dqkv for one warp's MT*16 rows x D accumulators: written, or added to (merge).
@@ -94,7 +102,7 @@ __global__ void __launch_bounds__(bwd_threads<D, BLK>()) dkv_kernel(BwdArgs a) {
     bf16* Vs = Ks + BLK * LD;                   // BLK x LD
     bf16* Qs = Vs + BLK * LD;                   // 2 x QT x LD
     bf16* Gs = Qs + 2 * QT * LD;                // 2 x QT x LD (dO)
-    float* Ls = reinterpret_cast<float*>(Gs + 2 * QT * LD);   // 2 x QT: log2-domain lse
+    float* Ls = reinterpret_cast<float*>(Gs + 2 * QT * LD);   // 2 x QT: lse
     float* Ds = Ls + 2 * QT;                                  // 2 x QT: dsum
     const int h = blockIdx.y, b = blockIdx.z;
     const AttnPartDev P = a.parts[h];
@@ -115,11 +123,14 @@ __global__ void __launch_bounds__(bwd_threads<D, BLK>()) dkv_kernel(BwdArgs a) {
         const int q0 = P.row_of[x0 + it / SUB] * BLK + (it % SUB) * QT;
         load_rows<D, NT>(Qs + buf * QT * LD, base, W3, P.order, q0, QT, a.T);
         load_rows<D, NT>(Gs + buf * QT * LD, gbase, a.C, P.order, q0, QT, a.T);
-        for (int i = threadIdx.x; i < QT; i += NT) {   // plain loads: ordered by the barrier after the wait
+        // Asynchronous like the tiles: plain loads here stalled this warp, and the others at the
+        // next barrier, for a global round trip every tile.
+        for (int i = threadIdx.x; i < QT; i += NT) {
             const int t = q0 + i;
-            const int64_t pos = t < a.T ? (P.order ? P.order[t] : t) : -1;
-            Ls[buf * QT + i] = pos >= 0 ? lse[pos] * kLog2e : 0.f;
-            Ds[buf * QT + i] = pos >= 0 ? dsum[pos] : 0.f;
+            const bool ok = t < a.T;
+            const int64_t pos = ok ? (P.order ? P.order[t] : t) : 0;
+            cp_async4(Ls + buf * QT + i, lse + pos, ok);
+            cp_async4(Ds + buf * QT + i, dsum + pos, ok);
         }
     };
     if (ntiles > 0) load_q(0, 0);
@@ -148,7 +159,7 @@ __global__ void __launch_bounds__(bwd_threads<D, BLK>()) dkv_kernel(BwdArgs a) {
 #pragma unroll
             for (int q = 0; q < 2; q++) {
                 const int col = j * 8 + c4 * 2 + q;
-                const float L = Ls[buf * QT + col], Dq = Ds[buf * QT + col];
+                const float L = Ls[buf * QT + col] * kLog2e, Dq = Ds[buf * QT + col];
 #pragma unroll
                 for (int mt = 0; mt < MT; mt++)
 #pragma unroll
@@ -277,10 +288,12 @@ void attention_backward(bf16* dqkv, const bf16* dout, const bf16* qkv, const bf1
     std::string why = attention_gpu_check(plan.block, C, NH);
     if (!why.empty()) fail(why);
     if (plan.T != T || plan.n_head != NH) fail("attention: plan built for another length or head count");
+    if (!aligned16(dqkv) || !aligned16(dout) || !aligned16(qkv) || !aligned16(out))
+        fail("attention_backward: the kernels read and write whole 16-byte pieces of rows: pointers must be 16-byte aligned");
     const int D = C / NH;
-    const int64_t N = int64_t(B) * T, warps = N * NH;
+    const int64_t N = int64_t(B) * T, threads_needed = N * NH * (D / 8);
     const int threads = 256;
-    const unsigned grid = unsigned((warps * 32 + threads - 1) / threads);
+    const unsigned grid = unsigned((threads_needed + threads - 1) / threads);
     if (D == 32) dsum_kernel<32><<<grid, threads, 0, s>>>(dsum, dout, out, N, T, C, NH);
     if (D == 64) dsum_kernel<64><<<grid, threads, 0, s>>>(dsum, dout, out, N, T, C, NH);
     if (D == 128) dsum_kernel<128><<<grid, threads, 0, s>>>(dsum, dout, out, N, T, C, NH);

@@ -22,6 +22,7 @@
 
 #include "check.h"
 #include "gemm.h"
+#include "ops.h"
 
 namespace st::gpu {
 
@@ -63,14 +64,6 @@ __global__ void colsum_partial_kernel(float* partial, const bf16* x, int64_t row
     p[1] = make_float4(s[4], s[5], s[6], s[7]);
 }
 
-__global__ void colsum_finish_kernel(float* out, const float* partial, int64_t chunks, int cols) {
-    const int c = blockIdx.x * blockDim.x + threadIdx.x;
-    if (c >= cols) return;
-    float s = 0;
-    for (int64_t k = 0; k < chunks; k++) s += partial[k * cols + c];
-    out[c] += s;
-}
-
 // out (cols) += column sums of x (rows, cols), cols a multiple of 8, the partials in scratch.
 void colsum_accumulate(float* out, const bf16* x, int64_t rows, int cols, void* scratch, size_t scratch_bytes,
                        cudaStream_t s) {
@@ -82,8 +75,7 @@ void colsum_accumulate(float* out, const bf16* x, int64_t rows, int cols, void* 
     colsum_partial_kernel<<<dim3(unsigned(chunks), unsigned((cols / 8 + threads - 1) / threads)), threads, 0, s>>>(
         partial, x, rows, cols, chunk_rows);
     CUDA_LAUNCH_CHECK();
-    colsum_finish_kernel<<<unsigned((cols + 255) / 256), 256, 0, s>>>(out, partial, chunks, cols);
-    CUDA_LAUNCH_CHECK();
+    add_chunk_sums(out, partial, chunks, cols, s);
 }
 
 // Shapes and pointers cuBLASLt's bf16 kernels need: whole 16-byte rows.

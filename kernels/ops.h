@@ -23,6 +23,9 @@ void layernorm_backward(float* dinp, float* dweight, float* dbias, const bf16* d
                         const float* weight, const float* mean, const float* rstd, int64_t N, int C, void* scratch,
                         cudaStream_t s);
 size_t layernorm_backward_scratch(int64_t N, int C);
+// out (cols) += the column sums of partial (chunks, cols), in a fixed order: the second pass of a
+// deterministic sum over rows whose first pass wrote one row of partial sums per chunk of rows.
+void add_chunk_sums(float* out, const float* partial, int64_t chunks, int cols, cudaStream_t s);
 
 // GELU, tanh approximation, bf16 in and out; out may alias inp. backward writes dinp = dout * gelu'(inp)
 // (dinp may alias dout).

@@ -23,7 +23,8 @@ class Profile {
         std::fprintf(stderr, "\n");
         for (auto& m : marks_) cudaEventDestroy(m.first), cudaEventDestroy(m.second);
     }
-    // Brackets the launches of one phase on stream s.
+    // Brackets the launches of one phase on stream s. Phases may nest (attention inside forward): each
+    // takes its pair of events before its launches run.
     template <class F>
     void phase(const char* name, cudaStream_t s, F launch) {
         if (!on_) return launch();
@@ -33,11 +34,11 @@ class Profile {
             CUDA_CHECK(cudaEventCreate(&b));
             marks_.push_back({a, b});
         }
-        CUDA_CHECK(cudaEventRecord(marks_[used_].first, s));
-        launch();
-        CUDA_CHECK(cudaEventRecord(marks_[used_].second, s));
+        const size_t mine = used_++;
         names_.push_back(name);
-        used_++;
+        CUDA_CHECK(cudaEventRecord(marks_[mine].first, s));
+        launch();
+        CUDA_CHECK(cudaEventRecord(marks_[mine].second, s));
     }
     // After the stream has finished a step: adds up its phases.
     void end_step() {
