@@ -26,7 +26,7 @@ __global__ void __launch_bounds__(sm90_threads<BLK>()) fwd_sm90_kernel(FwdArgs a
     unsigned char* smem = smem_raw + ((1024 - (smem_addr(smem_raw) & 1023)) & 1023);
     unsigned char* Ks = smem;                            // 2 x TILE
     unsigned char* Vs = Ks + 2 * TILE;                   // 2 x TILE
-    bf16* Qs = reinterpret_cast<bf16*>(Vs + 2 * TILE);   // BLK x LD (padded, read once into registers)
+    bf16* Qs = reinterpret_cast<bf16*>(Vs + 2 * TILE);   // BLK x LD (padded, read into registers every tile)
     const int h = blockIdx.y, b = blockIdx.z;
     const AttnPartDev P = a.parts[h];
     if (!P.row_ptr) return;
@@ -56,7 +56,10 @@ __global__ void __launch_bounds__(sm90_threads<BLK>()) fwd_sm90_kernel(FwdArgs a
         cp_async_wait<1>();
         wgmma::fence_proxy();   // cp.async wrote through the generic proxy; wgmma reads through the async one
         __syncthreads();
-        if (it == 0) load_a_frags<D, 1>(qf, Qs + r0 * LD, LD, lane);
+        // Q's fragments again every tile: kept from the first, ptxas (CUDA 13.0) gave their registers
+        // at D = 64 to the P fragments of pv_product, so the second tile's S = Q K^T read P as Q (seen
+        // in the SASS of tests/gpu/test_wgmma_gpu.cu's two-round probe, 2026-11-28).
+        load_a_frags<D, 1>(qf, Qs + r0 * LD, LD, lane);
         const unsigned char* Kt = Ks + (it & 1) * TILE;
         const unsigned char* Vt = Vs + (it & 1) * TILE;
         float s[1][8][4];
@@ -87,10 +90,10 @@ void launch(const FwdArgs& a, const AttnPlan& plan, int B, cudaStream_t s) {
 
 }  // namespace
 
-// Head size 64 fails the [gpu] attention tests on an H200 (relative error 0.4 to 0.7 once a row has
-// more than one key tile), also after pv_product made every A fragment before the first product
-// (2026-11-28, both runs); 128 passes. So only 128 comes here; 64 stays on mma.sync. The path is off
-// by default (attention_wgmma).
+// Head size 64 failed the [gpu] attention tests on an H200 once a row had more than one key tile
+// (relative error 0.4 to 0.7, 2026-11-28): the Q fragments' registers reused, above. With Q reloaded
+// every tile it is expected to pass but has not yet run on a GPU, so only 128 comes here; 64 stays on
+// mma.sync. The path is off by default (attention_wgmma).
 bool attention_forward_sm90(const FwdArgs& a, const AttnPlan& plan, int B, cudaStream_t s) {
     const int D = a.C / a.NH;
 #define ST_FWD(d, blk) \

@@ -18,7 +18,7 @@ class Profile {
     Profile() : on_(std::getenv("ST_PROFILE") && std::string(std::getenv("ST_PROFILE")) == "1") {}
     ~Profile() {
         if (!on_ || steps_ == 0) return;
-        std::fprintf(stderr, "profile, ms a step over %d steps:", steps_);
+        std::fprintf(stderr, "profile, ms a step over %d steps after the first:", steps_);
         for (const auto& [name, ms] : total_) std::fprintf(stderr, " %s %.2f", name.c_str(), ms / steps_);
         std::fprintf(stderr, "\n");
         for (auto& m : marks_) cudaEventDestroy(m.first), cudaEventDestroy(m.second);
@@ -40,17 +40,18 @@ class Profile {
         launch();
         CUDA_CHECK(cudaEventRecord(marks_[mine].second, s));
     }
-    // After the stream has finished a step: adds up its phases.
+    // After the stream has finished a step: adds up its phases. The first step is left out: its
+    // first-use costs (cuBLASLt's choices, the arena) would weigh on every phase's mean.
     void end_step() {
         if (!on_) return;
-        for (size_t i = 0; i < used_; i++) {
+        for (size_t i = 0; i < used_ && seen_ > 0; i++) {
             float ms = 0;
             CUDA_CHECK(cudaEventElapsedTime(&ms, marks_[i].first, marks_[i].second));
             total_[names_[i]] += ms;
         }
         used_ = 0;
         names_.clear();
-        steps_++;
+        if (seen_++ > 0) steps_++;
     }
 
    private:
@@ -58,7 +59,8 @@ class Profile {
     std::vector<std::pair<cudaEvent_t, cudaEvent_t>> marks_;
     std::vector<std::string> names_;
     size_t used_ = 0;
-    int steps_ = 0;
+    int steps_ = 0;   // steps added up
+    int seen_ = 0;    // steps ended
     std::map<std::string, double> total_;
 };
 

@@ -41,10 +41,12 @@ __global__ void probe_kernel(float* S, float* O, const bf16* q, const bf16* k, c
     __syncthreads();
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, c4 = lane % 4;
     uint32_t qf[1][D / 16][4];
-    gpu::load_a_frags<D, 1>(qf, Qs + warp * 16 * LD, LD, lane);
     float s[8][4];
     float acc[D / 8][4] = {};
     for (int r = 0; r < reps; r++) {
+        // Loaded once before the loop, the fragments' registers went to P at D = 64 (ptxas, CUDA 13.0):
+        // the second round's S was P K^T. The kernel reloads them every key tile, as here.
+        gpu::load_a_frags<D, 1>(qf, Qs + warp * 16 * LD, LD, lane);
         gpu::qk_product<D>(s, qf[0], Kt);
         if (r == 0)
             for (int j = 0; j < 8; j++)
