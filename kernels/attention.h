@@ -54,8 +54,9 @@ class AttnPlan {
 // "" when the GPU kernels can run this shape, else why not (block 32, an odd head size...).
 std::string attention_gpu_check(int block, int C, int NH);
 
-// Whether the forward runs the wgmma kernel (attention_fwd_sm90.cu) where it can: off unless asked
-// for (ST_ATTENTION=wgmma); supported means a Hopper device and an sm_90a build.
+// Whether attention runs the wgmma kernels (attention_fwd_sm90.cu, attention_bwd_sm90.cu) where they
+// take the shape: off unless asked for (ST_ATTENTION=wgmma); supported means a Hopper device and an
+// sm_90a build.
 bool attention_wgmma();
 bool attention_wgmma_supported();
 void attention_use_wgmma(bool on);

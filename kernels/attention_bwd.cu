@@ -9,8 +9,7 @@
 // is owned by one CTA, so the result is the same bits on every run.
 #include <cfloat>
 
-#include "attention.h"
-#include "attention_tile.cuh"
+#include "attention_bwd_common.cuh"
 #include "check.h"
 
 namespace st::gpu {
@@ -18,19 +17,6 @@ namespace st::gpu {
 namespace {
 
 using namespace mma;
-
-struct BwdArgs {
-    bf16* dqkv;
-    const bf16* dout;
-    const bf16* qkv;
-    const float* lse;
-    const float* dsum;
-    const AttnPartDev* parts;
-    int T, C, NH;
-    float scale;        // 1/sqrt(D)
-    float scale_log2;   // scale * log2(e)
-    bool merge;         // a later component: add to what dqkv holds
-};
 
 // D / 8 threads per (token, head), 16 bytes of dO and O each: D = sum over the head's columns of dO * O.
 template <int D>
@@ -58,32 +44,6 @@ __global__ void dsum_kernel(float* dsum, const bf16* dout, const bf16* out, int6
     }
 }
 
-// Rows of dqkv for one warp's MT*16 rows x D accumulators: written, or added to (merge).
-template <int D, int MT>
-__device__ __forceinline__ void store_rows(bf16* dst, int64_t stride, const float (&acc)[MT][D / 8][4],
-                                           const int32_t* order, int t_first, int T, int lane, bool merge, float mul) {
-    const int g = lane / 4, c4 = lane % 4;
-#pragma unroll
-    for (int mt = 0; mt < MT; mt++)
-#pragma unroll
-        for (int half = 0; half < 2; half++) {
-            const int t = t_first + mt * 16 + g + half * 8;
-            if (t >= T) continue;
-            bf16* row = dst + int64_t(order ? order[t] : t) * stride;
-#pragma unroll
-            for (int dt = 0; dt < D / 8; dt++) {
-                const int col = dt * 8 + c4 * 2;
-                float v0 = acc[mt][dt][half * 2] * mul, v1 = acc[mt][dt][half * 2 + 1] * mul;
-                if (merge) {
-                    const float2 prev = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(row + col));
-                    v0 += prev.x;
-                    v1 += prev.y;
-                }
-                *reinterpret_cast<__nv_bfloat162*>(row + col) = __floats2bfloat162_rn(v0, v1);
-            }
-        }
-}
-
 // Shapes: MT row tiles of 16 per warp (2 where the registers allow: fewer shared-memory reads per
 // product), and the width of the tiles the other side streams in (32 where the accumulators are big).
 template <int D, int BLK>
@@ -108,30 +68,18 @@ __global__ void __launch_bounds__(bwd_threads<D, BLK>()) dkv_kernel(BwdArgs a) {
     const AttnPartDev P = a.parts[h];
     if (!P.row_ptr) return;
     const int kb = P.k_sched[blockIdx.x];
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, c4 = lane % 4;
-    const int64_t W3 = 3 * int64_t(a.C);
-    const bf16* base = a.qkv + int64_t(b) * a.T * W3 + h * D;
-    const bf16* gbase = a.dout + int64_t(b) * a.T * a.C + h * D;
-    const float* lse = a.lse + (int64_t(b) * a.NH + h) * a.T;
-    const float* dsum = a.dsum + (int64_t(b) * a.NH + h) * a.T;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const HeadRows<D> r(a, b, h);
     const int x0 = P.col_ptr[kb], ntiles = (P.col_ptr[kb + 1] - x0) * SUB;
 
-    load_rows<D, NT>(Ks, base + a.C, W3, P.order, kb * BLK, BLK, a.T);
-    load_rows<D, NT>(Vs, base + 2 * a.C, W3, P.order, kb * BLK, BLK, a.T);
+    load_rows<D, NT>(Ks, r.qkv + a.C, r.W3, P.order, kb * BLK, BLK, a.T);
+    load_rows<D, NT>(Vs, r.qkv + 2 * a.C, r.W3, P.order, kb * BLK, BLK, a.T);
     cp_async_commit();
     auto load_q = [&](int it, int buf) {
         const int q0 = P.row_of[x0 + it / SUB] * BLK + (it % SUB) * QT;
-        load_rows<D, NT>(Qs + buf * QT * LD, base, W3, P.order, q0, QT, a.T);
-        load_rows<D, NT>(Gs + buf * QT * LD, gbase, a.C, P.order, q0, QT, a.T);
-        // Asynchronous like the tiles: plain loads here stalled this warp, and the others at the
-        // next barrier, for a global round trip every tile.
-        for (int i = threadIdx.x; i < QT; i += NT) {
-            const int t = q0 + i;
-            const bool ok = t < a.T;
-            const int64_t pos = ok ? (P.order ? P.order[t] : t) : 0;
-            cp_async4(Ls + buf * QT + i, lse + pos, ok);
-            cp_async4(Ds + buf * QT + i, dsum + pos, ok);
-        }
+        load_rows<D, NT>(Qs + buf * QT * LD, r.qkv, r.W3, P.order, q0, QT, a.T);
+        load_rows<D, NT>(Gs + buf * QT * LD, r.dout, a.C, P.order, q0, QT, a.T);
+        load_lse_dsum<D, NT>(Ls + buf * QT, Ds + buf * QT, r, P.order, q0, QT, a.T);
     };
     if (ntiles > 0) load_q(0, 0);
     cp_async_commit();
@@ -154,22 +102,7 @@ __global__ void __launch_bounds__(bwd_threads<D, BLK>()) dkv_kernel(BwdArgs a) {
         const int x = x0 + it / SUB, sub = it % SUB;
         const int q0 = P.row_of[x] * BLK + sub * QT;
         mask_tile<BLK, MT, QN>(s, P.masks_t, P.mask[P.entry_of[x]], sub * QT, a.T - q0, r0, lane);
-#pragma unroll
-        for (int j = 0; j < QN; j++)
-#pragma unroll
-            for (int q = 0; q < 2; q++) {
-                const int col = j * 8 + c4 * 2 + q;
-                const float L = Ls[buf * QT + col] * kLog2e, Dq = Ds[buf * QT + col];
-#pragma unroll
-                for (int mt = 0; mt < MT; mt++)
-#pragma unroll
-                    for (int half = 0; half < 2; half++) {
-                        float& sv = s[mt][j][half * 2 + q];
-                        const float p = sv == -INFINITY ? 0.f : fast_exp2(sv * a.scale_log2 - L);
-                        sv = p;
-                        dp[mt][j][half * 2 + q] = p * (dp[mt][j][half * 2 + q] - Dq);
-                    }
-            }
+        probs_by_column<QN, MT>(s, dp, Ls + buf * QT, Ds + buf * QT, a.scale_log2, lane);
         // dV += P^T dO and dK += dS^T Q over the tile's queries, 16 at a time.
 #pragma unroll
         for (int j = 0; j < QT / 16; j++) {
@@ -181,9 +114,9 @@ __global__ void __launch_bounds__(bwd_threads<D, BLK>()) dkv_kernel(BwdArgs a) {
         }
     }
     cp_async_wait<0>();
-    bf16* kdst = a.dqkv + int64_t(b) * a.T * W3 + a.C + h * D;
-    store_rows<D, MT>(kdst, W3, dk, P.order, kb * BLK + r0, a.T, lane, a.merge, a.scale);
-    store_rows<D, MT>(kdst + a.C, W3, dv, P.order, kb * BLK + r0, a.T, lane, a.merge, 1.f);
+    bf16* kdst = a.dqkv + int64_t(b) * a.T * r.W3 + a.C + h * D;
+    store_rows<D, MT>(kdst, r.W3, dk, P.order, kb * BLK + r0, a.T, lane, a.merge, a.scale);
+    store_rows<D, MT>(kdst + a.C, r.W3, dv, P.order, kb * BLK + r0, a.T, lane, a.merge, 1.f);
 }
 
 template <int D, int BLK>
@@ -199,34 +132,24 @@ __global__ void __launch_bounds__(bwd_threads<D, BLK>()) dq_kernel(BwdArgs a) {
     const AttnPartDev P = a.parts[h];
     if (!P.row_ptr) return;
     const int qb = P.q_sched[blockIdx.x];
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4;
-    const int64_t W3 = 3 * int64_t(a.C);
-    const bf16* base = a.qkv + int64_t(b) * a.T * W3 + h * D;
-    const bf16* gbase = a.dout + int64_t(b) * a.T * a.C + h * D;
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    const HeadRows<D> r(a, b, h);
     const int e0 = P.row_ptr[qb], ntiles = (P.row_ptr[qb + 1] - e0) * SUB;
 
-    load_rows<D, NT>(Qs, base, W3, P.order, qb * BLK, BLK, a.T);
-    load_rows<D, NT>(Gs, gbase, a.C, P.order, qb * BLK, BLK, a.T);
+    load_rows<D, NT>(Qs, r.qkv, r.W3, P.order, qb * BLK, BLK, a.T);
+    load_rows<D, NT>(Gs, r.dout, a.C, P.order, qb * BLK, BLK, a.T);
     cp_async_commit();
     auto load_kv = [&](int it, int buf) {
         const int k0 = P.col[e0 + it / SUB] * BLK + (it % SUB) * KT;
-        load_rows<D, NT>(Ks + buf * KT * LD, base + a.C, W3, P.order, k0, KT, a.T);
-        load_rows<D, NT>(Vs + buf * KT * LD, base + 2 * a.C, W3, P.order, k0, KT, a.T);
+        load_rows<D, NT>(Ks + buf * KT * LD, r.qkv + a.C, r.W3, P.order, k0, KT, a.T);
+        load_rows<D, NT>(Vs + buf * KT * LD, r.qkv + 2 * a.C, r.W3, P.order, k0, KT, a.T);
     };
     if (ntiles > 0) load_kv(0, 0);
     cp_async_commit();
 
     const int r0 = warp * 16 * MT;
     float L[MT][2], Dq[MT][2];
-#pragma unroll
-    for (int mt = 0; mt < MT; mt++)
-#pragma unroll
-        for (int half = 0; half < 2; half++) {
-            const int t = qb * BLK + r0 + mt * 16 + g + half * 8;
-            const int64_t pos = t < a.T ? (P.order ? P.order[t] : t) : -1;
-            L[mt][half] = pos >= 0 ? a.lse[(int64_t(b) * a.NH + h) * a.T + pos] * kLog2e : 0.f;
-            Dq[mt][half] = pos >= 0 ? a.dsum[(int64_t(b) * a.NH + h) * a.T + pos] : 0.f;
-        }
+    row_lse_dsum<D, MT>(L, Dq, r, P.order, qb * BLK + r0, a.T, lane);
     float dq[MT][D / 8][4] = {};
     for (int it = 0; it < ntiles; it++) {
         __syncthreads();
@@ -242,16 +165,7 @@ __global__ void __launch_bounds__(bwd_threads<D, BLK>()) dq_kernel(BwdArgs a) {
 
         const int e = e0 + it / SUB, sub = it % SUB;
         mask_tile<BLK, MT, KN>(s, P.masks, P.mask[e], sub * KT, a.T - (P.col[e] * BLK + sub * KT), r0, lane);
-#pragma unroll
-        for (int mt = 0; mt < MT; mt++)
-#pragma unroll
-            for (int j = 0; j < KN; j++)
-#pragma unroll
-                for (int i = 0; i < 4; i++) {
-                    const int half = i / 2;
-                    const float p = s[mt][j][i] == -INFINITY ? 0.f : fast_exp2(s[mt][j][i] * a.scale_log2 - L[mt][half]);
-                    dp[mt][j][i] = p * (dp[mt][j][i] - Dq[mt][half]);
-                }
+        dscores_by_row<KN, MT>(s, dp, L, Dq, a.scale_log2);
 #pragma unroll
         for (int j = 0; j < KT / 16; j++) {
             uint32_t da[MT][4];
@@ -260,7 +174,7 @@ __global__ void __launch_bounds__(bwd_threads<D, BLK>()) dq_kernel(BwdArgs a) {
         }
     }
     cp_async_wait<0>();
-    store_rows<D, MT>(a.dqkv + int64_t(b) * a.T * W3 + h * D, W3, dq, P.order, qb * BLK + r0, a.T, lane, a.merge, a.scale);
+    store_rows<D, MT>(a.dqkv + int64_t(b) * a.T * r.W3 + h * D, r.W3, dq, P.order, qb * BLK + r0, a.T, lane, a.merge, a.scale);
 }
 
 template <int D, int BLK>
@@ -300,6 +214,7 @@ void attention_backward(bf16* dqkv, const bf16* dout, const bf16* qkv, const bf1
     CUDA_LAUNCH_CHECK();
     const double sc = 1.0 / std::sqrt(double(D));
     BwdArgs a{dqkv, dout, qkv, lse, dsum, nullptr, T, C, NH, float(sc), float(sc * 1.4426950408889634), false};
+    if (attention_wgmma() && attention_backward_sm90(a, plan, B, s)) return;
 #define ST_BWD(d, blk) \
     if (D == d && plan.block == blk) return launch_bwd<d, blk>(a, plan, B, s);
     ST_BWD(32, 64) ST_BWD(64, 64) ST_BWD(128, 64) ST_BWD(32, 128) ST_BWD(64, 128) ST_BWD(128, 128)

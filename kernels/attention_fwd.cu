@@ -98,9 +98,9 @@ void launch_fwd(const FwdArgs& a, const AttnPlan& plan, int B, cudaStream_t s) {
 
 }  // namespace
 
-// The wgmma forward runs where the device is a Hopper, this build has its code (sm_90a) and it was
-// asked for (attention_use_wgmma(true), or ST_ATTENTION=wgmma in the environment). It is not the
-// default yet: see attention_forward_sm90 for its test record; its speed is unmeasured.
+// The wgmma kernels run where the device is a Hopper, this build has their code (sm_90a) and they were
+// asked for (attention_use_wgmma(true), or ST_ATTENTION=wgmma in the environment). Not the default
+// yet: see attention_forward_sm90 and attention_backward_sm90 for their test records.
 static int g_wgmma = -1;
 
 bool attention_wgmma_supported() {

@@ -20,7 +20,7 @@ def rows(name):
     return res
 
 lines = []
-st_att = {(r["kind"], r["n"]): r for r in rows("st_attention.jsonl") if r.get("impl") == "st"}
+st_att = {(r["impl"], r["kind"], r["n"]): r for r in rows("st_attention.jsonl") if r.get("impl") in ("st", "st-wgmma")}
 peer_att = {}
 for r in rows("flex.jsonl"):
     if r.get("impl") == "flex" and r.get("bs") == 128:
@@ -30,12 +30,12 @@ for r in rows("flex.jsonl"):
 if st_att:
     lines.append("| attention | n x batch | st fwd ms | peer fwd ms | ratio | st fwd+bwd ms | peer fwd+bwd ms | ratio |")
     lines.append("|---|---|---|---|---|---|---|---|")
-    for (kind, n), s in sorted(st_att.items(), key=lambda x: (x[0][1], x[0][0])):
+    for (impl, kind, n), s in sorted(st_att.items(), key=lambda x: (x[0][2], x[0][1], x[0][0])):
         for peer_kind, label in ((kind, "flex " + kind), ("causal-sdpa", "sdpa") if kind == "causal" else (None, None)):
             p = peer_att.get((peer_kind, n))
             if not p:
                 continue
-            lines.append(f"| st {kind} vs {label} | {n} x {s['B']} | {s['fwd_ms']:.3f} | {p['fwd_ms']:.3f} | {p['fwd_ms'] / s['fwd_ms']:.2f} "
+            lines.append(f"| {impl} {kind} vs {label} | {n} x {s['B']} | {s['fwd_ms']:.3f} | {p['fwd_ms']:.3f} | {p['fwd_ms'] / s['fwd_ms']:.2f} "
                          f"| {s['fwdbwd_ms']:.3f} | {p['fwdbwd_ms']:.3f} | {p['fwdbwd_ms'] / s['fwdbwd_ms']:.2f} |")
 
 def train_table(st_file, peer_file, title):

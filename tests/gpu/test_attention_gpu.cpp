@@ -63,7 +63,7 @@ double rel_err(const std::vector<double>& x, const std::vector<double>& ref) {
 }
 
 void check_case(const Case& k, std::mt19937& rng) {
-    INFO(describe(k) << (gpu::attention_wgmma() ? " (wgmma forward)" : " (mma.sync forward)"));
+    INFO(describe(k) << (gpu::attention_wgmma() ? " (wgmma kernels where they take the shape)" : " (mma.sync kernels)"));
     const int C = k.NH * k.D, T = k.T, B = k.B;
     const size_t N = size_t(B) * T;
     LayerLayout lay = layout_build(k.spec, T, k.NH, k.layer);
@@ -144,9 +144,9 @@ void check_long_and_short(std::mt19937& rng) {
     check_case(k, rng);
 }
 
-// Runs check with each forward kernel the device has (Hopper: wgmma too), then restores the default.
+// Runs check with each set of kernels the device has (Hopper: wgmma too), then restores the default.
 template <class F>
-void each_forward_kernel(F check) {
+void each_kernel_set(F check) {
     for (bool wgmma : gpu::attention_wgmma_supported() ? std::vector<bool>{false, true} : std::vector<bool>{false}) {
         gpu::attention_use_wgmma(wgmma);
         check();
@@ -159,11 +159,11 @@ void each_forward_kernel(F check) {
 TEST_CASE("GPU attention matches the CPU kernel for every pattern, mode, head size and block", "[gpu]") {
     ST_REQUIRE_GPU();
     std::mt19937 rng(1234);
-    each_forward_kernel([&] { check_all(rng); });
+    each_kernel_set([&] { check_all(rng); });
 }
 
 TEST_CASE("GPU attention: long strided rows in transposed order and a one-block sequence", "[gpu]") {
     ST_REQUIRE_GPU();
     std::mt19937 rng(99);
-    each_forward_kernel([&] { check_long_and_short(rng); });
+    each_kernel_set([&] { check_long_and_short(rng); });
 }

@@ -1,0 +1,139 @@
+// What the two backward paths (attention_bwd.cu: mma.sync, any sm_80+; attention_bwd_sm90.cu: wgmma)
+// share: their arguments, the probabilities and score gradients of a tile, and the rows' write.
+#pragma once
+#include "attention.h"
+#include "attention_tile.cuh"
+
+namespace st::gpu {
+
+struct BwdArgs {
+    bf16* dqkv;
+    const bf16* dout;
+    const bf16* qkv;
+    const float* lse;
+    const float* dsum;
+    const AttnPartDev* parts;
+    int T, C, NH;
+    float scale;        // 1/sqrt(D)
+    float scale_log2;   // scale * log2(e)
+    bool merge;         // a later component: add to what dqkv holds
+};
+
+// The wgmma backward (attention_bwd_sm90.cu) for the shapes it takes; false where it does not.
+bool attention_backward_sm90(const BwdArgs& a, const AttnPlan& plan, int B, cudaStream_t s);
+
+// Rows of dqkv for one warp's MT*16 rows x D accumulators: written, or added to (merge).
+template <int D, int MT>
+__device__ __forceinline__ void store_rows(bf16* dst, int64_t stride, const float (&acc)[MT][D / 8][4],
+                                           const int32_t* order, int t_first, int T, int lane, bool merge, float mul) {
+    const int g = lane / 4, c4 = lane % 4;
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+        for (int half = 0; half < 2; half++) {
+            const int t = t_first + mt * 16 + g + half * 8;
+            if (t >= T) continue;
+            bf16* row = dst + int64_t(order ? order[t] : t) * stride;
+#pragma unroll
+            for (int dt = 0; dt < D / 8; dt++) {
+                const int col = dt * 8 + c4 * 2;
+                float v0 = acc[mt][dt][half * 2] * mul, v1 = acc[mt][dt][half * 2 + 1] * mul;
+                if (merge) {
+                    const float2 prev = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(row + col));
+                    v0 += prev.x;
+                    v1 += prev.y;
+                }
+                *reinterpret_cast<__nv_bfloat162*>(row + col) = __floats2bfloat162_rn(v0, v1);
+            }
+        }
+}
+
+// One (batch, head) as a backward CTA reads it: q, k and v at qkv, qkv + C and qkv + 2C (rows 3C
+// apart), dO (rows C apart), the head's lse and D by sequence position.
+template <int D>
+struct HeadRows {
+    const bf16* qkv;
+    const bf16* dout;
+    const float* lse;
+    const float* dsum;
+    int64_t W3;
+    __device__ HeadRows(const BwdArgs& a, int b, int h)
+        : qkv(a.qkv + int64_t(b) * a.T * 3 * int64_t(a.C) + h * D),
+          dout(a.dout + int64_t(b) * a.T * a.C + h * D),
+          lse(a.lse + (int64_t(b) * a.NH + h) * a.T),
+          dsum(a.dsum + (int64_t(b) * a.NH + h) * a.T),
+          W3(3 * int64_t(a.C)) {}
+};
+
+// lse and D of the n queries from t0 (component order) into shared memory, zeros past T:
+// asynchronous like the tiles (plain loads stalled one warp, and the others at the next barrier,
+// for a global round trip every tile).
+template <int D, int NT>
+__device__ __forceinline__ void load_lse_dsum(float* Ls, float* Ds, const HeadRows<D>& r, const int32_t* order, int t0,
+                                              int n, int T) {
+    for (int i = threadIdx.x; i < n; i += NT) {
+        const int t = t0 + i;
+        const bool ok = t < T;
+        const int64_t pos = ok ? (order ? order[t] : t) : 0;
+        mma::cp_async4(Ls + i, r.lse + pos, ok);
+        mma::cp_async4(Ds + i, r.dsum + pos, ok);
+    }
+}
+
+// lse (in log2 units) and D of a warp's accumulator rows g and g + 8 of MT row tiles from t_first.
+template <int D, int MT>
+__device__ __forceinline__ void row_lse_dsum(float (&L)[MT][2], float (&Dq)[MT][2], const HeadRows<D>& r,
+                                             const int32_t* order, int t_first, int T, int lane) {
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+        for (int half = 0; half < 2; half++) {
+            const int t = t_first + mt * 16 + lane / 4 + half * 8;
+            const int64_t pos = t < T ? (order ? order[t] : t) : -1;
+            L[mt][half] = pos >= 0 ? r.lse[pos] * kLog2e : 0.f;
+            Dq[mt][half] = pos >= 0 ? r.dsum[pos] : 0.f;
+        }
+}
+
+// A dK/dV tile (rows keys, columns queries): s = S^T becomes P^T = exp(S^T - lse) and dp = dP^T becomes
+// dS^T = P^T (dP^T - D), lse (natural log) and D of each column's query in Ls and Ds.
+template <int QN, int MT>
+__device__ __forceinline__ void probs_by_column(float (&s)[MT][QN][4], float (&dp)[MT][QN][4], const float* Ls,
+                                                const float* Ds, float scale_log2, int lane) {
+    const int c4 = lane % 4;
+#pragma unroll
+    for (int j = 0; j < QN; j++)
+#pragma unroll
+        for (int q = 0; q < 2; q++) {
+            const int col = j * 8 + c4 * 2 + q;
+            const float L = Ls[col] * kLog2e, Dq = Ds[col];
+#pragma unroll
+            for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+                for (int half = 0; half < 2; half++) {
+                    float& sv = s[mt][j][half * 2 + q];
+                    const float p = sv == -INFINITY ? 0.f : fast_exp2(sv * scale_log2 - L);
+                    sv = p;
+                    dp[mt][j][half * 2 + q] = p * (dp[mt][j][half * 2 + q] - Dq);
+                }
+        }
+}
+
+// A dQ tile (rows queries, columns keys): dp = dP becomes dS = P (dP - D), P = exp(S - lse) from s,
+// L (lse in log2 units) and Dq of the accumulator rows g and g + 8 of each row tile.
+template <int KN, int MT>
+__device__ __forceinline__ void dscores_by_row(const float (&s)[MT][KN][4], float (&dp)[MT][KN][4], const float (&L)[MT][2],
+                                               const float (&Dq)[MT][2], float scale_log2) {
+#pragma unroll
+    for (int mt = 0; mt < MT; mt++)
+#pragma unroll
+        for (int j = 0; j < KN; j++)
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                const int half = i / 2;
+                const float p = s[mt][j][i] == -INFINITY ? 0.f : fast_exp2(s[mt][j][i] * scale_log2 - L[mt][half]);
+                dp[mt][j][i] = p * (dp[mt][j][i] - Dq[mt][half]);
+            }
+}
+
+}  // namespace st::gpu
