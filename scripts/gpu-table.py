@@ -46,7 +46,7 @@ def train_table(st_file, peer_file, title):
     lines.append(f"| {title} | st ms/step | st tokens/s | st peak GiB | peer ms/step | peer tokens/s | peer peak GiB | tokens/s ratio |")
     lines.append("|---|---|---|---|---|---|---|---|")
     for i, s in enumerate(st):
-        p = peer[i] if i < len(peer) else {}
+        p = peer[i] if i < len(peer) else peer[0] if len(peer) == 1 else {}   # one peer: every st variant against it
         if "error" in s or "error" in p:
             lines.append(f"| {s.get('name')} | {s.get('step_ms', s.get('error'))} | {s.get('tokens_per_s', '')} | {s.get('peak_gib', '')} "
                          f"| {p.get('step_ms', p.get('error', ''))} | {p.get('tokens_per_s', '')} | {p.get('peak_gib', '')} | |")
