@@ -5,7 +5,8 @@
 # BUILD_DIR: a `make gpu` build (default build-gpu). PARTS: a comma list of tests, attention, train,
 # long, sample, dist (default: all; dist, scripts/bench-dist.sh on every GPU of the host, only where
 # there are two or more). PEERS: the peer programs' folder (default ../shared/peers).
-# SEQS: attention lengths (default 4096,16384,65536); LONG_PEERS=0 skips PyTorch's long runs.
+# SEQS: attention lengths (default 4096,16384,65536); LONG_PEERS=0 skips PyTorch's long runs;
+# PEER_TIMEOUT: seconds a peer program may take (default 300).
 # OUT: where logs go (default runs/gpu). Every number is a median of timed runs after warm-up.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +18,14 @@ mkdir -p "$out"
 export PYTHONUNBUFFERED=1 NCCL_NVLS_ENABLE=0
 has() { [[ ",$parts," == *",$1,"* ]]; }
 py=python3
+# A peer program under a time limit (PEER_TIMEOUT seconds, default 300): a compile that does not end
+# costs its own rows of the table, not the rest of the run.
+peer_py() {
+    timeout "${PEER_TIMEOUT:-300}" $py "$@" && return 0
+    local rc=$?
+    echo "{\"impl\": \"peer\", \"error\": \"$(basename "$1") ended with status $rc (124: past PEER_TIMEOUT)\"}"
+    return $rc
+}
 status=0
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -36,7 +45,7 @@ if has attention; then
     echo "== attention: st"
     "$build/st-bench-attention" | tee "$out/st_attention.jsonl" || status=1
     echo "== attention: PyTorch (SDPA, FlexAttention)"
-    OUT=$out $py "$peers/flex_anchor.py" 2>>"$out/peers.err" | tee "$out/flex.jsonl" || status=1
+    OUT=$out peer_py "$peers/flex_anchor.py" 2>>"$out/peers.err" | tee "$out/flex.jsonl" || status=1
 fi
 
 # A training step on random bytes (the speed does not depend on the data), tokens/s and peak memory.
@@ -65,7 +74,7 @@ if has train; then
             ST_PROFILE=1 ST_ATTENTION=wgmma st_train step12-wgmma "${step12[@]}"
         fi
     } | tee "$out/st_train.jsonl" || status=1
-    OUT=$out KINDS=fixed $py "$peers/torch_train_anchor.py" 2>>"$out/peers.err" | tee "$out/torch_train.jsonl" || status=1
+    OUT=$out KINDS=fixed peer_py "$peers/torch_train_anchor.py" 2>>"$out/peers.err" | tee "$out/torch_train.jsonl" || status=1
 fi
 
 if has long; then
@@ -77,8 +86,8 @@ if has long; then
             --block 128 --pos 2d --batch 1
     } | tee "$out/st_long.jsonl" || status=1
     [ "${LONG_PEERS:-1}" = 1 ] && {
-        OUT=$out KINDS=fixed LAYERS=8 DMODEL=512 HEADS=8 SEQ=262144 BATCH=1 STRIDE_BLOCKS=32 POS=2d $py "$peers/torch_train_anchor.py" 2>>"$out/peers.err"
-        OUT=$out KINDS=fixed LAYERS=4 DMODEL=256 HEADS=4 SEQ=1048576 BATCH=1 STRIDE_BLOCKS=64 POS=2d CKPT=1 $py "$peers/torch_train_anchor.py" 2>>"$out/peers.err"
+        OUT=$out KINDS=fixed LAYERS=8 DMODEL=512 HEADS=8 SEQ=262144 BATCH=1 STRIDE_BLOCKS=32 POS=2d peer_py "$peers/torch_train_anchor.py" 2>>"$out/peers.err"
+        OUT=$out KINDS=fixed LAYERS=4 DMODEL=256 HEADS=4 SEQ=1048576 BATCH=1 STRIDE_BLOCKS=64 POS=2d CKPT=1 peer_py "$peers/torch_train_anchor.py" 2>>"$out/peers.err"
     } | tee "$out/torch_long.jsonl" || status=1
 fi
 
@@ -100,7 +109,7 @@ if has sample; then
         sample_run 1 65536
     } | tee "$out/st_sample.jsonl"
     "$build/st-bench-decode" | tee "$out/st_decode.jsonl" || status=1
-    OUT=$out T1=${T1:-4096} T16=${T16:-2048} $py "$peers/sample_anchor.py" 2>>"$out/peers.err" | tee "$out/torch_sample.jsonl" || status=1
+    OUT=$out T1=${T1:-4096} T16=${T16:-2048} peer_py "$peers/sample_anchor.py" 2>>"$out/peers.err" | tee "$out/torch_sample.jsonl" || status=1
 fi
 
 gpus=$(nvidia-smi --query-gpu=name --format=csv,noheader | wc -l)
