@@ -24,16 +24,11 @@ check_no_temp_files() {
     find . -name '*.tmp.*' -delete
 }
 
-# One refusal: run CMD..., expect status WANT, one stderr line matching PATTERN, nothing on stdout,
-# no temporary file and no OUT (unless OUT is "").
+# One refusal (cases.sh's check_refusal) that leaves no temporary file and no OUT (unless OUT is "").
 expect_fail() {  # NAME WANT PATTERN OUT -- CMD...
-    local name=$1 want=$2 pattern=$3 out=$4 rc
+    local name=$1 want=$2 pattern=$3 out=$4
     shift 5
-    "$@" > "$tmp/stdout" 2> "$tmp/stderr" < /dev/null
-    rc=$?
-    check_status "$rc" "$want"
-    check_stderr_line "$tmp/stderr" "${1##*/}" "$pattern"
-    check_empty_stdout "$tmp/stdout"
+    check_refusal "$want" "$pattern" "$@"
     [ -z "$out" ] || check_no_file "$out"
     check_no_temp_files
     [ -z "$out" ] || rm -f "$out"

@@ -38,18 +38,12 @@ expect_png() {  # NAME WIDTH HEIGHT -- CMD...
     report "$name" "$tmp/stderr"
 }
 
+# One refusal (cases.sh's check_refusal) that leaves no out.png and no temporary file behind.
 expect_fail() {  # NAME WANT PATTERN -- CMD...
-    local name=$1 want=$2 pattern=$3 rc lines
+    local name=$1 want=$2 pattern=$3
     shift 4
     rm -f out.png
-    "$@" > "$tmp/stdout" 2> "$tmp/stderr" < /dev/null
-    rc=$?
-    [ "$rc" -eq "$want" ] || problems+=("exit status $rc, expected $want")
-    lines=$(wc -l < "$tmp/stderr")
-    [ "$lines" -eq 1 ] || problems+=("stderr has $lines lines, expected one")
-    grep -q "^st-viz-attn: " "$tmp/stderr" || problems+=("stderr does not start with \"st-viz-attn: \"")
-    grep -Eq -- "$pattern" "$tmp/stderr" || problems+=("stderr does not match /$pattern/")
-    [ ! -s "$tmp/stdout" ] || problems+=("bytes on stdout")
+    check_refusal "$want" "$pattern" "$@"
     [ ! -e out.png ] || problems+=("out.png was left behind")
     [ -z "$(find . -name '*.tmp.*')" ] || problems+=("temporary files left behind")
     report "$name" "$tmp/stderr"

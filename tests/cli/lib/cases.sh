@@ -68,17 +68,23 @@ report() {  # NAME [STDERR_FILE]
     problems=()
 }
 
-# One refusal: run CMD..., expect status WANT, one stderr line "PROGRAM: ..." (PROGRAM: CMD's first
-# word) matching PATTERN, nothing on stdout, and nothing left behind by the script's own
-# check_nothing_left.
-expect_fail() {  # NAME WANT PATTERN -- CMD...
-    local name=$1 want=$2 pattern=$3 rc
-    shift 4
+# Runs CMD... with no input and checks a refusal: status WANT, one stderr line "PROGRAM: ..."
+# (PROGRAM: CMD's first word) matching PATTERN, nothing on stdout; its stderr stays in $tmp/stderr.
+check_refusal() {  # WANT PATTERN CMD...
+    local want=$1 pattern=$2 rc
+    shift 2
     "$@" > "$tmp/stdout" 2> "$tmp/stderr" < /dev/null
     rc=$?
     check_status "$rc" "$want"
     check_stderr_line "$tmp/stderr" "${1##*/}" "$pattern"
     check_empty_stdout "$tmp/stdout"
+}
+
+# One refusal (check_refusal), and nothing left behind by the script's own check_nothing_left.
+expect_fail() {  # NAME WANT PATTERN -- CMD...
+    local name=$1 want=$2 pattern=$3
+    shift 4
+    check_refusal "$want" "$pattern" "$@"
     check_nothing_left
     report "$name" "$tmp/stderr"
 }
