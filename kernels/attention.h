@@ -24,7 +24,7 @@ struct AttnPartDev {
     const int32_t* mask = nullptr;      // per entry: -1 or a mask index
     const int32_t* col_ptr = nullptr;
     const int32_t* row_of = nullptr;
-    const int32_t* entry_of = nullptr;
+    const int32_t* mask_t = nullptr;    // per entry by key block: -1 or its mask index (mask of entry_of)
     const int32_t* q_sched = nullptr;   // query blocks, longest row first (the tail of a launch is short)
     const int32_t* k_sched = nullptr;   // key blocks, longest column first
     const uint64_t* masks = nullptr;    // block*block bits per mask: bit r*block + c, query r sees key c
@@ -55,11 +55,13 @@ class AttnPlan {
 std::string attention_gpu_check(int block, int C, int NH);
 
 // Whether attention runs the wgmma kernels (attention_fwd_sm90.cu, attention_bwd_sm90.cu) where they
-// take the shape: off unless asked for (ST_ATTENTION=wgmma); supported means a Hopper device and an
-// sm_90a build.
+// take the shape (head sizes 64 and 128): wherever supported (a Hopper device, an sm_90a build) unless
+// ST_ATTENTION=mma. attention_use_wgmma picks one set (tests, benchmarks); attention_default_kernels
+// goes back to the rule above.
 bool attention_wgmma();
 bool attention_wgmma_supported();
 void attention_use_wgmma(bool on);
+void attention_default_kernels();
 
 // out (B, T, C) bf16 and lse (B, NH, T) fp32 from qkv (B, T, 3C) bf16, as libst/cpu/attention.h.
 void attention_forward(bf16* out, float* lse, const bf16* qkv, const AttnPlan& plan, int B, int T, int C, int NH,

@@ -79,7 +79,7 @@ __global__ void __launch_bounds__(bwd_threads<D, BLK>()) dkv_kernel(BwdArgs a) {
         const int q0 = P.row_of[x0 + it / SUB] * BLK + (it % SUB) * QT;
         load_rows<D, NT>(Qs + buf * QT * LD, r.qkv, r.W3, P.order, q0, QT, a.T);
         load_rows<D, NT>(Gs + buf * QT * LD, r.dout, a.C, P.order, q0, QT, a.T);
-        load_lse_dsum<D, NT>(Ls + buf * QT, Ds + buf * QT, r, P.order, q0, QT, a.T);
+        load_lse_dsum<D, NT, QT>(Ls + buf * QT, Ds + buf * QT, r, P.order, q0, a.T);
     };
     if (ntiles > 0) load_q(0, 0);
     cp_async_commit();
@@ -101,7 +101,7 @@ __global__ void __launch_bounds__(bwd_threads<D, BLK>()) dkv_kernel(BwdArgs a) {
 
         const int x = x0 + it / SUB, sub = it % SUB;
         const int q0 = P.row_of[x] * BLK + sub * QT;
-        mask_tile<BLK, MT, QN>(s, P.masks_t, P.mask[P.entry_of[x]], sub * QT, a.T - q0, r0, lane);
+        mask_tile<BLK, MT, QN>(s, P.masks_t, P.mask_t[x], sub * QT, a.T - q0, r0, lane);
         probs_by_column<QN, MT>(s, dp, Ls + buf * QT, Ds + buf * QT, a.scale_log2, lane);
         // dV += P^T dO and dK += dS^T Q over the tile's queries, 16 at a time.
 #pragma unroll

@@ -68,19 +68,26 @@ struct HeadRows {
 // lse and D of the n queries from t0 (component order) into shared memory, zeros past T:
 // asynchronous like the tiles (plain loads stalled one warp, and the others at the next barrier,
 // for a global round trip every tile).
-template <int D, int NT>
+template <int D, int NT, int N>
 __device__ __forceinline__ void load_lse_dsum(float* Ls, float* Ds, const HeadRows<D>& r, const int32_t* order, int t0,
-                                              int n, int T) {
-    for (int i = threadIdx.x; i < n; i += NT) {
-        const int t = t0 + i;
+                                              int T) {
+#pragma unroll
+    for (int k = 0; k < (N + NT - 1) / NT; k++) {
+        const int i = threadIdx.x + k * NT, t = t0 + i;
+        if (N % NT != 0 && i >= N) break;
         const bool ok = t < T;
-        const int64_t pos = ok ? (order ? order[t] : t) : 0;
+        const int64_t pos = !ok ? 0 : order ? order[t] : t;
         mma::cp_async4(Ls + i, r.lse + pos, ok);
         mma::cp_async4(Ds + i, r.dsum + pos, ok);
     }
 }
 
-// lse (in log2 units) and D of a warp's accumulator rows g and g + 8 of MT row tiles from t_first.
+// The exponent offset of a query's probabilities, its lse in log2 units: p = exp2(s * scale_log2 - L).
+// A query that sees no key (lse -inf) has only masked scores (-inf): L = +inf makes all of its
+// probabilities 0 with no test per score.
+__device__ __forceinline__ float prob_offset(float lse) { return lse == -INFINITY ? INFINITY : lse * kLog2e; }
+
+// lse (as prob_offset) and D of a warp's accumulator rows g and g + 8 of MT row tiles from t_first.
 template <int D, int MT>
 __device__ __forceinline__ void row_lse_dsum(float (&L)[MT][2], float (&Dq)[MT][2], const HeadRows<D>& r,
                                              const int32_t* order, int t_first, int T, int lane) {
@@ -90,37 +97,38 @@ __device__ __forceinline__ void row_lse_dsum(float (&L)[MT][2], float (&Dq)[MT][
         for (int half = 0; half < 2; half++) {
             const int t = t_first + mt * 16 + lane / 4 + half * 8;
             const int64_t pos = t < T ? (order ? order[t] : t) : -1;
-            L[mt][half] = pos >= 0 ? r.lse[pos] * kLog2e : 0.f;
+            L[mt][half] = pos >= 0 ? prob_offset(r.lse[pos]) : 0.f;
             Dq[mt][half] = pos >= 0 ? r.dsum[pos] : 0.f;
         }
 }
 
 // A dK/dV tile (rows keys, columns queries): s = S^T becomes P^T = exp(S^T - lse) and dp = dP^T becomes
-// dS^T = P^T (dP^T - D), lse (natural log) and D of each column's query in Ls and Ds.
+// dS^T = P^T (dP^T - D), lse (natural log) and D of each column's query in Ls and Ds (8-byte aligned).
 template <int QN, int MT>
 __device__ __forceinline__ void probs_by_column(float (&s)[MT][QN][4], float (&dp)[MT][QN][4], const float* Ls,
                                                 const float* Ds, float scale_log2, int lane) {
     const int c4 = lane % 4;
 #pragma unroll
-    for (int j = 0; j < QN; j++)
+    for (int j = 0; j < QN; j++) {
+        const float2 lse = *reinterpret_cast<const float2*>(Ls + j * 8 + c4 * 2);
+        const float2 dsum = *reinterpret_cast<const float2*>(Ds + j * 8 + c4 * 2);
 #pragma unroll
         for (int q = 0; q < 2; q++) {
-            const int col = j * 8 + c4 * 2 + q;
-            const float L = Ls[col] * kLog2e, Dq = Ds[col];
+            const float L = prob_offset(q ? lse.y : lse.x), Dq = q ? dsum.y : dsum.x;
 #pragma unroll
             for (int mt = 0; mt < MT; mt++)
 #pragma unroll
                 for (int half = 0; half < 2; half++) {
                     float& sv = s[mt][j][half * 2 + q];
-                    const float p = sv == -INFINITY ? 0.f : fast_exp2(sv * scale_log2 - L);
-                    sv = p;
-                    dp[mt][j][half * 2 + q] = p * (dp[mt][j][half * 2 + q] - Dq);
+                    sv = fast_exp2(sv * scale_log2 - L);   // exp2(-inf) = 0: masked scores need no test
+                    dp[mt][j][half * 2 + q] = sv * (dp[mt][j][half * 2 + q] - Dq);
                 }
         }
+    }
 }
 
 // A dQ tile (rows queries, columns keys): dp = dP becomes dS = P (dP - D), P = exp(S - lse) from s,
-// L (lse in log2 units) and Dq of the accumulator rows g and g + 8 of each row tile.
+// L (prob_offset) and Dq of the accumulator rows g and g + 8 of each row tile.
 template <int KN, int MT>
 __device__ __forceinline__ void dscores_by_row(const float (&s)[MT][KN][4], float (&dp)[MT][KN][4], const float (&L)[MT][2],
                                                const float (&Dq)[MT][2], float scale_log2) {
@@ -131,7 +139,7 @@ __device__ __forceinline__ void dscores_by_row(const float (&s)[MT][KN][4], floa
 #pragma unroll
             for (int i = 0; i < 4; i++) {
                 const int half = i / 2;
-                const float p = s[mt][j][i] == -INFINITY ? 0.f : fast_exp2(s[mt][j][i] * scale_log2 - L[mt][half]);
+                const float p = fast_exp2(s[mt][j][i] * scale_log2 - L[mt][half]);
                 dp[mt][j][i] = p * (dp[mt][j][i] - Dq[mt][half]);
             }
 }

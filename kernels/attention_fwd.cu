@@ -98,9 +98,8 @@ void launch_fwd(const FwdArgs& a, const AttnPlan& plan, int B, cudaStream_t s) {
 
 }  // namespace
 
-// The wgmma kernels run where the device is a Hopper, this build has their code (sm_90a) and they were
-// asked for (attention_use_wgmma(true), or ST_ATTENTION=wgmma in the environment). Not the default
-// yet: see attention_forward_sm90 and attention_backward_sm90 for their test records.
+// The wgmma kernels run where the device is a Hopper and this build has their code (sm_90a), unless
+// ST_ATTENTION=mma asks for the mma.sync kernels (or a test or benchmark picks with attention_use_wgmma).
 static int g_wgmma = -1;
 
 bool attention_wgmma_supported() {
@@ -117,10 +116,12 @@ bool attention_wgmma_supported() {
 
 void attention_use_wgmma(bool on) { g_wgmma = on && attention_wgmma_supported(); }
 
+void attention_default_kernels() { g_wgmma = -1; }
+
 bool attention_wgmma() {
     if (g_wgmma < 0) {
         const char* env = std::getenv("ST_ATTENTION");
-        attention_use_wgmma(env && std::string(env) == "wgmma");
+        attention_use_wgmma(!(env && std::string(env) == "mma"));
     }
     return g_wgmma == 1;
 }

@@ -80,7 +80,9 @@ AttnPlan::AttnPlan(const LayerLayout& lay) : T(lay.T), block(lay.block), n_head(
             o.o[3] = put32(c.mask);
             o.o[4] = put32(c.col_ptr);
             o.o[5] = put32(c.row_of);
-            o.o[6] = put32(c.entry_of);
+            std::vector<int32_t> mask_t(c.entry_of.size());   // one load in the dK/dV walk, not two
+            for (size_t x = 0; x < mask_t.size(); x++) mask_t[x] = c.mask[size_t(c.entry_of[x])];
+            o.o[6] = put32(mask_t);
             o.o[7] = put32(schedule(c.row_ptr));
             o.o[8] = put32(schedule(c.col_ptr));
             o.o[9] = put64(masks);

@@ -49,12 +49,25 @@ __device__ __forceinline__ void fence_regs(float* r) {
 #pragma unroll
     for (int i = 0; i < N; i++) asm volatile("" : "+f"(r[i])::"memory");
 }
+// The same for A fragments a product reads from registers: kept in place until after the wait.
+template <int N>
+__device__ __forceinline__ void fence_frags(uint32_t* r) {
+#pragma unroll
+    for (int i = 0; i < N; i++) asm volatile("" : "+r"(r[i])::"memory");
+}
 // Shared memory written through the generic proxy (cp.async, plain stores) before the tensor cores read it.
 __device__ __forceinline__ void fence_proxy() {
 #if ST_SM90A
     asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
 #endif
 }
+
+// The 32 fp32 accumulators of a warp's share of an m64n64 product, as asm operands %0 .. %31.
+#define ST_WGMMA_ACC32(d)                                                                                              \
+    "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]),        \
+        "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]),       \
+        "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]),      \
+        "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
 
 // d (m64n64, fp32) = (accumulate ? d : 0) + a (m64k16, bf16 registers) . B (k16n64, descriptor);
 // TRANS_B: B is N-major (rows of the tile are k) rather than K-major (rows are n).
@@ -66,14 +79,29 @@ __device__ __forceinline__ void m64n64k16(float* d, const uint32_t (&a)[4], uint
         "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 "
         "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, "
         "{%32,%33,%34,%35}, %36, p, 1, 1, %37;\n}\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]),
-          "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]),
-          "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]),
-          "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+        : ST_WGMMA_ACC32(d)
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(b), "n"(TRANS_B), "r"(accumulate));
 #else
     (void)d, (void)a, (void)b, (void)accumulate;
     __trap();   // never launched: the host runs this path only on sm_90a builds and devices
+#endif
+}
+
+// The same with A read from shared memory too (descriptor a, K-major like a K-major B): no operand
+// registers, so products may be issued while earlier ones still run without ptxas serialising them.
+template <int TRANS_B>
+__device__ __forceinline__ void m64n64k16_ss(float* d, uint64_t a, uint64_t b, int accumulate) {
+#if ST_SM90A
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %35, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 "
+        "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, "
+        "%32, %33, p, 1, 1, 0, %34;\n}\n"
+        : ST_WGMMA_ACC32(d)
+        : "l"(a), "l"(b), "n"(TRANS_B), "r"(accumulate));
+#else
+    (void)d, (void)a, (void)b, (void)accumulate;
+    __trap();
 #endif
 }
 

@@ -20,7 +20,7 @@ def rows(name):
     return res
 
 lines = []
-st_att = {(r["impl"], r["kind"], r["n"]): r for r in rows("st_attention.jsonl") if r.get("impl") in ("st", "st-wgmma")}
+st_att = {(r["impl"], r["kind"], r["n"]): r for r in rows("st_attention.jsonl") if r.get("impl") in ("st", "st-mma")}
 peer_att = {}
 for r in rows("flex.jsonl"):
     if r.get("impl") == "flex" and r.get("bs") == 128:

@@ -128,20 +128,21 @@ int main() {
                     fwd();
                     gpu::attention_backward(dqkv, dout, qkv, out, lse, dsum, plan, B, n, C, H, nullptr);
                 };
-                // The default kernels (mma.sync), and the wgmma ones beside them where they run (Hopper:
-                // the forward at D 128, the backward at 64; the other direction stays on mma.sync).
-                std::vector<bool> paths{false};
-                if (gpu::attention_wgmma_supported() && D != 32) paths.push_back(true);
+                // The default kernels ("st": wgmma on a Hopper where they take the head size, else
+                // mma.sync), and the mma.sync ones beside them where the default is wgmma ("st-mma").
+                gpu::attention_default_kernels();
+                std::vector<bool> paths{gpu::attention_wgmma() && D != 32};
+                if (paths[0]) paths.push_back(false);
                 for (bool wgmma : paths) {
                     gpu::attention_use_wgmma(wgmma);
                     const float tf = median_ms(fwd, 10, 50), tfb = median_ms(fwdbwd, 10, 50);
                     std::printf("{\"impl\": \"%s\", \"n\": %d, \"B\": %d, \"D\": %d, \"kind\": \"%s\", \"L\": %d, \"bs\": %d, "
                                 "\"fwd_ms\": %.4f, \"fwdbwd_ms\": %.4f, \"fwd_tflops\": %.1f, \"fwdbwd_tflops\": %.1f}\n",
-                                wgmma ? "st-wgmma" : "st", n, B, D, kind.c_str(), L, bs, tf, tfb, flops / tf / 1e9,
+                                wgmma == paths[0] ? "st" : "st-mma", n, B, D, kind.c_str(), L, bs, tf, tfb, flops / tf / 1e9,
                                 3.5 * flops / tfb / 1e9);
                     std::fflush(stdout);
                 }
-                gpu::attention_use_wgmma(false);
+                gpu::attention_default_kernels();
             }
         return 0;
     } catch (const std::exception& e) {

@@ -151,7 +151,7 @@ void each_kernel_set(F check) {
         gpu::attention_use_wgmma(wgmma);
         check();
     }
-    gpu::attention_use_wgmma(false);
+    gpu::attention_default_kernels();
 }
 
 }  // namespace

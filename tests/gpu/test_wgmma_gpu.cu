@@ -1,8 +1,9 @@
-// The Hopper attention's wgmma steps on one tile, against the CPU: the swizzled K and V tiles, S =
-// Q K^T and O = P V (P = S rounded to bf16, as the kernel does), for head sizes 64 and 128, with the
-// tiles where the kernel's first and second buffers are, and the products run twice in a loop as the
-// kernel runs them for each key tile (O then sums both). Where the whole attention test fails on the
-// wgmma path, this says which step is wrong.
+// The Hopper attention's wgmma steps on one tile, against the CPU: the swizzled Q, K and V tiles,
+// S = Q K^T (both operands from shared memory) and O = P V (P = S rounded to bf16 in registers, as the
+// kernel does), for head sizes 64 and 128, with the tiles where the kernel's first and second buffers
+// are, and the products run twice in a loop as the kernel runs them for each key tile (O then sums
+// both; at D = 64 the second round once read registers ptxas had reused). Where the whole attention
+// test fails on the wgmma path, this says which step is wrong.
 #include <catch2/catch.hpp>
 
 #include <cmath>
@@ -20,34 +21,30 @@ using st::gpu::bf16;
 namespace {
 
 template <int D>
-constexpr int probe_smem() { return 1024 + 4 * (D / 64) * gpu::kPanel + 64 * (D + gpu::kPad) * 2; }
+constexpr int probe_smem() { return 1024 + 5 * (D / 64) * gpu::kPanel; }
 
 // One warpgroup: S (64 x 64) = q k^T and O (64 x D) = reps x bf16(S) v, q, k, v (64 x D) row-major;
 // K and V in tile slots k_at and v_at of the kernel's four (K0, K1, V0, V1).
 template <int D>
 __global__ void probe_kernel(float* S, float* O, const bf16* q, const bf16* k, const bf16* v, int k_at, int v_at, int reps) {
-    constexpr int TILE = D / 64 * gpu::kPanel, LD = D + gpu::kPad;
+    constexpr int TILE = D / 64 * gpu::kPanel;
     extern __shared__ __align__(16) unsigned char raw[];
     unsigned char* sm = raw + ((1024 - (gpu::mma::smem_addr(raw) & 1023)) & 1023);
     unsigned char* Kt = sm + k_at * TILE;
     unsigned char* Vt = sm + v_at * TILE;
-    bf16* Qs = reinterpret_cast<bf16*>(sm + 4 * TILE);
+    unsigned char* Qt = sm + 4 * TILE;
     gpu::load_tile_sw128<D, 128>(Kt, k, D, nullptr, 0, 64);
     gpu::load_tile_sw128<D, 128>(Vt, v, D, nullptr, 0, 64);
-    gpu::load_rows<D, 128>(Qs, q, D, nullptr, 0, 64, 64);
+    gpu::load_tile_sw128<D, 128>(Qt, q, D, nullptr, 0, 64);
     gpu::mma::cp_async_commit();
     gpu::mma::cp_async_wait<0>();
     gpu::wgmma::fence_proxy();
     __syncthreads();
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, c4 = lane % 4;
-    uint32_t qf[1][D / 16][4];
     float s[8][4];
     float acc[D / 8][4] = {};
     for (int r = 0; r < reps; r++) {
-        // Loaded once before the loop, the fragments' registers went to P at D = 64 (ptxas, CUDA 13.0):
-        // the second round's S was P K^T. The kernel reloads them every key tile, as here.
-        gpu::load_a_frags<D, 1>(qf, Qs + warp * 16 * LD, LD, lane);
-        gpu::qk_product<D>(s, qf[0], Kt);
+        gpu::qk_product<D>(s, Qt, Kt);
         if (r == 0)
             for (int j = 0; j < 8; j++)
                 for (int i = 0; i < 4; i++) S[(warp * 16 + g + (i / 2) * 8) * 64 + j * 8 + c4 * 2 + i % 2] = s[j][i];
