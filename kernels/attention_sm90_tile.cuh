@@ -1,6 +1,7 @@
-// The wgmma steps of the Hopper attention forward (attention_fwd_sm90.cu), apart so that
-// tests/gpu/test_wgmma_gpu.cu can check each against the CPU on one tile: a 64-row tile of K or V
-// in the 128-byte swizzle, S = Q K^T for a warpgroup's 64 query rows, and acc += P V.
+// The wgmma steps of the Hopper attention kernels (attention_fwd_sm90.cu, attention_bwd_sm90.cu),
+// apart so that tests/gpu/test_wgmma_gpu.cu can check each against the CPU on one tile: a 64-row tile
+// in the 128-byte swizzle, S = Q K^T for a warpgroup's 64 rows (both operands from shared memory), and
+// acc += P V (P from registers).
 #pragma once
 #include "attention_tile.cuh"
 #include "wgmma.cuh"
