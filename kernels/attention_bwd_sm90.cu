@@ -52,8 +52,7 @@ template <int D, int BLK>
 __global__ void __launch_bounds__(kThreads, 2) dkv_sm90_kernel(BwdArgs a) {
     constexpr int NT = kThreads, SUB = BLK / kKeyTile, TILE = D / 64 * kPanel;
     extern __shared__ __align__(16) unsigned char smem_raw[];
-    // The swizzle is a function of address bits: the tiles start on a 1024-byte boundary.
-    unsigned char* smem = smem_raw + ((1024 - (smem_addr(smem_raw) & 1023)) & 1023);
+    unsigned char* smem = swizzle_base(smem_raw);
     unsigned char* Qs = smem;                              // kBufs x TILE
     unsigned char* Gs = Qs + kBufs * TILE;                 // kBufs x TILE (dO)
     unsigned char* Ks = Gs + kBufs * TILE;                 // TILE: the CTA's keys
@@ -95,13 +94,8 @@ __global__ void __launch_bounds__(kThreads, 2) dkv_sm90_kernel(BwdArgs a) {
     // like writes into a running product, and it serialised every product (warning C7515).
     settle_dkv();
     const int r0 = warp * 16;   // the warp's 16 keys of its warpgroup's 64
-    for (int it = 0, buf = 0; it < ntiles; it++, buf = buf + 1 == kBufs ? 0 : buf + 1) {
-        __syncthreads();   // the buffer about to be refilled is no longer read
-        if (it + 1 < ntiles) load_q(q1, buf + 1 == kBufs ? 0 : buf + 1);
-        cp_async_commit();
-        cp_async_wait<1>();
-        wgmma::fence_proxy();   // cp.async wrote through the generic proxy; wgmma reads through the async one
-        __syncthreads();
+    for (int it = 0, buf = 0; it < ntiles; it++, buf = next_buf(buf)) {
+        tile_ready(it + 1 < ntiles, buf, [&](int next) { load_q(q1, next); });
         // The walk's indices, read before the products are issued so that they arrive while those run
         // (a load after a wgmma wait cannot move above it).
         const int x = x0 + it / SUB, sub = it % SUB, mid = P.mask_t[x], q2 = first(it + 2);
@@ -136,7 +130,7 @@ template <int D, int BLK>
 __global__ void __launch_bounds__(kThreads, 2) dq_sm90_kernel(BwdArgs a) {
     constexpr int NT = kThreads, SUB = BLK / kKeyTile, TILE = D / 64 * kPanel;
     extern __shared__ __align__(16) unsigned char smem_raw[];
-    unsigned char* smem = smem_raw + ((1024 - (smem_addr(smem_raw) & 1023)) & 1023);
+    unsigned char* smem = swizzle_base(smem_raw);
     unsigned char* Ks = smem;                  // kBufs x TILE
     unsigned char* Vs = Ks + kBufs * TILE;     // kBufs x TILE
     unsigned char* Qs = Vs + kBufs * TILE;     // TILE: the CTA's queries
@@ -172,13 +166,8 @@ __global__ void __launch_bounds__(kThreads, 2) dq_sm90_kernel(BwdArgs a) {
         wgmma::fence_frags<16>(&da[0][0]);
     };
     settle_dq();   // the zeros set before the walk, as in dK/dV
-    for (int it = 0, buf = 0; it < ntiles; it++, buf = buf + 1 == kBufs ? 0 : buf + 1) {
-        __syncthreads();
-        if (it + 1 < ntiles) load_kv(k1, buf + 1 == kBufs ? 0 : buf + 1);
-        cp_async_commit();
-        cp_async_wait<1>();
-        wgmma::fence_proxy();
-        __syncthreads();
+    for (int it = 0, buf = 0; it < ntiles; it++, buf = next_buf(buf)) {
+        tile_ready(it + 1 < ntiles, buf, [&](int next) { load_kv(k1, next); });
         const int sub = it % SUB, mid = P.mask[e0 + it / SUB], k2 = first(it + 2);   // before the products, as in dK/dV
         const unsigned char* Kt = Ks + buf * TILE;
         const unsigned char* Vt = Vs + buf * TILE;

@@ -25,8 +25,7 @@ template <int D, int BLK>
 __global__ void __launch_bounds__(sm90_threads<BLK>(), D == 64 ? 512 / sm90_threads<BLK>() : 1) fwd_sm90_kernel(FwdArgs a) {
     constexpr int NT = sm90_threads<BLK>(), SUB = BLK / kKeyTile, TILE = D / 64 * kPanel;
     extern __shared__ __align__(16) unsigned char smem_raw[];
-    // The swizzle is a function of address bits: the tiles start on a 1024-byte boundary.
-    unsigned char* smem = smem_raw + ((1024 - (smem_addr(smem_raw) & 1023)) & 1023);
+    unsigned char* smem = swizzle_base(smem_raw);
     unsigned char* Ks = smem;                // kBufs x TILE
     unsigned char* Vs = Ks + kBufs * TILE;   // kBufs x TILE
     unsigned char* Qs = Vs + kBufs * TILE;   // SUB x TILE: the block's queries, a tile per warpgroup
@@ -60,13 +59,8 @@ __global__ void __launch_bounds__(sm90_threads<BLK>(), D == 64 ? 512 / sm90_thre
     };
     settle_pv();   // the zeros set before the walk (see dkv_sm90_kernel)
     const int r0 = warp * 16;   // the warp's 16 rows of its warpgroup's 64
-    for (int it = 0, buf = 0; it < ntiles; it++, buf = buf + 1 == kBufs ? 0 : buf + 1) {
-        __syncthreads();   // the buffer about to be refilled is no longer read
-        if (it + 1 < ntiles) load_kv(k1, buf + 1 == kBufs ? 0 : buf + 1);
-        cp_async_commit();
-        cp_async_wait<1>();
-        wgmma::fence_proxy();   // cp.async wrote through the generic proxy; wgmma reads through the async one
-        __syncthreads();
+    for (int it = 0, buf = 0; it < ntiles; it++, buf = next_buf(buf)) {
+        tile_ready(it + 1 < ntiles, buf, [&](int next) { load_kv(k1, next); });
         // The walk's indices, read before the product is issued so that they arrive while it runs (a
         // load after a wgmma wait cannot move above it).
         const int sub = it % SUB, mid = P.mask[e0 + it / SUB], k2 = first(it + 2);

@@ -15,6 +15,27 @@ constexpr int kPanel = kKeyTile * 128;   // bytes of one 64-column panel of a 64
 // H200: forward 0.645 -> 0.635 ms, forward and backward 2.671 -> 2.629 against waiting at once.
 constexpr int kBufs = 3;
 
+__device__ __forceinline__ int next_buf(int buf) { return buf + 1 == kBufs ? 0 : buf + 1; }
+
+// The dynamic shared memory from its first 1024-byte boundary: the swizzle is a function of address
+// bits, so the tiles must start on one (the kernels ask for 1024 bytes of slack).
+__device__ __forceinline__ unsigned char* swizzle_base(unsigned char* raw) {
+    return raw + ((1024 - (mma::smem_addr(raw) & 1023)) & 1023);
+}
+
+// The top of a walk's tile, buffer buf: once every warp is done with the buffer about to be refilled,
+// the next tile's loads go out (load(next_buf(buf)), where more), and this tile's, issued a tile ago,
+// are waited for and made visible to wgmma.
+template <typename Load>
+__device__ __forceinline__ void tile_ready(bool more, int buf, Load load) {
+    __syncthreads();
+    if (more) load(next_buf(buf));
+    mma::cp_async_commit();
+    mma::cp_async_wait<1>();
+    wgmma::fence_proxy();   // cp.async wrote through the generic proxy; wgmma reads through the async one
+    __syncthreads();
+}
+
 // Rows t0 .. t0 + 63 of one head's D columns into a swizzled tile (D / 64 panels); zeros past T.
 // A thread takes 16-byte chunk c = tid % CH of rows tid / CH + k * RS: RS is a multiple of 8, so the
 // chunk's panel, column and swizzle phase (row % 8) are the same for all of its rows and only the

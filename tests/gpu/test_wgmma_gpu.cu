@@ -29,7 +29,7 @@ template <int D>
 __global__ void probe_kernel(float* S, float* O, const bf16* q, const bf16* k, const bf16* v, int k_at, int v_at, int reps) {
     constexpr int TILE = D / 64 * gpu::kPanel;
     extern __shared__ __align__(16) unsigned char raw[];
-    unsigned char* sm = raw + ((1024 - (gpu::mma::smem_addr(raw) & 1023)) & 1023);
+    unsigned char* sm = gpu::swizzle_base(raw);
     unsigned char* Kt = sm + k_at * TILE;
     unsigned char* Vt = sm + v_at * TILE;
     unsigned char* Qt = sm + 4 * TILE;
