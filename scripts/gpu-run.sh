@@ -81,8 +81,9 @@ if has long; then
     {
         st_train long262k --layers 8 --d-model 512 --heads 8 --ctx 262144 --pattern fixed --stride 4096 --summary 128 \
             --block 128 --pos 2d --batch 1
-        st_train long1m --layers 4 --d-model 256 --heads 4 --ctx 1048576 --pattern fixed --stride 8192 --summary 128 \
-            --block 128 --pos 2d --batch 1
+        long1m=(--layers 4 --d-model 256 --heads 4 --ctx 1048576 --pattern fixed --stride 8192 --summary 128 --block 128 --pos 2d --batch 1)
+        st_train long1m "${long1m[@]}"
+        st_train long1m-rec "${long1m[@]}" --recompute   # as the peer runs it there (activation checkpointing)
     } | tee "$out/st_long.jsonl" || status=1
     [ "${LONG_PEERS:-1}" = 1 ] && {
         OUT=$out KINDS=fixed LAYERS=8 DMODEL=512 HEADS=8 SEQ=262144 BATCH=1 STRIDE_BLOCKS=32 POS=2d peer_py "$peers/torch_train_anchor.py" 2>>"$out/peers.err"

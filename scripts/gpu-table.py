@@ -45,8 +45,13 @@ def train_table(st_file, peer_file, title):
     lines.append("")
     lines.append(f"| {title} | st ms/step | st tokens/s | st peak GiB | peer ms/step | peer tokens/s | peer peak GiB | tokens/s ratio |")
     lines.append("|---|---|---|---|---|---|---|---|")
-    for i, s in enumerate(st):
-        p = peer[i] if i < len(peer) else peer[0] if len(peer) == 1 else {}   # one peer: every st variant against it
+    bases = []   # a variant of a run ("step12-mma", "long1m-rec") is set against its base run's peer
+    for s in st:
+        base = str(s.get("name", "")).split("-")[0]
+        if base not in bases:
+            bases.append(base)
+        i = bases.index(base)
+        p = peer[i] if i < len(peer) else {}
         if "error" in s or "error" in p:
             lines.append(f"| {s.get('name')} | {s.get('step_ms', s.get('error'))} | {s.get('tokens_per_s', '')} | {s.get('peak_gib', '')} "
                          f"| {p.get('step_ms', p.get('error', ''))} | {p.get('tokens_per_s', '')} | {p.get('peak_gib', '')} | |")
