@@ -5,11 +5,11 @@
 #     and on N with --shard-optimizer; each step's loss within 1% of the 1-GPU run's (the largest
 #     difference is printed). The small model of scripts/compare-gpu.sh (4 layers d 256, context 1024,
 #     batch 16) at lr LR (2e-4) after 100 warm-up steps, with dropout 0.1 (every rank must draw one
-#     process's masks). The runs give the same losses to 4 decimals for about 90 steps whatever the
-#     recipe; then a gradient-norm spike (clipped, but of a different size in each run: the order of
-#     the gradients' sums, amplified) parts the curves. On 2 MB of gcide and 4 GPUs, lr 5e-4 after 50
-#     warm-up steps spiked (loss 2.2x at step 54) and parted by 1.35%, lr 3e-4 by 1.05%, lr 2e-4 (the
-#     least spiky on 1 GPU) stayed within 0.93%.
+#     process's masks). The runs give the same losses to 4 decimals until the first gradient-norm
+#     spike (clipped, but of a different size in each run: the order of the gradients' sums,
+#     amplified), which parts the curves. On 2 MB of gcide and 4 GPUs: lr 5e-4 after 50 warm-up
+#     steps, a spike at step 54 (the loss 2.2x) and 1.35% apart at worst; lr 3e-4, step 93 and
+#     1.05%; lr 2e-4 (the least spiky on 1 GPU), step 97 and within 0.93%.
 #   scaling: the 12-layer d 512 n 16384 fixed model on random bytes, 4 windows per GPU (weak scaling)
 #     and 4 in all (strong), median step time, tokens/s, peak and optimizer memory; the peer at N GPUs.
 #   fault: one rank killed with SIGKILL; every rank gone within 60 s, the message, the checkpoint
