@@ -17,9 +17,10 @@ class Profile {
    public:
     Profile() : on_(std::getenv("ST_PROFILE") && std::string(std::getenv("ST_PROFILE")) == "1") {}
     ~Profile() {
-        if (!on_ || steps_ == 0) return;
-        std::fprintf(stderr, "profile, ms a step over %d steps after the first:", steps_);
-        for (const auto& [name, ms] : total_) std::fprintf(stderr, " %s %.2f", name.c_str(), ms / steps_);
+        const int steps = seen_ - 1;   // the first is left out (end_step)
+        if (!on_ || steps <= 0) return;
+        std::fprintf(stderr, "profile, ms a step over %d steps after the first:", steps);
+        for (const auto& [name, ms] : total_) std::fprintf(stderr, " %s %.2f", name.c_str(), ms / steps);
         std::fprintf(stderr, "\n");
         for (auto& m : marks_) cudaEventDestroy(m.first), cudaEventDestroy(m.second);
     }
@@ -51,7 +52,7 @@ class Profile {
         }
         used_ = 0;
         names_.clear();
-        if (seen_++ > 0) steps_++;
+        seen_++;
     }
 
    private:
@@ -59,8 +60,7 @@ class Profile {
     std::vector<std::pair<cudaEvent_t, cudaEvent_t>> marks_;
     std::vector<std::string> names_;
     size_t used_ = 0;
-    int steps_ = 0;   // steps added up
-    int seen_ = 0;    // steps ended
+    int seen_ = 0;   // steps ended
     std::map<std::string, double> total_;
 };
 
