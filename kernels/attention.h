@@ -54,8 +54,9 @@ class AttnPlan {
 // "" when the GPU kernels can run this shape, else why not (block 32, an odd head size...).
 std::string attention_gpu_check(int block, int C, int NH);
 
-// Whether attention runs the wgmma kernels (attention_fwd_sm90.cu, attention_bwd_sm90.cu) where they
-// take the shape (head sizes 64 and 128): wherever supported (a Hopper device, an sm_90a build) unless
+// Whether attention runs the wgmma kernels where they take the shape (attention_fwd_ws.cu and
+// attention_bwd_ws.cu: head size 64, blocks of 128; else attention_fwd_sm90.cu, attention_bwd_sm90.cu:
+// head sizes 64 and 128): wherever supported (a Hopper device, an sm_90a build) unless
 // ST_ATTENTION=mma. attention_use_wgmma picks one set (tests, benchmarks); attention_default_kernels
 // goes back to the rule above.
 bool attention_wgmma();

@@ -214,7 +214,7 @@ void attention_backward(bf16* dqkv, const bf16* dout, const bf16* qkv, const bf1
     CUDA_LAUNCH_CHECK();
     const double sc = 1.0 / std::sqrt(double(D));
     BwdArgs a{dqkv, dout, qkv, lse, dsum, nullptr, T, C, NH, float(sc), float(sc * 1.4426950408889634), false};
-    if (attention_wgmma() && attention_backward_sm90(a, plan, B, s)) return;
+    if (attention_wgmma() && (attention_backward_ws(a, plan, B, s) || attention_backward_sm90(a, plan, B, s))) return;
 #define ST_BWD(d, blk) \
     if (D == d && plan.block == blk) return launch_bwd<d, blk>(a, plan, B, s);
     ST_BWD(32, 64) ST_BWD(64, 64) ST_BWD(128, 64) ST_BWD(32, 128) ST_BWD(64, 128) ST_BWD(128, 128)

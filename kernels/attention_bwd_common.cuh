@@ -21,6 +21,8 @@ struct BwdArgs {
 
 // The wgmma backward (attention_bwd_sm90.cu) for the shapes it takes; false where it does not.
 bool attention_backward_sm90(const BwdArgs& a, const AttnPlan& plan, int B, cudaStream_t s);
+// The warp-specialised backward (attention_bwd_ws.cu) for the shapes it takes; false where it does not.
+bool attention_backward_ws(const BwdArgs& a, const AttnPlan& plan, int B, cudaStream_t s);
 
 // Rows of dqkv for one warp's MT*16 rows x D accumulators: written, or added to (merge).
 template <int D, int MT>

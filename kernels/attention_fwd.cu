@@ -80,7 +80,7 @@ __global__ void __launch_bounds__(fwd_threads<D, BLK>()) fwd_kernel(FwdArgs a) {
     }
     cp_async_wait<0>();
 
-    write_output<D, MT>(a, P, qb * BLK + r0, m, l, acc, lane);
+    write_output<D, MT>(a, P, blockIdx.y, blockIdx.z, qb * BLK + r0, m, l, acc, lane);
 }
 
 template <int D, int BLK>
@@ -133,7 +133,7 @@ void attention_forward(bf16* out, float* lse, const bf16* qkv, const AttnPlan& p
     if (plan.T != T || plan.n_head != NH) fail("attention: plan built for another length or head count");
     const int D = C / NH;
     FwdArgs a{out, lse, qkv, nullptr, T, C, NH, float(1.4426950408889634 / std::sqrt(double(D))), false};
-    if (attention_wgmma() && attention_forward_sm90(a, plan, B, s)) return;
+    if (attention_wgmma() && (attention_forward_ws(a, plan, B, s) || attention_forward_sm90(a, plan, B, s))) return;
 #define ST_FWD(d, blk) \
     if (D == d && plan.block == blk) return launch_fwd<d, blk>(a, plan, B, s);
     ST_FWD(32, 64) ST_FWD(64, 64) ST_FWD(128, 64) ST_FWD(32, 128) ST_FWD(64, 128) ST_FWD(128, 128)

@@ -18,47 +18,64 @@ struct FwdArgs {
 
 // The wgmma forward (attention_fwd_sm90.cu) for the head sizes it takes; false where it does not.
 bool attention_forward_sm90(const FwdArgs& a, const AttnPlan& plan, int B, cudaStream_t s);
+// The warp-specialised forward (attention_fwd_ws.cu) for the shapes it takes; false where it does not.
+bool attention_forward_ws(const FwdArgs& a, const AttnPlan& plan, int B, cudaStream_t s);
 
-// One tile of scores s (MT row tiles x 64 keys, raw dot products) into probabilities, rescaling the
-// running max m, sum l and output acc of each row (base-2 logits: exp2 is one instruction).
+// One row tile's scores s (KN column tiles of 8 keys, raw dot products) into probabilities, updating
+// its rows' running max m and sum l (base-2 logits: exp2 is one instruction); alpha: the factor by
+// which what the rows accumulated so far must be rescaled (rescale_rows).
+template <int KN>
+__device__ __forceinline__ void softmax_rows(float (&s)[KN][4], float (&m)[2], float (&l)[2], float (&alpha)[2],
+                                             float scale_log2) {
+#pragma unroll
+    for (int half = 0; half < 2; half++) {
+        float mx = -INFINITY;
+#pragma unroll
+        for (int j = 0; j < KN; j++) mx = fmaxf(mx, fmaxf(s[j][half * 2], s[j][half * 2 + 1]));
+        const float m_new = fmaxf(m[half], mma::quad_max(mx) * scale_log2);
+        const float shift = m_new == -INFINITY ? 0.f : m_new;   // a row with nothing yet stays at zero
+        alpha[half] = fast_exp2(m[half] - shift);
+        m[half] = m_new;
+        float rs = 0;
+#pragma unroll
+        for (int j = 0; j < KN; j++)
+#pragma unroll
+            for (int q = 0; q < 2; q++) {
+                float p = fast_exp2(s[j][half * 2 + q] * scale_log2 - shift);
+                s[j][half * 2 + q] = p;
+                rs += p;
+            }
+        l[half] = l[half] * alpha[half] + rs;
+    }
+}
+
+template <int D>
+__device__ __forceinline__ void rescale_rows(float (&acc)[D / 8][4], const float (&alpha)[2]) {
+#pragma unroll
+    for (int dt = 0; dt < D / 8; dt++)
+#pragma unroll
+        for (int i = 0; i < 4; i++) acc[dt][i] *= alpha[i / 2];
+}
+
+// One tile of scores s (MT row tiles x 64 keys) into probabilities, the rows' outputs rescaled at once.
 template <int D, int MT>
 __device__ __forceinline__ void online_softmax(float (&s)[MT][8][4], float (&m)[MT][2], float (&l)[MT][2],
                                                float (&acc)[MT][D / 8][4], float scale_log2) {
 #pragma unroll
-    for (int mt = 0; mt < MT; mt++)
-#pragma unroll
-        for (int half = 0; half < 2; half++) {
-            float mx = -INFINITY;
-#pragma unroll
-            for (int j = 0; j < 8; j++) mx = fmaxf(mx, fmaxf(s[mt][j][half * 2], s[mt][j][half * 2 + 1]));
-            const float m_new = fmaxf(m[mt][half], mma::quad_max(mx) * scale_log2);
-            const float shift = m_new == -INFINITY ? 0.f : m_new;   // a row with nothing yet stays at zero
-            const float alpha = fast_exp2(m[mt][half] - shift);
-            m[mt][half] = m_new;
-            float rs = 0;
-#pragma unroll
-            for (int j = 0; j < 8; j++)
-#pragma unroll
-                for (int q = 0; q < 2; q++) {
-                    float p = fast_exp2(s[mt][j][half * 2 + q] * scale_log2 - shift);
-                    s[mt][j][half * 2 + q] = p;
-                    rs += p;
-                }
-            l[mt][half] = l[mt][half] * alpha + rs;
-#pragma unroll
-            for (int dt = 0; dt < D / 8; dt++) {
-                acc[mt][dt][half * 2] *= alpha;
-                acc[mt][dt][half * 2 + 1] *= alpha;
-            }
-        }
+    for (int mt = 0; mt < MT; mt++) {
+        float alpha[2];
+        softmax_rows<8>(s[mt], m[mt], l[mt], alpha, scale_log2);
+        rescale_rows<D>(acc[mt], alpha);
+    }
 }
 
-// Normalises a warp's rows (component rows t_first ..) and writes them with their log-sum-exp; a
+// Normalises a warp's rows (head h of batch row b, component rows t_first ..) and writes them with their log-sum-exp; a
 // later component merges with the earlier ones by log-sum-exp.
 template <int D, int MT>
-__device__ __forceinline__ void write_output(const FwdArgs& a, const AttnPartDev& P, int t_first, const float (&m)[MT][2],
-                                             const float (&l)[MT][2], const float (&acc)[MT][D / 8][4], int lane) {
-    const int h = blockIdx.y, b = blockIdx.z, g = lane / 4, c4 = lane % 4;
+__device__ __forceinline__ void write_output(const FwdArgs& a, const AttnPartDev& P, int h, int b, int t_first,
+                                             const float (&m)[MT][2], const float (&l)[MT][2],
+                                             const float (&acc)[MT][D / 8][4], int lane) {
+    const int g = lane / 4, c4 = lane % 4;
 #pragma unroll
     for (int mt = 0; mt < MT; mt++) {
         float lc[2], wp[2], wc[2];

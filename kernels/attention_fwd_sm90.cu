@@ -83,7 +83,7 @@ __global__ void __launch_bounds__(sm90_threads<BLK>(), D == 64 ? 512 / sm90_thre
     settle_pv();
     cp_async_wait<0>();
 
-    write_output<D, 1>(a, P, q0 + r0, m, l, acc, lane);
+    write_output<D, 1>(a, P, blockIdx.y, blockIdx.z, q0 + r0, m, l, acc, lane);
 }
 
 template <int D, int BLK>

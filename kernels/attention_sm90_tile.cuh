@@ -79,10 +79,11 @@ __device__ __forceinline__ void qk_issue(float (&s)[8][4], const unsigned char* 
     }
 }
 
-// The A fragments of P V from the probabilities in s (the warp's 16 rows x 64 keys), rounded to bf16.
-__device__ __forceinline__ void pack_probs(uint32_t (&pa)[4][4], const float (&s)[8][4]) {
+// The A fragments of P V from the probabilities in s (the warp's 16 rows x 8 KN keys), rounded to bf16.
+template <int KN>
+__device__ __forceinline__ void pack_probs(uint32_t (&pa)[KN / 2][4], const float (&s)[KN][4]) {
 #pragma unroll
-    for (int j = 0; j < 4; j++) {
+    for (int j = 0; j < KN / 2; j++) {
         pa[j][0] = mma::pack_bf16(s[2 * j][0], s[2 * j][1]);
         pa[j][1] = mma::pack_bf16(s[2 * j][2], s[2 * j][3]);
         pa[j][2] = mma::pack_bf16(s[2 * j + 1][0], s[2 * j + 1][1]);
@@ -90,13 +91,15 @@ __device__ __forceinline__ void pack_probs(uint32_t (&pa)[4][4], const float (&s
     }
 }
 
-// acc (the warp's 16 rows x D) += P V, issued: N-major B (rows are keys), 16 keys (2048 bytes) per
-// step. pa stays unchanged until the caller's wait: the products read their A registers while they run.
-template <int D>
-__device__ __forceinline__ void pv_issue(float (&acc)[D / 8][4], const uint32_t (&pa)[4][4], const unsigned char* Vt) {
+// acc (the warp's 16 rows x D) += P V over 16 J keys, issued: N-major B (rows are keys), 16 keys
+// (2048 bytes) per step. pa stays unchanged until the caller's wait: the products read their A
+// registers while they run.
+template <int D, int J>
+__device__ __forceinline__ void pv_issue(float (&acc)[D / 8][4], const uint32_t (&pa)[J][4], const unsigned char* Vt) {
+    static_assert(J == 4 || D == 64, "pv_issue: keys past 64 are laid out for one panel only");
     const uint64_t d0 = wgmma::desc_sw128(Vt, 1024, kPanel);
 #pragma unroll
-    for (int j = 0; j < 4; j++)
+    for (int j = 0; j < J; j++)
 #pragma unroll
         for (int p = 0; p < D / 64; p++)
             wgmma::m64n64k16<1>(&acc[p * 8][0], pa[j], d0 + (p * kPanel + j * 2048) / 16, 1);

@@ -105,4 +105,23 @@ __device__ __forceinline__ void m64n64k16_ss(float* d, uint64_t a, uint64_t b, i
 #endif
 }
 
+// d (m64n128, fp32: the warp's 16 rows x 128 columns as 16 column tiles of 4) = (accumulate ? d : 0)
+// + A B, both from shared memory as in m64n64k16_ss: a score tile of 128 keys in one instruction reads
+// A once for twice the columns (m64n64 with both operands in shared memory is at the shared-memory rate).
+template <int TRANS_B>
+__device__ __forceinline__ void m64n128k16_ss(float* d, uint64_t a, uint64_t b, int accumulate) {
+#if ST_SM90A
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %67, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 "
+        "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63}, "
+        "%64, %65, p, 1, 1, 0, %66;\n}\n"
+        : ST_WGMMA_ACC32(d), ST_WGMMA_ACC32((d + 32))
+        : "l"(a), "l"(b), "n"(TRANS_B), "r"(accumulate));
+#else
+    (void)d, (void)a, (void)b, (void)accumulate;
+    __trap();
+#endif
+}
+
 }  // namespace st::gpu::wgmma
