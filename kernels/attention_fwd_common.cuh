@@ -49,6 +49,7 @@ __device__ __forceinline__ void softmax_rows(float (&s)[KN][4], float (&m)[2], f
     }
 }
 
+// A row tile's output accumulators times its rows' alpha (softmax_rows).
 template <int D>
 __device__ __forceinline__ void rescale_rows(float (&acc)[D / 8][4], const float (&alpha)[2]) {
 #pragma unroll
@@ -69,8 +70,8 @@ __device__ __forceinline__ void online_softmax(float (&s)[MT][8][4], float (&m)[
     }
 }
 
-// Normalises a warp's rows (head h of batch row b, component rows t_first ..) and writes them with their log-sum-exp; a
-// later component merges with the earlier ones by log-sum-exp.
+// Normalises a warp's rows (head h of batch row b, component rows t_first ..) and writes them with
+// their log-sum-exp; a later component merges with the earlier ones by log-sum-exp.
 template <int D, int MT>
 __device__ __forceinline__ void write_output(const FwdArgs& a, const AttnPartDev& P, int h, int b, int t_first,
                                              const float (&m)[MT][2], const float (&l)[MT][2],

@@ -79,7 +79,7 @@ __device__ __forceinline__ void qk_issue(float (&s)[8][4], const unsigned char* 
     }
 }
 
-// The A fragments of P V from the probabilities in s (the warp's 16 rows x 8 KN keys), rounded to bf16.
+// The A fragments of P V from the probabilities in s (the warp's 16 rows x KN * 8 keys), rounded to bf16.
 template <int KN>
 __device__ __forceinline__ void pack_probs(uint32_t (&pa)[KN / 2][4], const float (&s)[KN][4]) {
 #pragma unroll
@@ -91,7 +91,7 @@ __device__ __forceinline__ void pack_probs(uint32_t (&pa)[KN / 2][4], const floa
     }
 }
 
-// acc (the warp's 16 rows x D) += P V over 16 J keys, issued: N-major B (rows are keys), 16 keys
+// acc (the warp's 16 rows x D) += P V over J * 16 keys, issued: N-major B (rows are keys), 16 keys
 // (2048 bytes) per step. pa stays unchanged until the caller's wait: the products read their A
 // registers while they run.
 template <int D, int J>

@@ -56,9 +56,9 @@ def train_table(st_file, peer_file, title):
             lines.append(f"| {s.get('name')} | {s.get('step_ms', s.get('error'))} | {s.get('tokens_per_s', '')} | {s.get('peak_gib', '')} "
                          f"| {p.get('step_ms', p.get('error', ''))} | {p.get('tokens_per_s', '')} | {p.get('peak_gib', '')} | |")
             continue
-        ratio = s["tokens_per_s"] / p["tokens_per_s"] if p else float("nan")
+        ratio = f"{s['tokens_per_s'] / p['tokens_per_s']:.2f}" if p else ""   # no peer run (LONG_PEERS=0)
         lines.append(f"| {s['name']} | {s['step_ms']} | {s['tokens_per_s']} | {s['peak_gib']} | {p.get('step_ms', '')} "
-                     f"| {p.get('tokens_per_s', '')} | {p.get('peak_gib', '')} | {ratio:.2f} |")
+                     f"| {p.get('tokens_per_s', '')} | {p.get('peak_gib', '')} | {ratio} |")
 
 train_table("st_train.jsonl", "torch_train.jsonl", "training step")
 train_table("st_long.jsonl", "torch_long.jsonl", "long sequence")
