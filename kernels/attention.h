@@ -51,6 +51,18 @@ class AttnPlan {
     void release();
 };
 
+// Calls launch(ak) for each component slot of the plan, ak being a (FwdArgs or BwdArgs) with that
+// slot's parts and, past the first, merge set: a later component combines with what the earlier wrote.
+template <class Args, class Launch>
+void for_each_component(const AttnPlan& plan, const Args& a, Launch launch) {
+    for (int k = 0; k < plan.slots; k++) {
+        Args ak = a;
+        ak.parts = plan.slot(k);
+        ak.merge = k > 0;
+        launch(ak);
+    }
+}
+
 // "" when the GPU kernels can run this shape, else why not (block 32, an odd head size...).
 std::string attention_gpu_check(int block, int C, int NH);
 

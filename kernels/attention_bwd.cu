@@ -184,15 +184,12 @@ void launch_bwd(const BwdArgs& a, const AttnPlan& plan, int B, cudaStream_t s) {
     constexpr int smem_q = (2 * BLK + 4 * W) * LD * int(sizeof(bf16));
     allow_smem(reinterpret_cast<const void*>(dkv_kernel<D, BLK>), smem_kv);
     allow_smem(reinterpret_cast<const void*>(dq_kernel<D, BLK>), smem_q);
-    for (int k = 0; k < plan.slots; k++) {
-        BwdArgs ak = a;
-        ak.parts = plan.slot(k);
-        ak.merge = k > 0;
+    for_each_component(plan, a, [&](const BwdArgs& ak) {
         dkv_kernel<D, BLK><<<dim3(plan.nblk, a.NH, B), NT, smem_kv, s>>>(ak);
         CUDA_LAUNCH_CHECK();
         dq_kernel<D, BLK><<<dim3(plan.nblk, a.NH, B), NT, smem_q, s>>>(ak);
         CUDA_LAUNCH_CHECK();
-    }
+    });
 }
 
 }  // namespace

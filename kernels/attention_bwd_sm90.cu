@@ -196,15 +196,12 @@ void launch(const BwdArgs& a, const AttnPlan& plan, int B, cudaStream_t s) {
     allow_smem(reinterpret_cast<const void*>(dkv_sm90_kernel<D, BLK>), dkv_sm90_smem<D>());
     allow_smem(reinterpret_cast<const void*>(dq_sm90_kernel<D, BLK>), dq_sm90_smem<D>());
     const dim3 grid(plan.nblk * (BLK / kRows), a.NH, B);
-    for (int k = 0; k < plan.slots; k++) {
-        BwdArgs ak = a;
-        ak.parts = plan.slot(k);
-        ak.merge = k > 0;
+    for_each_component(plan, a, [&](const BwdArgs& ak) {
         dkv_sm90_kernel<D, BLK><<<grid, kThreads, dkv_sm90_smem<D>(), s>>>(ak);
         CUDA_LAUNCH_CHECK();
         dq_sm90_kernel<D, BLK><<<grid, kThreads, dq_sm90_smem<D>(), s>>>(ak);
         CUDA_LAUNCH_CHECK();
-    }
+    });
 }
 
 }  // namespace

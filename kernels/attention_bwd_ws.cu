@@ -250,13 +250,10 @@ void launch(Kernel kernel, int smem, const BwdArgs& a, const Items& items, cudaS
 bool attention_backward_ws(const BwdArgs& a, const AttnPlan& plan, int B, cudaStream_t s) {
     if (a.C / a.NH != 64 || plan.block != kKeys) return false;
     const Items items = items_for(plan, a.T, a.NH, B);
-    for (int k = 0; k < plan.slots; k++) {
-        BwdArgs ak = a;
-        ak.parts = plan.slot(k);
-        ak.merge = k > 0;
+    for_each_component(plan, a, [&](const BwdArgs& ak) {
         launch(dkv_ws_kernel, DkvSmem::bytes, ak, items, s);
         launch(dq_ws_kernel, DqSmem::bytes, ak, items, s);
-    }
+    });
     return true;
 }
 

@@ -87,13 +87,10 @@ template <int D, int BLK>
 void launch_fwd(const FwdArgs& a, const AttnPlan& plan, int B, cudaStream_t s) {
     constexpr int smem = (BLK + 4 * kKeyTile) * (D + kPad) * int(sizeof(bf16));
     allow_smem(reinterpret_cast<const void*>(fwd_kernel<D, BLK>), smem);
-    for (int k = 0; k < plan.slots; k++) {
-        FwdArgs ak = a;
-        ak.parts = plan.slot(k);
-        ak.merge = k > 0;
+    for_each_component(plan, a, [&](const FwdArgs& ak) {
         fwd_kernel<D, BLK><<<dim3(plan.nblk, a.NH, B), fwd_threads<D, BLK>(), smem, s>>>(ak);
         CUDA_LAUNCH_CHECK();
-    }
+    });
 }
 
 }  // namespace
@@ -105,11 +102,9 @@ static int g_wgmma = -1;
 bool attention_wgmma_supported() {
     static int supported = -1;
     if (supported < 0) {
-        int dev = 0, major = 0;
-        CUDA_CHECK(cudaGetDevice(&dev));
-        CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
         cudaFuncAttributes fa;
-        supported = major == 9 && cudaFuncGetAttributes(&fa, fwd_kernel<64, 64>) == cudaSuccess && fa.binaryVersion == 90;
+        supported = device_attr(cudaDevAttrComputeCapabilityMajor) == 9 &&
+                    cudaFuncGetAttributes(&fa, fwd_kernel<64, 64>) == cudaSuccess && fa.binaryVersion == 90;
     }
     return supported == 1;
 }

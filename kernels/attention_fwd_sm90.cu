@@ -90,13 +90,10 @@ template <int D, int BLK>
 void launch(const FwdArgs& a, const AttnPlan& plan, int B, cudaStream_t s) {
     constexpr int smem = 1024 + (2 * kBufs + BLK / 64) * (D / 64) * kPanel;
     allow_smem(reinterpret_cast<const void*>(fwd_sm90_kernel<D, BLK>), smem);
-    for (int k = 0; k < plan.slots; k++) {
-        FwdArgs ak = a;
-        ak.parts = plan.slot(k);
-        ak.merge = k > 0;
+    for_each_component(plan, a, [&](const FwdArgs& ak) {
         fwd_sm90_kernel<D, BLK><<<dim3(plan.nblk, a.NH, B), sm90_threads<BLK>(), smem, s>>>(ak);
         CUDA_LAUNCH_CHECK();
-    }
+    });
 }
 
 }  // namespace

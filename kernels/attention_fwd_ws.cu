@@ -129,13 +129,10 @@ bool attention_forward_ws(const FwdArgs& a, const AttnPlan& plan, int B, cudaStr
     constexpr int smem = FwdSmem::bytes;
     allow_smem(reinterpret_cast<const void*>(fwd_ws_kernel), smem);
     const Items items = items_for(plan, a.T, a.NH, B);
-    for (int k = 0; k < plan.slots; k++) {
-        FwdArgs ak = a;
-        ak.parts = plan.slot(k);
-        ak.merge = k > 0;
+    for_each_component(plan, a, [&](const FwdArgs& ak) {
         fwd_ws_kernel<<<grid_for(items), kThreads, smem, s>>>(ak, items);
         CUDA_LAUNCH_CHECK();
-    }
+    });
     return true;
 }
 

@@ -33,13 +33,6 @@ struct Items {
     }
 };
 
-inline int device_attr(cudaDeviceAttr attr) {
-    int dev = 0, v = 0;
-    CUDA_CHECK(cudaGetDevice(&dev));
-    CUDA_CHECK(cudaDeviceGetAttribute(&v, attr, dev));
-    return v;
-}
-
 inline Items items_for(const AttnPlan& plan, int T, int NH, int B) {
     static const int l2 = device_attr(cudaDevAttrL2CacheSize);
     // A head's keys and values: T rows of 128 bytes each; half of L2 for a group's.

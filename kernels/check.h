@@ -42,6 +42,16 @@ inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 
 // the next synchronising call, which CUDA_CHECK also covers).
 #define CUDA_LAUNCH_CHECK() CUDA_CHECK(cudaGetLastError())
 
+namespace st::gpu {
+// An attribute of the current device (compute capability, SM count, L2 size...).
+inline int device_attr(cudaDeviceAttr attr) {
+    int dev = 0, v = 0;
+    CUDA_CHECK(cudaGetDevice(&dev));
+    CUDA_CHECK(cudaDeviceGetAttribute(&v, attr, dev));
+    return v;
+}
+}  // namespace st::gpu
+
 #define CUBLAS_CHECK(call)                                                                          \
     do {                                                                                            \
         cublasStatus_t st_st_ = (call);                                                             \

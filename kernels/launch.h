@@ -20,10 +20,7 @@ __device__ inline void grid_dependency_wait() {
 }
 
 inline bool dependent_launch_supported() {   // compute capability 9.0 and later, on the current device
-    int dev = 0, major = 0;
-    CUDA_CHECK(cudaGetDevice(&dev));
-    CUDA_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
-    return major >= 9;
+    return device_attr(cudaDevAttrComputeCapabilityMajor) >= 9;
 }
 
 template <class... Params, class... Args>
