@@ -1,9 +1,12 @@
 // Saving and loading models and training state.
 #include "checkpoint.h"
 
+#include <charconv>
+#include <cmath>
 #include <cstring>
 
 #include "error.h"
+#include "io/json.h"
 #include "io/safetensors.h"
 #include "tensor.h"
 
@@ -27,6 +30,18 @@ void checkpoint_save(const std::string& path, const Model<float>& m, const float
     safetensors_save(path, ts, md);
 }
 
+// A whole decimal number in [lo, hi], or false.
+static bool parse_whole(const std::string& s, int64_t lo, int64_t hi, int64_t* out) {
+    auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), *out);
+    return !s.empty() && ec == std::errc() && end == s.data() + s.size() && *out >= lo && *out <= hi;
+}
+
+static bool all_finite(const float* x, size_t n) {
+    bool ok = true;
+    for (size_t i = 0; i < n; i++) ok &= std::isfinite(x[i]);
+    return ok;
+}
+
 Checkpoint checkpoint_load(const std::string& path) {
     SafeTensors f = safetensors_load(path);
     auto fmt = f.metadata.find("format");
@@ -36,11 +51,24 @@ Checkpoint checkpoint_load(const std::string& path) {
     if (cfg_it == f.metadata.end()) fail(path + ": not an st model (no config in its metadata)");
     Config cfg;
     try {
-        cfg = config_from_json(nlohmann::json::parse(cfg_it->second));
-    } catch (const nlohmann::json::exception& e) {
-        fail(path + ": bad model config: " + e.what());
+        cfg = config_from_json(json_parse(cfg_it->second, path + ": model config"));
     } catch (const Error& e) {
-        fail(path + ": " + e.what());
+        const std::string why = e.what();
+        fail(why.rfind(path, 0) == 0 ? why : path + ": " + why);
+    }
+    // Every tensor the config asks for, checked against the file before anything of the config's size
+    // is allocated: a few hundred bytes claiming a huge model must fail here, not after gigabytes.
+    const size_t tensors_per_layer = 12;
+    if (size_t(cfg.n_layer) * tensors_per_layer > f.entries.size())
+        fail(path + ": corrupted: its config has " + std::to_string(cfg.n_layer) + " layers, the file holds " +
+             std::to_string(f.entries.size()) + " tensors");
+    const std::vector<ParamInfo> layout = param_layout(cfg);
+    for (const auto& p : layout) {
+        const SafeTensorsEntry* e = f.find(p.name);
+        if (!e) fail(path + ": tensor " + p.name + " is missing");
+        if (e->shape != p.shape) fail(path + ": tensor " + p.name + " has the wrong shape for the model's config");
+        if (e->dtype != DType::f32 && e->dtype != DType::f64 && e->dtype != DType::bf16)
+            fail(path + ": tensor " + p.name + " is not floating point");
     }
     Checkpoint ck;
     ck.metadata = f.metadata;
@@ -60,32 +88,28 @@ Checkpoint checkpoint_load(const std::string& path) {
         std::memcpy(dst, t.raw(), t.nbytes());
     };
     for (const auto& p : m.params) {
-        const SafeTensorsEntry* e = f.find(p.name);
-        if (!e) fail(path + ": tensor " + p.name + " is missing");
-        if (e->shape != p.shape) fail(path + ": tensor " + p.name + " has the wrong shape for the model's config");
-        if (e->dtype != DType::f32 && e->dtype != DType::f64 && e->dtype != DType::bf16)
-            fail(path + ": tensor " + p.name + " is not floating point");
-        load_f32(*e, m.w.data() + p.offset);
+        load_f32(*f.find(p.name), m.w.data() + p.offset);
+        if (!all_finite(m.w.data() + p.offset, size_t(p.numel)))
+            fail(path + ": corrupted: tensor " + p.name + " holds values that are not finite");
     }
     const SafeTensorsEntry* om = f.find("opt.m");
     const SafeTensorsEntry* ov = f.find("opt.v");
-    if (om && ov) {
+    if (om || ov) {
         std::vector<int64_t> want = {m.num_params};
-        if (om->shape != want || ov->shape != want || om->dtype != DType::f32 || ov->dtype != DType::f32)
+        if (!om || !ov || om->shape != want || ov->shape != want || om->dtype != DType::f32 || ov->dtype != DType::f32)
             fail(path + ": optimizer state does not match the model");
         ck.opt_m.resize(m.num_params);
         ck.opt_v.resize(m.num_params);
         load_f32(*om, ck.opt_m.data());
         load_f32(*ov, ck.opt_v.data());
+        // AdamW's second moment is a running mean of squares: a negative one would make its square
+        // root NaN at the first update.
+        bool ok = all_finite(ck.opt_m.data(), ck.opt_m.size()) && all_finite(ck.opt_v.data(), ck.opt_v.size());
+        for (float v : ck.opt_v) ok &= v >= 0;
+        if (!ok) fail(path + ": corrupted: its optimizer state holds values that are not finite or negative second moments");
     }
-    auto st = f.metadata.find("step");
-    if (st != f.metadata.end()) {
-        try {
-            ck.step = std::stoll(st->second);
-        } catch (const std::exception&) {
-            fail(path + ": bad step in metadata");
-        }
-    }
+    if (auto it = f.metadata.find("step"); it != f.metadata.end() && !parse_whole(it->second, 0, kMaxSteps, &ck.step))
+        fail(path + ": corrupted: step '" + it->second + "' is not a whole number from 0 to " + std::to_string(kMaxSteps));
     return ck;
 }
 

@@ -12,7 +12,7 @@
 
 namespace st::cli {
 
-int run(const char* name, int argc, char** argv, const std::function<int(int, char**)>& body) {
+int run(const char* name, int argc, char** argv, const std::function<int(int, char**)>& body, const char* oom_hint) {
     try {
         return body(argc, argv);
     } catch (const UsageError& e) {
@@ -25,7 +25,7 @@ int run(const char* name, int argc, char** argv, const std::function<int(int, ch
         std::fprintf(stderr, "%s: %s\n", name, e.what());
         return 1;
     } catch (const std::bad_alloc&) {
-        std::fprintf(stderr, "%s: out of memory (try a smaller --batch or --ctx, or --recompute)\n", name);
+        std::fprintf(stderr, "%s: out of memory%s%s%s\n", name, oom_hint ? " (" : "", oom_hint ? oom_hint : "", oom_hint ? ")" : "");
         return 1;
     } catch (const std::exception& e) {
         std::fprintf(stderr, "%s: %s\n", name, e.what());

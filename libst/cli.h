@@ -8,8 +8,9 @@
 namespace st::cli {
 
 // Runs body and turns what it throws into one line on stderr: "NAME: message". Usage errors
-// (bad options, st::UsageError) exit 2, other errors 1; out of memory says so.
-int run(const char* name, int argc, char** argv, const std::function<int(int, char**)>& body);
+// (bad options, st::UsageError) exit 2, other errors 1; out of memory says so, with OOM_HINT (what
+// to change) when the program knows what is likely to have taken the memory.
+int run(const char* name, int argc, char** argv, const std::function<int(int, char**)>& body, const char* oom_hint = nullptr);
 
 // The options every program has: --help, --version, --threads, --device, --quiet.
 void add_common(cxxopts::Options& o);

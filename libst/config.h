@@ -1,5 +1,6 @@
 // The model's hyper-parameters, their checks and their JSON form (stored in every model file).
 #pragma once
+#include <cstdint>
 #include <nlohmann/json.hpp>
 #include <string>
 
@@ -24,6 +25,12 @@ struct Config {
     int head_dim() const { return d_model / n_head; }
     int ff_dim() const { return ff_mult * d_model; }
 };
+
+// The largest settings st accepts. They bound what a model file's config can make a program allocate
+// before its tensors are checked: the context sizes the position tables' index (4 bytes a position
+// and table), and it is four times the longest sequence st is meant to train on one GPU.
+inline constexpr int kMaxLayers = 100000, kMaxHeads = 4096, kMaxDModel = 1 << 20, kMaxFFMult = 64, kMaxContext = 1 << 26;
+inline constexpr int64_t kMaxSteps = int64_t(1) << 40;   // optimizer steps of a run
 
 // "" when usable, else one line naming the value and what is wrong with it.
 std::string config_check(const Config&);

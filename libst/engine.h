@@ -37,7 +37,7 @@ class Engine {
     virtual std::string name() const = 0;   // "cpu" or the GPU's name
     virtual double peak_gib() const { return 0; }   // device memory held at most (GPU engines)
     // Forward, backward and one AdamW update on B windows of T bytes; the dropout masks are a
-    // function of dropout_seed.
+    // function of dropout_seed. A loss or gradient norm that is not finite makes no update.
     virtual StepStats train_step(const uint8_t* inp, const uint8_t* tgt, int B, int T, uint64_t dropout_seed,
                                  const AdamWStep& opt) = 0;
     // Mean cross-entropy (nats) of tgt given inp without dropout.

@@ -41,8 +41,8 @@ class CpuEngine final : public Engine {
             comm_->allreduce_sum(&loss, 1);
             st.loss = loss;
         }
-        if (!std::isfinite(st.loss)) return st;   // the caller reports it; the weights stay as they were
         st.grad_norm = std::sqrt(sum_squares(m_.g.data(), m_.num_params));
+        if (!std::isfinite(st.loss) || !std::isfinite(st.grad_norm)) return st;   // no update; the caller reports it
         if (o.clip > 0 && st.grad_norm > o.clip) scale_inplace(m_.g.data(), float(o.clip / st.grad_norm), m_.num_params);
         for (const auto& p : m_.params) {   // with a sharded optimizer, only this rank's part of each parameter
             const int64_t lo = std::max(p.offset, own_.begin), hi = std::min(p.offset + p.numel, own_.end);

@@ -11,11 +11,14 @@
 #include <cstdio>
 #include <cstring>
 #include <fstream>
+#include <iterator>
 
 #include "checkpoint.h"
 #include "dist/shard.h"
 #include "error.h"
 #include "evaluate.h"
+#include "io/file.h"
+#include "io/json.h"
 #include "records.h"
 #include "rng.h"
 
@@ -30,21 +33,22 @@ nlohmann::json recipe_to_json(const Recipe& r) {
 Recipe recipe_from_json(const nlohmann::json& j) {
     Recipe r;
     try {
-        r.steps = j.at("steps");
-        r.batch = j.at("batch");
-        r.lr = j.at("lr");
-        r.lr_min = j.at("lr_min");
-        r.warmup = j.at("warmup");
-        r.weight_decay = j.at("weight_decay");
-        r.clip = j.at("clip");
-        r.beta1 = j.at("beta1");
-        r.beta2 = j.at("beta2");
-        r.eps = j.at("eps");
-        r.seed = j.at("seed");
-        r.val_frac = j.at("val_frac");
-        r.eval_every = j.at("eval_every");
-        r.eval_windows = j.at("eval_windows");
-    } catch (const nlohmann::json::exception& e) {
+        const int64_t big = kMaxSteps;
+        r.steps = json_int(j, "steps", 0, big);
+        r.batch = int(json_int(j, "batch", 1, 1 << 20));
+        r.lr = float(json_real(j, "lr", 0, 10));
+        r.lr_min = float(json_real(j, "lr_min", -1, 10));
+        r.warmup = json_int(j, "warmup", 1, big);
+        r.weight_decay = float(json_real(j, "weight_decay", 0, 10));
+        r.clip = float(json_real(j, "clip", 0, 1e9));
+        r.beta1 = float(json_real(j, "beta1", 0, 1));
+        r.beta2 = float(json_real(j, "beta2", 0, 1));
+        r.eps = float(json_real(j, "eps", 0, 1));
+        r.seed = uint64_t(json_int(j, "seed", 0, int64_t(1) << 62));
+        r.val_frac = float(json_real(j, "val_frac", 0.0001, 0.9));
+        r.eval_every = int(json_int(j, "eval_every", 0, 1 << 30));
+        r.eval_windows = int(json_int(j, "eval_windows", 1, 1 << 24));
+    } catch (const Error& e) {
         fail(std::string("bad training recipe: ") + e.what());
     }
     return r;
@@ -64,18 +68,33 @@ static int64_t monotonic_ns() {
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return int64_t(ts.tv_sec) * 1000000000 + ts.tv_nsec;
 }
-// The first SIGINT/SIGTERM asks for a save and a clean exit. A second one a second or more later
-// (Ctrl-C again) kills at once; one within the second is the same request sent twice (timeout(1)
-// signals the child and then its whole process group) and is ignored.
+// The first SIGINT, SIGTERM or SIGHUP (a closed terminal) asks for a save and a clean exit. A second
+// one a second or more later (Ctrl-C again) ends the process at once, removing the temporary file of
+// a save in progress: the model file stays as it was. One within the second is the same request sent
+// twice (timeout(1) signals the child and then its whole process group) and is ignored.
 static void on_signal(int s) {
     int64_t now = monotonic_ns();
     if (!g_signal) {
         g_signal = s;
         g_signal_ns = now;
     } else if (now - g_signal_ns > 1000000000) {
+        remove_partial_output();
         signal(s, SIG_DFL);
         raise(s);
     }
+}
+
+static constexpr int kStopSignals[] = {SIGINT, SIGTERM, SIGHUP};
+
+// Steps in a row whose loss or gradient is not finite that are skipped (no update, said on stderr and
+// in the log) before the run stops without saving: one bad batch is survivable, but weights that
+// give no finite loss on several batches have diverged, and must not replace the last model saved.
+static constexpr int kMaxSkippedSteps = 5;
+
+static bool all_finite(const std::vector<float>& x) {
+    bool ok = true;
+    for (float v : x) ok &= std::isfinite(v);
+    return ok;
 }
 
 static void format_duration(char* buf, size_t n, double s) {
@@ -123,12 +142,17 @@ int train(Engine& e, Model<float>& m, std::vector<float>& opt_m, std::vector<flo
         std::fflush(log);
     };
     nlohmann::json recipe_json = recipe_to_json(r);
+    int64_t saved_at = -1;   // the step of the last checkpoint this run wrote
     auto save = [&](int64_t step) {   // every rank: a sharded optimizer's moments are gathered
         e.sync_to_host();
         if (!writer) return;
+        if (!all_finite(m.w) || !all_finite(opt_m) || !all_finite(opt_v))
+            fail("the weights or optimizer state are not finite after step " + std::to_string(step) + ": not saved, " + run.out +
+                 " keeps the last model saved");
         auto md = run.metadata;
         md["recipe"] = recipe_json.dump();
         checkpoint_save(run.out, m, opt_m.data(), opt_v.data(), step, md);
+        saved_at = step;
     };
     // Each rank evaluates its share of the held-out windows; the sum of their losses goes round.
     const Range val_share = batch_share(int(val_offs.size()), rank, world);
@@ -146,10 +170,9 @@ int train(Engine& e, Model<float>& m, std::vector<float>& opt_m, std::vector<flo
         return nats;
     };
 
-    struct sigaction sa = {}, old_int = {}, old_term = {};
+    struct sigaction sa = {}, old_actions[std::size(kStopSignals)] = {};
     sa.sa_handler = on_signal;
-    sigaction(SIGINT, &sa, &old_int);
-    sigaction(SIGTERM, &sa, &old_term);
+    for (size_t i = 0; i < std::size(kStopSignals); i++) sigaction(kStopSignals[i], &sa, &old_actions[i]);
     g_signal = 0;
 
     const int Bl = int(share.size());
@@ -157,6 +180,8 @@ int train(Engine& e, Model<float>& m, std::vector<float>& opt_m, std::vector<flo
     const auto t_start = std::chrono::steady_clock::now();
     int status = 0;
     int64_t step = start_step;
+    int skipped = 0;   // steps in a row without an update
+    bool diverged = false;
     double tok_s = 0;
     // A failure part way (out of GPU memory at an evaluation, a loss that is not finite) saves the
     // steps made so far before it is reported: nothing trained is lost.
@@ -173,8 +198,23 @@ int train(Engine& e, Model<float>& m, std::vector<float>& opt_m, std::vector<flo
             const StepStats st = e.train_step(inp.data(), tgt.data(), Bl, T, hash64(r.seed ^ 0xd5a61266f0c9392cull, uint64_t(step)),
                                               {lr, r.beta1, r.beta2, r.eps, r.weight_decay, r.clip, step + 1});
             const double loss = st.loss, norm = st.grad_norm;
-            if (!std::isfinite(loss)) fail("loss is " + std::to_string(loss) + " at step " + std::to_string(step + 1) + "; try a lower --lr");
             step++;
+            if (!std::isfinite(loss) || !std::isfinite(norm)) {
+                skipped++;
+                const std::string what = std::isfinite(loss) ? "gradient norm" : "loss";
+                emit({{"step", step}, {"skipped", what + " not finite"}});
+                if (run.progress) std::fprintf(stderr, "\r\033[K");
+                if (!run.quiet) std::fprintf(stderr, "step %lld: the %s is not finite; no update\n", (long long)step, what.c_str());
+                if (skipped >= kMaxSkippedSteps) {
+                    diverged = true;
+                    fail("the loss or gradient was not finite at steps " + std::to_string(step - skipped + 1) + " to " + std::to_string(step) +
+                         "; stopped without saving: " +
+                         (saved_at >= 0 ? run.out + " holds step " + std::to_string(saved_at) : "this run wrote nothing to " + run.out) +
+                         " (try a lower --lr)");
+                }
+            } else {
+                skipped = 0;
+            }
             double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
             tok_s = double(B) * T / (ms / 1000);
             nlohmann::json line = {{"step", step}, {"loss", loss}, {"bits", loss / kLn2}, {"lr", lr}, {"grad_norm", norm}, {"tokens_per_s", tok_s}, {"ms", ms}};
@@ -203,19 +243,21 @@ int train(Engine& e, Model<float>& m, std::vector<float>& opt_m, std::vector<flo
         // The signal handlers stay until the program has ended: a launcher's SIGTERM, sent because a
         // peer failed, must cut short neither the save nor the line that reports the failure. Only
         // rank 0 saves (a sharded optimizer's moments could not be gathered from a failing job).
-        if (step == start_step || !writer) throw;
+        if (step == start_step || !writer || diverged) throw;
         try {
             save(step);
-        } catch (const std::exception&) {
-            throw err;   // the device may be unusable; the previous checkpoint stays as it was
+        } catch (const std::exception& why) {   // the device may be unusable; the previous checkpoint stays as it was
+            fail(std::string(err.what()) + " (and then: " + why.what() + ")");
         }
         fail(std::string(err.what()) + " (the " + std::to_string(step) + " steps so far are saved in " + run.out +
              "; continue with --resume " + run.out + ")");
     }
     if (run.progress) std::fprintf(stderr, "\n");
     save(step);
-    sigaction(SIGINT, &old_int, nullptr);
-    sigaction(SIGTERM, &old_term, nullptr);
+    // A signal during the last save (or just before it) is still a request to stop: the model is
+    // saved, and the exit status says the run was interrupted rather than finished.
+    if (!status && g_signal) status = 128 + g_signal;
+    for (size_t i = 0; i < std::size(kStopSignals); i++) sigaction(kStopSignals[i], &old_actions[i], nullptr);
     if (status) {
         if (!run.quiet) std::fprintf(stderr, "interrupted at step %lld; saved %s (continue with --resume %s)\n", (long long)step, run.out.c_str(), run.out.c_str());
     } else if (step >= r.steps) {

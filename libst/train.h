@@ -30,6 +30,7 @@ struct Recipe {
     int eval_windows = 64;
 };
 nlohmann::json recipe_to_json(const Recipe&);
+// st::Error "bad training recipe: ..." on a missing field or one outside what st-train's options allow.
 Recipe recipe_from_json(const nlohmann::json&);
 float lr_at(const Recipe&, int64_t step);
 

@@ -1,5 +1,6 @@
 // Tests for libst/io/file (read_file, write_file_atomic, crc32) and libst/io/safetensors.
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <zstd.h>
 
@@ -14,6 +15,7 @@
 
 #include "error.h"
 #include "io/file.h"
+#include "io/json.h"
 #include "io/safetensors.h"
 #include "temp_dir.h"
 #include "tensor.h"
@@ -567,4 +569,95 @@ TEST_CASE("safetensors_save refuses what it cannot write and leaves nothing", "[
     CHECK_ERROR(st::safetensors_save(missing, {{"a", st::DType::u8, {4}, x}}, {}), missing,
                 "No such file or directory");
     CHECK(dir.names().empty());
+}
+
+TEST_CASE("read_file reads .zst whose frames end exactly where its output buffer is full", "[io]") {
+    // Without a content size the output grows by zstd's block size (ZSTD_DStreamOutSize); a frame
+    // ending on such a boundary was once taken for a truncated one.
+    TempDir dir;
+    const size_t block = ZSTD_DStreamOutSize();
+    for (size_t n : {size_t(0), size_t(1), block - 1, block, block + 1, 2 * block, 3 * block, 4 * block, 5 * block - 7})
+        for (int frames = 1; frames <= 3; frames++)
+            for (bool with_size : {false, true}) {
+                std::vector<uint8_t> want, file;
+                for (int f = 0; f < frames; f++) {
+                    std::vector<uint8_t> part = pattern(n, uint32_t(n + f));
+                    want = concat(want, part);
+                    file = concat(file, zstd_frame(part, with_size));
+                }
+                INFO(n << " bytes a frame, " << frames << " frames, content size " << with_size);
+                put(dir / "x.zst", file);
+                CHECK(st::read_file(dir / "x.zst") == want);
+            }
+}
+
+TEST_CASE("read_file believes no claimed size: a frame claiming 1.5e9 bytes, a limit, a device", "[io]") {
+    TempDir dir;
+    // Magic, a descriptor with a 4-byte content size and one segment, 1,500,000,000, one empty last raw
+    // block: 12 bytes whose content is not what the header says.
+    put(dir / "claims.zst", {0x28, 0xb5, 0x2f, 0xfd, 0xa0, 0x00, 0x2f, 0x68, 0x59, 0x01, 0x00, 0x00});
+    CHECK_ERROR(st::read_file(dir / "claims.zst", size_t(64) << 20), dir / "claims.zst", "corrupted zstd stream");
+
+    std::vector<uint8_t> big = pattern(3 << 20);
+    put(dir / "big", big);
+    put(dir / "big.zst", zstd_frame(big, false));
+    CHECK_ERROR(st::read_file(dir / "big", 1 << 20), dir / "big", "larger than 1 MiB, the most st reads of it");
+    CHECK_ERROR(st::read_file(dir / "big.zst", 1 << 20), dir / "big.zst", "larger than 1 MiB");
+    CHECK(st::read_file(dir / "big", 3 << 20) == big);
+    CHECK(st::read_file(dir / "big.zst", 3 << 20) == big);
+
+    CHECK_ERROR(st::read_file("/dev/zero"), "/dev/zero", "a device, not a file of data");
+    CHECK_ERROR(st::FileBytes("/dev/zero"), "/dev/zero", "a device, not a file of data");
+}
+
+TEST_CASE("safetensors_load bounds the header's nesting before parsing it", "[io]") {
+    TempDir dir;
+    put(dir / "deep.st", safetensors_bytes("{\"a\":" + std::string(200000, '['), {}));
+    CHECK_ERROR(st::safetensors_load(dir / "deep.st"), dir / "deep.st", "the header nests more than 64 levels deep");
+    // Brackets inside strings are text, not nesting.
+    const std::string name(1000, '[');
+    put(dir / "bracket-name.st",
+        safetensors_bytes("{\"" + name + "\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[0,1]}}", {7}));
+    CHECK(st::safetensors_load(dir / "bracket-name.st").find(name) != nullptr);
+}
+
+TEST_CASE("prepare_output fails at once where PATH cannot be written and removes only stale temporaries", "[io]") {
+    TempDir dir;
+    CHECK_ERROR(st::prepare_output(dir / "missing/out.st"), dir / "missing/out.st", "No such file or directory");
+    CHECK_ERROR(st::prepare_output(dir / std::string(250, 'm')), dir / std::string(250, 'm'), "File name too long");
+    // PID 2147483646 is beyond any pid_max: its process is gone. This process's own and names st
+    // does not make stay.
+    const std::string dead = "out.st.tmp.2147483646.0", live = "out.st.tmp." + std::to_string(getpid()) + ".3";
+    for (const std::string& n : {dead, live, std::string("out.st.tmp.12x.0"), std::string("other.st.tmp.2147483646.0"),
+                                 std::string("out.st.tmp.2147483646.0.more")})
+        put(dir / n, {1});
+    st::prepare_output(dir / "out.st");
+    std::vector<std::string> kept = {"other.st.tmp.2147483646.0", live, "out.st.tmp.12x.0", "out.st.tmp.2147483646.0.more"};
+    std::sort(kept.begin(), kept.end());
+    CHECK(dir.names() == kept);
+}
+
+TEST_CASE("refuse_input_as_output compares files, not names", "[io]") {
+    TempDir dir;
+    put(dir / "data", {1, 2, 3});
+    REQUIRE(link((dir / "data").c_str(), (dir / "hard").c_str()) == 0);
+    REQUIRE(symlink((dir / "data").c_str(), (dir / "soft").c_str()) == 0);
+    put(dir / "other", {1, 2, 3});
+    for (const char* out : {"data", "hard", "soft"}) {
+        INFO(out);
+        CHECK_ERROR(st::refuse_input_as_output("--log", dir / out, {{"DATA", dir / "data"}}), "--log " + dir / out,
+                    "the same file as DATA");
+    }
+    CHECK(error_of([&] { st::refuse_input_as_output("--log", dir / "other", {{"DATA", dir / "data"}}); }) == "");
+    CHECK(error_of([&] { st::refuse_input_as_output("--log", dir / "new", {{"DATA", dir / "data"}}); }) == "");
+    with_fd_redirected(0, dir / "data", O_RDONLY, [&] {
+        CHECK_ERROR(st::refuse_input_as_output("-o", dir / "hard", {{"DATA", "-"}}), "-o " + dir / "hard", "the same file as DATA (-)");
+    });
+}
+
+TEST_CASE("a number beyond a double's range in a JSON header is a clean refusal", "[io]") {
+    TempDir dir;
+    put(dir / "huge-number.st", safetensors_bytes("{\"__metadata__\":{},\"x\":1e999}", {}));
+    CHECK_ERROR(st::safetensors_load(dir / "huge-number.st"), dir / "huge-number.st", "the header holds a number out of range");
+    CHECK_ERROR(st::json_parse("{\"lr\": 0.01E9776482582}", "recipe"), "recipe", "a number out of range");
 }

@@ -44,7 +44,9 @@ static int sample_main(int argc, char** argv) {
     bool binary = reads_records(m.cfg) || (ck.metadata.count("data") && ck.metadata["data"] == "binary");
     if (binary) cli::refuse_terminal_stdout("binary samples (this model was trained on binary data)");
     std::vector<uint8_t> prime;
-    if (r.count("prime")) prime = read_file(r["prime"].as<std::string>());
+    // Only the last n_ctx bytes of a prime reach the model's context; a prime far larger is a mistake
+    // (or /dev/zero), not something to hold in memory.
+    if (r.count("prime")) prime = read_file(r["prime"].as<std::string>(), size_t(64) << 20);
     if (reads_records(m.cfg)) {   // a picture: the rest of one record after the prime, no more
         const long long rest = m.cfg.n_ctx - (long long)prime.size();
         if (rest < 0) fail("--prime: " + std::to_string(prime.size()) + " bytes is more than one picture of this model (" + std::to_string(m.cfg.n_ctx) + " bytes)");
@@ -68,7 +70,25 @@ static int sample_main(int argc, char** argv) {
     if (reads_records(m.cfg)) logits = push(0);
     for (uint8_t b : prime) logits = push(b);
     if (!logits) logits = push(binary ? 0 : '\n');
-    auto write = [](const uint8_t* p, size_t k) {
+    // A terminal acts on control bytes (ESC starts sequences that move the cursor, retitle the window
+    // or reprogram keys), and a text model can make any byte: there they are shown as ^X (DEL as ^?),
+    // as cat -v shows them; tab and newline pass. A file or a pipe gets every byte as it was made.
+    const bool terminal = isatty(STDOUT_FILENO);
+    std::vector<uint8_t> shown;
+    auto write = [&](const uint8_t* p, size_t k) {
+        if (terminal) {
+            shown.clear();
+            for (size_t i = 0; i < k; i++) {
+                const uint8_t c = p[i];
+                if ((c < 0x20 && c != '\n' && c != '\t') || c == 0x7f) {
+                    shown.push_back('^');
+                    shown.push_back(c == 0x7f ? '?' : uint8_t(c + 0x40));
+                } else {
+                    shown.push_back(c);
+                }
+            }
+            p = shown.data(), k = shown.size();
+        }
         if (std::fwrite(p, 1, k, stdout) != k || std::fflush(stdout) != 0) fail("stdout: write failed");
     };
     const bool echo = r.count("echo") > 0;

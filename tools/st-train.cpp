@@ -15,6 +15,7 @@
 #include "dist/spawn.h"
 #include "error.h"
 #include "io/file.h"
+#include "io/json.h"
 #include "records.h"
 #include "train.h"
 
@@ -25,11 +26,11 @@ static const char* kModelOptions[] = {"layers", "d-model", "heads", "ff-mult", "
 static Config config_from_options(const cxxopts::ParseResult& r) {
     Config c;
     auto i = [&](const char* name, long long lo, long long hi) { return int(cli::to_int(std::string("--") + name, r[name].as<std::string>(), lo, hi)); };
-    c.n_layer = i("layers", 0, 100000);
-    c.d_model = i("d-model", 1, 1 << 20);
-    c.n_head = i("heads", 1, 4096);
-    c.ff_mult = i("ff-mult", 1, 64);
-    c.n_ctx = i("ctx", 2, 1 << 30);
+    c.n_layer = i("layers", 1, kMaxLayers);
+    c.d_model = i("d-model", 1, kMaxDModel);
+    c.n_head = i("heads", 1, kMaxHeads);
+    c.ff_mult = i("ff-mult", 1, kMaxFFMult);
+    c.n_ctx = i("ctx", 2, kMaxContext);
     c.attn.stride = i("stride", 1, 1 << 30);
     c.attn.summary = i("summary", 1, 1 << 30);
     c.attn.block = i("block", 1, 1024);
@@ -40,10 +41,12 @@ static Config config_from_options(const cxxopts::ParseResult& r) {
     if (!pos_from_name(pos, &c.pos) || c.pos == PosKind::image) usage_fail("--pos " + pos + ": expected 1d or 2d (images: --image HxWxC)");
     if (r.count("image")) {
         std::string s = r["image"].as<std::string>();
-        if (std::sscanf(s.c_str(), "%dx%dx%d", &c.image_h, &c.image_w, &c.image_c) != 3 || c.image_h < 1 || c.image_w < 1 ||
+        int used = 0;
+        if (std::sscanf(s.c_str(), "%9dx%9dx%9d%n", &c.image_h, &c.image_w, &c.image_c, &used) != 3 || size_t(used) != s.size() ||
+            c.image_h < 1 || c.image_w < 1 ||
             (c.image_c != 1 && c.image_c != 3 && c.image_c != 4))
             usage_fail("--image " + s + ": expected HxWxC with C 1 (grey), 3 (RGB) or 4 (RGBA), e.g. 28x28x1");
-        if (int64_t(c.image_h) * c.image_w * c.image_c > (1 << 30)) usage_fail("--image " + s + ": too large a picture");
+        if (int64_t(c.image_h) * c.image_w * c.image_c > kMaxContext) usage_fail("--image " + s + ": too large a picture");
         c.pos = PosKind::image;
         c.n_ctx = c.image_h * c.image_w * c.image_c;
         // The paper's image models: strided attention with one image row as the stride.
@@ -58,11 +61,11 @@ static Config config_from_options(const cxxopts::ParseResult& r) {
 static void recipe_from_options(const cxxopts::ParseResult& r, Recipe* rc, bool only_given) {
     auto given = [&](const char* n) { return !only_given || r.count(n); };
     auto s = [&](const char* n) { return r[n].as<std::string>(); };
-    if (given("steps")) rc->steps = cli::to_int("--steps", s("steps"), 0, 1ll << 40);
+    if (given("steps")) rc->steps = cli::to_int("--steps", s("steps"), 0, kMaxSteps);
     if (given("batch")) rc->batch = int(cli::to_int("--batch", s("batch"), 1, 1 << 20));
     if (given("lr")) rc->lr = float(cli::to_real("--lr", s("lr"), 0, 10));
     if (given("lr-min")) rc->lr_min = r.count("lr-min") ? float(cli::to_real("--lr-min", s("lr-min"), 0, 10)) : -1.0f;
-    if (given("warmup")) rc->warmup = cli::to_int("--warmup", s("warmup"), 1, 1ll << 40);
+    if (given("warmup")) rc->warmup = cli::to_int("--warmup", s("warmup"), 1, kMaxSteps);
     if (given("weight-decay")) rc->weight_decay = float(cli::to_real("--weight-decay", s("weight-decay"), 0, 10));
     if (given("clip")) rc->clip = float(cli::to_real("--clip", s("clip"), 0, 1e9));
     if (given("seed")) rc->seed = uint64_t(cli::to_int("--seed", s("seed"), 0, (1ll << 62)));
@@ -132,10 +135,20 @@ static int train_main(int argc, char** argv) {
     if (!r.count("data")) usage_fail("missing DATA: a file of training bytes, or - for stdin");
     const std::string out = r["output"].as<std::string>(), data_path = r["data"].as<std::string>();
     if (out == "-") cli::refuse_terminal_stdout("a model");
+    if (out == "-" && r.count("save-every")) usage_fail("--save-every: with -o - each checkpoint would follow the last on stdout; write to a file");
+    // Outputs never overwrite inputs (the model being resumed may be rewritten: that is what resuming
+    // in place means), and they can be written before any work starts.
+    std::vector<std::pair<std::string, std::string>> inputs = {{"DATA", data_path}};
+    if (r.count("val")) inputs.push_back({"--val", r["val"].as<std::string>()});
+    refuse_input_as_output("-o", out, inputs);
+    if (r.count("resume")) inputs.push_back({"--resume", r["resume"].as<std::string>()});
+    inputs.push_back({"-o", out});
+    if (r.count("log")) refuse_input_as_output("--log", r["log"].as<std::string>(), inputs);
 
     // Several processes: this one starts them (--gpus N), or it is one of them (a launcher's variables).
     const int gpus = int(cli::to_int("--gpus", r["gpus"].as<std::string>(), 1, 1024));
     const DistEnv job = dist_env();
+    if (job.rank == 0) prepare_output(out);   // the writer: fail now, not after the run, where -o cannot be written
     if (gpus > 1 && job.world == 1) {
         if (data_path == "-" || out == "-" || (r.count("val") && r["val"].as<std::string>() == "-"))
             usage_fail("--gpus: every process reads DATA and rank 0 writes the model: use files, not - (stdin / stdout)");
@@ -186,7 +199,11 @@ static int train_main(int argc, char** argv) {
         Checkpoint ck = checkpoint_load(path);
         auto rec = ck.metadata.find("recipe");
         if (rec == ck.metadata.end() || ck.opt_m.empty()) fail(path + ": holds no training state to resume (a model saved without its optimizer)");
-        recipe = recipe_from_json(nlohmann::json::parse(rec->second));
+        try {
+            recipe = recipe_from_json(json_parse(rec->second, "training recipe"));
+        } catch (const Error& e) {
+            fail(path + ": " + e.what());
+        }
         recipe_from_options(r, &recipe, true);
         model = std::move(ck.model);
         opt_m = std::move(ck.opt_m);
@@ -249,8 +266,8 @@ static int train_main(int argc, char** argv) {
     run.out = out;
     run.data_name = name;
     run.log = r.count("log") ? r["log"].as<std::string>() : "";
-    run.save_every = cli::to_int("--save-every", r["save-every"].as<std::string>(), 0, 1ll << 40);
-    run.stop_after = cli::to_int("--stop-after", r["stop-after"].as<std::string>(), 0, 1ll << 40);
+    run.save_every = cli::to_int("--save-every", r["save-every"].as<std::string>(), 0, kMaxSteps);
+    run.stop_after = cli::to_int("--stop-after", r["stop-after"].as<std::string>(), 0, kMaxSteps);
     run.quiet = r.count("quiet") > 0 || job.rank > 0;   // rank 0 speaks for the job
     run.progress = !run.quiet && cli::stderr_is_terminal();
     run.comm = comm.get();
@@ -273,4 +290,7 @@ static int train_main(int argc, char** argv) {
     }
 }
 
-int main(int argc, char** argv) { return cli::run("st-train", argc, argv, train_main); }
+int main(int argc, char** argv) {
+    // Inputs are checked against their real size before they are read, so memory runs out on the model.
+    return cli::run("st-train", argc, argv, train_main, "the model's activations: try a smaller --batch or --ctx, --micro-batch, or --recompute");
+}

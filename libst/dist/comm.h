@@ -3,8 +3,11 @@
 // it) they go over the rendezvous connections through rank 0, which adds in rank order: every rank
 // gets the same bits, and the same bits on every run.
 #pragma once
+#include <array>
 #include <cstddef>
+#include <cstdint>
 #include <memory>
+#include <span>
 
 #include "dist/rendezvous.h"
 
@@ -16,10 +19,21 @@ class Comm {
     virtual int rank() const = 0;
     virtual int world() const = 0;
     // x[0, n) = the sum over the ranks of their x[0, n) (host memory). Throws st::Error when a rank
-    // went away.
+    // went away, sent what it should not, or did not answer in time.
     virtual void allreduce_sum(float* x, size_t n) = 0;
 };
 
+// A rank waits at most env.collective_timeout_s (ST_COLLECTIVE_TIMEOUT) for another's answer, and
+// at most kStopGraceS once a stop signal has reached it while it waits.
+constexpr double kStopGraceS = 10;
 std::unique_ptr<Comm> make_tcp_comm(const Rendezvous& rv);
+
+// Each message of the CPU collectives is a header, then n floats. The header names the collective
+// (the ranks count them alike) and n, both known to the receiver beforehand: a message that does
+// not match is refused, and nothing is allocated from what a peer says.
+constexpr size_t kMessageHeaderSize = 16;
+std::array<uint8_t, kMessageHeaderSize> message_header(uint32_t collective, uint64_t n);
+// Throws st::Error naming rank `from` unless `bytes` is the header of that collective with n floats.
+void check_message_header(std::span<const uint8_t> bytes, uint32_t collective, uint64_t n, int from);
 
 }  // namespace st

@@ -1,10 +1,9 @@
 // CPU collectives over the rendezvous sockets: the other ranks send their arrays to rank 0, which
 // adds them in rank order and sends the sum back. Simple and exact rather than fast: it serves CPU
 // jobs and tests; GPU jobs use NCCL.
-#include <sys/socket.h>
-#include <unistd.h>
-
-#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <string>
 #include <vector>
 
 #include "dist/comm.h"
@@ -12,29 +11,28 @@
 
 namespace st {
 
+std::array<uint8_t, kMessageHeaderSize> message_header(uint32_t collective, uint64_t n) {
+    std::array<uint8_t, kMessageHeaderSize> h = {'S', 'T', 'C', '1'};
+    for (int i = 0; i < 4; i++) h[size_t(4 + i)] = uint8_t(collective >> (24 - 8 * i));
+    for (int i = 0; i < 8; i++) h[size_t(8 + i)] = uint8_t(n >> (56 - 8 * i));
+    return h;
+}
+
+void check_message_header(std::span<const uint8_t> bytes, uint32_t collective, uint64_t n, int from) {
+    const std::string rank = "rank " + std::to_string(from);
+    if (bytes.size() != kMessageHeaderSize || std::memcmp(bytes.data(), "STC1", 4) != 0)
+        fail(rank + " sent bytes that are not a message of the collectives");
+    uint32_t c = 0;
+    uint64_t count = 0;
+    for (int i = 0; i < 4; i++) c = c << 8 | bytes[size_t(4 + i)];
+    for (int i = 0; i < 8; i++) count = count << 8 | bytes[size_t(8 + i)];
+    if (c != collective)
+        fail(rank + " is at collective " + std::to_string(c) + ", this rank at " + std::to_string(collective) + " (the ranks ran different steps)");
+    if (count != n)
+        fail(rank + " sent " + std::to_string(count) + " floats where " + std::to_string(n) + " are expected (the ranks train different models)");
+}
+
 namespace {
-
-bool send_all(int fd, const void* p, size_t n) {
-    const auto* c = static_cast<const char*>(p);
-    while (n > 0) {
-        const ssize_t put = send(fd, c, n, MSG_NOSIGNAL);
-        if (put < 0 && errno == EINTR) continue;   // a signal (the stop request) is not a lost peer
-        if (put <= 0) return false;
-        c += put, n -= size_t(put);
-    }
-    return true;
-}
-
-bool recv_all(int fd, void* p, size_t n) {
-    auto* c = static_cast<char*>(p);
-    while (n > 0) {
-        const ssize_t got = recv(fd, c, n, 0);
-        if (got < 0 && errno == EINTR) continue;
-        if (got <= 0) return false;
-        c += got, n -= size_t(got);
-    }
-    return true;
-}
 
 class TcpComm final : public Comm {
    public:
@@ -44,23 +42,46 @@ class TcpComm final : public Comm {
     void allreduce_sum(float* x, size_t n) override {
         const int W = world();
         if (W == 1) return;
-        const size_t bytes = n * sizeof(float);
+        const uint32_t collective = collectives_++;
+        const auto wait = std::chrono::microseconds(int64_t(rv_.env().collective_timeout_s * 1e6));
+        Deadline d{Clock::now() + wait, kStopGraceS};
         if (rank() != 0) {
-            if (!send_all(rv_.socket_to(0), x, bytes) || !recv_all(rv_.socket_to(0), x, bytes)) fail("rank 0 stopped");
+            put(0, collective, x, n, d);
+            get(0, collective, x, n, d);
             return;
         }
         buf_.resize(n);
         for (int k = 1; k < W; k++) {
-            if (!recv_all(rv_.socket_to(k), buf_.data(), bytes)) fail("rank " + std::to_string(k) + " stopped");
+            get(k, collective, buf_.data(), n, d);
             for (size_t i = 0; i < n; i++) x[i] += buf_[i];
         }
-        for (int k = 1; k < W; k++)
-            if (!send_all(rv_.socket_to(k), x, bytes)) fail("rank " + std::to_string(k) + " stopped");
+        for (int k = 1; k < W; k++) put(k, collective, x, n, d);
     }
 
    private:
+    void put(int k, uint32_t collective, const float* x, size_t n, Deadline& d) {
+        const auto h = message_header(collective, n);
+        check(k, send_by(rv_.socket_to(k), h.data(), h.size(), d), d);
+        check(k, send_by(rv_.socket_to(k), x, n * sizeof(float), d), d);
+    }
+    void get(int k, uint32_t collective, float* x, size_t n, Deadline& d) {
+        std::array<uint8_t, kMessageHeaderSize> h;
+        check(k, recv_by(rv_.socket_to(k), h.data(), h.size(), d), d);
+        check_message_header(h, collective, n, k);
+        check(k, recv_by(rv_.socket_to(k), x, n * sizeof(float), d), d);
+    }
+    void check(int k, Io r, const Deadline& d) const {
+        const std::string rank = "rank " + std::to_string(k);
+        if (r == Io::done) return;
+        if (r != Io::timed_out) fail(rank + " stopped");
+        char secs[32];
+        std::snprintf(secs, sizeof secs, "%g s", d.signalled ? kStopGraceS : rv_.env().collective_timeout_s);
+        fail(rank + " did not answer within " + secs + (d.signalled ? " of the stop signal" : " (ST_COLLECTIVE_TIMEOUT)"));
+    }
+
     const Rendezvous& rv_;
     std::vector<float> buf_;
+    uint32_t collectives_ = 0;
 };
 
 }  // namespace

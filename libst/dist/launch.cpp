@@ -16,6 +16,13 @@ int parse_int(const char* name, const char* text, long lo, long hi) {
     return int(v);
 }
 
+double parse_seconds(const char* name, const char* text) {
+    char* end = nullptr;
+    const double v = std::strtod(text, &end);
+    if (!*text || *end || !(v >= 0.1 && v <= 604800)) fail(std::string(name) + "=" + text + ": expected seconds, from 0.1 to 604800 (a week)");
+    return v;
+}
+
 }  // namespace
 
 DistEnv dist_env_from(const std::function<const char*(const char*)>& get) {
@@ -44,6 +51,8 @@ DistEnv dist_env_from(const std::function<const char*(const char*)>& get) {
     e.rank = parse_int(rank_name, rank, 0, e.world - 1);
     e.local_rank = local ? parse_int(local_name, local, 0, 1 << 20) : e.rank;
     if (e.world == 1) return e;
+    if (const char* secret = get("ST_JOB_SECRET")) e.secret = secret;
+    if (const char* wait = get("ST_COLLECTIVE_TIMEOUT")) e.collective_timeout_s = parse_seconds("ST_COLLECTIVE_TIMEOUT", wait);
     if (const char* addr = get("MASTER_ADDR")) e.master_addr = addr;
     else if (e.launcher == "torchrun") need("MASTER_ADDR");
     else if (one_host) e.master_addr = "127.0.0.1";

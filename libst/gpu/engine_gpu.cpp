@@ -440,7 +440,7 @@ StepStats GpuEngine::train_step(const uint8_t* inp, const uint8_t* tgt, int B, i
     profile_.end_step();
     const double tokens = double(int64_t(B) * T) / share_;   // the whole batch's
     StepStats st{host_scalars_[0] / tokens, std::sqrt(host_scalars_[1])};
-    if (!std::isfinite(st.loss) || !std::isfinite(st.grad_norm)) return st;   // no update; the caller stops
+    if (!std::isfinite(st.loss) || !std::isfinite(st.grad_norm)) return st;   // no update; the caller reports it
     const int64_t b = own_.begin;
     gpu::adamw(w_.p + b, w16_.p + b, g_.p + b, mom_.p, vel_.p, segs_.p, int(segs_.n), own_.size(), o.lr, o.beta1, o.beta2,
                o.eps, o.weight_decay, o.t, scalars_.p + 1, o.clip, s_);

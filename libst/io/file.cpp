@@ -1,6 +1,7 @@
 // Whole-file reading (plain, stdin, zstd streams), atomic writing (plain or zstd) and CRC-32.
 #include "io/file.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -12,6 +13,10 @@
 #include <array>
 #include <atomic>
 #include <bit>
+#include <charconv>
+#include <climits>
+#include <csignal>
+#include <cstdint>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -118,31 +123,57 @@ static size_t size_hint(int fd) {
     return (::fstat(fd, &s) == 0 && S_ISREG(s.st_mode)) ? size_t(s.st_size) : 0;
 }
 
-static std::vector<uint8_t> read_plain(int fd, const std::string& path) {
+size_t memory_bytes() {
+    const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGESIZE);
+    return pages > 0 && page > 0 ? size_t(pages) * size_t(page) : size_t(1) << 34;
+}
+
+static std::string mib(size_t n) { return std::to_string((n + (1 << 20) - 1) >> 20) + " MiB"; }
+
+[[noreturn]] static void too_large(const std::string& path, size_t limit) {
+    fail(path + ": larger than " + mib(limit) + (limit == memory_bytes() ? ", this machine's memory" : ", the most st reads of it"));
+}
+
+// A terminal, a pipe or /dev/null (empty) may be read; another device (/dev/zero, /dev/urandom, a
+// disk) never ends or was never meant as data.
+static void refuse_device(int fd, const std::string& path) {
+    struct stat s, null;
+    if (::fstat(fd, &s) != 0 || !(S_ISBLK(s.st_mode) || S_ISCHR(s.st_mode))) return;
+    const bool is_null = S_ISCHR(s.st_mode) && ::stat("/dev/null", &null) == 0 && s.st_rdev == null.st_rdev;
+    if (!is_null && !::isatty(fd)) fail(path + ": a device, not a file of data");
+}
+
+static std::vector<uint8_t> read_plain(int fd, const std::string& path, size_t limit) {
+    refuse_device(fd, path);
     const size_t hint = size_hint(fd);
+    if (hint > limit) too_large(path, limit);
     std::vector<uint8_t> out(hint);
     size_t used = read_some(fd, path, out.data(), hint);
     out.resize(used);
     if (used < hint) return out;  // end of file came first
     // Pipes, and files that grew since fstat, go on in chunks; the vector grows geometrically.
     std::vector<uint8_t> chunk(1 << 16);
-    while (size_t got = read_some(fd, path, chunk.data(), chunk.size()))
+    while (size_t got = read_some(fd, path, chunk.data(), chunk.size())) {
+        if (out.size() + got > limit) too_large(path, limit);
         out.insert(out.end(), chunk.begin(), chunk.begin() + ptrdiff_t(got));
+    }
     return out;
 }
 
-// The first frame's content size, when recorded, sizes the output at once. A bogus huge size (a
-// damaged or hostile header) must not fail the read: the error, if any, comes from decoding.
-static void reserve_content_size(std::vector<uint8_t>* out, const uint8_t* head, size_t n, size_t step) {
+// The first frame's content size, when recorded, sizes the output at once, but only as far as the
+// compressed size makes it believable: an 18-byte frame may claim gigabytes, and the error, if any,
+// must come from decoding, not from an allocation. zstd rarely compresses real data 100-fold, and
+// the buffer still grows geometrically past the reservation.
+static void reserve_content_size(std::vector<uint8_t>* out, const uint8_t* head, size_t n, size_t compressed, size_t limit,
+                                 size_t step) {
     unsigned long long size = ZSTD_getFrameContentSize(head, n);
     if (size == ZSTD_CONTENTSIZE_UNKNOWN || size == ZSTD_CONTENTSIZE_ERROR) return;
-    try {
-        out->reserve(size_t(size) + step);
-    } catch (const std::exception&) {
-    }
+    const size_t believable = std::max<size_t>(compressed, 1 << 20) * 100;
+    out->reserve(size_t(std::min<unsigned long long>({size, believable, limit})) + step);
 }
 
-static std::vector<uint8_t> read_zstd(int fd, const std::string& path) {
+static std::vector<uint8_t> read_zstd(int fd, const std::string& path, size_t limit) {
+    refuse_device(fd, path);
     std::unique_ptr<ZSTD_DCtx, DctxFree> dctx(ZSTD_createDCtx());
     if (!dctx) throw std::bad_alloc();
     std::vector<uint8_t> in(std::max<size_t>(ZSTD_DStreamInSize(), 1 << 20));
@@ -153,11 +184,14 @@ static std::vector<uint8_t> read_zstd(int fd, const std::string& path) {
     for (;;) {
         size_t got = read_some(fd, path, in.data(), in.size());
         if (got == 0) break;
-        if (!any_input) reserve_content_size(&out, in.data(), got, step);
+        if (!any_input) reserve_content_size(&out, in.data(), got, std::max(size_hint(fd), got), limit, step);
         any_input = true;
         ZSTD_inBuffer ib{in.data(), got, 0};
         for (;;) {
-            if (out.size() - used < step) out.resize(std::max(used + step, std::max(out.capacity(), out.size() * 2)));
+            if (out.size() - used < step) {
+                if (used >= limit) too_large(path, limit);
+                out.resize(std::max(used + step, std::min(std::max(out.capacity(), out.size() * 2), limit)));
+            }
             ZSTD_outBuffer ob{out.data() + used, out.size() - used, 0};
             pending = ZSTD_decompressStream(dctx.get(), &ob, &ib);
             if (ZSTD_isError(pending)) {
@@ -167,21 +201,25 @@ static std::vector<uint8_t> read_zstd(int fd, const std::string& path) {
             }
             decoded = true;
             used += ob.pos;
-            // Done with this input once it is consumed and zstd has room left, i.e. nothing held back.
-            if (ib.pos == ib.size && ob.pos < ob.size) break;
+            // Done with this input once it is consumed and nothing is held back: zstd had room left, or
+            // it says the frame is complete. (Asked again after the end of a frame with no input, zstd
+            // answers with the size of the next frame's header, which is not a truncation.)
+            if (ib.pos == ib.size && (ob.pos < ob.size || pending == 0)) break;
         }
     }
     if (!any_input) fail(path + ": not a zstd stream (empty file)");
     if (pending != 0) fail(path + ": truncated zstd stream");
+    if (used > limit) too_large(path, limit);
     out.resize(used);
     return out;
 }
 
-std::vector<uint8_t> read_file(const std::string& path) {
+std::vector<uint8_t> read_file(const std::string& path, size_t limit) {
     if (path.empty()) fail("empty file name");
-    if (path == "-") return read_plain(0, "stdin");
+    if (limit == 0) limit = memory_bytes();
+    if (path == "-") return read_plain(0, "stdin", limit);
     Fd fd(open_for_read(path));
-    return ends_with(path, ".zst") ? read_zstd(fd.fd, path) : read_plain(fd.fd, path);
+    return ends_with(path, ".zst") ? read_zstd(fd.fd, path, limit) : read_plain(fd.fd, path, limit);
 }
 
 FileBytes::FileBytes(const std::string& path) {
@@ -190,6 +228,7 @@ FileBytes::FileBytes(const std::string& path) {
         return;
     }
     Fd fd(open_for_read(path));
+    refuse_device(fd.fd, path);
     struct stat st;
     if (::fstat(fd.fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > 0) {
         void* p = ::mmap(nullptr, size_t(st.st_size), PROT_READ, MAP_SHARED, fd.fd, 0);
@@ -199,7 +238,7 @@ FileBytes::FileBytes(const std::string& path) {
             return;
         }
     }
-    read_ = read_plain(fd.fd, path);   // a pipe, a device, an empty file, a file mmap refuses
+    read_ = read_plain(fd.fd, path, memory_bytes());   // a pipe, a terminal, an empty file, a file mmap refuses
 }
 
 FileBytes::~FileBytes() {
@@ -309,6 +348,27 @@ static void produce_into(int fd, const std::string& name, bool compress, std::op
     }
 }
 
+// The temporary file a write is filling, for remove_partial_output, which a signal handler calls:
+// a fixed buffer and a flag, nothing that allocates.
+static char g_partial[4096];
+static volatile std::sig_atomic_t g_partial_set = 0;
+
+void remove_partial_output() {
+    if (g_partial_set) ::unlink(g_partial);
+}
+
+static void track_partial(const std::string& tmp) {
+    g_partial_set = 0;
+    if (tmp.size() >= sizeof g_partial) return;
+    std::memcpy(g_partial, tmp.c_str(), tmp.size() + 1);
+    g_partial_set = 1;
+}
+
+static std::string parent_dir(const std::string& path) {
+    std::string dir = std::filesystem::path(path).parent_path().string();
+    return dir.empty() ? "." : dir;
+}
+
 // Opens a fresh temporary file beside PATH; its name matches the "*.tmp.*" that .gitignore skips.
 static int create_temp(const std::string& path, std::string* tmp) {
     static std::atomic<unsigned> counter{0};
@@ -325,8 +385,7 @@ static int create_temp(const std::string& path, std::string* tmp) {
 // directory (EINVAL); there the rename is as durable as they allow. Any other failure is reported
 // although the new file is already in place: the caller must not count on it surviving a crash.
 static void fsync_parent(const std::string& path) {
-    std::string dir = std::filesystem::path(path).parent_path().string();
-    if (dir.empty()) dir = ".";
+    const std::string dir = parent_dir(path);
     int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0) fail(dir + ": " + errno_text());
     Fd guard(fd);
@@ -339,6 +398,7 @@ void write_file_atomic(const std::string& path, const std::function<void(const B
     if (path == "-") return produce_into(1, "stdout", false, total, produce);
     std::string tmp;
     Fd fd(create_temp(path, &tmp));
+    track_partial(tmp);
     try {
         produce_into(fd.fd, path, ends_with(path, ".zst"), total, produce);
         if (::fsync(fd.fd) != 0) fail(path + ": fsync failed: " + errno_text());
@@ -347,11 +407,59 @@ void write_file_atomic(const std::string& path, const std::function<void(const B
         // close can report a deferred write error (NFS, quotas).
         if (::close(f) != 0) fail(path + ": write failed: " + errno_text());
         if (::rename(tmp.c_str(), path.c_str()) != 0) fail(path + ": " + errno_text());
+        g_partial_set = 0;
     } catch (...) {
+        g_partial_set = 0;
         ::unlink(tmp.c_str());
         throw;
     }
     fsync_parent(path);
+}
+
+// PID when NAME is BASE.tmp.PID.N (create_temp's form), else 0.
+static pid_t temp_owner(const std::string& name, const std::string& base) {
+    const std::string prefix = base + ".tmp.";
+    if (name.size() <= prefix.size() || name.compare(0, prefix.size(), prefix) != 0) return 0;
+    const char* p = name.c_str() + prefix.size();
+    const char* const end = name.c_str() + name.size();
+    long long pid = 0, n = 0;
+    auto [q, ec] = std::from_chars(p, end, pid);
+    if (ec != std::errc() || q == p || q == end || *q != '.' || pid <= 0 || pid > INT32_MAX) return 0;
+    auto [r, ec2] = std::from_chars(q + 1, end, n);
+    if (ec2 != std::errc() || r == q + 1 || r != end) return 0;
+    return pid_t(pid);
+}
+
+void prepare_output(const std::string& path) {
+    if (path.empty()) fail("empty file name");
+    if (path == "-") return;
+    const std::string dir = parent_dir(path), base = std::filesystem::path(path).filename().string();
+    if (DIR* d = ::opendir(dir.c_str())) {
+        while (const dirent* e = ::readdir(d)) {
+            const pid_t pid = temp_owner(e->d_name, base);
+            if (pid <= 0 || pid == ::getpid() || ::kill(pid, 0) == 0 || errno != ESRCH) continue;
+            const std::string stale = dir + "/" + e->d_name;
+            struct stat s;
+            if (::lstat(stale.c_str(), &s) == 0 && S_ISREG(s.st_mode) && s.st_uid == ::geteuid()) ::unlink(stale.c_str());
+        }
+        ::closedir(d);
+    }
+    std::string tmp;
+    Fd fd(create_temp(path, &tmp));
+    ::unlink(tmp.c_str());
+}
+
+void refuse_input_as_output(const std::string& option, const std::string& output,
+                            const std::vector<std::pair<std::string, std::string>>& inputs) {
+    struct stat out;
+    if (output.empty() || output == "-" || ::stat(output.c_str(), &out) != 0) return;
+    for (const auto& [what, path] : inputs) {
+        struct stat in;
+        const int rc = path == "-" ? ::fstat(0, &in) : ::stat(path.c_str(), &in);
+        if (rc == 0 && in.st_dev == out.st_dev && in.st_ino == out.st_ino)
+            fail(option + " " + output + ": the same file as " + what + (path == output ? "" : " (" + path + ")") +
+                 "; refusing to overwrite an input");
+    }
 }
 
 void write_file_atomic(const std::string& path, const void* data, size_t n) {

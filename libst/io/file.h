@@ -7,6 +7,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace st {
@@ -14,8 +15,10 @@ namespace st {
 // The whole content of PATH; "-" reads stdin (as it is, named "stdin" in errors); a name ending in
 // ".zst" is decompressed (any number of zstd frames, with or without a content size). Throws st::Error
 // naming PATH: "PATH: No such file or directory", "PATH: not a zstd stream", "PATH: truncated zstd
-// stream", ...
-std::vector<uint8_t> read_file(const std::string& path);
+// stream", ... A device other than a terminal (/dev/zero) is refused, and so is more than LIMIT bytes
+// (0: this machine's memory), plain or decompressed, before they are all read.
+std::vector<uint8_t> read_file(const std::string& path, size_t limit = 0);
+size_t memory_bytes();   // this machine's physical memory
 
 // The same bytes, mapped into memory (read-only) where PATH is a plain, uncompressed, non-empty
 // file, and read as read_file reads them otherwise. Processes that map one file share its pages, and
@@ -45,9 +48,26 @@ using ByteSink = std::function<void(const void*, size_t)>;
 // untouched and st::Error is thrown; an exception from PRODUCE is passed on after the same clean-up. TOTAL, when given,
 // is the exact number of bytes PRODUCE hands over: it goes into the zstd frame so that read_file sizes its buffer once,
 // and a different count is an error.
+//
+// A signal handler that ends the process during such a write calls remove_partial_output() first (it
+// is async-signal-safe); what a SIGKILL leaves behind, prepare_output removes on the next run.
 void write_file_atomic(const std::string& path, const void* data, size_t n);
 void write_file_atomic(const std::string& path, const std::function<void(const ByteSink&)>& produce,
                        std::optional<uint64_t> total = std::nullopt);
+
+void remove_partial_output();
+
+// Before long work that ends in write_file_atomic(PATH): st::Error now, not hours later, when PATH
+// cannot be written (no such folder, no permission, a name too long for the temporary suffix); and
+// the temporaries of earlier writes of PATH whose process is gone (a SIGKILL during a save) are
+// removed. Only names of the form "PATH.tmp.PID.N" that st makes are touched. "-" checks nothing.
+void prepare_output(const std::string& path);
+
+// st::Error when OUTPUT (given as OPTION) is the same file as one of INPUTS, each a (what, path) pair
+// with "-" for stdin: the same device and inode, whatever the names, so that `--log data.txt` or
+// `-o held-out.txt` never destroys what is being read. An OUTPUT that does not exist yet is fine.
+void refuse_input_as_output(const std::string& option, const std::string& output,
+                            const std::vector<std::pair<std::string, std::string>>& inputs);
 
 // CRC-32 (IEEE 802.3, as zlib and PNG), slice-by-8. Chainable: crc32(b, nb, crc32(a, na)) is the
 // CRC of a followed by b.

@@ -11,6 +11,7 @@
 
 #include "error.h"
 #include "io/file.h"
+#include "io/json.h"
 
 namespace st {
 
@@ -24,9 +25,8 @@ static constexpr uint64_t max_header_size = 100'000'000;
 static const char* const crc_key = "st.crc32";
 
 const SafeTensorsEntry* SafeTensors::find(const std::string& name) const {
-    for (const auto& e : entries)
-        if (e.name == name) return &e;
-    return nullptr;
+    auto it = index.find(name);
+    return it == index.end() ? nullptr : &entries[it->second];
 }
 
 static std::string shape_text(const std::vector<int64_t>& shape) {
@@ -132,11 +132,16 @@ SafeTensors safetensors_load(const std::string& file_name) {
     if (n == 0 || file[8] != '{') not_safetensors("the header is not a JSON object");
 
     // ordered_json keeps the file's key order, so tensors sharing an offset (empty ones) keep theirs.
+    const std::string_view header_text(reinterpret_cast<const char*>(file.data()) + 8, n);
+    if (json_depth(header_text, kJsonMaxDepth) > kJsonMaxDepth)
+        not_safetensors("the header nests more than " + std::to_string(kJsonMaxDepth) + " levels deep");
     ordered_json header;
     try {
         header = ordered_json::parse(file.begin() + 8, file.begin() + 8 + n);
     } catch (const nlohmann::json::parse_error& e) {
         not_safetensors("the header is not valid JSON, at byte " + std::to_string(8 + e.byte));
+    } catch (const nlohmann::json::exception&) {   // a number beyond a double's range: out_of_range
+        not_safetensors("the header holds a number out of range");
     }
     if (!header.is_object()) not_safetensors("the header is not a JSON object");
 
@@ -197,6 +202,8 @@ SafeTensors safetensors_load(const std::string& file_name) {
             invalid("a gap of " + std::to_string(e.offset - covered) + " bytes before tensor '" + e.name + "'");
         covered = e.offset + e.nbytes;
     }
+    for (size_t i = 0; i < out.entries.size(); i++)
+        out.index.emplace(out.entries[i].name, i);
     const size_t data_len = rest - n;
     if (covered > data_len)
         fail(path + ": truncated: the tensors need " + std::to_string(covered) + " bytes of data, the file has " +

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <map>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "tensor.h"
@@ -23,6 +24,7 @@ struct SafeTensorsEntry {
 struct SafeTensors {
     std::map<std::string, std::string> metadata;                  // "__metadata__", "st.crc32" included when present
     std::vector<SafeTensorsEntry> entries;                        // in data order
+    std::unordered_map<std::string, size_t> index;                // name -> position in entries
     std::vector<uint8_t> bytes;                                   // the whole data section
     const SafeTensorsEntry* find(const std::string& name) const;  // nullptr if absent
     // Aligned for the dtype only when the writer ordered tensors so; copy out with memcpy otherwise.

@@ -2,7 +2,8 @@
 # Data-parallel training with several processes, run on CPUs (st-train --gpus N --device cpu: the same
 # job as on GPUs, with the collectives over TCP): any number of processes learns what one does, a run
 # resumes on another number of them, a killed rank ends the job with a message and leaves the last
-# checkpoint whole, and bad job settings are refused.
+# checkpoint whole, bad job settings are refused, and the rendezvous admits the job's ranks alone
+# (the secret), ends on a signal, and says what is wrong when a secret differs. All on loopback.
 # Usage: dist.sh BUILD_DIR
 set -u
 build=$(cd "${1:?usage: dist.sh BUILD_DIR}" && pwd) || exit 1
@@ -57,8 +58,16 @@ done
 "$build/st-train" "${args[@]}" --steps 100000 --save-every 5 --gpus 3 -o "$tmp/k.st" "$tmp/text.txt" 2> "$tmp/k.err" &
 job=$!
 for _ in $(seq 100); do [ -s "$tmp/k.st" ] && break; sleep 0.1; done
-victim=
-for p in $(pgrep -P $job); do tr '\0' '\n' < /proc/$p/environ 2>/dev/null | grep -qx RANK=1 && victim=$p; done
+victim= secrets=
+for p in $(pgrep -P $job); do
+    tr '\0' '\n' < /proc/$p/environ 2>/dev/null > "$tmp/environ"
+    grep -qx RANK=1 "$tmp/environ" && victim=$p
+    grep -qx MASTER_ADDR=127.0.0.1 "$tmp/environ" && secrets+=$(grep -Ex 'ST_JOB_SECRET=[0-9a-f]{64}' "$tmp/environ")$'\n'
+done
+# --gpus: its ranks meet on loopback and share a secret made for this job.
+[ "$(printf '%s' "$secrets" | sort -u | grep -c .)" -eq 1 ] && [ "$(printf '%s' "$secrets" | grep -c .)" -eq 3 ] &&
+    ok "--gpus 3: MASTER_ADDR=127.0.0.1 and one ST_JOB_SECRET of 64 hex digits for the 3 ranks" ||
+    bad "--gpus 3: the ranks' MASTER_ADDR and ST_JOB_SECRET: '$secrets'"
 start=$(date +%s)
 [ -n "$victim" ] && kill -9 "$victim"
 wait $job
@@ -95,7 +104,95 @@ refuse 1 "batch 2 is smaller than the job's 3 processes" -- --batch 2 --gpus 3 "
 refuse 2 "one of a job of 2" RANK=0 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 -- --gpus 3 "$tmp/text.txt"
 refuse 1 "RANK=5" RANK=5 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 -- "$tmp/text.txt"
 refuse 1 "MASTER_ADDR is not set" SLURM_PROCID=1 SLURM_NTASKS=4 SLURM_NNODES=2 -- "$tmp/text.txt"
-refuse 1 "did not answer" RANK=1 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=9 ST_RENDEZVOUS_TIMEOUT=1 -- "$tmp/text.txt"
+secret=0123456789abcdef0123456789abcdef
+refuse 1 "did not answer" RANK=1 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=9 ST_RENDEZVOUS_TIMEOUT=1 ST_JOB_SECRET=$secret -- "$tmp/text.txt"
+refuse 1 "ST_JOB_SECRET is not set: .*export ST_JOB_SECRET=" RANK=1 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=9 -- "$tmp/text.txt"
+refuse 1 "ST_JOB_SECRET is shorter than 16" RANK=0 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=9 ST_JOB_SECRET=guessable -- "$tmp/text.txt"
+refuse 1 "ST_COLLECTIVE_TIMEOUT=never: expected seconds" RANK=0 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 ST_COLLECTIVE_TIMEOUT=never -- "$tmp/text.txt"
+
+# The ranks of a job started by hand, as a launcher would: RANK, WORLD_SIZE, MASTER_* and the secret.
+free_port() { $py -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+rank() {  # RANK PORT SECRET NAME [ST-TRAIN-ARGS...]: in the background, stderr in $tmp/NAME.err
+    local r=$1 port=$2 key=$3 name=$4
+    shift 4
+    RANK=$r WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=$port ST_JOB_SECRET=$key ST_RENDEZVOUS_TIMEOUT=20 \
+        "$build/st-train" "${args[@]}" -o "$tmp/$name.st" --log "$tmp/$name.jsonl" "$@" "$tmp/text.txt" 2> "$tmp/$name.err" &
+}
+
+# A stranger connects to rank 0 first, says "rank 1" and sends NaN gradients: it is refused with one
+# line, the real rank 1 joins, and the job learns what one process does.
+port=$(free_port)
+rank 0 "$port" $secret s0
+rank0=$!
+rm -f "$tmp/stranger.sent"
+$py - "$port" "$tmp/stranger.sent" <<'PY' &
+import socket, struct, sys, time
+for _ in range(400):
+    try:
+        s = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+        break
+    except OSError:
+        time.sleep(0.05)
+else:
+    sys.exit(1)
+s.sendall(struct.pack(">I", 1) + struct.pack("<f", float("nan")) * 4096)
+open(sys.argv[2], "w").close()
+s.settimeout(15)
+try:
+    while s.recv(4096):
+        pass
+except OSError:
+    pass
+PY
+stranger=$!
+for _ in $(seq 200); do [ -e "$tmp/stranger.sent" ] && break; sleep 0.05; done
+rank 1 "$port" $secret s1
+rank1=$!
+wait $rank0; s0=$?
+wait $rank1; s1=$?
+wait $stranger
+if [ $s0 -eq 0 ] && [ $s1 -eq 0 ] && same_losses "$tmp/one.jsonl" "$tmp/s0.jsonl" && [ "$(wc -l < "$tmp/s0.err")" -eq 1 ] &&
+    grep -Eq "^st-train: rendezvous: refused a connection from 127\.0\.0\.1:[0-9]+: .*not an st rank" "$tmp/s0.err"; then
+    ok "a stranger claiming rank 1 is refused ($(cut -d: -f3- "$tmp/s0.err" | cut -c2-)); the real ranks learn one process's losses"
+else
+    bad "stranger: rank 0 status $s0, rank 1 status $s1, stderr: $(cat "$tmp/s0.err" "$tmp/s1.err" | tr '\n' ' ')"
+fi
+
+# Ranks whose secrets differ: rank 1 says so at once in one line; rank 0 names the refusal, then times out.
+port=$(free_port)
+rank 0 "$port" $secret d0
+rank0=$!
+sleep 0.5
+rank 1 "$port" "another secret of enough length" d1
+rank1=$!
+start=$(date +%s)
+wait $rank1; s1=$?
+took=$(($(date +%s) - start))
+kill -TERM $rank0   # waiting for a rank 1 that cannot come
+wait $rank0
+if [ $s1 -eq 1 ] && [ $took -le 5 ] && [ "$(wc -l < "$tmp/d1.err")" -eq 1 ] && grep -q "ST_JOB_SECRET or WORLD_SIZE differs from rank 1's" "$tmp/d1.err" &&
+    grep -q "refused a connection from 127.0.0.1:[0-9]*: it does not know the job's secret" "$tmp/d0.err" && [ ! -e "$tmp/d1.st" ]; then
+    ok "a rank with another secret is refused in ${took} s: $(cat "$tmp/d1.err")"
+else
+    bad "different secrets: rank 1 status $s1 after ${took} s, stderr: $(cat "$tmp/d0.err" "$tmp/d1.err" | tr '\n' ' ')"
+fi
+
+# SIGTERM ends a rank that waits in the rendezvous (for rank 0, or for the others) within seconds.
+for r in 0 1; do
+    rank $r "$(free_port)" $secret w$r
+    pid=$!
+    sleep 1
+    start=$(date +%s.%N)
+    kill -TERM $pid
+    wait $pid
+    status=$?
+    took=$($py -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}')" "$start" "$(date +%s.%N)")
+    if [ $status -eq 143 ] && $py -c "import sys; sys.exit(float(sys.argv[1]) > 3)" "$took" && [ ! -e "$tmp/w$r.st" ]; then
+        ok "SIGTERM ends rank $r waiting in the rendezvous in $took s (status 143)"
+    else
+        bad "SIGTERM to rank $r waiting in the rendezvous: status $status after $took s, stderr: $(cat "$tmp/w$r.err")"
+    fi
+done
 
 echo "dist: $passed passed, $failed failed"
 [ $failed -eq 0 ]

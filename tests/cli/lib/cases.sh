@@ -110,3 +110,28 @@ check_terminal_refusal() {  # PROGRAM PATTERN CMD
     check_stderr_line "$tmp/stderr" "$1" "$2"
     check_empty_stdout "$tmp/tty"
 }
+
+# Whether BUILD_DIR was built with sanitizers (make test-sanitize): their shadow memory rules out
+# ulimit -v there.
+sanitized() {
+    grep -q '^ST_SANITIZE:STRING=.' "$build/CMakeCache.txt" 2> /dev/null
+}
+
+# From limit_memory MB until unlimit_memory, an allocation that would take the programs past MB
+# megabytes fails (std::bad_alloc: "out of memory") instead of taking the machine's memory: what a
+# case uses to show that a size claimed by a file is checked before anything that large is asked for.
+limit_memory() {  # MB
+    if sanitized; then
+        saved_asan_options=${ASAN_OPTIONS-}
+        export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}max_allocation_size_mb=$1:allocator_may_return_null=1"
+    else
+        ulimit -S -v $(($1 * 1024))
+    fi
+}
+unlimit_memory() {
+    if sanitized; then
+        export ASAN_OPTIONS=$saved_asan_options
+    else
+        ulimit -S -v unlimited
+    fi
+}
