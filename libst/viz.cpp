@@ -8,6 +8,8 @@
 #include <cmath>
 #include <cstring>
 
+#include "error.h"
+
 namespace st {
 
 namespace {
@@ -128,16 +130,30 @@ int text_width(const std::string& s) {
     return stb_easy_font_width(text.data()) * kFontScale;
 }
 
+ImageSize panel_grid_size(size_t n, int h, int w, int label_w, int cols, int scale, const std::string& title) {
+    // A place past the largest side makes the grid too large whatever else: clamped there, the
+    // products below stay far inside 64 bits.
+    const int64_t most = int64_t(kMaxImageSide) + 1;
+    const int64_t cell_w = std::min(std::max<int64_t>(int64_t(w) * scale, label_w + kGridPad), most);  // labels of neighbours apart
+    const int64_t cell_h = std::min(int64_t(h) * scale, most);
+    const int64_t columns = std::max(cols, 1), rows = int64_t((n + size_t(columns) - 1) / size_t(columns));
+    const int64_t top = kGridPad + (title.empty() ? 0 : label_height());
+    const int64_t width = std::max(kGridPad + columns * (cell_w + kGridPad), int64_t(2 * kGridPad + text_width(title)));
+    return {uint64_t(top + rows * (label_height() + cell_h + kGridPad)), uint64_t(width)};
+}
+
 Image panel_grid(const std::vector<Panel>& panels, int cols, int scale, const std::string& title) {
-    int cell_w = 0, cell_h = 0;
+    int panel_h = 0, panel_w = 0, label_w = 0;
     for (const Panel& p : panels) {
-        cell_w = std::max({cell_w, p.im.w * scale, text_width(p.label) + kGridPad});  // labels of neighbours apart
-        cell_h = std::max(cell_h, p.im.h * scale);
+        panel_h = std::max(panel_h, p.im.h);
+        panel_w = std::max(panel_w, p.im.w);
+        label_w = std::max(label_w, text_width(p.label));
     }
-    const int rows = int((panels.size() + size_t(cols) - 1) / size_t(cols));
+    const ImageSize size = panel_grid_size(panels.size(), panel_h, panel_w, label_w, cols, scale, title);
+    if (std::string problem = image_size_problem(size.h, size.w, 3); !problem.empty()) fail("panel_grid: " + problem);
+    const int cell_w = std::max(panel_w * scale, label_w + kGridPad), cell_h = panel_h * scale;
     const int top = kGridPad + (title.empty() ? 0 : label_height());
-    const int width = std::max(kGridPad + cols * (cell_w + kGridPad), 2 * kGridPad + text_width(title));
-    Image out = rgb_image(top + rows * (label_height() + cell_h + kGridPad), width, kWhite);
+    Image out = rgb_image(int(size.h), int(size.w), kWhite);
     if (!title.empty()) draw_text(&out, kGridPad, kGridPad, title, kBlack);
     for (size_t k = 0; k < panels.size(); k++) {
         const Panel& p = panels[k];

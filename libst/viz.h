@@ -46,7 +46,11 @@ int text_width(const std::string& s);
 
 // Panels in a grid of `cols` columns, filled row by row, each scaled up by `scale` (nearest
 // neighbour) under its label, on white, with `title` (when not empty) on a line above them all.
-// Every place is as large as the largest panel and wider than the widest label.
+// Every place is as large as the largest panel and wider than the widest label. A grid beyond
+// image.h's limits is an st::Error before anything is allocated.
 Image panel_grid(const std::vector<Panel>& panels, int cols, int scale, const std::string& title);
+// The size of panel_grid's picture of n panels of at most h x w pixels (before scaling) whose labels
+// are at most label_w pixels wide: for a tool to check (image_size_problem) before it draws.
+ImageSize panel_grid_size(size_t n, int h, int w, int label_w, int cols, int scale, const std::string& title);
 
 }  // namespace st

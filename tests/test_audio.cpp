@@ -1,7 +1,8 @@
 // Tests for libst/audio (in st-tests-audio, apart from st-tests, since they link libsndfile): reading
 // WAV, FLAC and OGG/Vorbis, mixing to mono, resampling (lengths, a tone kept, one past the new
-// Nyquist frequency removed), writing WAV and FLAC whole or not at all, the errors; and mu-law's
-// signal-to-noise ratio on music-like sound, the way st-audio makes it.
+// Nyquist frequency removed), writing WAV and FLAC whole or not at all, the errors (files cut short,
+// headers whose rates or lengths are not to be believed); and mu-law's signal-to-noise ratio on
+// music-like sound, the way st-audio makes it.
 // The hidden case [music] measures that on real music: from the repository root, after
 // scripts/get-data.sh audio, run `build/st-tests-audio "[music]"` (ST_MUSIC=FOLDER for other .ogg files).
 #include <sndfile.h>
@@ -14,6 +15,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <optional>
 #include <tuple>
 
 #include "audio/audio.h"
@@ -30,6 +32,22 @@ constexpr double kPi = 3.14159265358979;
 
 
 void put(const std::string& path, const std::string& bytes) { std::ofstream(path, std::ios::binary) << bytes; }
+
+std::string little_endian(uint32_t v, int bytes) {
+    std::string s;
+    for (int k = 0; k < bytes; k++) s += char(v >> (8 * k));
+    return s;
+}
+
+// A mono 16-bit WAV of N samples at RATE, by hand: its data chunk says CLAIM bytes (default: the 2N there are).
+std::string wav(uint32_t rate, size_t n, std::optional<uint32_t> claim = std::nullopt) {
+    const uint32_t data = uint32_t(2 * n);
+    std::string samples;
+    for (size_t i = 0; i < n; i++) samples += little_endian(uint32_t(int16_t(i * 997 % 20000 - 10000)), 2);
+    return "RIFF" + little_endian(36 + data, 4) + "WAVE" + "fmt " + little_endian(16, 4) + little_endian(1, 2) + little_endian(1, 2) +
+           little_endian(rate, 4) + little_endian(2 * rate, 4) + little_endian(2, 2) + little_endian(16, 2) + "data" +
+           little_endian(claim.value_or(data), 4) + samples;
+}
 std::string get(const std::string& path) {
     std::ifstream f(path, std::ios::binary);
     return std::string(std::istreambuf_iterator<char>(f), {});
@@ -229,6 +247,59 @@ TEST_CASE("read_sound errors name the file and what is wrong", "[audio]") {
     for (size_t i = ogg.size() / 3; i < ogg.size() / 2; i += 7) ogg[i] ^= 0x5a;
     put(p, ogg);
     CHECK_AUDIO_ERROR(st::read_sound(p), p, "corrupted or truncated (");
+}
+
+TEST_CASE("read_sound refuses a WAV whose data chunk claims more than the file holds", "[audio]") {
+    Dir dir;
+    const std::string p = dir / "f";
+    st::write_sound(dir / "a.wav", sine(440, 8000, 1000, 0.5), 8000, st::SoundFormat::wav);
+    const std::string whole = get(dir / "a.wav");
+    REQUIRE(whole.size() == 44 + 2000);
+    put(p, whole.substr(0, 44 + 1200));
+    CHECK_AUDIO_ERROR(st::read_sound(p), p, "truncated WAV: its data chunk claims 2000 bytes, 1200 follow");
+    put(p, wav(8000, 100, 0x7FFFFFF0));
+    CHECK_AUDIO_ERROR(st::read_sound(p), p, "truncated WAV: its data chunk claims 2147483632 bytes, 200 follow");
+    // 0xFFFFFFFF: the length a writer into a pipe leaves, the data running to the end of the file.
+    put(p, wav(8000, 100, 0xFFFFFFFF));
+    CHECK(st::read_sound(p).samples.size() == 100);
+    put(p, wav(8000, 100));
+    CHECK(st::read_sound(p).samples.size() == 100);
+}
+
+TEST_CASE("read_sound and resample refuse rates outside 1000 to 768000 Hz", "[audio]") {
+    Dir dir;
+    const std::string p = dir / "f";
+    put(p, wav(1, 1000));
+    CHECK_AUDIO_ERROR(st::read_sound(p), p, "a sample rate of 1 Hz; st reads 1000 to 768000 Hz");
+    put(p, wav(768001, 1000));
+    CHECK_AUDIO_ERROR(st::read_sound(p), p, "a sample rate of 768001 Hz");
+    for (uint32_t rate : {1000u, 768000u}) {
+        put(p, wav(rate, 1000));
+        CHECK(st::read_sound(p).rate == int(rate));
+    }
+    const std::vector<float> x = sine(440, 8000, 1000, 0.5);
+    CHECK_THROWS_WITH(st::resample(x, 1, 12000), "resampling from 1 to 12000 Hz: rates must be 1000 to 768000 Hz");
+    CHECK_THROWS_AS(st::resample(x, 12000, 999), st::Error);
+    CHECK_THROWS_AS(st::resample({}, 8000, 800000), st::Error);
+    const size_t up = st::resample(x, 1000, 768000).size();
+    CHECK((up >= 767999 && up <= 768001));
+    // 2^31 samples out would be 8 GiB of floats: refused before anything is allocated.
+    const std::vector<float> long_sound(size_t(1) << 22);
+    CHECK_THROWS_WITH(st::resample(long_sound, 1000, 768000),
+                      Catch::Contains("4194304 samples would become") && Catch::Contains("more than the 2147483648"));
+}
+
+TEST_CASE("read_sound takes a header's length as a claim, not as memory to set aside", "[audio]") {
+    Dir dir;
+    const std::string p = dir / "f";
+    st::write_sound(dir / "a.flac", sine(440, 8000, 4000, 0.5), 8000, st::SoundFormat::flac);
+    std::string flac = get(dir / "a.flac");
+    // STREAMINFO's 36-bit count of samples, in bytes 21 (low 4 bits) to 25: 2^36 - 1, 256 GiB of floats.
+    REQUIRE(flac.substr(0, 4) == "fLaC");
+    flac[21] = char(flac[21] | 0x0F);
+    for (size_t i = 22; i < 26; i++) flac[i] = char(0xFF);
+    put(p, flac);
+    CHECK_AUDIO_ERROR(st::read_sound(p), p, "corrupted or truncated (4000 of the 68719476735 frames its header announces)");
 }
 
 TEST_CASE("mu-law on real music", "[.music]") {

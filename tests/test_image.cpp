@@ -1,11 +1,13 @@
 // Tests for libst/io/image: reading every format (PNG, JPEG, BMP, PGM/PPM, IDX raw and gzip, CIFAR-10),
-// PNG out, channel conversion, resizing, cropping, grids, records, and the errors on bad files.
+// PNG out, channel conversion, resizing, cropping, grids, records, and the errors on bad files:
+// pictures cut short, headers that claim more than their file holds, pictures beyond the limits.
 #include <zlib.h>
 
 #include <catch2/catch.hpp>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <tuple>
 
 #include "error.h"
 #include "io/image.h"
@@ -93,6 +95,48 @@ std::vector<uint8_t> pnm(const st::Image& im) {
     return concat(bytes_of(header), im.px);
 }
 
+std::vector<uint8_t> first(const std::vector<uint8_t>& b, size_t n) { return {b.begin(), b.begin() + ptrdiff_t(n)}; }
+
+// A PNG or JPEG of IM by stb_image_write (apart from write_png, which refuses what these tests need).
+std::vector<uint8_t> encoded(const st::Image& im, bool jpeg) {
+    std::vector<uint8_t> out;
+    auto append = [](void* to, void* data, int n) {
+        auto v = static_cast<std::vector<uint8_t>*>(to);
+        v->insert(v->end(), static_cast<uint8_t*>(data), static_cast<uint8_t*>(data) + n);
+    };
+    const int ok = jpeg ? stbi_write_jpg_to_func(append, &out, im.w, im.h, im.c, im.px.data(), 90)
+                        : stbi_write_png_to_func(append, &out, im.w, im.h, im.c, im.px.data(), im.w * im.c);
+    REQUIRE(ok);
+    return out;
+}
+
+void put_be(std::vector<uint8_t>& b, size_t at, uint32_t v, int bytes) {
+    for (int k = 0; k < bytes; k++) b[at + size_t(k)] = uint8_t(v >> (8 * (bytes - 1 - k)));
+}
+
+// A grey 8x8 JPEG by hand: quantisation by ones, a DC table of one 1-bit code (a difference of 0)
+// and DC_CODES - 1 more of 15 and 16 bits, an AC table of one 1-bit code (end of block), and a scan that
+// takes tables SCAN_TABLES (DC << 4 | AC): its one block is two bits.
+std::vector<uint8_t> tiny_jpeg(size_t dc_codes = 1, uint8_t scan_tables = 0x00) {
+    std::vector<uint8_t> j;
+    auto add = [&](std::initializer_list<size_t> bytes, size_t repeat = 1) {
+        for (size_t r = 0; r < repeat; r++)
+            for (size_t b : bytes) j.push_back(uint8_t(b));
+    };
+    const size_t dht = 2 + 17 + dc_codes, more = dc_codes - 1;  // half of them 15 bits long, half 16: a count is one byte
+    add({0xFF, 0xD8, 0xFF, 0xDB, 0, 67, 0});
+    add({1}, 64);
+    add({0xFF, 0xC0, 0, 11, 8, 0, 8, 0, 8, 1, 1, 0x11, 0});
+    add({0xFF, 0xC4, dht >> 8, dht & 255, 0x00, 1});
+    add({0}, 13);
+    add({more - more / 2, more / 2});
+    add({0}, dc_codes);
+    add({0xFF, 0xC4, 0, 20, 0x10, 1});
+    add({0}, 16);
+    add({0xFF, 0xDA, 0, 8, 1, 1, scan_tables, 0, 63, 0, 0x3F, 0xFF, 0xD9});
+    return j;
+}
+
 }  // namespace
 
 // The call throws st::Error, starting "PATH: " and containing WHAT.
@@ -122,6 +166,32 @@ TEST_CASE("write_png: a failed write leaves nothing", "[image]") {
     CHECK_IMAGE_ERROR(st::write_png(dir / "no/such/x.png", picture(2, 2, 1)), dir / "no/such/x.png", "No such file");
     CHECK_THROWS_AS(st::write_png(dir / "bad.png", st::Image{2, 2, 1, {1, 2, 3}}), st::Error);
     CHECK(dir.names().size() == 0);
+}
+
+TEST_CASE("write_png and image_grid refuse a picture beyond the limits, before any work", "[image]") {
+    Dir dir;
+    CHECK_IMAGE_ERROR(st::write_png(dir / "wide.png", constant(1, 65536, 1, 0)), dir / "wide.png",
+                      "a 1x65536x1 picture is more than st handles: at most 65535 pixels a side and 536870912 bytes");
+    st::write_png(dir / "widest.png", constant(1, 65535, 1, 0));
+    CHECK(dir.names() == std::vector<std::string>{"widest.png"});
+    // 65540 x 65540 x 4: 17 GB that image_grid must not try to allocate.
+    CHECK_THROWS_WITH(st::image_grid({picture(64, 64, 4)}, 1, 2, 1024), Catch::Contains("a 65540x65540x4 picture is more than st handles"));
+}
+
+TEST_CASE("grid_size is image_grid's size; image_size_problem says what passes the limits", "[image]") {
+    for (auto [n, cols, pad, scale] : {std::tuple{5, 2, 1, 2}, std::tuple{1, 3, 0, 1}, std::tuple{7, 7, 4, 3}}) {
+        const st::Image g = st::image_grid(std::vector<st::Image>(size_t(n), picture(3, 2, 1)), cols, pad, scale);
+        const st::ImageSize size = st::grid_size(size_t(n), 3, 2, cols, pad, scale);
+        CHECK((size.h == uint64_t(g.h) && size.w == uint64_t(g.w)));
+    }
+    // 4096 pictures of 64x64x4, 64 columns, 8 times larger: 4.3 GB, past what stb_image_write counts.
+    const st::ImageSize big = st::grid_size(4096, 64, 64, 64, 2, 8);
+    CHECK((big.h == 32898 && big.w == 32898));
+    CHECK(st::image_size_problem(big.h, big.w, 4) ==
+          "a 32898x32898x4 picture (4329113616 bytes) is more than st handles: at most 65535 pixels a side and 536870912 bytes (512 MiB) of pixels");
+    CHECK(st::image_size_problem(65535, 2048, 4) == "");
+    CHECK(st::image_size_problem(65535, 2049, 4) != "");
+    CHECK(st::image_size_problem(uint64_t(1) << 40, uint64_t(1) << 40, 4) != "");
 }
 
 TEST_CASE("read_images reads IDX files, raw, gzip and gzip of several members", "[image]") {
@@ -180,14 +250,7 @@ TEST_CASE("read_images reads PGM, PPM, BMP and JPEG", "[image]") {
     CHECK(format == "BMP");
 
     // JPEG is lossy: only the size is exact.
-    st::Image photo = picture(16, 24, 3);
-    std::vector<uint8_t> jpeg;
-    auto append = [](void* to, void* data, int n) {
-        auto v = static_cast<std::vector<uint8_t>*>(to);
-        v->insert(v->end(), static_cast<uint8_t*>(data), static_cast<uint8_t*>(data) + n);
-    };
-    REQUIRE(stbi_write_jpg_to_func(append, &jpeg, photo.w, photo.h, 3, photo.px.data(), 90));
-    put(dir / "a.jpg", jpeg);
+    put(dir / "a.jpg", encoded(picture(16, 24, 3), true));
     st::Image got = st::read_images(dir / "a.jpg", &format).at(0);
     CHECK((got.h == 16 && got.w == 24 && got.c == 3));
     CHECK(format == "JPEG");
@@ -233,6 +296,108 @@ TEST_CASE("read_images errors name the file and what is wrong", "[image]") {
     put(p, std::vector<uint8_t>(png.begin(), png.begin() + ptrdiff_t(png.size() / 2)));
     CHECK_IMAGE_ERROR(st::read_images(p), p, "corrupted or truncated PNG");
     CHECK_IMAGE_ERROR(st::read_images(dir / "missing"), dir / "missing", "No such file or directory");
+}
+
+TEST_CASE("read_images refuses a PGM, PPM or BMP cut short instead of making up its missing pixels", "[image]") {
+    Dir dir;
+    const std::string p = dir / "f";
+    put(p, first(pnm(picture(20, 20, 3)), 13 + 57));  // "P6\n20 20\n255\n" is 13 bytes
+    CHECK_IMAGE_ERROR(st::read_images(p), p, "truncated PPM: 20x20x3 needs 1200 bytes of pixels, 57 follow");
+    put(p, first(pnm(picture(3, 5, 1)), 11 + 14));  // "P5\n5 3\n255\n" is 11
+    CHECK_IMAGE_ERROR(st::read_images(p), p, "truncated PGM: 3x5x1 needs 15 bytes of pixels, 14 follow");
+    // 16-bit samples: two bytes each.
+    put(p, concat(bytes_of("P5\n4 2\n65535\n"), std::vector<uint8_t>(15, 7)));
+    CHECK_IMAGE_ERROR(st::read_images(p), p, "truncated PGM: 2x4x1 needs 16 bytes of pixels, 15 follow");
+    put(p, concat(bytes_of("P5\n4 2\n65535\n"), std::vector<uint8_t>(16, 7)));
+    CHECK(st::read_images(p).at(0).px == std::vector<uint8_t>(8, 7));
+    // A BMP's rows are padded to 4 bytes; only the last row's padding may be missing.
+    const std::vector<uint8_t> b = bmp(picture(4, 3, 3));  // rows of 9 bytes and 3 of padding
+    put(p, first(b, b.size() - 3));
+    CHECK(st::read_images(p).size() == 1);
+    put(p, first(b, b.size() - 4));
+    CHECK_IMAGE_ERROR(st::read_images(p), p, "truncated BMP: 4x3x3 needs 45 bytes of pixels, 44 follow");
+}
+
+TEST_CASE("read_images refuses a header that claims more pixels than its file can hold, before decoding", "[image]") {
+    Dir dir;
+    const std::string p = dir / "f";
+    // 47 bytes that claim 20000 x 20000 RGB pixels: stb_image would allocate 1.2 GB and fill none of it.
+    std::vector<uint8_t> ppm = concat(bytes_of("P6\n20000 20000\n255\n"), std::vector<uint8_t>(28, 1));
+    REQUIRE(ppm.size() == 47);
+    put(p, ppm);
+    CHECK_IMAGE_ERROR(st::read_images(p), p, "truncated PPM: 20000x20000x3 needs 1200000000 bytes of pixels, 28 follow");
+    put(p, bytes_of("P5\n99999999999999999999 2\n255\n"));
+    CHECK_IMAGE_ERROR(st::read_images(p), p, "is more than st handles");
+    put(p, bytes_of("P5\n2 2\n99999999999999999999\n1234"));
+    CHECK_IMAGE_ERROR(st::read_images(p), p, "corrupted PGM: its largest value passes 65535");
+    put(p, bytes_of("P5\n0 2\n255\n"));
+    CHECK_IMAGE_ERROR(st::read_images(p), p, "corrupted PGM: its header says 2x0 pixels");
+
+    // A BMP header of 30000 x 30000 (negative: top-down) with 8 bytes of pixels.
+    std::vector<uint8_t> b = bmp(picture(2, 2, 3));
+    for (int k = 0; k < 4; k++) b[18 + size_t(k)] = uint8_t(30000 >> (8 * k)), b[22 + size_t(k)] = uint8_t(uint32_t(-30000) >> (8 * k));
+    put(p, b);
+    CHECK_IMAGE_ERROR(st::read_images(p), p, "truncated BMP: 30000x30000x3 needs 2700000000 bytes of pixels, 16 follow");
+
+    // A PNG whose header says 20000 x 20000 (its checksum made good): deflate cannot hold that in the file.
+    std::vector<uint8_t> png = encoded(picture(2, 2, 1), false);
+    put_be(png, 16, 20000, 4);
+    put_be(png, 20, 20000, 4);
+    put_be(png, 29, uint32_t(crc32(0, &png[12], 17)), 4);
+    put(p, png);
+    CHECK_IMAGE_ERROR(st::read_images(p), p,
+                      "corrupted PNG: its header says 20000x20000 pixels, more than " + std::to_string(png.size()) + " bytes of PNG can hold");
+    // A chunk that claims more bytes than follow it.
+    png = encoded(picture(2, 2, 1), false);
+    put_be(png, 33, 1u << 30, 4);
+    put(p, png);
+    CHECK_IMAGE_ERROR(st::read_images(p), p, "corrupted or truncated PNG (a chunk claims 1073741824 bytes");
+
+    // A JPEG whose frame header says 60000 x 60000.
+    std::vector<uint8_t> jpeg = encoded(picture(16, 16, 3), true);
+    size_t sof = 2;
+    while (sof + 9 < jpeg.size() && !(jpeg[sof] == 0xFF && jpeg[sof + 1] == 0xC0)) sof++;
+    REQUIRE(sof + 9 < jpeg.size());
+    put_be(jpeg, sof + 5, 60000, 2);
+    put_be(jpeg, sof + 7, 60000, 2);
+    put(p, jpeg);
+    CHECK_IMAGE_ERROR(st::read_images(p), p, "corrupted JPEG: its header says 60000x60000 pixels, more than");
+
+    // Whole, but wider than st reads.
+    put(p, encoded(constant(1, 70000, 1, 9), false));
+    CHECK_IMAGE_ERROR(st::read_images(p), p, "a 1x70000x1 picture is more than st handles: at most 65535 pixels a side");
+    // One gzip stream inside another is no format: the second could inflate a thousandfold again.
+    put(p, gzip(gzip(idx(0x08, {1, 2, 2}, {1, 2, 3, 4}))));
+    CHECK_IMAGE_ERROR(st::read_images(p), p, "not an image");
+}
+
+TEST_CASE("read_images refuses the JPEG and PNG structures that stb_image 2.27 mishandles", "[image]") {
+    Dir dir;
+    const std::string p = dir / "f";
+    put(p, tiny_jpeg());
+    CHECK(st::read_images(p).at(0).px == std::vector<uint8_t>(64, 128));
+    // 257 codes: stb_image writes past its table; 256 fit.
+    put(p, tiny_jpeg(257));
+    CHECK_IMAGE_ERROR(st::read_images(p), p, "corrupted JPEG (a Huffman table of 257 codes; at most 256)");
+    put(p, tiny_jpeg(256));
+    CHECK(st::read_images(p).size() == 1);
+    // Tables 1, never defined: stb_image would decode with what its memory held. Fill bytes before
+    // the start marker do not hide a JPEG from the checks (stb_image reads it all the same).
+    put(p, tiny_jpeg(1, 0x11));
+    CHECK_IMAGE_ERROR(st::read_images(p), p, "corrupted JPEG (a scan uses a Huffman table that no DHT segment defines)");
+    put(p, concat({0xFF, 0xFF}, tiny_jpeg(1, 0x11)));
+    CHECK_IMAGE_ERROR(st::read_images(p), p, "corrupted JPEG (a scan uses a Huffman table");
+    // An empty IDAT chunk before any data: stb_image copies it to a null pointer.
+    std::vector<uint8_t> png = encoded(picture(2, 2, 1), false);
+    const std::vector<uint8_t> empty_idat = {0, 0, 0, 0, 'I', 'D', 'A', 'T', 0x35, 0xAF, 0x06, 0x1E};
+    png.insert(png.begin() + 33, empty_idat.begin(), empty_idat.end());
+    put(p, png);
+    CHECK_IMAGE_ERROR(st::read_images(p), p, "corrupted PNG (an empty IDAT chunk before the first pixels)");
+    // A BMP whose compression field is negative: stb_image reads it as uncompressed, so it is checked as one.
+    std::vector<uint8_t> b = bmp(picture(4, 3, 3));
+    for (size_t i = 30; i < 34; i++) b[i] = 0xFF;
+    put(p, first(b, b.size() - 4));
+    CHECK_IMAGE_ERROR(st::read_images(p), p, "truncated BMP: 4x3x3 needs 45 bytes of pixels, 44 follow");
 }
 
 TEST_CASE("images_from_records cuts records and refuses a partial one", "[image]") {

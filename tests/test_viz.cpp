@@ -3,6 +3,7 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <tuple>
 
 #include "cpu/ops.h"
 #include "model.h"
@@ -210,4 +211,24 @@ TEST_CASE("the panel grid has the asked sizes and holds the scaled panels", "[vi
     for (int y = 0; y < n * scale; y++)
         for (int x = 0; x < n * scale; x++) wrong += !same(pixel(g, y0 + y, x0 + x), pixel(panels[3].im, y / scale, x / scale));
     CHECK(wrong == 0);
+}
+
+TEST_CASE("panel_grid_size is the panel grid's size; a grid past the limits is refused before it is drawn", "[viz]") {
+    AttnSpec s;
+    s.pattern = Pattern::strided;
+    s.stride = 4;
+    std::vector<Panel> panels;
+    for (int h = 0; h < 3; h++) panels.push_back({draw_attn_set(s, 4, 0, h, 16), "layer 0 head " + std::to_string(h)});
+    const int label_w = text_width("layer 0 head 0");
+    for (auto [cols, scale, title] :
+         {std::tuple{2, 3, ""}, std::tuple{3, 1, "a title wider than the three panels are together"}, std::tuple{1, 5, "t"}}) {
+        INFO(cols << " columns, scale " << scale << ", title \"" << title << "\"");
+        const Image g = panel_grid(panels, cols, scale, title);
+        const ImageSize size = panel_grid_size(panels.size(), 16, 16, label_w, cols, scale, title);
+        CHECK((size.h == uint64_t(g.h) && size.w == uint64_t(g.w)));
+    }
+    // A panel of 40000 x 40000 (its pixels never made): a grid of 4.8 GB, refused before it is allocated.
+    const std::vector<Panel> huge = {{Image{40000, 40000, 3, {}}, "layer 0 head 0"}};
+    CHECK_THROWS_WITH(panel_grid(huge, 1, 1, ""), Catch::Contains("picture (4806") && Catch::Contains("is more than st handles"));
+    CHECK(panel_grid_size(1, 40000, 40000, label_w, 1, 64, "").w > kMaxImageSide);
 }

@@ -61,7 +61,13 @@ static int encode_main(int argc, char** argv) {
     std::vector<uint8_t> out;
     for (const std::string& path : files) {
         const Sound s = read_sound(path);
-        for (float x : resample(s.samples, s.rate, rate)) out.push_back(linear ? linear_encode(x) : mulaw_encode(x));
+        std::vector<float> samples;
+        try {
+            samples = resample(s.samples, s.rate, rate);
+        } catch (const Error& e) {
+            fail((path == "-" ? "stdin" : path) + ": " + e.what());
+        }
+        for (float x : samples) out.push_back(linear ? linear_encode(x) : mulaw_encode(x));
     }
     write_file_atomic("-", out.data(), out.size());
     if (!r.count("quiet"))
@@ -100,6 +106,7 @@ static int decode_main(int argc, char** argv) {
     if (out == "-") cli::refuse_terminal_stdout((std::string("a ") + format_name + " file").c_str());
 
     const std::string path = r.count("input") ? r["input"].as<std::string>() : "-";
+    refuse_input_as_output("-o", out, {{"the audio bytes", path}});
     const std::vector<uint8_t> codes = read_file(path);
     if (codes.empty()) fail((path == "-" ? "stdin" : path) + ": no samples (empty input)");
     std::vector<float> samples(codes.size());

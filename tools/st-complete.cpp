@@ -52,6 +52,9 @@ static int complete_main(int argc, char** argv) {
     Rng rng(uint64_t(cli::to_int("--seed", r["seed"].as<std::string>(), 0, 1ll << 62)));
 
     const std::string model_path = r["model"].as<std::string>();
+    std::vector<std::pair<std::string, std::string>> inputs = {{"MODEL", model_path}};
+    for (const std::string& p : r["pictures"].as<std::vector<std::string>>()) inputs.push_back({"a PICTURE", p});
+    refuse_input_as_output("-o", out, inputs);
     Checkpoint ck = checkpoint_load(model_path);
     const Model<float>& m = *ck.model;
     const Config& c = m.cfg;
@@ -77,6 +80,11 @@ static int complete_main(int argc, char** argv) {
         }
         if (int(pics.size()) >= count) break;
     }
+
+    // The grid's size is known now: a PNG too large to write is refused before the sampling.
+    const ImageSize size = grid_size(pics.size() * size_t(k + 1), c.image_h, c.image_w, k + 1, 2 * scale, scale);
+    if (std::string problem = image_size_problem(size.h, size.w, c.image_c); !problem.empty())
+        fail((out == "-" ? "stdout" : out) + ": " + problem + "; use a smaller --scale, fewer --samples or a smaller --count");
 
     // Every picture's k completions decode side by side: sequence b completes picture b / k.
     const int n_pics = int(pics.size()), B = n_pics * k, T = c.n_ctx;

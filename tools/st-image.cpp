@@ -1,6 +1,7 @@
 // st-image: pictures to byte records and back. encode: image files, IDX (MNIST) and CIFAR-10 batches
 // to records of H*W*C bytes on stdout; decode: records to PNG files or one grid of them; info: what
 // picture files hold.
+#include <algorithm>
 #include <climits>
 #include <cstdio>
 
@@ -148,6 +149,17 @@ static NamePattern parse_pattern(const std::string& text) {
     return {text.substr(0, at), text.substr(end + 1), flags.empty() ? 0 : size_t(std::stoi(flags))};
 }
 
+// Refuses, before any work, a PNG larger than write_png takes, with what would make it smaller.
+static void check_output_size(const std::string& out, const ImageSize& size, int c, bool grid) {
+    const std::string problem = image_size_problem(size.h, size.w, c);
+    if (problem.empty()) return;
+    const std::string fix = !grid                     ? "use a smaller --scale"
+                            : size.w > kMaxImageSide ? "use fewer --grid columns or a smaller --scale"
+                            : size.h > kMaxImageSide ? "use more --grid columns, a smaller --scale or --limit"
+                                                     : "use a smaller --scale or --limit";
+    fail((out == "-" ? "stdout" : out) + ": " + problem + "; " + fix);
+}
+
 static int decode_main(int argc, char** argv) {
     cxxopts::Options o = command_options(
         "decode", "Records of H*W*C bytes (from FILE, or stdin) to PNG files: one per record, or one grid.", "--size HxWxC [FILE]");
@@ -174,8 +186,12 @@ static int decode_main(int argc, char** argv) {
     if (out == "-") cli::refuse_terminal_stdout("a PNG");
 
     const std::string path = r.count("input") ? r["input"].as<std::string>() : "-";
+    if (cols) refuse_input_as_output("-o", out, {{"the records", path}});
     const std::vector<uint8_t> data = read_file(path);
     if (data.empty()) fail(display_name(path) + ": no records (empty input)");
+    const size_t records = std::min(data.size() / (size_t(s.h) * size_t(s.w) * size_t(s.c)), limit);
+    if (cols) check_output_size(out, grid_size(records, s.h, s.w, cols, 2, scale), s.c, true);
+    else check_output_size(pattern.name(0), grid_size(1, s.h, s.w, 1, 0, scale), s.c, false);
     std::vector<Image> ims = images_from_records(data.data(), data.size(), s.h, s.w, s.c, display_name(path));
     if (ims.size() > limit) ims.resize(limit);
     const bool quiet = r.count("quiet") > 0;

@@ -92,13 +92,33 @@ static std::vector<uint8_t> input_image(const std::string& path, const Config& c
 // Panels in a grid, before scaling.
 struct Drawing {
     std::vector<Panel> panels;
-    int cols = 1, scale = 1;  // scale: the default, unless --scale
+    int cols = 1, scale = 1;
     std::string title;
 };
 
+// --scale, or FALLBACK: a size that reads well for the drawing.
+static int drawing_scale(const cxxopts::ParseResult& r, int fallback) {
+    return r.count("scale") ? int(cli::to_int("--scale", r["scale"].as<std::string>(), 1, 64)) : fallback;
+}
+
+// Refuses, before the work of drawing, a picture larger than write_png takes: N panels of H x W in
+// D's columns at its scale, labelled by "layer L head H" of LAYERS and HEADS (and "input").
+static void check_size(const cxxopts::ParseResult& r, const Drawing& d, size_t n, int h, int w, const std::vector<int>& layers,
+                       const std::vector<int>& heads) {
+    int label_w = text_width("input");
+    for (int l : layers)
+        for (int k : heads) label_w = std::max(label_w, text_width(panel_label(l, k)));
+    const ImageSize size = panel_grid_size(n, h, w, label_w, d.cols, d.scale, d.title);
+    if (std::string problem = image_size_problem(size.h, size.w, 3); !problem.empty()) {
+        const std::string out = r["output"].as<std::string>();
+        fail((out == "-" ? "stdout" : out) + ": " + problem + "; use a smaller --scale or fewer --layers or --heads" +
+             (r.count("input") ? "" : ", or a smaller --window"));
+    }
+}
+
 // An image model's attention of one pixel: the input beside a panel per layer and head.
 static Drawing image_attention(const cxxopts::ParseResult& r, Decoder& dec, const Config& c, const std::vector<int>& layers,
-                               const std::vector<int>& heads, int64_t at) {
+                               const std::vector<int>& heads, int64_t at, const std::string& model_name) {
     const int H = c.image_h, W = c.image_w, C = c.image_c;
     const long long record = cli::to_int("--record", arg(r, "record", "0"), 0, 1ll << 40);
     int row = H / 2, col = W / 2;
@@ -109,16 +129,21 @@ static Drawing image_attention(const cxxopts::ParseResult& r, Decoder& dec, cons
             usage_fail("--pixel " + s + ": expected ROW,COL with ROW below " + std::to_string(H) + " and COL below " + std::to_string(W));
     }
     const int64_t query = at >= 0 ? at : (int64_t(row) * W + col) * C;
+    // Keys are drawn where they predict, position t at pixel t / C, so that the query's own pixel and
+    // (strided) the column above it line up with the picture.
+    const int my = int(query / C / W), mx = int(query / C % W);
+    Drawing d;
+    d.cols = int(heads.size()) + 1;
+    d.scale = drawing_scale(r, std::max(1, 128 / std::max(H, W)));
+    d.title = model_name + ": attention of pixel " + std::to_string(my) + "," + std::to_string(mx) + " (position " +
+              std::to_string(query) + ")";
+    check_size(r, d, layers.size() * size_t(d.cols), H, W, layers, heads);
     const std::vector<uint8_t> px = input_image(r["input"].as<std::string>(), c, record);
     // The model was trained with a start byte 0 before each image: input position 0 holds that 0,
     // position t holds byte t - 1 and predicts byte t. So the query that predicts byte `query` is
     // position `query`, after pushing 0 and the bytes before it.
     dec.push(0);
     for (int64_t t = 0; t < query; t++) dec.push(px[size_t(t)]);
-    // Keys are drawn where they predict, position t at pixel t / C, so that the query's own pixel and
-    // (strided) the column above it line up with the picture.
-    const int my = int(query / C / W), mx = int(query / C % W);
-    Drawing d;
     for (size_t li = 0; li < layers.size(); li++) {
         d.panels.push_back(li == 0 ? Panel{draw_seen_image(px.data(), H, W, C, query), "input", my, mx} : Panel{});
         for (int h : heads) {
@@ -126,35 +151,33 @@ static Drawing image_attention(const cxxopts::ParseResult& r, Decoder& dec, cons
             d.panels.push_back({draw_attn_weights(a.keys, a.probs, query, C, W, H), panel_label(layers[li], h), my, mx});
         }
     }
-    d.cols = int(heads.size()) + 1;
-    d.scale = std::max(1, 128 / std::max(H, W));
-    d.title = "attention of pixel " + std::to_string(my) + "," + std::to_string(mx) + " (position " + std::to_string(query) + ")";
     return d;
 }
 
 // A model of bytes: the attention of one position, a band of the positions before it per layer and head.
 static Drawing text_attention(const cxxopts::ParseResult& r, Decoder& dec, const Config& c, const std::vector<int>& layers,
-                              const std::vector<int>& heads, int64_t at) {
+                              const std::vector<int>& heads, int64_t at, const std::string& model_name) {
     const std::string path = r["input"].as<std::string>(), name = path == "-" ? "stdin" : path;
     const std::vector<uint8_t> bytes = read_file(path);
     if (bytes.empty()) fail(name + ": no data (empty)");
     const int64_t query = at >= 0 ? at : std::min<int64_t>(int64_t(bytes.size()), c.n_ctx) - 1;
     if (query >= int64_t(bytes.size()))
         fail(name + ": " + std::to_string(bytes.size()) + " bytes; --at " + std::to_string(query) + " needs at least " + std::to_string(query + 1));
-    for (int64_t t = 0; t <= query; t++) dec.push(bytes[size_t(t)]);
     // Rows of the stride, so that a strided column or a fixed chunk's summary stands out; a stride
     // under 8 is widened by whole multiples, which keeps the columns in line.
     const int l = c.attn.stride, width = l * std::max(1, (8 + l - 1) / l);
     const int rows = int(query / width) + 1;
     Drawing d;
+    d.cols = int(heads.size());
+    d.scale = drawing_scale(r, std::max(2, 384 / width));
+    d.title = model_name + ": attention of position " + std::to_string(query) + ", rows of " + std::to_string(width);
+    check_size(r, d, layers.size() * heads.size(), rows, width, layers, heads);
+    for (int64_t t = 0; t <= query; t++) dec.push(bytes[size_t(t)]);
     for (int layer : layers)
         for (int h : heads) {
             const Decoder::Attention& a = dec.attention(layer, h);
             d.panels.push_back({draw_attn_weights(a.keys, a.probs, query, 1, width, rows), panel_label(layer, h), int(query / width), int(query % width)});
         }
-    d.cols = int(heads.size());
-    d.scale = std::max(2, 384 / width);
-    d.title = "attention of position " + std::to_string(query) + ", rows of " + std::to_string(width);
     return d;
 }
 
@@ -168,20 +191,19 @@ static Drawing learned_attention(const cxxopts::ParseResult& r, const Model<floa
     const int64_t at = r.count("at") ? cli::to_int("--at", r["at"].as<std::string>(), 0, c.n_ctx - 1) : -1;
     Decoder dec(m);
     dec.keep_attention(true);
-    Drawing d = image ? image_attention(r, dec, c, layers, heads, at) : text_attention(r, dec, c, layers, heads, at);
-    d.title = model_name + ": " + d.title;
-    return d;
+    return image ? image_attention(r, dec, c, layers, heads, at, model_name) : text_attention(r, dec, c, layers, heads, at, model_name);
 }
 
 // The attention sets of the chosen layers and heads over the first --window positions.
 static Drawing attention_sets(const cxxopts::ParseResult& r, const Config& c, const std::vector<int>& layers, const std::vector<int>& heads) {
     const int n = int(cli::to_int("--window", arg(r, "window", std::to_string(std::min(c.n_ctx, 256))), 1, c.n_ctx));
     Drawing d;
+    d.cols = int(heads.size());
+    d.scale = drawing_scale(r, std::max(1, 256 / n));  // a window of 64 gets 4 pixels a position
+    d.title = spec_title(c.attn, n);
+    check_size(r, d, layers.size() * heads.size(), n, n, layers, heads);
     for (int l : layers)
         for (int h : heads) d.panels.push_back({draw_attn_set(c.attn, c.n_head, l, h, n), panel_label(l, h)});
-    d.cols = int(heads.size());
-    d.scale = std::max(1, 256 / n);  // a window of 64 gets 4 pixels a position
-    d.title = spec_title(c.attn, n);
     return d;
 }
 
@@ -221,6 +243,10 @@ static int viz_main(int argc, char** argv) {
         if (r.count(n) && with_model) usage_fail(std::string("--") + n + ": not with MODEL (the model has its own pattern)");
     const std::string out = r["output"].as<std::string>();
     if (out == "-") cli::refuse_terminal_stdout("a PNG");
+    std::vector<std::pair<std::string, std::string>> inputs;
+    if (with_model) inputs.push_back({"MODEL", r["model"].as<std::string>()});
+    if (learned) inputs.push_back({"--input", r["input"].as<std::string>()});
+    refuse_input_as_output("-o", out, inputs);
 
     Drawing d;
     if (with_model) {
@@ -233,7 +259,6 @@ static int viz_main(int argc, char** argv) {
         Config c = config_from_options(r);
         d = attention_sets(r, c, indices(c.n_layer), indices(c.n_head));
     }
-    if (r.count("scale")) d.scale = int(cli::to_int("--scale", r["scale"].as<std::string>(), 1, 64));
     const Image picture = panel_grid(d.panels, d.cols, d.scale, d.title);
     write_png(out, picture);
     return 0;

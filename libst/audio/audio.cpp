@@ -66,25 +66,67 @@ std::string reason(const char* message) {
     return s;
 }
 
+uint64_t le(const uint8_t* p, int bytes) {
+    uint64_t v = 0;
+    for (int k = bytes - 1; k >= 0; k--) v = v << 8 | p[k];
+    return v;
+}
+uint64_t be32(const uint8_t* p) { return uint64_t(p[0]) << 24 | uint64_t(p[1]) << 16 | uint64_t(p[2]) << 8 | p[3]; }
+
+// libsndfile reads a WAV whose data chunk claims more than the file holds up to the file's end, so
+// a file cut short passes for a whole one; the chunks are walked here to find the claim. A length
+// of 0xFFFFFFFF is what a writer that cannot seek back (into a pipe) leaves: the data runs to the
+// end. RF64 keeps the real length in its ds64 chunk.
+void check_wav_chunks(const std::vector<uint8_t>& b, const std::string& name) {
+    if (b.size() < 12 || std::memcmp(&b[8], "WAVE", 4) != 0) return;
+    const bool rifx = std::memcmp(&b[0], "RIFX", 4) == 0, rf64 = std::memcmp(&b[0], "RF64", 4) == 0;
+    if (!rifx && !rf64 && std::memcmp(&b[0], "RIFF", 4) != 0) return;
+    constexpr uint64_t kUnknown = 0xFFFFFFFF;
+    uint64_t ds64_data = kUnknown;
+    for (size_t at = 12; at + 8 <= b.size();) {
+        uint64_t length = rifx ? be32(&b[at + 4]) : le(&b[at + 4], 4);
+        const uint64_t left = b.size() - at - 8;
+        if (std::memcmp(&b[at], "ds64", 4) == 0 && length >= 16 && left >= 16) ds64_data = le(&b[at + 16], 8);
+        if (std::memcmp(&b[at], "data", 4) == 0) {
+            if (rf64 && length == kUnknown) length = ds64_data;
+            if (length != kUnknown && length > left)
+                fail(name + ": truncated WAV: its data chunk claims " + std::to_string(length) + " bytes, " + std::to_string(left) + " follow");
+            return;
+        }
+        if (length > left) return;  // libsndfile says what is wrong with the chunks before the data
+        at += 8 + size_t(length) + size_t(length & 1);
+    }
+}
+
 }  // namespace
 
-Sound read_sound(const std::string& path) {
-    const std::string name = display_name(path);
-    MemoryFile file{read_file(path)};
+Sound read_sound(const std::string& path) { return sound_from_bytes(read_file(path), display_name(path)); }
+
+Sound sound_from_bytes(std::vector<uint8_t> bytes, const std::string& name) {
+    MemoryFile file{std::move(bytes)};
     if (file.bytes.empty()) fail(name + ": empty file");
+    check_wav_chunks(file.bytes, name);
     SF_INFO info{};
     SoundFile f(sf_open_virtual(&memory_io, SFM_READ, &info, &file), sf_close);
     if (!f) fail(name + ": not a sound file that libsndfile reads (" + reason(sf_strerror(nullptr)) + ")");
+    if (info.samplerate < kMinSoundRate || info.samplerate > kMaxSoundRate)
+        fail(name + ": a sample rate of " + std::to_string(info.samplerate) + " Hz; st reads " + std::to_string(kMinSoundRate) + " to " +
+             std::to_string(kMaxSoundRate) + " Hz");
+    if (info.channels < 1) fail(name + ": " + std::to_string(info.channels) + " channels");
 
     Sound s{info.samplerate, info.channels, {}};
-    if (info.frames > 0 && info.frames < SF_COUNT_MAX) s.samples.reserve(size_t(info.frames));
-    std::vector<float> frames(size_t(4096 * info.channels));
-    for (sf_count_t n; (n = sf_readf_float(f.get(), frames.data(), 4096)) > 0;)
+    // The header's count, as far as the file's size confirms it: compressed formats grow past it.
+    if (info.frames > 0 && info.frames < SF_COUNT_MAX) s.samples.reserve(std::min(size_t(info.frames), file.bytes.size()));
+    std::vector<float> frames(size_t(4096) * size_t(info.channels));
+    for (sf_count_t n; (n = sf_readf_float(f.get(), frames.data(), 4096)) > 0;) {
+        if (s.samples.size() + size_t(n) > kMaxSoundSamples)
+            fail(name + ": more than " + std::to_string(kMaxSoundSamples) + " samples, the most st reads");
         for (sf_count_t i = 0; i < n; i++) {
             float sum = 0;
             for (int c = 0; c < info.channels; c++) sum += frames[size_t(i * info.channels + c)];
             s.samples.push_back(sum / float(info.channels));
         }
+    }
     if (sf_error(f.get())) fail(name + ": corrupted or truncated (" + reason(sf_strerror(f.get())) + ")");
     // A decoder (Vorbis, MP3) may stop at damage without an error; the length in the header tells.
     // A little short is no damage: some encoders write pages past the end of the stream, which
@@ -96,15 +138,22 @@ Sound read_sound(const std::string& path) {
 }
 
 std::vector<float> resample(const std::vector<float>& samples, int from, int to) {
+    const std::string what = "resampling from " + std::to_string(from) + " to " + std::to_string(to) + " Hz";
+    if (std::min(from, to) < kMinSoundRate || std::max(from, to) > kMaxSoundRate)
+        fail(what + ": rates must be " + std::to_string(kMinSoundRate) + " to " + std::to_string(kMaxSoundRate) + " Hz");
     if (from == to || samples.empty()) return samples;
     // Room for every sample soxr gives (n * to / from, rounded) and a few more.
-    std::vector<float> out(size_t(std::ceil(double(samples.size()) * to / from)) + 16);
+    const double n = std::ceil(double(samples.size()) * to / from) + 16;
+    if (n > double(kMaxSoundSamples))
+        fail(what + ": " + std::to_string(samples.size()) + " samples would become " + std::to_string(uint64_t(n)) + ", more than the " +
+             std::to_string(kMaxSoundSamples) + " st makes");
+    std::vector<float> out(static_cast<size_t>(n));
     const soxr_io_spec_t io = soxr_io_spec(SOXR_FLOAT32_I, SOXR_FLOAT32_I);
     const soxr_quality_spec_t quality = soxr_quality_spec(SOXR_HQ, 0);  // soxr_oneshot's default is the low one
     size_t done = 0;
     if (soxr_error_t e = soxr_oneshot(from, to, 1, samples.data(), samples.size(), nullptr, out.data(), out.size(), &done,
                                       &io, &quality, nullptr))
-        fail(std::string("resampling from ") + std::to_string(from) + " to " + std::to_string(to) + " Hz: " + e);
+        fail(what + ": " + e);
     out.resize(done);
     return out;
 }

@@ -2,10 +2,18 @@
 // It is a library of its own (libst_audio.a), linked by st-audio and its tests only, because the
 // GPU machine has no libsndfile and every other program must run there.
 #pragma once
+#include <cstdint>
 #include <string>
 #include <vector>
 
 namespace st {
+
+// The sample rates st reads and resamples: from below telephone speech to the fastest converters
+// made. A header's rate outside them (1 Hz, say) is damage, and would make the resampler's output
+// thousands of times its input.
+inline constexpr int kMinSoundRate = 1000, kMaxSoundRate = 768000;
+// The most samples a sound may have, read or resampled: 2^31, 12.4 hours at 48 kHz (8 GiB of floats).
+inline constexpr uint64_t kMaxSoundSamples = uint64_t(1) << 31;
 
 // A sound mixed to one channel: samples in [-1, 1] (as libsndfile scales them), `rate` a second.
 struct Sound {
@@ -17,12 +25,16 @@ struct Sound {
 // Every frame of PATH ("-" for stdin; a name ending in ".zst" is decompressed first) in any format
 // libsndfile reads (WAV, FLAC, OGG/Vorbis, Opus, AIFF, AU, ...), each the mean of its channels.
 // Throws st::Error naming PATH: "PATH: empty file", "PATH: not a sound file that libsndfile reads
-// (...)", "PATH: corrupted or truncated (...)".
+// (...)", "PATH: corrupted or truncated (...)", "PATH: truncated WAV: its data chunk claims N
+// bytes, M follow", a rate outside kMinSoundRate..kMaxSoundRate, more than kMaxSoundSamples.
 Sound read_sound(const std::string& path);
+// The same from BYTES in memory, named NAME in errors.
+Sound sound_from_bytes(std::vector<uint8_t> bytes, const std::string& name);
 
 // SAMPLES at rate FROM resampled to rate TO by libsoxr at its high quality (20-bit precision,
 // linear phase, no aliasing above the lower of the two Nyquist frequencies): n * TO / FROM
-// samples, rounded.
+// samples, rounded. A rate outside kMinSoundRate..kMaxSoundRate, or more than kMaxSoundSamples
+// out, is an st::Error before anything is allocated.
 std::vector<float> resample(const std::vector<float>& samples, int from, int to);
 
 enum class SoundFormat { wav, flac };

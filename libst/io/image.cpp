@@ -18,6 +18,9 @@
 // Only the formats image.h promises: TGA has no magic number, so stray bytes could pass for one.
 #define STB_IMAGE_IMPLEMENTATION
 #define STB_IMAGE_STATIC
+// stb_image's asserts check its decoder's own state, which a corrupt JPEG can reach (and whose
+// expressions then shift by nonsense): st answers bad input with an error, never an abort.
+#define STBI_ASSERT(x) ((void)0)
 #define STBI_NO_STDIO
 #define STBI_ONLY_PNG
 #define STBI_ONLY_JPEG
@@ -31,8 +34,21 @@
 
 namespace st {
 
-static std::string dims(int h, int w) { return std::to_string(h) + "x" + std::to_string(w); }
-static std::string dims(const Image& im) { return dims(im.h, im.w) + "x" + std::to_string(im.c); }
+static std::string dims(uint64_t h, uint64_t w) { return std::to_string(h) + "x" + std::to_string(w); }
+static std::string dims(uint64_t h, uint64_t w, int c) { return dims(h, w) + "x" + std::to_string(c); }
+static std::string dims(const Image& im) { return dims(uint64_t(im.h), uint64_t(im.w), im.c); }
+
+// Products and sums of sizes that may come from a hostile header: past 2^64 they stay at 2^64 - 1.
+static uint64_t mul(uint64_t a, uint64_t b) { return b != 0 && a > UINT64_MAX / b ? UINT64_MAX : a * b; }
+static uint64_t add(uint64_t a, uint64_t b) { return a > UINT64_MAX - b ? UINT64_MAX : a + b; }
+
+std::string image_size_problem(uint64_t h, uint64_t w, int c) {
+    const uint64_t bytes = mul(mul(h, w), uint64_t(std::max(c, 1)));
+    if (h <= kMaxImageSide && w <= kMaxImageSide && bytes <= kMaxImageBytes) return "";
+    const std::string size = h <= kMaxImageSide && w <= kMaxImageSide ? " (" + std::to_string(bytes) + " bytes)" : "";
+    return "a " + dims(h, w, c) + " picture" + size + " is more than st handles: at most " + std::to_string(kMaxImageSide) +
+           " pixels a side and " + std::to_string(kMaxImageBytes) + " bytes (" + std::to_string(kMaxImageBytes >> 20) + " MiB) of pixels";
+}
 
 // The pictures the library makes are consistent; one put together by hand may not be.
 static void check_image(const Image& im, const char* what) {
@@ -123,7 +139,7 @@ static std::string idx_problem(const std::vector<uint8_t>& b, uint32_t* n, uint3
                              ", " + std::to_string(got) + " bytes follow";
     if (got < want) return "truncated IDX file: " + says;
     if (got > want) return "IDX file longer than its header says: " + says;
-    return "";
+    return image_size_problem(*h, *w, 1);
 }
 
 static std::vector<Image> idx_images(const std::vector<uint8_t>& b, size_t n, int h, int w) {
@@ -159,24 +175,213 @@ static std::vector<Image> cifar_images(const std::vector<uint8_t>& b) {
 
 // ---- stb_image ----
 
+// stb_image trusts a header: it allocates what the header claims before it reads a pixel, reads a
+// PGM/PPM cut short into a buffer it never fills, and a BMP cut short as black. So each header is
+// checked against the bytes that follow it first.
+
+// Where a JPEG's start marker ends: stb_image takes any number of 0xFF before its 0xD8. 0 for none.
+static size_t jpeg_start(const std::vector<uint8_t>& b) {
+    size_t at = 0;
+    while (at < b.size() && b[at] == 0xFF) at++;
+    return at > 0 && at < b.size() && b[at] == 0xD8 ? at + 1 : 0;
+}
+
 static std::string stb_format(const std::vector<uint8_t>& b) {
     auto starts = [&](const std::string& magic) { return b.size() >= magic.size() && std::memcmp(b.data(), magic.data(), magic.size()) == 0; };
     if (starts("\x89PNG")) return "PNG";
-    if (starts("\xff\xd8")) return "JPEG";
+    if (jpeg_start(b)) return "JPEG";
     if (starts("BM")) return "BMP";
     if (starts("P5")) return "PGM";
     if (starts("P6")) return "PPM";
     return "image";
 }
 
+static uint32_t le32(const uint8_t* p) { return uint32_t(p[0]) | uint32_t(p[1]) << 8 | uint32_t(p[2]) << 16 | uint32_t(p[3]) << 24; }
+static uint16_t le16(const uint8_t* p) { return uint16_t(p[0] | p[1] << 8); }
+
+// A header's claim of h x w pixels (c channels) and the bytes of pixels that must follow it.
+struct Claim {
+    uint64_t h = 0, w = 0;
+    int c = 1;
+    uint64_t need = 0, have = 0;
+};
+
+// Sides past stb_image's own limit (2^24) are refused before their products are taken.
+constexpr uint64_t kAbsurdSide = uint64_t(1) << 24;
+
+static void check_claim(const Claim& k, const std::string& name, const std::string& format) {
+    if (k.h > kAbsurdSide || k.w > kAbsurdSide) fail(name + ": " + image_size_problem(k.h, k.w, k.c));
+    if (k.h == 0 || k.w == 0) fail(name + ": corrupted " + format + ": its header says " + dims(k.h, k.w) + " pixels");
+    if (k.have < k.need)
+        fail(name + ": truncated " + format + ": " + dims(k.h, k.w, k.c) + " needs " + std::to_string(k.need) + " bytes of pixels, " +
+             std::to_string(k.have) + " follow");
+    if (std::string problem = image_size_problem(k.h, k.w, k.c); !problem.empty()) fail(name + ": " + problem);
+}
+
+// A PGM or PPM header read as stb_image reads it: "P5" or "P6", then the width, the height and the
+// largest value, each after whitespace and '#' comments; the pixels start one byte after the last
+// digit, two bytes a sample when the largest value passes 255.
+static Claim pnm_claim(const std::vector<uint8_t>& b, const std::string& name, const std::string& format) {
+    const size_t n = b.size();
+    size_t i = 2;
+    auto next = [&]() -> char { return i < n ? char(b[i++]) : '\0'; };
+    auto space = [](char ch) { return ch == ' ' || ch == '\t' || ch == '\n' || ch == '\v' || ch == '\f' || ch == '\r'; };
+    char ch = next();
+    auto skip = [&] {
+        for (;;) {
+            while (i < n && space(ch)) ch = next();
+            if (i >= n || ch != '#') break;
+            while (i < n && ch != '\n' && ch != '\r') ch = next();
+        }
+    };
+    // Saturating: stb_image's int would overflow on a long run of digits, so such a header never reaches it.
+    auto number = [&] {
+        uint64_t v = 0;
+        for (; i < n && ch >= '0' && ch <= '9'; ch = next()) v = std::min(v * 10 + uint64_t(ch - '0'), kAbsurdSide + 1);
+        return v;
+    };
+    Claim k;
+    k.c = b[1] == '6' ? 3 : 1;
+    skip();
+    k.w = number();
+    skip();
+    k.h = number();
+    skip();
+    const uint64_t maxval = number();
+    if (maxval > 65535) fail(name + ": corrupted " + format + ": its largest value passes 65535");
+    k.need = mul(mul(mul(k.h, k.w), uint64_t(k.c)), maxval > 255 ? 2 : 1);
+    k.have = n - i;
+    return k;
+}
+
+// The BMP header fields that size its pixels; none (h == 0, need == 0) for a header stb_image
+// refuses by itself (an unknown header size, run-length or other compression).
+static Claim bmp_claim(const std::vector<uint8_t>& b, const std::string& name) {
+    Claim k;
+    if (b.size() < 18) return k;
+    const uint32_t header = le32(&b[14]);
+    if (header != 12 && header != 40 && header != 56 && header != 108 && header != 124) return k;
+    if (b.size() < 14 + size_t(header)) fail(name + ": truncated BMP: its header is cut short");
+    int64_t w, h;
+    uint32_t bits;
+    int32_t compression = 0;  // signed, as stb_image reads it: it takes a negative one for none
+    if (header == 12) {
+        w = le16(&b[18]), h = le16(&b[20]), bits = le16(&b[24]);
+    } else {
+        w = int32_t(le32(&b[18])), h = int32_t(le32(&b[22])), bits = le16(&b[28]), compression = int32_t(le32(&b[30]));
+    }
+    if (compression == 1 || compression == 2 || compression >= 4) return k;
+    // A negative height is a picture stored top-down; a negative width is nonsense.
+    if (w < 0) fail(name + ": corrupted BMP: its header says a width of " + std::to_string(w));
+    k.w = uint64_t(w);
+    k.h = uint64_t(h < 0 ? -h : h);
+    k.c = bits == 32 ? 4 : 3;
+    if (k.w > kAbsurdSide || k.h > kAbsurdSide || k.w == 0 || k.h == 0) return k;
+    // Rows padded to 4 bytes; the last row's padding may be left out. stb_image reads at most 32 bits a pixel.
+    bits = std::clamp(bits, 1u, 32u);
+    const uint64_t row = (k.w * bits + 31) / 32 * 4;
+    k.need = (k.h - 1) * row + (k.w * bits + 7) / 8;
+    const uint64_t offset = le32(&b[10]);
+    k.have = b.size() > offset ? b.size() - offset : 0;
+    return k;
+}
+
+// A PNG's chunks: stb_image grows its buffer to the length a chunk claims before it reads it, and
+// copies an empty IDAT chunk to a null buffer when no data came before it.
+static void check_png_chunks(const std::vector<uint8_t>& b, const std::string& name) {
+    bool data = false;
+    for (size_t at = 8; at + 8 <= b.size();) {
+        const uint64_t length = be32(&b[at]), left = b.size() - at - 8;
+        const std::string type(reinterpret_cast<const char*>(&b[at + 4]), 4);
+        if (length + 4 > left)
+            fail(name + ": corrupted or truncated PNG (a chunk claims " + std::to_string(length) + " bytes and its checksum, " +
+                 std::to_string(left) + " follow)");
+        if (type == "IDAT" && length == 0 && !data) fail(name + ": corrupted PNG (an empty IDAT chunk before the first pixels)");
+        if (type == "IDAT") data = true;
+        if (type == "IEND") return;
+        at += 12 + size_t(length);
+    }
+}
+
+// A JPEG's Huffman tables, found as stb_image finds them (markers between segments, and after the
+// entropy-coded data of a scan) and read as it reads them: stb_image 2.27 writes past its arrays for
+// a table of more than 256 codes, and decodes a scan with a table no segment defined from
+// uninitialised memory, indexing with whatever it finds there.
+static void check_jpeg_tables(const std::vector<uint8_t>& b, const std::string& name) {
+    const size_t n = b.size();
+    bool defined[2][4] = {}, progressive = false;  // [DC, AC][table]
+    for (size_t at = jpeg_start(b); at + 1 < n;) {
+        if (b[at] != 0xFF || b[at + 1] == 0xFF) {
+            at++;
+            continue;
+        }
+        const uint8_t marker = b[at + 1];
+        // A stuffed zero or a restart in entropy-coded data, or a marker without a segment.
+        if (marker == 0x00 || (marker >= 0xD0 && marker <= 0xD9) || marker == 0x01) {
+            at += 2;
+            continue;
+        }
+        if (at + 4 > n) return;
+        const size_t length = size_t(b[at + 2]) << 8 | b[at + 3];
+        if (length < 2) return;  // stb_image skips to the end of the file
+        size_t p = at + 4;
+        auto next = [&]() -> size_t { return p < n ? b[p++] : (p++, 0); };
+        if (marker == 0xC2) progressive = true;
+        if (marker == 0xC4) {
+            for (int64_t left = int64_t(length) - 2; left > 0;) {
+                const size_t table = next();
+                size_t codes = 0;
+                for (int i = 0; i < 16; i++) codes += next();
+                if (codes > 256) fail(name + ": corrupted JPEG (a Huffman table of " + std::to_string(codes) + " codes; at most 256)");
+                if (table >> 4 > 1 || (table & 15) > 3) return;  // stb_image stops there
+                defined[table >> 4][table & 15] = true;
+                p += codes;
+                left -= int64_t(17 + codes);
+            }
+        }
+        if (marker == 0xDA) {
+            const size_t components = next();
+            std::vector<size_t> tables;
+            for (size_t c = 0; c < components && c < 4; c++) next(), tables.push_back(next());
+            const size_t start = next();
+            // A sequential scan takes both tables; a progressive one, the DC table for coefficient 0
+            // (the first scans) and the AC table for the rest.
+            const bool dc = !progressive || start == 0, ac = !progressive || start != 0;
+            for (size_t t : tables)
+                if ((dc && (t >> 4) < 4 && !defined[0][t >> 4]) || (ac && (t & 15) < 4 && !defined[1][t & 15]))
+                    fail(name + ": corrupted JPEG (a scan uses a Huffman table that no DHT segment defines)");
+        }
+        at += 2 + length;
+    }
+}
+
+// The most pixels N bytes of a compressed format can hold: deflate inflates a byte to at most
+// 1032, and a pixel takes at least one bit (PNG); an 8x8 block takes at least one bit of Huffman
+// code in some scan (JPEG).
+static uint64_t most_pixels(const std::string& format, uint64_t n) { return format == "PNG" ? mul(n, 1032 * 8) : mul(n, 64 * 8); }
+
 static Image stb_picture(const std::vector<uint8_t>& b, const std::string& name) {
+    const std::string format = stb_format(b);
+    if (format == "PGM" || format == "PPM") check_claim(pnm_claim(b, name, format), name, format);
+    if (format == "BMP") {
+        const Claim k = bmp_claim(b, name);
+        if (k.h != 0 || k.w != 0) check_claim(k, name, format);
+    }
+    if (format == "PNG") check_png_chunks(b, name);
+    if (format == "JPEG") check_jpeg_tables(b, name);
     int w = 0, h = 0, c = 0;
     if (b.size() > INT_MAX || !stbi_info_from_memory(b.data(), int(b.size()), &w, &h, &c))
         fail(name + ": not an image: neither PNG, JPEG, BMP, PGM/PPM, IDX (raw or gzip) nor CIFAR-10");
     // Grey with alpha becomes RGBA: an Image has 1, 3 or 4 channels.
     const int want = c == 2 ? 4 : c;
+    if (w <= 0 || h <= 0)
+        fail(name + ": corrupted " + format + ": its header says " + std::to_string(h) + "x" + std::to_string(w) + " pixels");
+    if ((format == "PNG" || format == "JPEG") && uint64_t(h) * uint64_t(w) > most_pixels(format, b.size()))
+        fail(name + ": corrupted " + format + ": its header says " + dims(uint64_t(h), uint64_t(w)) + " pixels, more than " +
+             std::to_string(b.size()) + " bytes of " + format + " can hold");
+    if (std::string problem = image_size_problem(uint64_t(h), uint64_t(w), want); !problem.empty()) fail(name + ": " + problem);
     uint8_t* px = stbi_load_from_memory(b.data(), int(b.size()), &w, &h, &c, want);
-    if (!px) fail(name + ": corrupted or truncated " + stb_format(b) + " (" + stbi_failure_reason() + ")");
+    if (!px) fail(name + ": corrupted or truncated " + format + " (" + stbi_failure_reason() + ")");
     Image im{h, w, want, std::vector<uint8_t>(px, px + size_t(h) * size_t(w) * size_t(want))};
     stbi_image_free(px);
     return im;
@@ -184,13 +389,8 @@ static Image stb_picture(const std::vector<uint8_t>& b, const std::string& name)
 
 // ---- reading ----
 
-static std::vector<Image> decode(const std::vector<uint8_t>& b, const std::string& name, std::string* format) {
+static std::vector<Image> decode_plain(const std::vector<uint8_t>& b, const std::string& name, std::string* format) {
     if (b.empty()) fail(name + ": empty file");
-    if (is_gzip(b)) {
-        std::vector<Image> out = decode(gunzip(b, name), name, format);
-        *format += " (gzip)";
-        return out;
-    }
     // An IDX header that its size confirms wins; CIFAR-10 records (whose first label and pixels can
     // look like an IDX header) come next; an IDX header that its size does not confirm is an error.
     if (looks_like_idx(b)) {
@@ -211,9 +411,19 @@ static std::vector<Image> decode(const std::vector<uint8_t>& b, const std::strin
     return {std::move(im)};
 }
 
-std::vector<Image> read_images(const std::string& path, std::string* format) {
+std::vector<Image> images_from_bytes(const std::vector<uint8_t>& bytes, const std::string& name, std::string* format) {
     std::string ignored;
-    return decode(read_file(path), path == "-" ? "stdin" : path, format ? format : &ignored);
+    if (!format) format = &ignored;
+    if (bytes.empty()) fail(name + ": empty file");
+    // One level of gzip only: a gzip stream inside another could inflate a millionfold.
+    if (!is_gzip(bytes)) return decode_plain(bytes, name, format);
+    std::vector<Image> out = decode_plain(gunzip(bytes, name), name, format);
+    *format += " (gzip)";
+    return out;
+}
+
+std::vector<Image> read_images(const std::string& path, std::string* format) {
+    return images_from_bytes(read_file(path), path == "-" ? "stdin" : path, format);
 }
 
 std::vector<Image> read_images(const std::string& path) { return read_images(path, nullptr); }
@@ -234,6 +444,8 @@ std::vector<Image> images_from_records(const uint8_t* data, size_t n, int h, int
 
 void write_png(const std::string& path, const Image& im) {
     check_image(im, path.c_str());
+    if (std::string problem = image_size_problem(uint64_t(im.h), uint64_t(im.w), im.c); !problem.empty())
+        fail((path == "-" ? "stdout" : path) + ": " + problem);
     std::vector<uint8_t> png;
     auto append = [](void* to, void* data, int n) {
         auto p = static_cast<const uint8_t*>(data);
@@ -347,10 +559,10 @@ Image image_grid(const std::vector<Image>& ims, int cols, int pad, int scale, ui
         if (im.h != first.h || im.w != first.w || im.c != first.c)
             fail("image_grid: a " + dims(im) + " picture among " + dims(first) + " ones");
     }
-    const size_t rows = (ims.size() + size_t(cols) - 1) / size_t(cols);
+    const ImageSize size = grid_size(ims.size(), first.h, first.w, cols, pad, scale);
+    if (std::string problem = image_size_problem(size.h, size.w, first.c); !problem.empty()) fail("image_grid: " + problem);
     const size_t ch = size_t(first.h) * size_t(scale), cw = size_t(first.w) * size_t(scale), c = size_t(first.c);
-    const size_t H = rows * ch + (rows + 1) * size_t(pad), W = size_t(cols) * cw + size_t(cols + 1) * size_t(pad);
-    if (H > INT_MAX / 4 || W > INT_MAX / 4) fail("image_grid: a grid of " + std::to_string(H) + "x" + std::to_string(W) + " is too large");
+    const size_t H = size_t(size.h), W = size_t(size.w);
     Image out{int(H), int(W), first.c, std::vector<uint8_t>(H * W * c, background)};
     for (size_t i = 0; i < ims.size(); i++) {
         const size_t top = size_t(pad) + (i / size_t(cols)) * (ch + size_t(pad));
@@ -361,6 +573,12 @@ Image image_grid(const std::vector<Image>& ims, int cols, int pad, int scale, ui
                             &ims[i].px[((y / size_t(scale)) * size_t(first.w) + x / size_t(scale)) * c], c);
     }
     return out;
+}
+
+ImageSize grid_size(size_t n, int h, int w, int cols, int pad, int scale) {
+    const uint64_t columns = uint64_t(std::max(cols, 1)), rows = (uint64_t(n) + columns - 1) / columns, gap = uint64_t(std::max(pad, 0));
+    const uint64_t k = uint64_t(std::max(scale, 1)), ch = mul(uint64_t(std::max(h, 0)), k), cw = mul(uint64_t(std::max(w, 0)), k);
+    return {add(mul(rows, ch), mul(rows + 1, gap)), add(mul(columns, cw), mul(columns + 1, gap))};
 }
 
 }  // namespace st

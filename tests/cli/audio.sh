@@ -3,7 +3,8 @@
 # and bad input gets a clean refusal. A round trip case compares bytes; a refusal case is a command,
 # the exit status it must give (1 runtime error, 2 usage error), a pattern its stderr must match
 # (exactly one line, "st-audio: ..."), and what it must not leave behind (bytes on stdout, WAV or
-# FLAC files, temporaries "*.tmp.*"). The fixtures are written here by python3's wave module.
+# FLAC files, temporaries "*.tmp.*"). The fixtures are written here by python3's wave module, the
+# hostile ones too: a WAV cut short, WAVs whose header gives a rate st does not read.
 #
 # Usage: audio.sh BUILD_DIR
 . "$(dirname "$0")/lib/cases.sh" "$@"
@@ -48,6 +49,15 @@ put_wav("opposite.wav", 22050, 2, [(tone(300, 22050, i), -tone(300, 22050, i)) f
 open("fixtures/codes.bin", "wb").write(bytes((i * 7919 + (i >> 9)) % 256 for i in range(24000)))
 open("fixtures/text.txt", "w").write("plain text, not a sound\n" * 100)
 open("fixtures/empty", "wb").close()
+# 0.5 s at 8 kHz cut 600 bytes into its 8000 of samples; 400,000 samples at 1 Hz (the resampler would
+# make 4.8 billion of them at 12 kHz) and 1,000 at 800 kHz; a WAV written into a pipe, whose data
+# chunk's length is 0xFFFFFFFF (unknown: to the end of the file).
+put_wav("cut.wav", 8000, 1, [(tone(440, 8000, i),) for i in range(4000)])
+whole = open("fixtures/cut.wav", "rb").read()
+open("fixtures/cut.wav", "wb").write(whole[:44 + 600])
+put_wav("one-hz.wav", 1, 1, [(0.25,)] * 400000)
+put_wav("fast.wav", 800000, 1, [(tone(440, 800000, i),) for i in range(1000)])
+open("fixtures/piped.wav", "wb").write(whole[:40] + b"\xff\xff\xff\xff" + whole[44:])
 EOF
 }
 
@@ -106,6 +116,11 @@ round_trips() {
     [ -z "$(od -An -v -tu1 "$tmp/out" | tr -s ' ' '\n' | grep -vx -e '' -e 127 -e 128 | head -n 1)" ] ||
         problems+=("bytes other than 127 and 128 (silence)")
     report "encode: stereo is mixed to the mean of its channels (opposite channels: silence)"
+
+    st-audio encode -q --rate 8000 fixtures/piped.wav > "$tmp/out"
+    check_status $? 0
+    check_size "$tmp/out" 4000 0
+    report "encode: a WAV whose data length is unknown (written into a pipe) is read to its end"
 }
 
 refusals() {
@@ -116,6 +131,15 @@ refusals() {
     expect_fail "encode: empty stdin" 1 "stdin: empty file" -- st-audio encode -
     expect_fail "encode: missing file" 1 "missing\.wav: No such file or directory" -- st-audio encode missing.wav
     expect_fail "encode: truncated FLAC" 1 "truncated\.flac: corrupted or truncated" -- st-audio encode "$tmp/truncated.flac"
+    expect_fail "encode: a WAV cut short" 1 "fixtures/cut\.wav: truncated WAV: its data chunk claims 8000 bytes, 600 follow" -- \
+        st-audio encode fixtures/cut.wav
+    # Under 4 GiB: resampled from 1 Hz, its 400,000 samples would take 19 GB.
+    limit_memory 4096
+    expect_fail "encode: a WAV at 1 Hz" 1 "fixtures/one-hz\.wav: a sample rate of 1 Hz; st reads 1000 to 768000 Hz" -- \
+        st-audio encode fixtures/one-hz.wav
+    unlimit_memory
+    expect_fail "encode: a WAV at 800 kHz" 1 "fixtures/fast\.wav: a sample rate of 800000 Hz; st reads 1000 to 768000 Hz" -- \
+        st-audio encode fixtures/fast.wav
     for rate in 0 -5 999 10000000 12k; do
         expect_fail "encode --rate $rate" 2 "--rate $rate: (must be between 1000 and 384000|not a whole number)" -- \
             st-audio encode --rate=$rate fixtures/mono8k.wav

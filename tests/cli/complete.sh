@@ -242,6 +242,14 @@ refusals() {
     expect_fail "not a picture" 1 "fixtures/text\.txt: not an image" -- st-complete -o out.png $g fixtures/text.txt
     expect_fail "-o into a missing directory" 1 "no/such/out\.png: No such file or directory" -- \
         st-complete -o no/such/out.png $g fixtures/g-0.png
+    # 5 pictures and 1024 completions of each, 64 times larger: a grid 656128 pixels wide, past what
+    # the PNG writer takes. Refused before the 5120 completions are drawn; under 4 GiB, where the
+    # grid of 2.2 GB that was not checked first fails at once.
+    limit_memory 4096
+    expect_fail "a grid past the PNG limits" 1 \
+        "out\.png: a 3328x656128x1 picture is more than st handles: .*; use a smaller --scale, fewer --samples or a smaller --count" -- \
+        st-complete -k 1024 --scale 64 --records -o out.png $g fixtures/grey.rec
+    unlimit_memory
     if ! nvidia-smi -L > /dev/null 2>&1; then   # a machine without a GPU (CI): asking for one fails cleanly
         expect_fail "--device cuda without a GPU" 1 "no CUDA (GPU found|support)" -- \
             st-complete --device cuda -o out.png $g fixtures/g-0.png

@@ -3,7 +3,8 @@
 # bad input gets a clean refusal. A round trip case compares bytes; a refusal case is a command, the
 # exit status it must give (1 runtime error, 2 usage error), a pattern its stderr must match (exactly
 # one line, "st-image: ..."), and what it must not leave behind (bytes on stdout, PNG files,
-# temporaries "*.tmp.*"). The fixtures are written here by hand (python3, no imaging library).
+# temporaries "*.tmp.*"). The fixtures are written here by hand (python3, no imaging library),
+# the hostile ones too: pictures cut short, headers that claim more pixels than their file holds.
 #
 # Usage: image.sh BUILD_DIR
 . "$(dirname "$0")/lib/cases.sh" "$@"
@@ -32,7 +33,7 @@ expect_bytes() {  # NAME WANT -- CMD...
 
 make_fixtures() {
     mkdir fixtures && "$py" - <<'EOF'
-import gzip, struct
+import gzip, struct, zlib
 
 def pixels(n, seed):
     return bytes((i * 37 + seed * 101) % 251 for i in range(n))
@@ -70,6 +71,18 @@ for y in range(28):
 put("big.pgm", b"P5\n40 40\n255\n" + bytes(big))
 put("text.txt", b"plain text, not a picture\n" * 10)
 put("empty", b"")
+
+# Cut short: a PPM 57 bytes into its 1200 of pixels; a 24-bit BMP of 4x3 (rows of 9 bytes and 3 of
+# padding) one byte into its last row's pixels.
+put("cut.ppm", b"P6\n20 20\n255\n" + pixels(57, 6))
+row = lambda y: pixels(9, y) + bytes(3)
+put("cut.bmp", b"BM" + struct.pack("<IHHI", 54 + 48, 0, 0, 54) + struct.pack("<IiiHHIIiiII", 40, 3, 4, 1, 24, 0, 48, 2835, 2835, 0, 0) +
+    b"".join(row(y) for y in range(4))[:-4])
+# 47 bytes claiming 20000x20000 RGB pixels; a PNG whose header (its checksum made good) claims as many.
+put("huge.ppm", b"P6\n20000 20000\n255\n" + pixels(28, 7))
+png_chunk = lambda c: struct.pack(">I", len(c) - 4) + c + struct.pack(">I", zlib.crc32(c))
+put("huge.png", b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR" + struct.pack(">IIBBBBB", 20000, 20000, 8, 0, 0, 0, 0)) +
+    png_chunk(b"IDAT" + zlib.compress(bytes(6))) + png_chunk(b"IEND"))
 EOF
 }
 
@@ -146,6 +159,35 @@ refusals() {
     rmdir out-00003.png
     expect_fail "decode --grid into a missing directory" 1 "no/such/grid\.png: No such file or directory" -- \
         st-image decode --size 28x28x1 --grid 2 -o no/such/grid.png fixtures/grey.rec
+
+    expect_fail "encode: a PPM cut short" 1 "fixtures/cut\.ppm: truncated PPM: 20x20x3 needs 1200 bytes of pixels, 57 follow" -- \
+        st-image encode fixtures/cut.ppm
+    expect_fail "encode: a BMP cut short" 1 "fixtures/cut\.bmp: truncated BMP: 4x3x3 needs 45 bytes of pixels, 44 follow" -- \
+        st-image encode fixtures/cut.bmp
+    # Under 4 GiB: a reader or writer that believed these sizes would ask for gigabytes.
+    limit_memory 4096
+    expect_fail "info: 47 bytes of PPM that claim 20000x20000 pixels" 1 \
+        "fixtures/huge\.ppm: truncated PPM: 20000x20000x3 needs 1200000000 bytes of pixels, 28 follow" -- \
+        st-image info fixtures/huge.ppm
+    expect_fail "info: a small PNG that claims 20000x20000 pixels" 1 \
+        "fixtures/huge\.png: corrupted PNG: its header says 20000x20000 pixels, more than [0-9]+ bytes of PNG can hold" -- \
+        st-image info fixtures/huge.png
+
+    # 2048 RGBA pictures of 64x64 in 64 columns, 8 times larger: a grid of 2.2 GB, past what the PNG
+    # writer counts in int. Refused before the grid is made, with the limit and what to change.
+    head -c $((2048 * 64 * 64 * 4)) /dev/zero > big.rec
+    expect_fail "decode --grid: a grid past the PNG limits" 1 \
+        "grid\.png: a 16450x32898x4 picture \(2164688400 bytes\) is more than st handles: at most 65535 pixels a side and 536870912 bytes \(512 MiB\) of pixels; use a smaller --scale or --limit" -- \
+        st-image decode --size 64x64x4 --grid 64 --scale 8 -o grid.png big.rec
+    head -c $((64 * 64 * 4)) /dev/zero > big.rec
+    expect_fail "decode --grid: a grid wider than a PNG side" 1 \
+        "grid\.png: a 65540x65540x4 picture is more than st handles: .*; use fewer --grid columns or a smaller --scale" -- \
+        st-image decode --size 64x64x4 --grid 1 --scale 1024 -o grid.png big.rec
+    expect_fail "decode: pictures scaled past a PNG side" 1 \
+        "image-00000\.png: a 65536x65536x4 picture is more than st handles: .*; use a smaller --scale" -- \
+        st-image decode --size 64x64x4 --scale 1024 big.rec
+    unlimit_memory
+    rm -f big.rec
 
     expect_fail "no command" 2 "missing command" -- st-image
     expect_fail "unknown command" 2 "unknown command 'convert'" -- st-image convert x.png

@@ -122,6 +122,13 @@ expect_fail "--pattern with a model" 2 "--pattern: not with MODEL" -- st-viz-att
 expect_fail "--input without a model" 2 "--input needs MODEL" -- st-viz-attn --input text.txt -o out.png
 expect_fail "--window beyond the context" 2 "--window 65: must be between 1 and 64" -- st-viz-attn text.st --window 65 -o out.png
 expect_fail "no -o" 2 "missing -o FILE" -- st-viz-attn text.st
+# The sets of 2^20 positions drawn whole: terabytes, refused before a panel is drawn; under 4 GiB,
+# where a drawing that was not checked first fails at once.
+limit_memory 4096
+expect_fail "--window past the PNG limits" 1 \
+    "out\.png: a [0-9]+x[0-9]+x3 picture is more than st handles: .*; use a smaller --scale or fewer --layers or --heads, or a smaller --window" -- \
+    st-viz-attn --ctx 1048576 --window 1048576 --layers 1 --heads 1 -o out.png
+unlimit_memory
 
 if have_terminal; then
     on_terminal "$tmp/stderr" "$build/st-viz-attn text.st -o -"
