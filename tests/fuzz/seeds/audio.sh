@@ -4,23 +4,12 @@
 # 44.1 kHz, and written into a pipe (its data length unknown), by printf; each under 4 KB.
 #
 # Usage: audio.sh BUILD_DIR OUTDIR
-set -eu
-usage="usage: $(basename "$0") BUILD_DIR OUTDIR"
-build=$(cd "${1:?$usage}" && pwd)
-out=${2:?$usage}
-mkdir -p "$out"
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+. "$(dirname "$0")/lib.sh" "$@"
 
 # N bytes of a slow wave (a sound, not noise), seeded by SEED.
 bytes() {  # N SEED
     local i
     for ((i = 0; i < $1; i++)); do printf "\\$(printf %03o $(((128 + (i * $2) % 96 - 48) & 255)))"; done
-}
-# V as N little-endian bytes.
-le() {  # V N
-    local k
-    for ((k = 0; k < $2; k++)); do printf "\\$(printf %03o $((($1 >> (8 * k)) & 255)))"; done
 }
 
 bytes 600 3 > "$tmp/codes"

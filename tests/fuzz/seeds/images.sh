@@ -5,23 +5,12 @@
 # printf), each under 4 KB.
 #
 # Usage: images.sh BUILD_DIR OUTDIR
-set -eu
-usage="usage: $(basename "$0") BUILD_DIR OUTDIR"
-build=$(cd "${1:?$usage}" && pwd)
-out=${2:?$usage}
-mkdir -p "$out"
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
+. "$(dirname "$0")/lib.sh" "$@"
 
 # N bytes of a pattern that no two neighbours share, seeded by SEED.
 bytes() {  # N SEED
     local i
     for ((i = 0; i < $1; i++)); do printf "\\$(printf %03o $(((i * 37 + $2 * 101) % 251)))"; done
-}
-# V as N little-endian bytes.
-le() {  # V N
-    local k
-    for ((k = 0; k < $2; k++)); do printf "\\$(printf %03o $((($1 >> (8 * k)) & 255)))"; done
 }
 # V as 4 big-endian bytes.
 be32() {  # V
