@@ -97,6 +97,33 @@ static bool all_finite(const std::vector<float>& x) {
     return ok;
 }
 
+// A run resumed from step K goes on from K: the lines a killed run logged after its last checkpoint
+// (steps past K) describe steps that are made again, so they go, and the log reads as one run.
+static void cut_log_after(const std::string& path, int64_t step) {
+    if (::access(path.c_str(), F_OK) != 0) return;
+    const std::vector<uint8_t> bytes = read_file(path);
+    std::string kept;
+    size_t dropped = 0;
+    for (size_t at = 0; at < bytes.size();) {
+        const uint8_t* end = static_cast<const uint8_t*>(std::memchr(bytes.data() + at, '\n', bytes.size() - at));
+        const size_t next = end ? size_t(end - bytes.data()) + 1 : bytes.size();
+        const std::string line(bytes.begin() + ptrdiff_t(at), bytes.begin() + ptrdiff_t(next));
+        at = next;
+        if (json_depth(line, kJsonMaxDepth) > kJsonMaxDepth) {   // not st's: kept as it is
+            kept += line;
+            continue;
+        }
+        const nlohmann::json j = nlohmann::json::parse(line, nullptr, false);   // not JSON: kept as it is
+        const auto it = j.is_object() ? j.find("step") : j.end();
+        if (j.is_object() && it != j.end() && it->is_number_integer() && it->get<int64_t>() > step) {
+            dropped++;
+            continue;
+        }
+        kept += line;
+    }
+    if (dropped > 0) write_file_atomic(path, kept.data(), kept.size());
+}
+
 static void format_duration(char* buf, size_t n, double s) {
     if (s < 90) std::snprintf(buf, n, "%.0fs", s);
     else if (s < 5400) std::snprintf(buf, n, "%.0fm", s / 60);
@@ -133,6 +160,7 @@ int train(Engine& e, Model<float>& m, std::vector<float>& opt_m, std::vector<flo
 
     std::FILE* log = nullptr;
     if (!run.log.empty() && writer) {
+        if (start_step > 0) cut_log_after(run.log, start_step);
         log = std::fopen(run.log.c_str(), start_step > 0 ? "a" : "w");
         if (!log) fail(run.log + ": " + std::strerror(errno));
     }

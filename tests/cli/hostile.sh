@@ -243,6 +243,21 @@ fi
 check_no_temp_files
 report "SIGTERM during the last save: saved, exit 143" "$tmp/stderr"
 
+# A run killed after its last checkpoint logged steps that the resumed run makes again: the resumed
+# run cuts them, so that the log reads as one run (lines that are not st's are kept).
+st-train "${tiny[@]}" --steps 10 --stop-after 6 -q --log resumed.log -o resumed.st text.txt 2> "$tmp/stderr"
+printf '{"step":7,"loss":9.9}\n{"step":8,"loss":9.9}\nnot json\n' >> resumed.log
+st-train --resume resumed.st -o resumed.st -q --log resumed.log text.txt 2>> "$tmp/stderr"
+check_status $? 0
+"$py" - resumed.log <<'EOF' || problems+=("resumed.log: $(tr '\n' ' ' < resumed.log | head -c 300)")
+import json, sys
+text = open(sys.argv[1]).read()
+lines = text.splitlines()
+steps = [json.loads(l)["step"] for l in lines if '"loss"' in l]
+sys.exit(0 if steps == list(range(1, 11)) and "not json" in lines and "9.9" not in text else 1)
+EOF
+report "--resume cuts the log's lines past the checkpoint it resumes" "$tmp/stderr"
+
 # ---- 11, 12: the rest ----
 expect_fail "st-train --save-every with -o -" 2 "--save-every: with -o - each checkpoint would follow the last on stdout" -- \
     st-train "${tiny[@]}" --save-every 1 -o - text.txt
