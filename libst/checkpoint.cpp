@@ -36,7 +36,7 @@ static bool parse_whole(const std::string& s, int64_t lo, int64_t hi, int64_t* o
     return !s.empty() && ec == std::errc() && end == s.data() + s.size() && *out >= lo && *out <= hi;
 }
 
-static bool all_finite(const float* x, size_t n) {
+bool all_finite(const float* x, size_t n) {
     bool ok = true;
     for (size_t i = 0; i < n; i++) ok &= std::isfinite(x[i]);
     return ok;

@@ -17,6 +17,9 @@ struct Checkpoint {
     int64_t step = 0;                             // training steps done
 };
 
+// Whether x[0, n) holds no NaN or infinity: what a model file must satisfy, saved or loaded.
+bool all_finite(const float* x, size_t n);
+
 // Atomic; ".zst" compresses. opt_m / opt_v may be null (a model without optimizer state).
 void checkpoint_save(const std::string& path, const Model<float>& m, const float* opt_m, const float* opt_v, int64_t step,
                      const std::map<std::string, std::string>& extra_metadata);

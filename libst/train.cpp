@@ -91,12 +91,6 @@ static constexpr int kStopSignals[] = {SIGINT, SIGTERM, SIGHUP};
 // give no finite loss on several batches have diverged, and must not replace the last model saved.
 static constexpr int kMaxSkippedSteps = 5;
 
-static bool all_finite(const std::vector<float>& x) {
-    bool ok = true;
-    for (float v : x) ok &= std::isfinite(v);
-    return ok;
-}
-
 // A run resumed from step K goes on from K: the lines a killed run logged after its last checkpoint
 // (steps past K) describe steps that are made again, so they go, and the log reads as one run.
 static void cut_log_after(const std::string& path, int64_t step) {
@@ -174,7 +168,7 @@ int train(Engine& e, Model<float>& m, std::vector<float>& opt_m, std::vector<flo
     auto save = [&](int64_t step) {   // every rank: a sharded optimizer's moments are gathered
         e.sync_to_host();
         if (!writer) return;
-        if (!all_finite(m.w) || !all_finite(opt_m) || !all_finite(opt_v))
+        if (!all_finite(m.w.data(), m.w.size()) || !all_finite(opt_m.data(), opt_m.size()) || !all_finite(opt_v.data(), opt_v.size()))
             fail("the weights or optimizer state are not finite after step " + std::to_string(step) + ": not saved, " + run.out +
                  " keeps the last model saved");
         auto md = run.metadata;
