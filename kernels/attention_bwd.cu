@@ -9,8 +9,8 @@
 // is owned by one CTA, so the result is the same bits on every run.
 #include <cfloat>
 
-#include "attention_bwd_common.cuh"
-#include "check.h"
+#include "kernels/attention_bwd_common.cuh"
+#include "kernels/check.h"
 
 namespace st::gpu {
 

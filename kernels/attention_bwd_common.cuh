@@ -1,8 +1,8 @@
 // What the two backward paths (attention_bwd.cu: mma.sync, any sm_80+; attention_bwd_sm90.cu: wgmma)
 // share: their arguments, the probabilities and score gradients of a tile, and the rows' write.
 #pragma once
-#include "attention.h"
-#include "attention_tile.cuh"
+#include "kernels/attention.h"
+#include "kernels/attention_tile.cuh"
 
 namespace st::gpu {
 

@@ -11,9 +11,9 @@
 // read them from registers. Head size 64, blocks of 64 and 128; the mma.sync kernels serve the rest.
 #include <cfloat>
 
-#include "attention_bwd_common.cuh"
-#include "attention_sm90_tile.cuh"
-#include "check.h"
+#include "kernels/attention_bwd_common.cuh"
+#include "kernels/attention_sm90_tile.cuh"
+#include "kernels/check.h"
 
 namespace st::gpu {
 

@@ -3,8 +3,8 @@
 // atomics, the same bits every run) on the forward's structure, persistent, the streamed tiles loaded
 // by their own warpgroup. Causal 16384 x 4 forward and backward on an H200 (2026-11-28): 10.9 ms against
 // 12.3 with attention_bwd_sm90.cu's kernels.
-#include "attention_bwd_common.cuh"
-#include "attention_ws.cuh"
+#include "kernels/attention_bwd_common.cuh"
+#include "kernels/attention_ws.cuh"
 
 namespace st::gpu {
 

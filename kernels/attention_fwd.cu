@@ -6,9 +6,9 @@
 #include <cfloat>
 #include <cstdlib>
 
-#include "attention.h"
-#include "attention_fwd_common.cuh"
-#include "check.h"
+#include "kernels/attention.h"
+#include "kernels/attention_fwd_common.cuh"
+#include "kernels/check.h"
 
 namespace st::gpu {
 

@@ -1,8 +1,8 @@
 // What the two forward kernels (attention_fwd.cu: mma.sync, any sm_80+; attention_fwd_sm90.cu: wgmma)
 // share: their arguments, the online softmax over a tile of scores, and the normalised, merged write.
 #pragma once
-#include "attention.h"
-#include "attention_tile.cuh"
+#include "kernels/attention.h"
+#include "kernels/attention_tile.cuh"
 
 namespace st::gpu {
 

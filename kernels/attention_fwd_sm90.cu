@@ -6,9 +6,9 @@
 // Head sizes 64 and 128 (64-column panels); the mma.sync kernel serves 32.
 #include <cfloat>
 
-#include "attention_fwd_common.cuh"
-#include "check.h"
-#include "attention_sm90_tile.cuh"
+#include "kernels/attention_fwd_common.cuh"
+#include "kernels/check.h"
+#include "kernels/attention_sm90_tile.cuh"
 
 namespace st::gpu {
 

@@ -6,8 +6,8 @@
 // causal 16384 x 4 on an H200, 2.91 ms against 3.05 for attention_fwd_sm90.cu, 2026-11-28).
 #include <cfloat>
 
-#include "attention_fwd_common.cuh"
-#include "attention_ws.cuh"
+#include "kernels/attention_fwd_common.cuh"
+#include "kernels/attention_ws.cuh"
 
 namespace st::gpu {
 

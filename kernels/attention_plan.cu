@@ -6,8 +6,8 @@
 #include <numeric>
 #include <string>
 
-#include "attention.h"
-#include "check.h"
+#include "kernels/attention.h"
+#include "kernels/check.h"
 
 namespace st::gpu {
 

@@ -3,8 +3,8 @@
 // in the 128-byte swizzle, S = Q K^T for a warpgroup's 64 rows (both operands from shared memory), and
 // acc += P V (P from registers).
 #pragma once
-#include "attention_tile.cuh"
-#include "wgmma.cuh"
+#include "kernels/attention_tile.cuh"
+#include "kernels/wgmma.cuh"
 
 namespace st::gpu {
 

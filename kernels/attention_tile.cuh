@@ -4,7 +4,7 @@
 #pragma once
 #include <cstdint>
 
-#include "mma.cuh"
+#include "kernels/mma.cuh"
 
 namespace st::gpu {
 

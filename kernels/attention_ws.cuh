@@ -6,10 +6,10 @@
 #pragma once
 #include <algorithm>
 
-#include "attention.h"
-#include "attention_sm90_tile.cuh"
-#include "check.h"
-#include "mbarrier.cuh"
+#include "kernels/attention.h"
+#include "kernels/attention_sm90_tile.cuh"
+#include "kernels/check.h"
+#include "kernels/mbarrier.cuh"
 
 namespace st::gpu::ws {
 

@@ -6,9 +6,9 @@
 #include <algorithm>
 #include <cfloat>
 
-#include "check.h"
-#include "decode.h"
-#include "launch.h"
+#include "kernels/check.h"
+#include "kernels/decode.h"
+#include "kernels/launch.h"
 
 namespace st::gpu {
 

@@ -9,7 +9,7 @@
 #include <cstdint>
 
 #include "layout.h"
-#include "ops.h"
+#include "kernels/ops.h"
 
 namespace st::gpu {
 

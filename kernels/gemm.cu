@@ -20,9 +20,9 @@
 #include <string>
 #include <tuple>
 
-#include "check.h"
-#include "gemm.h"
-#include "ops.h"
+#include "kernels/check.h"
+#include "kernels/gemm.h"
+#include "kernels/ops.h"
 
 namespace st::gpu {
 

@@ -9,7 +9,7 @@
 
 #include <utility>
 
-#include "check.h"
+#include "kernels/check.h"
 
 namespace st::gpu {
 

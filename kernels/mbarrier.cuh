@@ -5,7 +5,7 @@
 #pragma once
 #include <cstdint>
 
-#include "mma.cuh"
+#include "kernels/mma.cuh"
 
 namespace st::gpu::mbar {
 

@@ -7,8 +7,8 @@
 #include <cmath>
 #include <string>
 
-#include "check.h"
-#include "ops.h"
+#include "kernels/check.h"
+#include "kernels/ops.h"
 #include "rng.h"
 
 namespace st::gpu {

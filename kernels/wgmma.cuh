@@ -7,7 +7,7 @@
 #pragma once
 #include <cstdint>
 
-#include "mma.cuh"
+#include "kernels/mma.cuh"
 
 // wgmma exists only in sm_90a code; a build for several architectures compiles these files for the
 // others too, where every helper is empty and the kernels trap (the host never launches them there).

@@ -7,11 +7,12 @@
 #include <string>
 #include <vector>
 
-#include "dist/comm.h"
 #include "error.h"
 #include "model.h"
 
 namespace st {
+
+class Comm;   // parallel/comm.h
 
 struct AdamWStep {
     float lr, beta1, beta2, eps, weight_decay;
@@ -28,7 +29,7 @@ struct DataParallel {
     Comm* comm = nullptr;
     double share = 1;               // this rank's examples / the global batch
     int64_t first = 0;              // its first example in the global batch: numbers the dropout masks
-    bool shard_optimizer = false;   // ZeRO-1: each rank keeps and updates its part of the AdamW moments (dist/shard.h)
+    bool shard_optimizer = false;   // ZeRO-1: each rank keeps and updates its part of the AdamW moments (parallel/shard.h)
 };
 
 class Engine {
@@ -47,7 +48,7 @@ class Engine {
     virtual double gradient(const uint8_t* inp, const uint8_t* tgt, int B, int T, std::vector<float>* grad) = 0;
     // Brings the host model's weights and the optimizer moments up to date (before a save).
     virtual void sync_to_host() = 0;
-    // Data-parallel training (dist/comm.h): train_step then sums the ranks' weighted gradients and
+    // Data-parallel training (parallel/comm.h): train_step then sums the ranks' weighted gradients and
     // losses before the update, so that every rank makes the update one process would make on the
     // whole batch, with the same dropout masks. Every rank calls sync_to_host (with a sharded
     // optimizer it gathers the moments).

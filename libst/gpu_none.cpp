@@ -1,5 +1,5 @@
 // A build without CUDA: the GPU engine's entry points say so.
-#include "dist/nccl.h"
+#include "parallel/nccl.h"
 #include "engine.h"
 #include "error.h"
 #include "sample.h"

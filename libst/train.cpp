@@ -14,7 +14,7 @@
 #include <iterator>
 
 #include "checkpoint.h"
-#include "dist/shard.h"
+#include "parallel/shard.h"
 #include "error.h"
 #include "evaluate.h"
 #include "io/file.h"

@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "dist/comm.h"
+#include "parallel/comm.h"
 #include "engine.h"
 #include "model.h"
 
@@ -44,7 +44,7 @@ struct TrainRun {
     bool progress = false;     // a live progress line (stderr is a terminal)
     std::map<std::string, std::string> metadata;  // stored in every checkpoint
     // Data-parallel training: the job's collectives (null: one process). Every rank draws the windows
-    // of its share of the global batch (dist/shard.h); only rank 0 writes checkpoints and the log.
+    // of its share of the global batch (parallel/shard.h); only rank 0 writes checkpoints and the log.
     Comm* comm = nullptr;
     bool shard_optimizer = false;   // ZeRO-1: each rank holds and updates its part of the AdamW moments
     int micro_batch = 0;            // > 0: examples per forward/backward pass (Engine::set_micro_batch)

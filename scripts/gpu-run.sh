@@ -1,18 +1,20 @@
 #!/usr/bin/env bash
-# Everything a CUDA build can show on a GPU machine, in one go: the [gpu] tests, st's attention and
-# training-step benchmarks, and the PyTorch peers on the same card, then a table of st, peer, ratio.
+# Everything a CUDA build can show on a GPU machine, in one go: the [gpu] tests, st's attention,
+# training-step and sampling benchmarks, and their PyTorch peers on the same card (scripts/peer_*.py,
+# the machine's python3 with PyTorch and Triton), then the tables of st, peer and ratio.
 #   scripts/gpu-run.sh [BUILD_DIR] [PARTS]
 # BUILD_DIR: a `make gpu` build (default build-gpu). PARTS: a comma list of tests, attention, train,
 # long, sample, dist (default: all; dist, scripts/bench-dist.sh on every GPU of the host, only where
-# there are two or more). PEERS: the peer programs' folder (default ../shared/peers).
-# SEQS: attention lengths (default 4096,16384,65536); LONG_PEERS=0 skips PyTorch's long runs;
-# PEER_TIMEOUT: seconds a peer program may take (default 300).
+# there are two or more). SEQS: attention lengths (default 4096,16384,65536); LONG_PEERS=0 skips
+# PyTorch's long runs; T1, T16: the sampling peer's tokens at batch 1 and 16 (default 4096 each);
+# PEER_TIMEOUT: seconds a peer program may take (default 300). COMMIT: the commit the build was made
+# from (default: git rev-parse --short HEAD here, where there is a .git; else unknown).
 # OUT: where logs go (default runs/gpu). Every number is a median of timed runs after warm-up.
+# Then, to put the run's tables into docs/PERF.md: scripts/gpu-table.py runs/gpu --perf docs/PERF.md
 set -uo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build-gpu}
 parts=${2:-tests,attention,train,long,sample,dist}
-peers=${PEERS:-../shared/peers}
 out=${OUT:-runs/gpu}
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1 NCCL_NVLS_ENABLE=0
@@ -30,6 +32,12 @@ status=0
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/device.txt"
+date +%F > "$out/date.txt"
+commit=${COMMIT:-}   # for the tables: the build's commit, "with changes" where the tree differs from it
+if [ -z "$commit" ] && [ -e .git ]; then
+    commit=$(git rev-parse --short HEAD 2>/dev/null) && { git diff --quiet HEAD 2>/dev/null || commit+=" with changes"; }
+fi
+echo "${commit:-unknown}" > "$out/commit.txt"
 
 if has tests; then
     echo "== [gpu] tests"
@@ -45,7 +53,7 @@ if has attention; then
     echo "== attention: st"
     "$build/st-bench-attention" | tee "$out/st_attention.jsonl" || status=1
     echo "== attention: PyTorch (SDPA, FlexAttention)"
-    OUT=$out peer_py "$peers/flex_anchor.py" 2>>"$out/peers.err" | tee "$out/flex.jsonl" || status=1
+    peer_py scripts/peer_attention.py 2>>"$out/peers.err" | tee "$out/peer_attention.jsonl" || status=1
 fi
 
 # A training step on random bytes (the speed does not depend on the data), tokens/s and peak memory.
@@ -73,7 +81,9 @@ if has train; then
             ST_PROFILE=1 ST_ATTENTION=mma st_train step12-mma "${step12[@]}"
         fi
     } | tee "$out/st_train.jsonl" || status=1
-    OUT=$out KINDS=fixed peer_py "$peers/torch_train_anchor.py" 2>>"$out/peers.err" | tee "$out/torch_train.jsonl" || status=1
+    echo "== training step: PyTorch (FlexAttention, fixed)"
+    KINDS=fixed LAYERS=12 DMODEL=512 HEADS=8 SEQ=16384 BATCH=4 STRIDE_BLOCKS=8 POS=1d CKPT=0 peer_py scripts/peer_train.py \
+        2>>"$out/peers.err" | tee "$out/peer_train.jsonl" || status=1
 fi
 
 if has long; then
@@ -85,10 +95,14 @@ if has long; then
         st_train long1m "${long1m[@]}"
         st_train long1m-rec "${long1m[@]}" --recompute   # as the peer runs it there (activation checkpointing)
     } | tee "$out/st_long.jsonl" || status=1
-    [ "${LONG_PEERS:-1}" = 1 ] && {
-        OUT=$out KINDS=fixed LAYERS=8 DMODEL=512 HEADS=8 SEQ=262144 BATCH=1 STRIDE_BLOCKS=32 POS=2d peer_py "$peers/torch_train_anchor.py" 2>>"$out/peers.err"
-        OUT=$out KINDS=fixed LAYERS=4 DMODEL=256 HEADS=4 SEQ=1048576 BATCH=1 STRIDE_BLOCKS=64 POS=2d CKPT=1 peer_py "$peers/torch_train_anchor.py" 2>>"$out/peers.err"
-    } | tee "$out/torch_long.jsonl" || status=1
+    if [ "${LONG_PEERS:-1}" = 1 ]; then
+        echo "== long sequences: PyTorch (FlexAttention, fixed)"
+        {
+            KINDS=fixed LAYERS=8 DMODEL=512 HEADS=8 SEQ=262144 BATCH=1 STRIDE_BLOCKS=32 POS=2d CKPT=0 peer_py scripts/peer_train.py
+            # the peer needs activation checkpointing here (CKPT=1); st's run beside it is long1m-rec
+            KINDS=fixed LAYERS=4 DMODEL=256 HEADS=4 SEQ=1048576 BATCH=1 STRIDE_BLOCKS=64 POS=2d CKPT=1 peer_py scripts/peer_train.py
+        } 2>>"$out/peers.err" | tee "$out/peer_long.jsonl" || status=1
+    fi
 fi
 
 if has sample; then
@@ -109,7 +123,9 @@ if has sample; then
         sample_run 1 65536
     } | tee "$out/st_sample.jsonl"
     "$build/st-bench-decode" | tee "$out/st_decode.jsonl" || status=1
-    OUT=$out T1=${T1:-4096} T16=${T16:-2048} peer_py "$peers/sample_anchor.py" 2>>"$out/peers.err" | tee "$out/torch_sample.jsonl" || status=1
+    echo "== sampling: PyTorch (KV cache, SDPA)"
+    LAYERS=12 DMODEL=512 HEADS=8 SEQ=65536 T1=${T1:-4096} T16=${T16:-4096} peer_py scripts/peer_sample.py 2>>"$out/peers.err" |
+        tee "$out/peer_sample.jsonl" || status=1
 fi
 
 gpus=$(nvidia-smi --query-gpu=name --format=csv,noheader | wc -l)

@@ -23,11 +23,11 @@
 #include <sstream>
 #include <thread>
 
-#include "dist/auth.h"
-#include "dist/comm.h"
-#include "dist/launch.h"
-#include "dist/rendezvous.h"
-#include "dist/shard.h"
+#include "parallel/auth.h"
+#include "parallel/comm.h"
+#include "parallel/launch.h"
+#include "parallel/rendezvous.h"
+#include "parallel/shard.h"
 #include "error.h"
 
 using namespace st;

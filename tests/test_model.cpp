@@ -9,6 +9,7 @@
 #include "checkpoint.h"
 #include "fd.h"
 #include "model.h"
+#include "cpu/decoder.h"
 #include "sample.h"
 #include "tiny_config.h"
 

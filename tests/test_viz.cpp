@@ -8,6 +8,7 @@
 #include "cpu/ops.h"
 #include "model.h"
 #include "rng.h"
+#include "cpu/decoder.h"
 #include "sample.h"
 #include "tiny_config.h"
 #include "viz.h"

@@ -9,6 +9,7 @@
 #include "error.h"
 #include "io/file.h"
 #include "io/image.h"
+#include "cpu/decoder.h"
 #include "sample.h"
 #include "viz.h"
 

@@ -12,8 +12,8 @@
 #include <string>
 #include <vector>
 
-#include "attention.h"
-#include "check.h"
+#include "kernels/attention.h"
+#include "kernels/check.h"
 
 using namespace st;
 using st::gpu::bf16;

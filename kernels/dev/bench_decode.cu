@@ -14,8 +14,8 @@
 #include <string>
 #include <vector>
 
-#include "check.h"
-#include "decode.h"
+#include "kernels/check.h"
+#include "kernels/decode.h"
 #include "gpu/buffer.h"
 #include "rng.h"
 #include "sample.h"

@@ -1,7 +1,7 @@
 // AdamW over one contiguous parameter buffer, and the gradient-norm helpers clipping needs.
 #include <cmath>
 
-#include "ops.h"
+#include "cpu/ops.h"
 
 namespace st {
 

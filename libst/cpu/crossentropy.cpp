@@ -3,8 +3,8 @@
 #include <cmath>
 #include <vector>
 
-#include "ops.h"
-#include "vexp.h"
+#include "cpu/ops.h"
+#include "cpu/vexp.h"
 
 namespace st {
 

@@ -1,5 +1,5 @@
 // Token embedding plus factorized learned positions (PAPER.md section 2).
-#include "ops.h"
+#include "cpu/ops.h"
 
 namespace st {
 

@@ -5,8 +5,8 @@
 #include <cmath>
 #include <initializer_list>
 
-#include "ops.h"
-#include "vexp.h"
+#include "cpu/ops.h"
+#include "cpu/vexp.h"
 
 namespace st {
 

@@ -1,7 +1,7 @@
 // LayerNorm forward and backward (eps 1e-5, biased variance, as nn.LayerNorm).
 #include <cmath>
 
-#include "ops.h"
+#include "cpu/ops.h"
 
 namespace st {
 

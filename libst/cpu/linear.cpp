@@ -1,6 +1,6 @@
 // Linear layers (nn.Linear convention, weight (OC, IC)) on top of the packed GEMM.
-#include "gemm.h"
-#include "ops.h"
+#include "cpu/gemm.h"
+#include "cpu/ops.h"
 
 namespace st {
 

@@ -1,8 +1,8 @@
 // Residual additions with dropout on the branch (the only place the paper applies dropout). Element i
 // of a tensor keeps its branch value unless hash(seed, i0 + i) says drop: i0 numbers the elements of a
 // data-parallel rank's share from where one process on the whole batch would, so the masks agree.
-#include "../rng.h"
-#include "ops.h"
+#include "rng.h"
+#include "cpu/ops.h"
 
 namespace st {
 

@@ -8,7 +8,7 @@
 #include <cstddef>
 #include <utility>
 
-#include "check.h"
+#include "kernels/check.h"
 #include "error.h"
 
 namespace st::gpu {

@@ -1,9 +1,9 @@
 // Device selection for the GPU engine and sampler.
-#include "device.h"
+#include "gpu/device.h"
 
 #include <cuda_runtime.h>
 
-#include "check.h"
+#include "kernels/check.h"
 #include "engine.h"
 #include "error.h"
 

@@ -7,17 +7,17 @@
 #include <cmath>
 #include <cstring>
 
-#include "attention.h"
-#include "buffer.h"
-#include "check.h"
-#include "device.h"
-#include "dist/nccl.h"
-#include "dist/shard.h"
+#include "kernels/attention.h"
+#include "gpu/buffer.h"
+#include "kernels/check.h"
+#include "gpu/device.h"
+#include "parallel/nccl.h"
+#include "parallel/shard.h"
 #include "engine.h"
 #include "error.h"
-#include "gemm.h"
-#include "ops.h"
-#include "profile.h"
+#include "kernels/gemm.h"
+#include "kernels/ops.h"
+#include "gpu/profile.h"
 #include "rng.h"
 
 namespace st {

@@ -1,4 +1,4 @@
-// NCCL through dlopen (dist/nccl.h): the few entry points st uses, resolved once.
+// NCCL through dlopen (parallel/nccl.h): the few entry points st uses, resolved once.
 #include <cuda_runtime.h>
 #include <dlfcn.h>
 #include <nccl.h>
@@ -7,10 +7,10 @@
 #include <cstring>
 #include <string>
 
-#include "buffer.h"
-#include "check.h"
-#include "device.h"
-#include "dist/nccl.h"
+#include "gpu/buffer.h"
+#include "kernels/check.h"
+#include "gpu/device.h"
+#include "parallel/nccl.h"
 #include "error.h"
 
 namespace st {

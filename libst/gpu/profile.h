@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "check.h"
+#include "kernels/check.h"
 
 namespace st::gpu {
 

@@ -7,13 +7,13 @@
 
 #include <cstring>
 
-#include "buffer.h"
-#include "check.h"
-#include "decode.h"
-#include "device.h"
+#include "gpu/buffer.h"
+#include "kernels/check.h"
+#include "kernels/decode.h"
+#include "gpu/device.h"
 #include "error.h"
-#include "gemm.h"
-#include "ops.h"
+#include "kernels/gemm.h"
+#include "kernels/ops.h"
 #include "sample.h"
 
 namespace st {

@@ -7,8 +7,8 @@
 #include <string>
 #include <vector>
 
-#include "dist/auth.h"
-#include "dist/comm.h"
+#include "parallel/auth.h"
+#include "parallel/comm.h"
 #include "error.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {

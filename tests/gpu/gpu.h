@@ -12,7 +12,7 @@
 #include <cstring>
 #include <vector>
 
-#include "check.h"
+#include "kernels/check.h"
 #include "rng.h"
 
 inline bool st_have_gpu() {

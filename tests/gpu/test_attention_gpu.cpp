@@ -10,8 +10,8 @@
 #include <sstream>
 #include <vector>
 
-#include "attention.h"
-#include "check.h"
+#include "kernels/attention.h"
+#include "kernels/check.h"
 #include "cpu/attention.h"
 #include "gpu.h"
 

@@ -5,7 +5,7 @@
 
 #include <vector>
 
-#include "decode.h"
+#include "kernels/decode.h"
 
 using namespace st;
 

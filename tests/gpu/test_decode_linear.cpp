@@ -6,7 +6,7 @@
 #include <cmath>
 #include <vector>
 
-#include "decode.h"
+#include "kernels/decode.h"
 #include "gpu.h"
 
 using namespace st;

@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "cpu/ops.h"
-#include "gemm.h"
+#include "kernels/gemm.h"
 #include "gpu.h"
 
 using namespace st;

@@ -8,7 +8,7 @@
 
 #include "cpu/ops.h"
 #include "gpu.h"
-#include "ops.h"
+#include "kernels/ops.h"
 #include "rng.h"
 
 using namespace st;

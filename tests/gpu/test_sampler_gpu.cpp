@@ -8,6 +8,7 @@
 
 #include "gpu.h"
 #include "rng.h"
+#include "cpu/decoder.h"
 #include "sample.h"
 
 using namespace st;

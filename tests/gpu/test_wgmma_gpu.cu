@@ -11,8 +11,8 @@
 #include <tuple>
 #include <vector>
 
-#include "attention.h"
-#include "attention_sm90_tile.cuh"
+#include "kernels/attention.h"
+#include "kernels/attention_sm90_tile.cuh"
 #include "gpu.h"
 
 using namespace st;

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Seeds for st-fuzz-rendezvous: one valid message of each kind the rendezvous and the CPU collectives
-# exchange (libst/dist/auth.h, comm.h), after the byte that picks it, signed with the fuzz target's
+# exchange (libst/parallel/auth.h, comm.h), after the byte that picks it, signed with the fuzz target's
 # secret and nonces so that the checks of the macs pass as well as fail.
 #   seeds/rendezvous.sh BUILD OUTDIR     (BUILD is not needed: the messages are written from their layout)
 set -euo pipefail

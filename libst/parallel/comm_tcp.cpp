@@ -6,7 +6,7 @@
 #include <string>
 #include <vector>
 
-#include "dist/comm.h"
+#include "parallel/comm.h"
 #include "error.h"
 
 namespace st {

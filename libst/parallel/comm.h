@@ -9,7 +9,7 @@
 #include <memory>
 #include <span>
 
-#include "dist/rendezvous.h"
+#include "parallel/rendezvous.h"
 
 namespace st {
 

@@ -1,6 +1,6 @@
 // Times st::gemm (float32) on the GEMMs of a transformer block and its 256-way head, forward and both
 // backward products, and prints ms and GFLOP/s per shape (median of --runs after warm-up).
-// scripts/bench-gemm.py times PyTorch/OpenBLAS on the same shapes in the same format, to run side by side.
+// kernels/dev/bench_gemm_cpu.py times PyTorch/OpenBLAS on the same shapes in the same format, to run side by side.
 #include <omp.h>
 
 #include <algorithm>
@@ -48,7 +48,7 @@ double median_seconds(const std::function<void()>& fn, int runs) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    cxxopts::Options opts("bench-gemm", "Time st::gemm on the GEMM shapes of a transformer layer");
+    cxxopts::Options opts("st-bench-gemm-cpu", "Time st::gemm on the GEMM shapes of a transformer layer");
     opts.add_options()("bt", "tokens per batch (rows of x)", cxxopts::value<int>()->default_value("4096"))(
         "widths", "model widths d, comma separated", cxxopts::value<std::string>()->default_value("128,256,512"))(
         "threads", "OpenMP threads", cxxopts::value<int>()->default_value("2"))(

@@ -1,4 +1,4 @@
-#include "dist/rendezvous.h"
+#include "parallel/rendezvous.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -17,7 +17,7 @@
 #include <memory>
 #include <utility>
 
-#include "dist/auth.h"
+#include "parallel/auth.h"
 #include "error.h"
 
 namespace st {

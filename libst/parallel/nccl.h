@@ -1,12 +1,12 @@
 // The GPUs' collectives: NCCL, opened at run time (dlopen of libnccl.so.2), so that a program that
 // never runs on several GPUs neither needs nor loads it. Rank 0 makes the job's id; the rendezvous
-// hands it to the others (dist/rendezvous.h); then every rank joins the communicator on its GPU.
+// hands it to the others (parallel/rendezvous.h); then every rank joins the communicator on its GPU.
 #pragma once
 #include <cstdint>
 #include <memory>
 #include <vector>
 
-#include "dist/comm.h"
+#include "parallel/comm.h"
 
 namespace st {
 

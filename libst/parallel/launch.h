@@ -13,7 +13,7 @@ struct DistEnv {
     std::string master_addr;     // rank 0's host (world > 1)
     int master_port = 29500;
     std::string launcher;        // "torchrun", "mpirun", "srun", or "" for a process on its own
-    std::string secret;          // ST_JOB_SECRET: what proves a process one of the job (dist/auth.h)
+    std::string secret;          // ST_JOB_SECRET: what proves a process one of the job (parallel/auth.h)
     double collective_timeout_s = 600;   // ST_COLLECTIVE_TIMEOUT: the longest wait for a rank's answer in training
 };
 

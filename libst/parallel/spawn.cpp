@@ -1,4 +1,4 @@
-#include "dist/spawn.h"
+#include "parallel/spawn.h"
 
 #include <netinet/in.h>
 #include <signal.h>
@@ -14,7 +14,7 @@
 #include <thread>
 #include <vector>
 
-#include "dist/auth.h"
+#include "parallel/auth.h"
 #include "error.h"
 
 namespace st {

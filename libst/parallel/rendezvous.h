@@ -1,7 +1,7 @@
 // The ranks' meeting point before NCCL, over TCP: rank 0 listens on MASTER_ADDR:MASTER_PORT (the
 // addresses that name resolves to, nothing else), every other rank connects (retrying while rank 0
 // starts), proves that it is one of the job and which rank it is, and receives the bytes rank 0
-// hands out (NCCL's unique id), after rank 0 has proved itself in turn (dist/auth.h: the job's
+// hands out (NCCL's unique id), after rank 0 has proved itself in turn (parallel/auth.h: the job's
 // secret). A process that cannot prove itself does not take a rank's place. The connections stay
 // open afterwards: they are how the ranks learn that one of them died (watch), since a collective
 // with a dead peer would otherwise wait forever.
@@ -14,7 +14,7 @@
 #include <thread>
 #include <vector>
 
-#include "dist/launch.h"
+#include "parallel/launch.h"
 
 namespace st {
 
@@ -34,7 +34,7 @@ class Rendezvous {
     const std::vector<uint8_t>& blob() const { return blob_; }
     const DistEnv& env() const { return env_; }
     // The connection to rank k: on rank 0 any other rank, elsewhere rank 0 only (-1 otherwise). The
-    // CPU collectives (dist/comm.h) talk over these; a job that watches them (NCCL's) does not.
+    // CPU collectives (parallel/comm.h) talk over these; a job that watches them (NCCL's) does not.
     int socket_to(int k) const { return k >= 0 && size_t(k) < peers_.size() ? peers_[size_t(k)] : -1; }
 
     // From now on, a thread watches the connections and calls on_loss once, with a one-line message

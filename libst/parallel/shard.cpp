@@ -1,4 +1,4 @@
-#include "dist/shard.h"
+#include "parallel/shard.h"
 
 #include <algorithm>
 

@@ -1,4 +1,4 @@
-#include "dist/auth.h"
+#include "parallel/auth.h"
 
 #include <sys/random.h>
 

@@ -1,10 +1,10 @@
-// The CPU engine (Model<float> with the AdamW and clipping of libst/cpu/ops.h), and make_engine,
-// which picks the engine --device names.
+// The CPU engine: Model<float> in host memory with the AdamW and clipping of libst/cpu/ops.h.
 #include <algorithm>
 #include <cmath>
 
 #include "cpu/ops.h"
-#include "dist/shard.h"
+#include "parallel/comm.h"
+#include "parallel/shard.h"
 #include "engine.h"
 #include "error.h"
 
@@ -98,14 +98,6 @@ class CpuEngine final : public Engine {
 
 std::unique_ptr<Engine> make_cpu_engine(Model<float>& m, std::vector<float>& opt_m, std::vector<float>& opt_v) {
     return std::make_unique<CpuEngine>(m, opt_m, opt_v);
-}
-
-std::unique_ptr<Engine> make_engine(const std::string& device, Model<float>& m, std::vector<float>& opt_m,
-                                    std::vector<float>& opt_v) {
-    if (device == "cpu") return make_cpu_engine(m, opt_m, opt_v);
-    GpuOptions o;
-    if (device.rfind("cuda:", 0) == 0) o.device = std::stoi(device.substr(5));
-    return make_gpu_engine(m, opt_m, opt_v, o);
 }
 
 }  // namespace st
