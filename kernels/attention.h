@@ -1,8 +1,8 @@
-// Block-sparse flash attention on the GPU (DESIGN.md "Attention"): the same function as
-// libst/cpu/attention.h over the same LayerLayout, with bf16 q/k/v/out and fp32 log-sum-exp.
-// Blocks of 64 or 128, head dims 32, 64 and 128; never a T x T matrix; the backward is two kernels
-// (dK/dV by key block over the transposed CSR, dQ by query block over the CSR), so it needs no
-// atomics and gives the same bits on every run.
+// Block-sparse flash attention on the GPU: the same function as libst/cpu/attention.h over the same
+// LayerLayout, with bf16 q/k/v/out and fp32 log-sum-exp. Blocks of 64 or 128, head sizes 32, 64 and
+// 128; never a T x T matrix; the backward is two kernels (dK/dV by key block over the transposed
+// CSR, dQ by query block over the CSR), so it needs no atomics and gives the same bits on every run.
+// Which kernel runs: attention_kernel.h.
 #pragma once
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "kernels/attention_kernel.h"
 #include "layout.h"
 
 namespace st::gpu {
@@ -66,21 +67,17 @@ void for_each_component(const AttnPlan& plan, const Args& a, Launch launch) {
 // "" when the GPU kernels can run this shape, else why not (block 32, an odd head size...).
 std::string attention_gpu_check(int block, int C, int NH);
 
-// Whether attention runs the wgmma kernels where they take the shape (attention_fwd_ws.cu and
-// attention_bwd_ws.cu: head size 64, blocks of 128; else attention_fwd_sm90.cu, attention_bwd_sm90.cu:
-// head sizes 64 and 128): wherever supported (a Hopper device, an sm_90a build) unless
-// ST_ATTENTION=mma. attention_use_wgmma picks one set (tests, benchmarks); attention_default_kernels
-// goes back to the rule above.
-bool attention_wgmma();
-bool attention_wgmma_supported();
-void attention_use_wgmma(bool on);
-void attention_default_kernels();
-
-// out (B, T, C) bf16 and lse (B, NH, T) fp32 from qkv (B, T, 3C) bf16, as libst/cpu/attention.h.
+// out (B, T, C) bf16 and lse (B, NH, T) fp32 from qkv (B, T, 3C) bf16, as libst/cpu/attention.h, on
+// the kernel attention_kernel_here picks (attention_kernel.h).
 void attention_forward(bf16* out, float* lse, const bf16* qkv, const AttnPlan& plan, int B, int T, int C, int NH,
                        cudaStream_t s);
 // dqkv (B, T, 3C) bf16 is written (not accumulated). dsum: scratch of B * NH * T floats.
 void attention_backward(bf16* dqkv, const bf16* dout, const bf16* qkv, const bf16* out, const float* lse, float* dsum,
                         const AttnPlan& plan, int B, int T, int C, int NH, cudaStream_t s);
+// The same on the kernel k names (tests, benchmarks); an error where k has no code for the shape.
+void attention_forward(AttnKernel k, bf16* out, float* lse, const bf16* qkv, const AttnPlan& plan, int B, int T, int C,
+                       int NH, cudaStream_t s);
+void attention_backward(AttnKernel k, bf16* dqkv, const bf16* dout, const bf16* qkv, const bf16* out, const float* lse,
+                        float* dsum, const AttnPlan& plan, int B, int T, int C, int NH, cudaStream_t s);
 
 }  // namespace st::gpu

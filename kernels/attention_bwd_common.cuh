@@ -1,8 +1,8 @@
-// What the two backward paths (attention_bwd.cu: mma.sync, any sm_80+; attention_bwd_sm90.cu: wgmma)
+// What the three backward kernels (attention_bwd_mma.cu, attention_bwd_wgmma.cu, attention_bwd_ws.cu)
 // share: their arguments, the probabilities and score gradients of a tile, and the rows' write.
 #pragma once
 #include "kernels/attention.h"
-#include "kernels/attention_tile.cuh"
+#include "kernels/attention_mma_tile.cuh"
 
 namespace st::gpu {
 
@@ -19,10 +19,11 @@ struct BwdArgs {
     bool merge;         // a later component: add to what dqkv holds
 };
 
-// The wgmma backward (attention_bwd_sm90.cu) for the shapes it takes; false where it does not.
-bool attention_backward_sm90(const BwdArgs& a, const AttnPlan& plan, int B, cudaStream_t s);
-// The warp-specialised backward (attention_bwd_ws.cu) for the shapes it takes; false where it does not.
-bool attention_backward_ws(const BwdArgs& a, const AttnPlan& plan, int B, cudaStream_t s);
+// Each family's backward (attention_kernel.h), for the shapes attention_kernel_takes says it takes;
+// attention_backward has filled dsum.
+void backward_mma(const BwdArgs& a, const AttnPlan& plan, int B, cudaStream_t s);     // attention_bwd_mma.cu
+void backward_wgmma(const BwdArgs& a, const AttnPlan& plan, int B, cudaStream_t s);   // attention_bwd_wgmma.cu
+void backward_ws(const BwdArgs& a, const AttnPlan& plan, int B, cudaStream_t s);      // attention_bwd_ws.cu
 
 // Rows of dqkv for one warp's MT*16 rows x D accumulators: written, or added to (merge).
 template <int D, int MT>

@@ -1,8 +1,9 @@
 // Block-sparse flash attention, backward, warp-specialised (attention_ws.cuh) for head size 64 and
-// blocks of 128: the two kernels of attention_bwd_sm90.cu (dK/dV by key block, dQ by query block: no
+// blocks of 128: the two kernels of attention_bwd_wgmma.cu (dK/dV by key block, dQ by query block: no
 // atomics, the same bits every run) on the forward's structure, persistent, the streamed tiles loaded
-// by their own warpgroup. Causal 16384 x 4 forward and backward on an H200 (2026-11-28): 10.9 ms against
-// 12.3 with attention_bwd_sm90.cu's kernels.
+// by their own warpgroup (kernels/dev/NOTES.md has its timings against attention_bwd_wgmma.cu's).
+#include <string>
+
 #include "kernels/attention_bwd_common.cuh"
 #include "kernels/attention_ws.cuh"
 
@@ -244,17 +245,16 @@ void launch(Kernel kernel, int smem, const BwdArgs& a, const Items& items, cudaS
 
 }  // namespace
 
-// Taking turns pays in dQ's walk (11.52 against 11.62 ms, causal 16384 x 4 forward and backward, H200,
-// 2026-11-28) and not in dK/dV's (10.96 against 10.86), whose warpgroups wait on their own products at
+// Taking turns pays in dQ's walk and not in dK/dV's, whose warpgroups wait on their own products at
 // every tile anyway. Stages: dQ's four were no faster than three, dK/dV's six than four.
-bool attention_backward_ws(const BwdArgs& a, const AttnPlan& plan, int B, cudaStream_t s) {
-    if (a.C / a.NH != 64 || plan.block != kKeys) return false;
+void backward_ws(const BwdArgs& a, const AttnPlan& plan, int B, cudaStream_t s) {
+    if (a.C / a.NH != 64 || plan.block != kKeys)
+        fail("backward_ws: takes head size 64 with blocks of " + std::to_string(kKeys) + " only");
     const Items items = items_for(plan, a.T, a.NH, B);
     for_each_component(plan, a, [&](const BwdArgs& ak) {
         launch(dkv_ws_kernel, DkvSmem::bytes, ak, items, s);
         launch(dq_ws_kernel, DqSmem::bytes, ak, items, s);
     });
-    return true;
 }
 
 }  // namespace st::gpu

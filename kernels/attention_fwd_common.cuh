@@ -1,8 +1,8 @@
-// What the two forward kernels (attention_fwd.cu: mma.sync, any sm_80+; attention_fwd_sm90.cu: wgmma)
+// What the three forward kernels (attention_fwd_mma.cu, attention_fwd_wgmma.cu, attention_fwd_ws.cu)
 // share: their arguments, the online softmax over a tile of scores, and the normalised, merged write.
 #pragma once
 #include "kernels/attention.h"
-#include "kernels/attention_tile.cuh"
+#include "kernels/attention_mma_tile.cuh"
 
 namespace st::gpu {
 
@@ -16,10 +16,10 @@ struct FwdArgs {
     bool merge;         // a later component: combine with what out and lse hold
 };
 
-// The wgmma forward (attention_fwd_sm90.cu) for the head sizes it takes; false where it does not.
-bool attention_forward_sm90(const FwdArgs& a, const AttnPlan& plan, int B, cudaStream_t s);
-// The warp-specialised forward (attention_fwd_ws.cu) for the shapes it takes; false where it does not.
-bool attention_forward_ws(const FwdArgs& a, const AttnPlan& plan, int B, cudaStream_t s);
+// Each family's forward (attention_kernel.h), for the shapes attention_kernel_takes says it takes.
+void forward_mma(const FwdArgs& a, const AttnPlan& plan, int B, cudaStream_t s);     // attention_fwd_mma.cu
+void forward_wgmma(const FwdArgs& a, const AttnPlan& plan, int B, cudaStream_t s);   // attention_fwd_wgmma.cu
+void forward_ws(const FwdArgs& a, const AttnPlan& plan, int B, cudaStream_t s);      // attention_fwd_ws.cu
 
 // One row tile's scores s (KN column tiles of 8 keys, raw dot products) into probabilities, updating
 // its rows' running max m and sum l (base-2 logits: exp2 is one instruction); alpha: the factor by

@@ -2,9 +2,10 @@
 // for head size 64 and blocks of 128: each multiplying warpgroup takes 64 of the item's queries
 // against key tiles of a whole block. It issues tile it's scores with tile it - 1's P V, then takes
 // tile it's exponentials while both run; and the two warpgroups take turns at issuing, so that one's
-// products run while the other takes exponentials (with the persistent CTAs and heads grouped for L2:
-// causal 16384 x 4 on an H200, 2.91 ms against 3.05 for attention_fwd_sm90.cu, 2026-11-28).
+// products run while the other takes exponentials (persistent CTAs, heads grouped for L2). Its timings
+// against attention_fwd_wgmma.cu's kernel, and the tries behind the choices here: kernels/dev/NOTES.md.
 #include <cfloat>
+#include <string>
 
 #include "kernels/attention_fwd_common.cuh"
 #include "kernels/attention_ws.cuh"
@@ -122,10 +123,11 @@ __global__ void __launch_bounds__(kThreads, 1) fwd_ws_kernel(FwdArgs a, Items it
 
 }  // namespace
 
-// Four stages: three were 1% slower at causal 16384 x 4 (H200, 2026-11-28), two 30% (the loads then
-// wait on the products of the tile before); taking turns: 0.3-2% faster than not.
-bool attention_forward_ws(const FwdArgs& a, const AttnPlan& plan, int B, cudaStream_t s) {
-    if (a.C / a.NH != 64 || plan.block != kKeys) return false;
+// Four stages: with two the loads wait on the products of the tile before; three were a little slower.
+// Taking turns at issuing is a little faster than not.
+void forward_ws(const FwdArgs& a, const AttnPlan& plan, int B, cudaStream_t s) {
+    if (a.C / a.NH != 64 || plan.block != kKeys)
+        fail("forward_ws: takes head size 64 with blocks of " + std::to_string(kKeys) + " only");
     constexpr int smem = FwdSmem::bytes;
     allow_smem(reinterpret_cast<const void*>(fwd_ws_kernel), smem);
     const Items items = items_for(plan, a.T, a.NH, B);
@@ -133,7 +135,6 @@ bool attention_forward_ws(const FwdArgs& a, const AttnPlan& plan, int B, cudaStr
         fwd_ws_kernel<<<grid_for(items), kThreads, smem, s>>>(ak, items);
         CUDA_LAUNCH_CHECK();
     });
-    return true;
 }
 
 }  // namespace st::gpu

@@ -7,7 +7,7 @@
 #include <algorithm>
 
 #include "kernels/attention.h"
-#include "kernels/attention_sm90_tile.cuh"
+#include "kernels/attention_wgmma_tile.cuh"
 #include "kernels/check.h"
 #include "kernels/mbarrier.cuh"
 

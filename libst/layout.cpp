@@ -1,4 +1,4 @@
-// Attention patterns: names, checks, the element sets of PAPER.md section 1 and their block layouts.
+// Attention patterns: names, checks, the element sets of Child et al. 2019, section 4 and their block layouts.
 #include "layout.h"
 
 #include <algorithm>

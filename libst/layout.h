@@ -1,4 +1,4 @@
-// Attention patterns (PAPER.md section 1) and the per-head block layouts the kernels walk.
+// Attention patterns (Child et al. 2019, section 4) and the per-head block layouts the kernels walk.
 // A pattern is defined twice: element by element (attn_allowed, attn_keys: the paper's sets, used by
 // incremental decoding and as the truth in tests) and as block layouts (layout_build: what the CPU
 // and GPU kernels run). Both must give the same set for every query.
@@ -28,7 +28,7 @@ struct AttnSpec {
 // "" when the spec is usable for context n_ctx with n_head heads, else a one-line reason.
 std::string attn_spec_check(const AttnSpec& spec, int n_ctx, int n_head);
 
-// Which of the two factorized parts (PAPER.md: A1 the local part, A2 the strided or summary part) a
+// Which of the two factorized parts (the paper: A1 the local part, A2 the strided or summary part) a
 // layer and head use: both when merged, by layer parity when interleaved, by head parity in multihead.
 struct Uses {
     bool a1, a2;

@@ -47,8 +47,7 @@ std::shared_ptr<std::byte> alloc_aligned(size_t nbytes) {
     return std::shared_ptr<std::byte>(static_cast<std::byte*>(p), [](std::byte* q) { std::free(q); });
 }
 
-Tensor::Tensor(DType t, std::vector<int64_t> s, Device d) : dtype(t), device(d), shape(std::move(s)) {
-    if (d != Device::cpu) fail("tensor: only cpu storage is allocated here");
+Tensor::Tensor(DType t, std::vector<int64_t> s) : dtype(t), shape(std::move(s)) {
     storage = alloc_aligned(nbytes());
 }
 

@@ -1,5 +1,6 @@
-// Tensor = dtype + shape + device + storage. Ops do not take Tensors: they take typed pointers and
-// sizes (llm.c style); Tensor owns memory, names it in files and converts between dtypes.
+// Tensor: a typed, shaped array in host memory, as a model file holds one (io/safetensors.h reads and
+// writes them; checkpoint.cpp converts them to the model's float32). The engines do not use it: their
+// ops take typed pointers and sizes over one parameter buffer (model.h), as llm.c's do.
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -11,7 +12,6 @@
 namespace st {
 
 enum class DType : uint8_t { f64, f32, bf16, i32, u8 };
-enum class Device : uint8_t { cpu, cuda };
 
 size_t dtype_size(DType t);
 const char* dtype_name(DType t);             // safetensors spelling: "F64", "F32", "BF16", "I32", "U8"
@@ -34,13 +34,12 @@ inline float bf16_to_f32(uint16_t h) {
 
 struct Tensor {
     DType dtype = DType::f32;
-    Device device = Device::cpu;
     std::vector<int64_t> shape;
     std::shared_ptr<std::byte> storage;  // 64-byte aligned
     size_t offset = 0;                   // bytes into storage
 
     Tensor() = default;
-    Tensor(DType t, std::vector<int64_t> shape, Device d = Device::cpu);  // zero-filled
+    Tensor(DType t, std::vector<int64_t> shape);  // zero-filled
 
     int64_t numel() const;
     size_t nbytes() const { return size_t(numel()) * dtype_size(dtype); }

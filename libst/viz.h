@@ -1,4 +1,4 @@
-// Pictures of attention (st-viz-attn): the element sets of a pattern (PAPER.md section 1) and the
+// Pictures of attention (st-viz-attn): the element sets of a pattern (Child et al. 2019, section 4) and the
 // learned weights of one query, as RGB panels in a labelled grid.
 #pragma once
 #include <cstdint>

@@ -1,79 +1,173 @@
 #!/usr/bin/env python3
-"""The table of a scripts/gpu-run.sh run: st, the PyTorch peer, and the ratio (peer time / st time,
-or st tokens/s / peer tokens/s: above 1 means st is faster), from the JSON lines in the run folder."""
-import json, os, sys
+"""The tables of a scripts/gpu-run.sh run, from the JSON lines in its folder: st beside the PyTorch
+peer of the same run, and the ratio (peer time / st time, or st tokens/s / peer tokens/s: above 1,
+st is faster). One table a benchmark: attention, train, long, sample.
+  scripts/gpu-table.py OUTDIR                       print the tables
+  scripts/gpu-table.py OUTDIR --perf docs/PERF.md   put each table in place of the text between
+      <!-- gpu-table:NAME --> and <!-- /gpu-table:NAME --> in that file; a benchmark the run did
+      not measure keeps the table it had.
+Each table's first row names the date (OUTDIR/date.txt, else today), the card (OUTDIR/device.txt),
+the commit (--commit, else OUTDIR/commit.txt, else unknown) and the command."""
+import argparse
+import datetime
+import json
+import os
+import sys
 
-out = sys.argv[1] if len(sys.argv) > 1 else "runs/gpu"
+PROG = "gpu-table.py"
+NAMES = ("attention", "train", "long", "sample")
+HEADER = "| date | card | commit | command | case | st | peer | ratio |\n|---|---|---|---|---|---|---|---|"
+# gpu-run.sh's st-train runs: what each is, and the length of the peer run set beside it
+RUNS = {
+    "step12": ("12 layers, d 512, 8 heads, n 16,384 x 4, fixed, 1-d positions", 16384),
+    "step12-mma": ("the same, st on its mma.sync attention (`ST_ATTENTION=mma`)", 16384),
+    "long262k": ("8 layers, d 512, 8 heads, n 262,144 x 1, fixed, 2-d positions", 262144),
+    "long1m": ("4 layers, d 256, 4 heads, n 1,048,576 x 1, fixed, 2-d positions", 1048576),
+    "long1m-rec": ("the same, st with `--recompute`", 1048576),
+}
 
-def rows(name):
+
+def rows(out, name):
+    """The JSON objects of OUTDIR/NAME, one a line; other lines (logs, progress) are skipped."""
     path = os.path.join(out, name)
     if not os.path.exists(path):
         return []
     res = []
-    for line in open(path):
-        line = line.strip()
-        if line.startswith("{"):
-            try:
-                res.append(json.loads(line))
-            except json.JSONDecodeError:
-                pass
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if line.startswith("{"):
+                try:
+                    res.append(json.loads(line))
+                except json.JSONDecodeError:
+                    pass
     return res
 
-lines = []
-st_att = {(r["impl"], r["kind"], r["n"]): r for r in rows("st_attention.jsonl") if r.get("impl") in ("st", "st-mma")}
-peer_att = {}
-for r in rows("flex.jsonl"):
-    if r.get("impl") == "flex" and r.get("bs") == 128:
-        peer_att[(r["kind"], r["n"])] = r
-    if r.get("impl") == "sdpa_causal":
-        peer_att[("causal-sdpa", r["n"])] = r
-if st_att:
-    lines.append("| attention | n x batch | st fwd ms | peer fwd ms | ratio | st fwd+bwd ms | peer fwd+bwd ms | ratio |")
-    lines.append("|---|---|---|---|---|---|---|---|")
-    for (impl, kind, n), s in sorted(st_att.items(), key=lambda x: (x[0][2], x[0][1], x[0][0])):
-        for peer_kind, label in ((kind, "flex " + kind), ("causal-sdpa", "sdpa") if kind == "causal" else (None, None)):
-            p = peer_att.get((peer_kind, n))
-            if not p:
-                continue
-            lines.append(f"| {impl} {kind} vs {label} | {n} x {s['B']} | {s['fwd_ms']:.3f} | {p['fwd_ms']:.3f} | {p['fwd_ms'] / s['fwd_ms']:.2f} "
-                         f"| {s['fwdbwd_ms']:.3f} | {p['fwdbwd_ms']:.3f} | {p['fwdbwd_ms'] / s['fwdbwd_ms']:.2f} |")
 
-def train_table(st_file, peer_file, title):
-    st, peer = rows(st_file), [r for r in rows(peer_file) if "impl" in r]
-    if not st:
-        return
-    lines.append("")
-    lines.append(f"| {title} | st ms/step | st tokens/s | st peak GiB | peer ms/step | peer tokens/s | peer peak GiB | tokens/s ratio |")
-    lines.append("|---|---|---|---|---|---|---|---|")
-    bases = []   # a variant of a run ("step12-mma", "long1m-rec") is set against its base run's peer
-    for s in st:
-        base = str(s.get("name", "")).split("-")[0]
-        if base not in bases:
-            bases.append(base)
-        i = bases.index(base)
-        p = peer[i] if i < len(peer) else {}
-        if "error" in s or "error" in p:
-            lines.append(f"| {s.get('name')} | {s.get('step_ms', s.get('error'))} | {s.get('tokens_per_s', '')} | {s.get('peak_gib', '')} "
-                         f"| {p.get('step_ms', p.get('error', ''))} | {p.get('tokens_per_s', '')} | {p.get('peak_gib', '')} | |")
-            continue
-        ratio = f"{s['tokens_per_s'] / p['tokens_per_s']:.2f}" if p else ""   # no peer run (LONG_PEERS=0)
-        lines.append(f"| {s['name']} | {s['step_ms']} | {s['tokens_per_s']} | {s['peak_gib']} | {p.get('step_ms', '')} "
-                     f"| {p.get('tokens_per_s', '')} | {p.get('peak_gib', '')} | {ratio} |")
+def first_line(out, name):
+    path = os.path.join(out, name)
+    if not os.path.exists(path):
+        return ""
+    with open(path) as f:
+        return f.readline().strip()
 
-train_table("st_train.jsonl", "torch_train.jsonl", "training step")
-train_table("st_long.jsonl", "torch_long.jsonl", "long sequence")
-st_s = rows("st_sample.jsonl")
-peer_s = [r for r in rows("torch_sample.jsonl") if "tokens_per_s" in r]
-if st_s:
-    lines.append("")
-    lines.append("| sampling | st seconds | st tokens/s | peer tokens/s | ratio |")
-    lines.append("|---|---|---|---|---|")
-    for s in st_s:
-        p = next((r for r in peer_s if r["batch"] == s["batch"]), {})
+
+def peer_failure(out, name):
+    """What gpu-run.sh wrote where a peer program failed or ran out of time, for the empty cells."""
+    return next((r["error"] for r in rows(out, name) if r.get("impl") == "peer" and "error" in r), "")
+
+
+def attention(out):
+    st = {(r["impl"], r["kind"], r["n"]): r for r in rows(out, "st_attention.jsonl") if r.get("impl") in ("st", "st-mma")}
+    peer = {}
+    for r in rows(out, "peer_attention.jsonl"):
+        if r.get("impl") == "flex" and r.get("bs") == 128:
+            peer[(r["kind"], r["n"])] = r
+        elif r.get("impl") == "sdpa_causal":
+            peer[("sdpa", r["n"])] = r
+    failure = peer_failure(out, "peer_attention.jsonl")
+
+    def ms(r):
+        return f"{r['fwd_ms']:.3f} / {r['fwdbwd_ms']:.3f}"
+    cases = []
+    for kind, peer_kind, label in (("fixed", "fixed", "FlexAttention"), ("strided", "strided", "FlexAttention"),
+                                   ("causal", "causal", "FlexAttention"), ("causal", "sdpa", "SDPA")):
+        for n in sorted(n for impl, k, n in st if impl == "st" and k == kind):
+            s, mma, p = st[("st", kind, n)], st.get(("st-mma", kind, n)), peer.get((peer_kind, n))
+            cases.append((f"{kind}, {n} x {s['B']}", ms(s) + (f" (mma.sync {ms(mma)})" if mma else ""),
+                          f"{label} {ms(p)}" if p else failure,
+                          f"{p['fwd_ms'] / s['fwd_ms']:.2f} / {p['fwdbwd_ms'] / s['fwdbwd_ms']:.2f}" if p else ""))
+    return cases
+
+
+def step(r):
+    if "error" in r:
+        return r["error"]
+    return (f"{r['step_ms']:.2f} ms, {r['tokens_per_s']:,.0f} tokens/s, {r['peak_gib']:.2f} GiB"
+            + (", activation checkpointing" if r.get("ckpt") else ""))
+
+
+def training(out, st_file, peer_file):
+    peer = {r["seq"]: r for r in rows(out, peer_file) if r.get("impl") == "torch_fixed"}
+    failure = peer_failure(out, peer_file)
+    cases = []
+    for s in rows(out, st_file):
+        label, seq = RUNS.get(s.get("name"), (s.get("name", "?"), None))
+        p = peer.get(seq)
+        ratio = f"{s['tokens_per_s'] / p['tokens_per_s']:.2f}" if p and "error" not in s and "error" not in p else ""
+        cases.append((label, step(s), step(p) if p else failure, ratio))
+    return cases
+
+
+def sampling(out):
+    peer = {r["batch"]: r for r in rows(out, "peer_sample.jsonl") if "tokens_per_s" in r}
+    failure = peer_failure(out, "peer_sample.jsonl")
+    cases = []
+    for s in rows(out, "st_sample.jsonl"):
         tps = s["batch"] * s["tokens"] / s["seconds"]
-        ratio = f"{tps / p['tokens_per_s']:.1f}" if p else ""
-        lines.append(f"| batch {s['batch']}, {s['tokens']} tokens | {s['seconds']:.1f} | {tps:.0f} | {p.get('tokens_per_s', '')} | {ratio} |")
+        p = peer.get(s["batch"])
+        peer_cell = f"{p['seconds']:.2f} s for {p['tokens']:,} tokens a sequence, {p['tokens_per_s']:,.0f} tokens/s" if p else failure
+        cases.append((f"batch {s['batch']}, {s['tokens']:,} tokens a sequence", f"{s['seconds']:.2f} s, {tps:,.0f} tokens/s",
+                      peer_cell, f"{tps / p['tokens_per_s']:.2f}" if p else ""))
+    return cases
 
-dev = open(os.path.join(out, "device.txt")).read().strip() if os.path.exists(os.path.join(out, "device.txt")) else "?"
-print(f"device: {dev}")
-print("\n".join(lines))
+
+def tables(out, commit):
+    """NAME -> the markdown table, for each benchmark the run measured."""
+    date = first_line(out, "date.txt") or datetime.date.today().isoformat()
+    card = first_line(out, "device.txt").split(",")[0].strip() or "unknown"
+    commit = commit or first_line(out, "commit.txt") or "unknown"
+    torch = next((r["torch"] for f in ("peer_attention.jsonl", "peer_train.jsonl", "peer_long.jsonl", "peer_sample.jsonl")
+                  for r in rows(out, f) if "torch" in r), None)
+    cases = {"attention": attention(out), "train": training(out, "st_train.jsonl", "peer_train.jsonl"),
+             "long": training(out, "st_long.jsonl", "peer_long.jsonl"), "sample": sampling(out)}
+    res = {}
+    for name in NAMES:
+        if not cases[name]:
+            continue
+        command = f"`scripts/gpu-run.sh build-gpu {name}`" + (f", PyTorch {torch}" if torch else "")
+        lines = [HEADER]
+        for i, case in enumerate(cases[name]):
+            run = (date, card, commit, command) if i == 0 else ("", "", "", "")
+            lines.append("| " + " | ".join(run + case) + " |")
+        res[name] = "\n".join(lines)
+    return res
+
+
+def rewrite(path, new):
+    """Each table of `new` in place of its markers' text in the file at `path`."""
+    with open(path) as f:
+        text = f.read()
+    for name, table in new.items():
+        begin, end = f"<!-- gpu-table:{name} -->", f"<!-- /gpu-table:{name} -->"
+        i, j = text.find(begin), text.find(end)
+        if i < 0 or j < i:
+            sys.exit(f"{PROG}: {path}: no {begin} ... {end}")
+        text = text[:i + len(begin)] + "\n\n" + table + "\n\n" + text[j:]   # blank lines: markdown sees a table
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def main():
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("outdir", nargs="?", default="runs/gpu", help="a gpu-run.sh run's folder (default runs/gpu)")
+    p.add_argument("--perf", metavar="FILE", help="rewrite the tables between the markers in FILE (docs/PERF.md)")
+    p.add_argument("--commit", help="the commit the run's build was made from (default: OUTDIR/commit.txt)")
+    a = p.parse_args()
+    if not os.path.isdir(a.outdir):
+        sys.exit(f"{PROG}: {a.outdir}: no such folder")
+    new = tables(a.outdir, a.commit)
+    if a.perf:
+        if not new:
+            sys.exit(f"{PROG}: {a.outdir}: no st figures to write")
+        rewrite(a.perf, new)
+        print(f"{a.perf}: {', '.join(new)} rewritten")
+        return
+    for name, table in new.items():
+        print(f"{name}\n{table}\n")
+
+
+if __name__ == "__main__":
+    main()

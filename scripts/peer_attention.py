@@ -13,7 +13,7 @@
 # {"torch", "device"}):
 #   {"impl": "flex"|"sdpa_causal", "n", "B", "H", "D", "kind", "L", "bs", "pairs", "fwd_ms",
 #    "fwdbwd_ms", "fwd_tflops", "fwdbwd_tflops"}
-# Run on a GPU machine with PyTorch 2.5 or later and Triton (scripts/gpu-run.sh runs it):
+# Run on a GPU machine with a recent PyTorch and Triton (written for 2.11 and 3.6; scripts/gpu-run.sh runs it):
 #   python3 scripts/peer_attention.py
 # Environment: SEQS=4096,16384,65536 KINDS=dense,causal,fixed,strided (dense: SDPA) H=8 D=64
 import json
@@ -91,7 +91,7 @@ def measure(n, kind):
 
         def mask_mod(b, h, q_idx, kv_idx):
             return (q_idx >= kv_idx) & allowed(q_idx // BS, kv_idx // BS)
-        # _compile: without it the mask is evaluated over all n x n pairs, which does not fit at 262,144
+        # _compile=True: without it create_block_mask holds all n x n pairs at once (out of memory from 262,144)
         block_mask = create_block_mask(mask_mod, None, None, n, n, device=DEV, BLOCK_SIZE=BS, _compile=True)
 
         def attend(q, k, v):

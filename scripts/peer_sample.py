@@ -4,10 +4,11 @@
 # cache allocated once for the whole run, one token a step through SDPA over the cached prefix (all
 # of it: a dense prefix), multinomial sampling at temperature 1. Random weights: the speed does not
 # depend on them. Seconds (perf_counter around the whole loop, after a warm-up run) and tokens/s at
-# batch 1 for T1 tokens and at batch 16 for T16 steps; one JSON line each:
+# batch 1 for T1 tokens and at batch 16 for T16 steps; after a first line {"torch", "device"}, one
+# JSON line each:
 #   {"impl": "torch_sdpa_kvcache", "layers", "d", "heads", "batch", "tokens" (a sequence's),
 #    "seconds", "tokens_per_s" (all sequences')}
-# Run on a GPU machine with PyTorch 2.5 or later (scripts/gpu-run.sh runs it):
+# Run on a GPU machine with a recent PyTorch and Triton (written for 2.11 and 3.6; scripts/gpu-run.sh runs it):
 #   python3 scripts/peer_sample.py
 # Environment: LAYERS=12 DMODEL=512 HEADS=8 SEQ=65536 (the positions: T1 and T16 at most SEQ)
 # T1=4096 T16=4096

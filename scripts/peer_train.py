@@ -4,11 +4,12 @@
 # on one GPU) with bf16 autocast, torch.compile and fused AdamW, the attention FlexAttention over
 # st's fixed pattern at block 128 (own chunk of STRIDE_BLOCKS blocks and the last block of every
 # earlier chunk) or dense causal SDPA. Random bytes: the speed does not depend on the data. After 3
-# warm-up steps (compilation included), ITERS steps each between two CUDA events; one JSON line a kind:
+# warm-up steps (compilation included), ITERS steps each between two CUDA events; after a first line
+# {"torch", "device"}, one JSON line a kind:
 #   {"impl": "torch_fixed"|"torch_dense", "layers", "d", "heads", "seq", "batch", "pos", "ckpt",
 #    "params", "step_ms" (median), "tokens_per_s", "peak_gib" (torch.cuda.max_memory_allocated over
 #    the timed steps), "warmup_s", "loss"}, or {"impl", ..., "error": "out of memory"}.
-# Run on a GPU machine with PyTorch 2.5 or later and Triton (scripts/gpu-run.sh runs it):
+# Run on a GPU machine with a recent PyTorch and Triton (written for 2.11 and 3.6; scripts/gpu-run.sh runs it):
 #   python3 scripts/peer_train.py
 #   KINDS=fixed SEQ=1048576 LAYERS=4 DMODEL=256 HEADS=4 BATCH=1 STRIDE_BLOCKS=64 POS=2d CKPT=1 python3 scripts/peer_train.py
 # Environment: LAYERS=12 DMODEL=512 HEADS=8 SEQ=16384 BATCH=4 STRIDE_BLOCKS=8 KINDS=fixed,dense
@@ -44,7 +45,7 @@ def attention(kind):
     def fixed(b, h, q_idx, kv_idx):
         qb, kb = q_idx // BS, kv_idx // BS
         return (q_idx >= kv_idx) & ((kb // L == qb // L) | (kb % L == L - 1))
-    # _compile: without it the mask is evaluated over all N x N pairs, which does not fit at 262,144
+    # _compile=True: without it create_block_mask holds all N x N pairs at once (out of memory from 262,144)
     block_mask = create_block_mask(fixed, None, None, N, N, device=DEV, BLOCK_SIZE=BS, _compile=True)
     return lambda q, k, v: flex_attention(q, k, v, block_mask=block_mask)
 

@@ -1,5 +1,5 @@
 # An independent PyTorch model of st: the .st (safetensors) reader and writer, the Sparse Transformer
-# with st's parameter names, the allowed-key masks written from PAPER.md's sets, and st-train's recipe
+# with st's parameter names, the allowed-key masks written from the paper's sets (Child et al. 2019, section 4), and st-train's recipe
 # (AdamW groups, learning-rate schedule). Used by tests/parity/check_parity.py and scripts/train_torch.py.
 import json
 import math
@@ -132,7 +132,7 @@ def full_config(config):
 
 
 def allowed(config, layer, head, i, j):
-    """True where query i may attend to key j (PAPER.md section 1), for broadcastable index tensors i,
+    """True where query i may attend to key j (Child et al. 2019, section 4), for broadcastable index tensors i,
     j; head is an int or an index tensor (FlexAttention's mask_mod passes tensors)."""
     c = full_config(config)
     l = c["stride"]
@@ -228,7 +228,7 @@ class StModel(nn.Module):
         self.flex = False   # FlexAttention over block masks instead of dense (T, T) masks: long sequences on a GPU
 
     def init_weights(self, generator=None):
-        """The paper's init, as st does it (PAPER.md section 2)."""
+        """The paper's init, as st does it (Child et al. 2019, section 5)."""
         c = self.config
         d = c["d_model"]
         normal = lambda p, std: p.data.normal_(0.0, std, generator=generator)

@@ -1,6 +1,6 @@
 // CPU block-sparse attention against a naive dense masked reference (double), finite differences for
 // the backward, and bitwise determinism. The mask is attn_allowed, which tests/test_layout.cpp checks
-// against PAPER.md's sets written out independently.
+// against the paper's sets (Child et al. 2019, section 4) written out independently.
 #include <catch2/catch.hpp>
 
 #include <omp.h>

@@ -1,4 +1,4 @@
-// Attention layouts against PAPER.md section 1: the sets are written out again here, independently of
+// Attention layouts against Child et al. 2019, section 4: the sets are written out again here, independently of
 // libst/layout.cpp, and every block layout is expanded back to element sets and compared.
 #include <catch2/catch.hpp>
 
@@ -16,7 +16,7 @@ using namespace st;
 
 namespace {
 
-// PAPER.md section 1 with the project's choices (DESIGN.md, "Attention"): p = 2, fixed A2 of head h
+// The paper's sets (Child et al. 2019, section 4) with st's choices (st(7), "Attention patterns"): p = 2, fixed A2 of head h
 // is the length-c sub-block sub = k mod (l/c) counted from the end of each chunk, where k = h, or
 // h / 2 in multihead mode (where only odd heads use A2).
 bool paper_allows(const AttnSpec& s, int layer, int head, int64_t i, int64_t j) {

@@ -1,6 +1,6 @@
-// Times st's attention kernels on the block layouts of the PyTorch peer (../shared/peers
-// flex_anchor.py): causal, fixed and strided at block 128, H 8, D 64, 65,536 tokens per batch, and
-// prints one JSON line per case in the peer's format (median of timed runs after warm-up, CUDA events).
+// Times st's attention kernels on the block layouts of the PyTorch peer (scripts/peer_attention.py):
+// causal, fixed and strided at block 128, H 8, D 64, 65,536 tokens per batch, and prints one JSON
+// line per case in the peer's format (median of timed runs after warm-up, CUDA events).
 // Environment, as the peer's: SEQS=4096,16384,65536 KINDS=causal,fixed,strided H=8 D=64.
 #include <algorithm>
 #include <cmath>
@@ -19,6 +19,10 @@ using namespace st;
 using st::gpu::bf16;
 
 namespace {
+
+struct Kernels {   // a forward's and a backward's (kernels/attention_kernel.h)
+    gpu::AttnKernel fwd, bwd;
+};
 
 // A one-component head from a block predicate, the diagonal blocks causal inside.
 HeadLayout block_head(int T, int bs, const std::function<bool(int, int)>& allowed) {
@@ -123,26 +127,28 @@ int main() {
                     for (int kb = 0; kb < qb; kb++) offdiag += allowed(qb, kb);
                 const double pairs = double(offdiag) * bs * bs + double(nb) * bs * (bs + 1) / 2;
                 const double flops = 4 * pairs * D * B * H;
-                auto fwd = [&] { gpu::attention_forward(out, lse, qkv, plan, B, n, C, H, nullptr); };
-                auto fwdbwd = [&] {
-                    fwd();
-                    gpu::attention_backward(dqkv, dout, qkv, out, lse, dsum, plan, B, n, C, H, nullptr);
-                };
-                // The default kernels ("st": wgmma on a Hopper where they take the head size, else
-                // mma.sync), and the mma.sync ones beside them where the default is wgmma ("st-mma").
-                gpu::attention_default_kernels();
-                std::vector<bool> paths{gpu::attention_wgmma() && D != 32};
-                if (paths[0]) paths.push_back(false);
-                for (bool wgmma : paths) {
-                    gpu::attention_use_wgmma(wgmma);
+                // The kernels that run here ("st"), and the mma.sync ones beside them where those are
+                // not the same ("st-mma": what an A100 would run).
+                const Kernels here{gpu::attention_kernel_here(gpu::AttnPass::forward, D, bs),
+                                        gpu::attention_kernel_here(gpu::AttnPass::backward, D, bs)};
+                std::vector<Kernels> runs{here};
+                if (here.fwd != gpu::AttnKernel::mma || here.bwd != gpu::AttnKernel::mma)
+                    runs.push_back({gpu::AttnKernel::mma, gpu::AttnKernel::mma});
+                for (const Kernels& k : runs) {
+                    auto fwd = [&] { gpu::attention_forward(k.fwd, out, lse, qkv, plan, B, n, C, H, nullptr); };
+                    auto fwdbwd = [&] {
+                        fwd();
+                        gpu::attention_backward(k.bwd, dqkv, dout, qkv, out, lse, dsum, plan, B, n, C, H, nullptr);
+                    };
                     const float tf = median_ms(fwd, 10, 50), tfb = median_ms(fwdbwd, 10, 50);
-                    std::printf("{\"impl\": \"%s\", \"n\": %d, \"B\": %d, \"D\": %d, \"kind\": \"%s\", \"L\": %d, \"bs\": %d, "
-                                "\"fwd_ms\": %.4f, \"fwdbwd_ms\": %.4f, \"fwd_tflops\": %.1f, \"fwdbwd_tflops\": %.1f}\n",
-                                wgmma == paths[0] ? "st" : "st-mma", n, B, D, kind.c_str(), L, bs, tf, tfb, flops / tf / 1e9,
+                    std::printf("{\"impl\": \"%s\", \"kernels\": \"%s/%s\", \"n\": %d, \"B\": %d, \"D\": %d, \"kind\": \"%s\", "
+                                "\"L\": %d, \"bs\": %d, \"fwd_ms\": %.4f, \"fwdbwd_ms\": %.4f, \"fwd_tflops\": %.1f, "
+                                "\"fwdbwd_tflops\": %.1f}\n",
+                                &k == &runs[0] ? "st" : "st-mma", gpu::attention_kernel_name(k.fwd),
+                                gpu::attention_kernel_name(k.bwd), n, B, D, kind.c_str(), L, bs, tf, tfb, flops / tf / 1e9,
                                 3.5 * flops / tfb / 1e9);
                     std::fflush(stdout);
                 }
-                gpu::attention_default_kernels();
             }
         return 0;
     } catch (const std::exception& e) {

@@ -1,4 +1,4 @@
-// Token embedding plus factorized learned positions (PAPER.md section 2).
+// Token embedding plus factorized learned positions (Child et al. 2019, section 5).
 #include "cpu/ops.h"
 
 namespace st {

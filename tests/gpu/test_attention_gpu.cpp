@@ -1,10 +1,12 @@
 // GPU block-sparse attention against the CPU kernel run in float64 on the same bf16-rounded inputs:
 // every pattern and head mode, head sizes 32/64/128, blocks 64/128, lengths that end inside a
-// block. Outputs are poisoned (NaN) first, so an unwritten element fails; the backward must give
-// the same bits twice.
+// block, on every kernel attention_kernel picks for the shape (as on any card, and as on a Hopper
+// where the device is one). Outputs are poisoned (NaN) first, so an unwritten element fails; the
+// backward must give the same bits twice.
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <algorithm>
 #include <cstring>
 #include <random>
 #include <sstream>
@@ -62,8 +64,14 @@ double rel_err(const std::vector<double>& x, const std::vector<double>& ref) {
     return std::sqrt(num / std::max(den, 1e-300));
 }
 
-void check_case(const Case& k, std::mt19937& rng) {
-    INFO(describe(k) << (gpu::attention_wgmma() ? " (wgmma kernels where they take the shape)" : " (mma.sync kernels)"));
+// The kernels of one case: the forward's and the backward's.
+struct Kernels {
+    gpu::AttnKernel fwd, bwd;
+    bool operator==(const Kernels&) const = default;
+};
+
+void check_case(const Case& k, const Kernels& kk, std::mt19937& rng) {
+    INFO(describe(k) << " on " << gpu::attention_kernel_name(kk.fwd) << " / " << gpu::attention_kernel_name(kk.bwd));
     const int C = k.NH * k.D, T = k.T, B = k.B;
     const size_t N = size_t(B) * T;
     LayerLayout lay = layout_build(k.spec, T, k.NH, k.layer);
@@ -82,8 +90,8 @@ void check_case(const Case& k, std::mt19937& rng) {
     d_out.poison();
     d_lse.poison();
     d_dqkv.poison();
-    gpu::attention_forward(d_out.get(), d_lse.get(), d_qkv.get(), plan, B, T, C, k.NH, nullptr);
-    gpu::attention_backward(d_dqkv.get(), d_dout.get(), d_qkv.get(), d_out.get(), d_lse.get(), d_dsum.get(), plan, B, T,
+    gpu::attention_forward(kk.fwd, d_out.get(), d_lse.get(), d_qkv.get(), plan, B, T, C, k.NH, nullptr);
+    gpu::attention_backward(kk.bwd, d_dqkv.get(), d_dout.get(), d_qkv.get(), d_out.get(), d_lse.get(), d_dsum.get(), plan, B, T,
                             C, k.NH, nullptr);
     CUDA_CHECK(cudaDeviceSynchronize());
     std::vector<bf16> out = d_out.download(), dqkv = d_dqkv.download();
@@ -94,10 +102,23 @@ void check_case(const Case& k, std::mt19937& rng) {
     CHECK(rel_err(to_double(dqkv), dqkv_ref) < 2e-2);
 
     d_dqkv.poison();
-    gpu::attention_backward(d_dqkv.get(), d_dout.get(), d_qkv.get(), d_out.get(), d_lse.get(), d_dsum.get(), plan, B, T,
+    gpu::attention_backward(kk.bwd, d_dqkv.get(), d_dout.get(), d_qkv.get(), d_out.get(), d_lse.get(), d_dsum.get(), plan, B, T,
                             C, k.NH, nullptr);
     std::vector<bf16> again = d_dqkv.download();
     CHECK(std::memcmp(again.data(), dqkv.data(), dqkv.size() * sizeof(bf16)) == 0);
+}
+
+// Runs the case on each pair of kernels attention_kernel picks for its shape: the one of any sm_80+
+// card, and the Hopper one where the device is a Hopper (skipped where it is the same pair).
+void check_each_kernel(const Case& k, std::mt19937& rng) {
+    std::vector<Kernels> runs;
+    for (bool hopper : {false, true}) {
+        if (hopper && !gpu::attention_hopper()) continue;
+        const Kernels kk{gpu::attention_kernel(gpu::AttnPass::forward, k.D, k.spec.block, hopper),
+                         gpu::attention_kernel(gpu::AttnPass::backward, k.D, k.spec.block, hopper)};
+        if (std::find(runs.begin(), runs.end(), kk) == runs.end()) runs.push_back(kk);
+    }
+    for (const Kernels& kk : runs) check_case(k, kk, rng);
 }
 
 // Every pattern and mode, head sizes 32/64/128, blocks 64/128, lengths with whole and partial last blocks.
@@ -120,7 +141,7 @@ void check_all(std::mt19937& rng) {
                     k.T = (n % 3 == 0) ? 512 : (n % 3 == 1 ? 449 : 1000);
                     for (int layer : {0, 1}) {
                         k.layer = layer;
-                        check_case(k, rng);
+                        check_each_kernel(k, rng);
                         if (mode != HeadMode::interleaved) break;
                     }
                     n++;
@@ -141,19 +162,9 @@ void check_long_and_short(std::mt19937& rng) {
     k.B = 2;
     k.T = 4096;
     k.layer = 0;
-    check_case(k, rng);
+    check_each_kernel(k, rng);
     k.T = 37;
-    check_case(k, rng);
-}
-
-// Runs check with each set of kernels the device has (Hopper: wgmma too), then restores the default.
-template <class F>
-void each_kernel_set(F check) {
-    for (bool wgmma : gpu::attention_wgmma_supported() ? std::vector<bool>{false, true} : std::vector<bool>{false}) {
-        gpu::attention_use_wgmma(wgmma);
-        check();
-    }
-    gpu::attention_default_kernels();
+    check_each_kernel(k, rng);
 }
 
 }  // namespace
@@ -161,11 +172,48 @@ void each_kernel_set(F check) {
 TEST_CASE("GPU attention matches the CPU kernel for every pattern, mode, head size and block", "[gpu]") {
     ST_REQUIRE_GPU();
     std::mt19937 rng(1234);
-    each_kernel_set([&] { check_all(rng); });
+    check_all(rng);
 }
 
 TEST_CASE("GPU attention: long strided rows in transposed order and a one-block sequence", "[gpu]") {
     ST_REQUIRE_GPU();
     std::mt19937 rng(99);
-    each_kernel_set([&] { check_long_and_short(rng); });
+    check_long_and_short(rng);
+}
+
+TEST_CASE("the attention kernel rule is kernels/attention_kernel.h's table", "[attention]") {
+    using gpu::AttnKernel, gpu::AttnPass;
+    const auto pick = [](AttnPass pass, int D, int block, bool hopper) { return gpu::attention_kernel(pass, D, block, hopper); };
+    for (AttnPass pass : {AttnPass::forward, AttnPass::backward})
+        for (int D : {32, 64, 128})
+            for (int block : {64, 128}) {
+                CHECK(pick(pass, D, block, false) == AttnKernel::mma);   // an A100
+                // Every kernel that runs a shape has code for it, and only mma has code where it never runs.
+                for (AttnKernel k : {AttnKernel::mma, AttnKernel::wgmma, AttnKernel::ws})
+                    CHECK(gpu::attention_kernel_takes(k, pass, D, block) ==
+                          (k == AttnKernel::mma || pick(pass, D, block, true) == k));
+            }
+    // On a Hopper (H100, H200).
+    for (AttnPass pass : {AttnPass::forward, AttnPass::backward}) {
+        CHECK(pick(pass, 32, 64, true) == AttnKernel::mma);
+        CHECK(pick(pass, 32, 128, true) == AttnKernel::mma);
+        CHECK(pick(pass, 64, 64, true) == AttnKernel::wgmma);
+        CHECK(pick(pass, 64, 128, true) == AttnKernel::ws);
+    }
+    CHECK(pick(AttnPass::forward, 128, 64, true) == AttnKernel::wgmma);
+    CHECK(pick(AttnPass::forward, 128, 128, true) == AttnKernel::wgmma);
+    CHECK(pick(AttnPass::backward, 128, 64, true) == AttnKernel::mma);
+    CHECK(pick(AttnPass::backward, 128, 128, true) == AttnKernel::mma);
+}
+
+TEST_CASE("GPU attention refuses a kernel that has no code for the shape, in one line", "[gpu]") {
+    ST_REQUIRE_GPU();
+    LayerLayout lay = layout_build(AttnSpec{}, 256, 4, 0);
+    gpu::AttnPlan plan(lay);
+    const int B = 1, T = 256, NH = 4, C = NH * 32;
+    DeviceBuffer<bf16> qkv(size_t(B) * T * 3 * C), out(size_t(B) * T * C);
+    DeviceBuffer<float> lse(size_t(B) * NH * T);
+    // Head size 32: the warp-specialised kernels take 64 alone.
+    CHECK_THROWS_WITH(gpu::attention_forward(gpu::AttnKernel::ws, out.get(), lse.get(), qkv.get(), plan, B, T, C, NH, nullptr),
+                      Catch::Contains("no kernel for head size 32") || Catch::Contains("need a Hopper"));
 }

@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "kernels/attention.h"
-#include "kernels/attention_sm90_tile.cuh"
+#include "kernels/attention_wgmma_tile.cuh"
 #include "gpu.h"
 
 using namespace st;
@@ -94,7 +94,7 @@ void check_probe(std::mt19937& rng, int k_at, int v_at, int reps) {
 
 TEST_CASE("wgmma tile products: S = Q K^T and O = P V on swizzled tiles", "[gpu]") {
     ST_REQUIRE_GPU();
-    if (!gpu::attention_wgmma_supported()) {
+    if (!gpu::attention_hopper()) {
         WARN("not a Hopper GPU or not an sm_90a build: skipped");
         return;
     }

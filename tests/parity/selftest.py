@@ -2,7 +2,7 @@
 """usage: selftest.py
 
 Checks the PyTorch side of the parity test on files it makes itself, no st needed: the masks against
-PAPER.md's sets enumerated one pair at a time, attention against a per-query loop, the safetensors
+the paper's sets (Child et al. 2019, section 4) enumerated one pair at a time, attention against a per-query loop, the safetensors
 round trip (.zst too), and check_parity.py passing on its own float32 gradients and failing on
 perturbed ones. Exit 0 when all pass."""
 import contextlib
@@ -35,7 +35,7 @@ def check(ok, what):
 
 
 def paper_set(cfg, layer, head, i):
-    """A_i as PAPER.md writes it, one j at a time."""
+    """A_i as the paper writes it, one j at a time."""
     l, c = cfg["stride"], cfg.get("summary", 32)
     S = [j for j in range(i + 1)]
     if cfg["pattern"] == "dense":
@@ -66,7 +66,7 @@ def test_masks():
         cfg = base(pattern=pattern, mode=mode)
         ok = all(set(allowed_mask(cfg, r, hd, T)[i].nonzero().flatten().tolist()) == paper_set(cfg, r, hd, i)
                  for r in range(2) for hd in range(4) for i in range(T))
-        check(ok, f"mask {pattern}/{mode} = PAPER.md sets (T {T}, l 8, c 2)")
+        check(ok, f"mask {pattern}/{mode} = the paper's sets (T {T}, l 8, c 2)")
 
 
 def test_attention():

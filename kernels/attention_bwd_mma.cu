@@ -1,5 +1,5 @@
-// Block-sparse flash attention, backward. Three launches per component, none with atomics:
-//   dsum: D = rowsum(dO * O) per query (once per layer, in sequence order);
+// Block-sparse flash attention, backward, on mma.sync (any sm_80+). After attention_backward's dsum
+// (D = rowsum(dO * O) per query, once per layer), two launches per component, neither with atomics:
 //   dkv:  one CTA per key block walks the query blocks that see it (the transposed CSR), keeping dK
 //         and dV of its keys in registers: S^T = K Q^T, P^T = exp(S^T - lse), dP^T = V dO^T,
 //         dS^T = P^T (dP^T - D) / sqrt(d), dV += P^T dO, dK += dS^T Q;
@@ -8,6 +8,7 @@
 // Recomputing P in both passes costs two extra products per block pair; in exchange each output row
 // is owned by one CTA, so the result is the same bits on every run.
 #include <cfloat>
+#include <string>
 
 #include "kernels/attention_bwd_common.cuh"
 #include "kernels/check.h"
@@ -17,32 +18,6 @@ namespace st::gpu {
 namespace {
 
 using namespace mma;
-
-// D / 8 threads per (token, head), 16 bytes of dO and O each: D = sum over the head's columns of dO * O.
-template <int D>
-__global__ void dsum_kernel(float* dsum, const bf16* dout, const bf16* out, int64_t N, int T, int C, int NH) {
-    constexpr int G = D / 8;   // threads a row: 4, 8 or 16 lanes of one warp
-    const int64_t r = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / G;
-    const int part = threadIdx.x % G;
-    float acc = 0;
-    if (r < N * NH) {
-        const int64_t off = r / NH * C + r % NH * D + part * 8;
-        const uint4 o = *reinterpret_cast<const uint4*>(out + off), d = *reinterpret_cast<const uint4*>(dout + off);
-        const __nv_bfloat162* o2 = reinterpret_cast<const __nv_bfloat162*>(&o);
-        const __nv_bfloat162* d2 = reinterpret_cast<const __nv_bfloat162*>(&d);
-#pragma unroll
-        for (int i = 0; i < 4; i++) {
-            const float2 a = __bfloat1622float2(o2[i]), b = __bfloat1622float2(d2[i]);
-            acc += a.x * b.x + a.y * b.y;
-        }
-    }
-#pragma unroll
-    for (int k = G / 2; k > 0; k /= 2) acc += __shfl_xor_sync(0xffffffffu, acc, k);
-    if (r < N * NH && part == 0) {
-        const int64_t n = r / NH;
-        dsum[(n / T * NH + r % NH) * T + n % T] = acc;
-    }
-}
 
 // Shapes: MT row tiles of 16 per warp (2 where the registers allow: fewer shared-memory reads per
 // product), and the width of the tiles the other side streams in (32 where the accumulators are big).
@@ -194,28 +169,15 @@ void launch_bwd(const BwdArgs& a, const AttnPlan& plan, int B, cudaStream_t s) {
 
 }  // namespace
 
-void attention_backward(bf16* dqkv, const bf16* dout, const bf16* qkv, const bf16* out, const float* lse, float* dsum,
-                        const AttnPlan& plan, int B, int T, int C, int NH, cudaStream_t s) {
-    std::string why = attention_gpu_check(plan.block, C, NH);
-    if (!why.empty()) fail(why);
-    if (plan.T != T || plan.n_head != NH) fail("attention: plan built for another length or head count");
-    if (!aligned16(dqkv) || !aligned16(dout) || !aligned16(qkv) || !aligned16(out))
-        fail("attention_backward: the kernels read and write whole 16-byte pieces of rows: pointers must be 16-byte aligned");
-    const int D = C / NH;
-    const int64_t N = int64_t(B) * T, threads_needed = N * NH * (D / 8);
-    const int threads = 256;
-    const unsigned grid = unsigned((threads_needed + threads - 1) / threads);
-    if (D == 32) dsum_kernel<32><<<grid, threads, 0, s>>>(dsum, dout, out, N, T, C, NH);
-    if (D == 64) dsum_kernel<64><<<grid, threads, 0, s>>>(dsum, dout, out, N, T, C, NH);
-    if (D == 128) dsum_kernel<128><<<grid, threads, 0, s>>>(dsum, dout, out, N, T, C, NH);
-    CUDA_LAUNCH_CHECK();
-    const double sc = 1.0 / std::sqrt(double(D));
-    BwdArgs a{dqkv, dout, qkv, lse, dsum, nullptr, T, C, NH, float(sc), float(sc * 1.4426950408889634), false};
-    if (attention_wgmma() && (attention_backward_ws(a, plan, B, s) || attention_backward_sm90(a, plan, B, s))) return;
-#define ST_BWD(d, blk) \
-    if (D == d && plan.block == blk) return launch_bwd<d, blk>(a, plan, B, s);
-    ST_BWD(32, 64) ST_BWD(64, 64) ST_BWD(128, 64) ST_BWD(32, 128) ST_BWD(64, 128) ST_BWD(128, 128)
-#undef ST_BWD
+void backward_mma(const BwdArgs& a, const AttnPlan& plan, int B, cudaStream_t s) {
+    const int D = a.C / a.NH;
+    if (D == 32 && plan.block == 64) return launch_bwd<32, 64>(a, plan, B, s);
+    if (D == 64 && plan.block == 64) return launch_bwd<64, 64>(a, plan, B, s);
+    if (D == 128 && plan.block == 64) return launch_bwd<128, 64>(a, plan, B, s);
+    if (D == 32 && plan.block == 128) return launch_bwd<32, 128>(a, plan, B, s);
+    if (D == 64 && plan.block == 128) return launch_bwd<64, 128>(a, plan, B, s);
+    if (D == 128 && plan.block == 128) return launch_bwd<128, 128>(a, plan, B, s);
+    fail("backward_mma: no kernel for head size " + std::to_string(D) + ", block " + std::to_string(plan.block));
 }
 
 }  // namespace st::gpu

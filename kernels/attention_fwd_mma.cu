@@ -4,9 +4,8 @@
 // online softmax rescales the output accumulators and P feeds the P.V product as an A fragment.
 // Components after the first merge into the output by log-sum-exp (the CPU's order).
 #include <cfloat>
-#include <cstdlib>
+#include <string>
 
-#include "kernels/attention.h"
 #include "kernels/attention_fwd_common.cuh"
 #include "kernels/check.h"
 
@@ -95,44 +94,15 @@ void launch_fwd(const FwdArgs& a, const AttnPlan& plan, int B, cudaStream_t s) {
 
 }  // namespace
 
-// The wgmma kernels run where the device is a Hopper and this build has their code (sm_90a), unless
-// ST_ATTENTION=mma asks for the mma.sync kernels (or a test or benchmark picks with attention_use_wgmma).
-static int g_wgmma = -1;
-
-bool attention_wgmma_supported() {
-    static int supported = -1;
-    if (supported < 0) {
-        cudaFuncAttributes fa;
-        supported = device_attr(cudaDevAttrComputeCapabilityMajor) == 9 &&
-                    cudaFuncGetAttributes(&fa, fwd_kernel<64, 64>) == cudaSuccess && fa.binaryVersion == 90;
-    }
-    return supported == 1;
-}
-
-void attention_use_wgmma(bool on) { g_wgmma = on && attention_wgmma_supported(); }
-
-void attention_default_kernels() { g_wgmma = -1; }
-
-bool attention_wgmma() {
-    if (g_wgmma < 0) {
-        const char* env = std::getenv("ST_ATTENTION");
-        attention_use_wgmma(!(env && std::string(env) == "mma"));
-    }
-    return g_wgmma == 1;
-}
-
-void attention_forward(bf16* out, float* lse, const bf16* qkv, const AttnPlan& plan, int B, int T, int C, int NH,
-                       cudaStream_t s) {
-    std::string why = attention_gpu_check(plan.block, C, NH);
-    if (!why.empty()) fail(why);
-    if (plan.T != T || plan.n_head != NH) fail("attention: plan built for another length or head count");
-    const int D = C / NH;
-    FwdArgs a{out, lse, qkv, nullptr, T, C, NH, float(1.4426950408889634 / std::sqrt(double(D))), false};
-    if (attention_wgmma() && (attention_forward_ws(a, plan, B, s) || attention_forward_sm90(a, plan, B, s))) return;
-#define ST_FWD(d, blk) \
-    if (D == d && plan.block == blk) return launch_fwd<d, blk>(a, plan, B, s);
-    ST_FWD(32, 64) ST_FWD(64, 64) ST_FWD(128, 64) ST_FWD(32, 128) ST_FWD(64, 128) ST_FWD(128, 128)
-#undef ST_FWD
+void forward_mma(const FwdArgs& a, const AttnPlan& plan, int B, cudaStream_t s) {
+    const int D = a.C / a.NH;
+    if (D == 32 && plan.block == 64) return launch_fwd<32, 64>(a, plan, B, s);
+    if (D == 64 && plan.block == 64) return launch_fwd<64, 64>(a, plan, B, s);
+    if (D == 128 && plan.block == 64) return launch_fwd<128, 64>(a, plan, B, s);
+    if (D == 32 && plan.block == 128) return launch_fwd<32, 128>(a, plan, B, s);
+    if (D == 64 && plan.block == 128) return launch_fwd<64, 128>(a, plan, B, s);
+    if (D == 128 && plan.block == 128) return launch_fwd<128, 128>(a, plan, B, s);
+    fail("forward_mma: no kernel for head size " + std::to_string(D) + ", block " + std::to_string(plan.block));
 }
 
 }  // namespace st::gpu

@@ -1,9 +1,9 @@
-// The wgmma steps of the Hopper attention kernels (attention_fwd_sm90.cu, attention_bwd_sm90.cu),
+// The wgmma steps of the Hopper attention kernels (attention_fwd_wgmma.cu, attention_bwd_wgmma.cu),
 // apart so that tests/gpu/test_wgmma_gpu.cu can check each against the CPU on one tile: a 64-row tile
 // in the 128-byte swizzle, S = Q K^T for a warpgroup's 64 rows (both operands from shared memory), and
 // acc += P V (P from registers).
 #pragma once
-#include "kernels/attention_tile.cuh"
+#include "kernels/attention_mma_tile.cuh"
 #include "kernels/wgmma.cuh"
 
 namespace st::gpu {
@@ -11,8 +11,8 @@ namespace st::gpu {
 constexpr int kPanel = kKeyTile * 128;   // bytes of one 64-column panel of a 64-row tile
 
 // Streamed tiles three deep: tile it + 1 loads while the last product of tile it - 1, left running
-// into tile it (it is waited for with tile it's scores), still reads its own. Fixed 16384 x 4 on an
-// H200: forward 0.645 -> 0.635 ms, forward and backward 2.671 -> 2.629 against waiting at once.
+// into tile it (it is waited for with tile it's scores), still reads its own: a little faster than
+// waiting for each product at once.
 constexpr int kBufs = 3;
 
 __device__ __forceinline__ int next_buf(int buf) { return buf + 1 == kBufs ? 0 : buf + 1; }

@@ -1,14 +1,15 @@
-// Block-sparse flash attention, forward, on Hopper's wgmma: the same walk as attention_fwd.cu (one
+// Block-sparse flash attention, forward, on Hopper's wgmma: the same walk as attention_fwd_mma.cu (one
 // CTA per query block, key tiles of 64 three deep through cp.async, online softmax in registers), but
 // each warpgroup of 4 warps multiplies its 64 query rows with wgmma, reading Q, K and V straight from
 // swizzled shared memory (P V takes P from registers): no per-warp fragment loads, and the tensor
 // cores run at Hopper's rate.
-// Head sizes 64 and 128 (64-column panels); the mma.sync kernel serves 32.
+// Head size 64 with blocks of 64, and 128 (64-column panels) with both blocks (attention_kernel.h).
 #include <cfloat>
+#include <string>
 
 #include "kernels/attention_fwd_common.cuh"
 #include "kernels/check.h"
-#include "kernels/attention_sm90_tile.cuh"
+#include "kernels/attention_wgmma_tile.cuh"
 
 namespace st::gpu {
 
@@ -17,13 +18,13 @@ namespace {
 using namespace mma;
 
 template <int BLK>
-constexpr int sm90_threads() { return BLK / 64 * 128; }   // a warpgroup per 64 query rows
+constexpr int wgmma_threads() { return BLK / 64 * 128; }   // a warpgroup per 64 query rows
 
 // A CTA takes the whole query block (its warpgroups share the key and value tiles): with a warpgroup
-// a CTA and each loading its own, the forward was 7% slower (fixed 16384 x 4, H200, 2026-11-28).
+// a CTA and each loading its own, the forward was slower.
 template <int D, int BLK>
-__global__ void __launch_bounds__(sm90_threads<BLK>(), D == 64 ? 512 / sm90_threads<BLK>() : 1) fwd_sm90_kernel(FwdArgs a) {
-    constexpr int NT = sm90_threads<BLK>(), SUB = BLK / kKeyTile, TILE = D / 64 * kPanel;
+__global__ void __launch_bounds__(wgmma_threads<BLK>(), D == 64 ? 512 / wgmma_threads<BLK>() : 1) fwd_wgmma_kernel(FwdArgs a) {
+    constexpr int NT = wgmma_threads<BLK>(), SUB = BLK / kKeyTile, TILE = D / 64 * kPanel;
     extern __shared__ __align__(16) unsigned char smem_raw[];
     unsigned char* smem = swizzle_base(smem_raw);
     unsigned char* Ks = smem;                // kBufs x TILE
@@ -57,7 +58,7 @@ __global__ void __launch_bounds__(sm90_threads<BLK>(), D == 64 ? 512 / sm90_thre
         wgmma::fence_regs<D / 2>(&acc[0][0][0]);
         wgmma::fence_frags<16>(&pa[0][0]);
     };
-    settle_pv();   // the zeros set before the walk (see dkv_sm90_kernel)
+    settle_pv();   // the zeros set before the walk (see dkv_wgmma_kernel)
     const int r0 = warp * 16;   // the warp's 16 rows of its warpgroup's 64
     for (int it = 0, buf = 0; it < ntiles; it++, buf = next_buf(buf)) {
         tile_ready(it + 1 < ntiles, buf, [&](int next) { load_kv(k1, next); });
@@ -89,26 +90,23 @@ __global__ void __launch_bounds__(sm90_threads<BLK>(), D == 64 ? 512 / sm90_thre
 template <int D, int BLK>
 void launch(const FwdArgs& a, const AttnPlan& plan, int B, cudaStream_t s) {
     constexpr int smem = 1024 + (2 * kBufs + BLK / 64) * (D / 64) * kPanel;
-    allow_smem(reinterpret_cast<const void*>(fwd_sm90_kernel<D, BLK>), smem);
+    allow_smem(reinterpret_cast<const void*>(fwd_wgmma_kernel<D, BLK>), smem);
     for_each_component(plan, a, [&](const FwdArgs& ak) {
-        fwd_sm90_kernel<D, BLK><<<dim3(plan.nblk, a.NH, B), sm90_threads<BLK>(), smem, s>>>(ak);
+        fwd_wgmma_kernel<D, BLK><<<dim3(plan.nblk, a.NH, B), wgmma_threads<BLK>(), smem, s>>>(ak);
         CUDA_LAUNCH_CHECK();
     });
 }
 
 }  // namespace
 
-// The default on a Hopper (attention_wgmma); the [gpu] attention tests run both kernel sets. With Q as
-// register fragments, ptxas once gave their registers to P at head size 64 (tests/gpu/test_wgmma_gpu.cu
-// found it); Q is now read from shared memory like K. Fixed 16384 x 4 on an H200 (2026-11-28): 0.635 ms
-// against 0.926 on mma.sync.
-bool attention_forward_sm90(const FwdArgs& a, const AttnPlan& plan, int B, cudaStream_t s) {
+// With Q as register fragments, ptxas once gave their registers to P at head size 64
+// (tests/gpu/test_wgmma_gpu.cu found it); Q is read from shared memory like K.
+void forward_wgmma(const FwdArgs& a, const AttnPlan& plan, int B, cudaStream_t s) {
     const int D = a.C / a.NH;
-#define ST_FWD(d, blk) \
-    if (D == d && plan.block == blk) return launch<d, blk>(a, plan, B, s), true;
-    ST_FWD(64, 64) ST_FWD(64, 128) ST_FWD(128, 64) ST_FWD(128, 128)
-#undef ST_FWD
-    return false;
+    if (D == 64 && plan.block == 64) return launch<64, 64>(a, plan, B, s);
+    if (D == 128 && plan.block == 64) return launch<128, 64>(a, plan, B, s);
+    if (D == 128 && plan.block == 128) return launch<128, 128>(a, plan, B, s);
+    fail("forward_wgmma: no kernel for head size " + std::to_string(D) + ", block " + std::to_string(plan.block));
 }
 
 }  // namespace st::gpu

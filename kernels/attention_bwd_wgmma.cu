@@ -1,18 +1,19 @@
-// Block-sparse flash attention, backward, on Hopper's wgmma: the two kernels of attention_bwd.cu
+// Block-sparse flash attention, backward, on Hopper's wgmma: the two kernels of attention_bwd_mma.cu
 // (dK/dV by key block over the transposed CSR, dQ by query block over the CSR: no atomics, the same
 // bits every run), but a CTA is one warpgroup of 4 warps taking 64 rows of the block, multiplying with
 // wgmma and reading the streamed tiles (Q and dO, or K and V) straight from swizzled shared memory.
 // One warpgroup a CTA lets the CTAs of an SM run apart, one's exponentials beside another's products
-// (two warpgroups a CTA, meeting at every barrier, were 7% slower: H200, 2026-11-28). A tile serves
+// (two warpgroups a CTA, meeting at every barrier, were slower). A tile serves
 // both of its uses from one layout: as the K-major B of a score product (S^T = K Q^T) and as the
-// N-major B of an accumulation (dK += dS^T Q), as K and V do in attention_fwd_sm90.cu.
+// N-major B of an accumulation (dK += dS^T Q), as K and V do in attention_fwd_wgmma.cu.
 // The CTA's own rows (K and V, or Q and dO) are swizzled tiles too, read by the score products as
 // their A operand from shared memory; the products that take computed probabilities (dV, dK, dQ)
-// read them from registers. Head size 64, blocks of 64 and 128; the mma.sync kernels serve the rest.
+// read them from registers. Head size 64, blocks of 64 (attention_fwd_ws.cu's kernels take blocks of 128).
 #include <cfloat>
+#include <string>
 
 #include "kernels/attention_bwd_common.cuh"
-#include "kernels/attention_sm90_tile.cuh"
+#include "kernels/attention_wgmma_tile.cuh"
 #include "kernels/check.h"
 
 namespace st::gpu {
@@ -24,11 +25,11 @@ using namespace mma;
 constexpr int kRows = 64, kThreads = 128;   // a CTA's rows of its block, its threads: one warpgroup
 
 template <int D>
-constexpr int dkv_sm90_smem() {   // alignment slack, Q and dO tiles, K and V, lse and D
+constexpr int dkv_wgmma_smem() {   // alignment slack, Q and dO tiles, K and V, lse and D
     return 1024 + (2 * kBufs + 2) * (D / 64) * kPanel + 2 * kBufs * kKeyTile * 4;
 }
 template <int D>
-constexpr int dq_sm90_smem() {   // alignment slack, K and V tiles, Q and dO
+constexpr int dq_wgmma_smem() {   // alignment slack, K and V tiles, Q and dO
     return 1024 + (2 * kBufs + 2) * (D / 64) * kPanel;
 }
 
@@ -49,7 +50,7 @@ __device__ __forceinline__ void score_products(float (&s)[8][4], float (&dp)[8][
 }
 
 template <int D, int BLK>
-__global__ void __launch_bounds__(kThreads, 2) dkv_sm90_kernel(BwdArgs a) {
+__global__ void __launch_bounds__(kThreads, 2) dkv_wgmma_kernel(BwdArgs a) {
     constexpr int NT = kThreads, SUB = BLK / kKeyTile, TILE = D / 64 * kPanel;
     extern __shared__ __align__(16) unsigned char smem_raw[];
     unsigned char* smem = swizzle_base(smem_raw);
@@ -127,7 +128,7 @@ __global__ void __launch_bounds__(kThreads, 2) dkv_sm90_kernel(BwdArgs a) {
 }
 
 template <int D, int BLK>
-__global__ void __launch_bounds__(kThreads, 2) dq_sm90_kernel(BwdArgs a) {
+__global__ void __launch_bounds__(kThreads, 2) dq_wgmma_kernel(BwdArgs a) {
     constexpr int NT = kThreads, SUB = BLK / kKeyTile, TILE = D / 64 * kPanel;
     extern __shared__ __align__(16) unsigned char smem_raw[];
     unsigned char* smem = swizzle_base(smem_raw);
@@ -193,26 +194,22 @@ __global__ void __launch_bounds__(kThreads, 2) dq_sm90_kernel(BwdArgs a) {
 
 template <int D, int BLK>
 void launch(const BwdArgs& a, const AttnPlan& plan, int B, cudaStream_t s) {
-    allow_smem(reinterpret_cast<const void*>(dkv_sm90_kernel<D, BLK>), dkv_sm90_smem<D>());
-    allow_smem(reinterpret_cast<const void*>(dq_sm90_kernel<D, BLK>), dq_sm90_smem<D>());
+    allow_smem(reinterpret_cast<const void*>(dkv_wgmma_kernel<D, BLK>), dkv_wgmma_smem<D>());
+    allow_smem(reinterpret_cast<const void*>(dq_wgmma_kernel<D, BLK>), dq_wgmma_smem<D>());
     const dim3 grid(plan.nblk * (BLK / kRows), a.NH, B);
     for_each_component(plan, a, [&](const BwdArgs& ak) {
-        dkv_sm90_kernel<D, BLK><<<grid, kThreads, dkv_sm90_smem<D>(), s>>>(ak);
+        dkv_wgmma_kernel<D, BLK><<<grid, kThreads, dkv_wgmma_smem<D>(), s>>>(ak);
         CUDA_LAUNCH_CHECK();
-        dq_sm90_kernel<D, BLK><<<grid, kThreads, dq_sm90_smem<D>(), s>>>(ak);
+        dq_wgmma_kernel<D, BLK><<<grid, kThreads, dq_wgmma_smem<D>(), s>>>(ak);
         CUDA_LAUNCH_CHECK();
     });
 }
 
 }  // namespace
 
-// The default on a Hopper (attention_wgmma); the [gpu] attention tests run both kernel sets. Fixed
-// 16384 x 4 on an H200 (2026-11-28), backward alone: 3.24 ms on mma.sync, 1.99 ms here.
-bool attention_backward_sm90(const BwdArgs& a, const AttnPlan& plan, int B, cudaStream_t s) {
-    if (a.C / a.NH != 64) return false;
-    if (plan.block == 64) return launch<64, 64>(a, plan, B, s), true;
-    if (plan.block == 128) return launch<64, 128>(a, plan, B, s), true;
-    return false;
+void backward_wgmma(const BwdArgs& a, const AttnPlan& plan, int B, cudaStream_t s) {
+    if (a.C / a.NH == 64 && plan.block == 64) return launch<64, 64>(a, plan, B, s);
+    fail("backward_wgmma: no kernel for head size " + std::to_string(a.C / a.NH) + ", block " + std::to_string(plan.block));
 }
 
 }  // namespace st::gpu
