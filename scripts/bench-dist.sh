@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Data-parallel training on the GPUs of one host, measured against one GPU and against PyTorch DDP +
-# FlexAttention (scripts/ddp_train_peer.py under torchrun) in the same run. PARTS (default all):
+# FlexAttention (scripts/peer_train_ddp.py under torchrun) in the same run. PARTS (default all):
 #   learn: same learning. STEPS (200) steps on TEXT at the same global batch and seed, on 1 GPU, on N,
 #     and on N with --shard-optimizer; each step's loss within 1% of the 1-GPU run's (the largest
 #     difference is printed). The small model of scripts/compare-gpu.sh (4 layers d 256, context 1024,
@@ -84,7 +84,7 @@ PY
         speed "st-${n}gpu-strong" --batch 4 --gpus "$n"
     } | tee "$out/st-scaling.jsonl" || status=1
     echo "== scaling: PyTorch DDP + FlexAttention"
-    timeout 300 $py -m torch.distributed.run --standalone --nproc_per_node "$n" scripts/ddp_train_peer.py 2>> "$out/peer.err" |
+    timeout 300 $py -m torch.distributed.run --standalone --nproc_per_node "$n" scripts/peer_train_ddp.py 2>> "$out/peer.err" |
         tee "$out/peer-scaling.jsonl" || status=1
     $py - "$out" "$n" <<'PY'
 import json, sys

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 # The PyTorch peer of st-sample on the GPU: incremental sampling as a PyTorch user writes it. The
-# blocks of scripts/ddp_train_peer.py's model in bf16, eager, one learned position a token; a KV
+# blocks of scripts/peer_train_ddp.py's model in bf16, eager, one learned position a token; a KV
 # cache allocated once for the whole run, one token a step through SDPA over the cached prefix (all
 # of it: a dense prefix), multinomial sampling at temperature 1. Random weights: the speed does not
 # depend on them. Seconds (perf_counter around the whole loop, after a warm-up run) and tokens/s at
@@ -28,7 +28,7 @@ import torch.nn.functional as F  # noqa: E402
 from torch.nn.attention import SDPBackend, sdpa_kernel  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from ddp_train_peer import DM, NH, NL, V, Block  # noqa: E402
+from peer_train_ddp import DM, NH, NL, V, Block  # noqa: E402
 
 N, T1, T16 = (int(os.environ.get(k, d)) for k, d in (("SEQ", 65536), ("T1", 4096), ("T16", 4096)))
 HD = DM // NH

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 # The PyTorch peer of st-train's GPU step: one training step of the same pre-norm Sparse Transformer
-# (byte vocabulary, GELU MLP 4d, learned 1-d or 2-d positions; the model of scripts/ddp_train_peer.py,
+# (byte vocabulary, GELU MLP 4d, learned 1-d or 2-d positions; the model of scripts/peer_train_ddp.py,
 # on one GPU) with bf16 autocast, torch.compile and fused AdamW, the attention FlexAttention over
 # st's fixed pattern at block 128 (own chunk of STRIDE_BLOCKS blocks and the last block of every
 # earlier chunk) or dense causal SDPA. Random bytes: the speed does not depend on the data. After 3
@@ -30,7 +30,7 @@ import torch.nn.functional as F  # noqa: E402
 from torch.nn.attention.flex_attention import create_block_mask, flex_attention  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from ddp_train_peer import BS, CKPT, DM, ITERS, L, N, NH, NL, POS, B, V, Model  # noqa: E402
+from peer_train_ddp import BS, CKPT, DM, ITERS, L, N, NH, NL, POS, B, V, Model  # noqa: E402
 
 KINDS = os.environ.get("KINDS", "fixed,dense").split(",")
 WARMUP = 3

@@ -130,7 +130,7 @@ def eval_bits(model, val, n_ctx, windows, batch, records=False):
 
 def gemm_gflops(n=512, reps=20):
     """float32 GEMM rate at the set thread count: tells OpenBLAS (tens of GFLOP/s a core) from the
-    reference BLAS (a few), without which the comparison would mean nothing (shared/peers/README.md)."""
+    reference BLAS (a few), without which the comparison would mean nothing."""
     x, y = torch.randn(n, n), torch.randn(n, n)
     x @ y
     t0 = time.perf_counter()

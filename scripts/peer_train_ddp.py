@@ -5,8 +5,8 @@
 # global batch is BATCH * world. After 3 warm-up steps, ITERS steps are timed with CUDA events; rank 0
 # prints one JSON line (step_ms, global tokens_per_s, its peak memory, warm-up seconds, last loss).
 # Run (1 GPU gives the baseline with the same program):
-#   torchrun --standalone --nproc_per_node 1 scripts/ddp_train_peer.py
-#   torchrun --standalone --nproc_per_node 2 scripts/ddp_train_peer.py
+#   torchrun --standalone --nproc_per_node 1 scripts/peer_train_ddp.py
+#   torchrun --standalone --nproc_per_node 2 scripts/peer_train_ddp.py
 # Knobs (env): LAYERS=12 DMODEL=512 HEADS=8 SEQ=16384 BATCH=4 STRIDE_BLOCKS=8 POS=1d|2d CKPT=0|1 ITERS=10
 import json, os, time, torch, torch.nn as nn, torch.nn.functional as F, torch.utils.checkpoint
 import torch.distributed as dist
