@@ -201,6 +201,33 @@ __global__ void add_chunk_sums_kernel(float* out, const float* partial, int64_t 
     out[c] += t;
 }
 
+// ---- GELU ----
+
+constexpr float kSqrt2OverPi = 0.7978845608028654f, kCubic = 0.044715f;
+
+// For t = tanh(u), u = k (x + c x^3) and e = e^{2u}: 1 + t = 2e / (e + 1) and 1 - t = 2 / (e + 1),
+// free of the cancellation 1 + t suffers for negative x (as libst/cpu/gelu.cpp). 2u is capped below
+// where e^{2u} overflows; t is 1 in float long before.
+__device__ inline void tanh_parts(float x, float& one_plus_t, float& one_minus_t) {
+    float u = kSqrt2OverPi * (x + kCubic * x * x * x);
+    float e = expf(fminf(2.0f * u, 80.0f));
+    one_minus_t = 2.0f / (e + 1.0f);
+    one_plus_t = e * one_minus_t;
+}
+
+template <bool Vec>
+__global__ void gelu_forward_kernel(bf16* out, const bf16* inp, int64_t n) {
+    for_groups(n, [&](int64_t i, int k) {
+        float v[8], p, m;
+        load8<Vec>(v, inp + i, k);
+        for (int j = 0; j < 8; j++) {
+            tanh_parts(v[j], p, m);
+            v[j] = 0.5f * v[j] * p;
+        }
+        store8<Vec>(out + i, v, k);
+    });
+}
+
 // ---- Residual with dropout ----
 
 // The CPU's hash (libst/rng.h), so both engines drop the same elements.
@@ -515,6 +542,15 @@ void layernorm_backward(float* dinp, float* dweight, float* dbias, const bf16* d
     CUDA_LAUNCH_CHECK();
     add_chunk_sums(dweight, pw, chunks, C, s);
     add_chunk_sums(dbias, pb, chunks, C, s);
+}
+
+void gelu_forward(bf16* out, const bf16* inp, int64_t n, cudaStream_t s) {
+    if (n <= 0) return;
+    if (aligned16(out) && aligned16(inp))
+        gelu_forward_kernel<true><<<elementwise_blocks(n), 256, 0, s>>>(out, inp, n);
+    else
+        gelu_forward_kernel<false><<<elementwise_blocks(n), 256, 0, s>>>(out, inp, n);
+    CUDA_LAUNCH_CHECK();
 }
 
 void residual_forward(float* out, const float* x, const bf16* y, float p, uint64_t seed, int64_t n, int64_t first,

@@ -1,8 +1,7 @@
-// The model's GPU ops other than the matrix products and attention (gemm.h, attention.h; GELU runs in
-// the products' epilogues, gemm.h): the same functions as libst/cpu/ops.h, on device pointers,
-// asynchronous on a stream. Activations are bf16, the residual stream, statistics, master weights and
-// gradients fp32. Every reduction runs in a fixed order (no floating-point atomics), so a step gives
-// the same bits on every run.
+// The model's GPU ops other than the matrix products and attention (gemm.h, attention.h): the same
+// functions as libst/cpu/ops.h, on device pointers, asynchronous on a stream. Activations are bf16;
+// the residual stream, statistics, master weights and gradients fp32. Every reduction runs in a fixed
+// order (no floating-point atomics), so a step gives the same bits on every run.
 // Row ops (layernorm, embedding) take C a multiple of 8 and 16-byte-aligned pointers (rows are read
 // 16 bytes at a time); the elementwise ops and reductions take any n and alignment.
 #pragma once
@@ -27,6 +26,10 @@ size_t layernorm_backward_scratch(int64_t N, int C);
 // out (cols) += the column sums of partial (chunks, cols), in a fixed order: the second pass of a
 // deterministic sum over rows whose first pass wrote one row of partial sums per chunk of rows.
 void add_chunk_sums(float* out, const float* partial, int64_t chunks, int cols, cudaStream_t s);
+
+// GELU, tanh approximation, bf16 in and out; out may alias inp. The forward product applies it in its
+// epilogue (gemm.h) and the backward product its gradient; this is for the backward's recomputation.
+void gelu_forward(bf16* out, const bf16* inp, int64_t n, cudaStream_t s);
 
 // out = x + dropout(y), 0 <= p < 1: the keep mask of element i is uniform01(hash64(seed, first + i)) >= p,
 // the CPU's (libst/rng.h, libst/cpu/residual.cpp), so both engines drop the same elements. `first`

@@ -122,6 +122,36 @@ TEST_CASE("GPU layernorm forward and backward match the CPU", "[gpu]") {
     CHECK(same_bits(db, db2));
 }
 
+TEST_CASE("GPU gelu forward matches the CPU, aligned, unaligned and in place", "[gpu]") {
+    ST_REQUIRE_GPU();
+    const int64_t n = 1001;  // not a multiple of 8: a tail group
+    const auto x = to_bf16(random_floats(n, 11, 3.0));
+    const auto x_d = to_double(x);
+    std::vector<double> y_ref(n);
+    gelu_forward(y_ref.data(), x_d.data(), n);
+
+    // Offset 0 takes the 16-byte path, offset 1 the scalar one; both must give the same bits.
+    std::vector<std::vector<bf16>> ys;
+    for (int off : {0, 1, 0}) {
+        DeviceBuffer<bf16> d_x(n + 1), d_y(n + 1);
+        std::vector<bf16> xp(n + 1);
+        std::copy(x.begin(), x.end(), xp.begin() + off);
+        d_x.upload(xp);
+        d_y.poison();
+        gpu::gelu_forward(d_y.get() + off, d_x.get() + off, n, kStream);
+        auto y = d_y.download();
+        ys.emplace_back(y.begin() + off, y.begin() + off + n);
+    }
+    CHECK(rel_error(ys[0], y_ref) < kTolBf16);
+    CHECK(same_bits(ys[0], ys[1]));
+    CHECK(same_bits(ys[0], ys[2]));
+
+    // In place: out == inp.
+    DeviceBuffer<bf16> d_a(x);
+    gpu::gelu_forward(d_a.get(), d_a.get(), n, kStream);
+    CHECK(same_bits(d_a.download(), ys[0]));
+}
+
 TEST_CASE("GPU residual with dropout matches the CPU and drops the same elements", "[gpu]") {
     ST_REQUIRE_GPU();
     const int64_t n = 1003;
