@@ -11,47 +11,59 @@
 
 namespace st {
 
-std::vector<ParamInfo> param_layout(const Config& c) {
+// The one place that names the tensors, orders the buffer and says which named field each is: the
+// fields are filled from the same add() that names them, in declaration order (designated
+// initializers refuse any other), so no offset can drift from its safetensors name.
+std::vector<ParamInfo> param_layout(const Config& c, ParamOffsets* named) {
     std::vector<ParamInfo> ps;
+    ParamOffsets o;
     int64_t off = 0;
     auto add = [&](std::string name, std::vector<int64_t> shape, bool decay = false) {
         int64_t n = 1;
         for (int64_t d : shape) n *= d;
         ps.push_back({std::move(name), std::move(shape), off, n, decay});
         off += n;
+        return ps.back().offset;
+    };
+    auto table = [&](std::string name, int64_t rows, int64_t d) {
+        o.wpe.push_back(add(std::move(name), {rows, d}));
+        o.wpe_rows.push_back(rows);
     };
     const int64_t d = c.d_model, f = c.ff_dim();
-    add("wte", {c.vocab, d});
+    o.wte = add("wte", {c.vocab, d});
     switch (c.pos) {
-        case PosKind::p1d: add("wpe", {c.n_ctx, d}); break;
+        case PosKind::p1d: table("wpe", c.n_ctx, d); break;
         case PosKind::p2d:
-            add("wpe.row", {c.n_ctx / c.attn.stride, d});
-            add("wpe.col", {c.attn.stride, d});
+            table("wpe.row", c.n_ctx / c.attn.stride, d);
+            table("wpe.col", c.attn.stride, d);
             break;
         case PosKind::image:
-            add("wpe.row", {c.image_h, d});
-            add("wpe.col", {c.image_w, d});
-            add("wpe.chan", {c.image_c, d});
+            table("wpe.row", c.image_h, d);
+            table("wpe.col", c.image_w, d);
+            table("wpe.chan", c.image_c, d);
             break;
     }
     for (int l = 0; l < c.n_layer; l++) {
         std::string p = "h." + std::to_string(l) + ".";
-        add(p + "ln1.weight", {d});
-        add(p + "ln1.bias", {d});
-        add(p + "attn.qkv.weight", {3 * d, d}, true);
-        add(p + "attn.qkv.bias", {3 * d});
-        add(p + "attn.proj.weight", {d, d}, true);
-        add(p + "attn.proj.bias", {d});
-        add(p + "ln2.weight", {d});
-        add(p + "ln2.bias", {d});
-        add(p + "mlp.fc.weight", {f, d}, true);
-        add(p + "mlp.fc.bias", {f});
-        add(p + "mlp.proj.weight", {d, f}, true);
-        add(p + "mlp.proj.bias", {d});
+        o.layers.push_back({
+            .ln1_w = add(p + "ln1.weight", {d}),
+            .ln1_b = add(p + "ln1.bias", {d}),
+            .qkv_w = add(p + "attn.qkv.weight", {3 * d, d}, true),
+            .qkv_b = add(p + "attn.qkv.bias", {3 * d}),
+            .proj_w = add(p + "attn.proj.weight", {d, d}, true),
+            .proj_b = add(p + "attn.proj.bias", {d}),
+            .ln2_w = add(p + "ln2.weight", {d}),
+            .ln2_b = add(p + "ln2.bias", {d}),
+            .fc_w = add(p + "mlp.fc.weight", {f, d}, true),
+            .fc_b = add(p + "mlp.fc.bias", {f}),
+            .fp_w = add(p + "mlp.proj.weight", {d, f}, true),
+            .fp_b = add(p + "mlp.proj.bias", {d}),
+        });
     }
-    add("ln_f.weight", {d});
-    add("ln_f.bias", {d});
-    add("head.weight", {c.vocab, d}, true);
+    o.lnf_w = add("ln_f.weight", {d});
+    o.lnf_b = add("ln_f.bias", {d});
+    o.head = add("head.weight", {c.vocab, d}, true);
+    if (named) *named = std::move(o);
     return ps;
 }
 
@@ -59,7 +71,7 @@ template <class T>
 Model<T>::Model(const Config& c) : cfg(c) {
     std::string why = config_check(c);
     if (!why.empty()) fail(why);
-    params = param_layout(c);
+    params = param_layout(c, &offsets);
     num_params = params.back().offset + params.back().numel;
     w.assign(num_params, T(0));
     g.assign(num_params, T(0));
@@ -84,13 +96,6 @@ Model<T>::Model(const Config& c) : cfg(c) {
 }
 
 template <class T>
-const T* Model<T>::param(const std::string& name) const {
-    for (const auto& p : params)
-        if (p.name == name) return w.data() + p.offset;
-    fail("no parameter named " + name);
-}
-
-template <class T>
 void Model<T>::init_weights(uint64_t seed) {
     Rng rng(seed);
     const double d = cfg.d_model;
@@ -110,13 +115,6 @@ void Model<T>::init_weights(uint64_t seed) {
         }
         for (int64_t i = 0; i < p.numel; i++) x[i] = sd > 0 ? T(sd * rng.normal()) : T(fill);
     }
-}
-
-template <class T>
-typename Model<T>::LayerW Model<T>::layer_weights(const std::vector<T>& buf, int l) const {
-    const T* b = buf.data();
-    auto at = [&](int k) { return b + params[layer_param(l, k)].offset; };
-    return {at(0), at(1), at(2), at(3), at(4), at(5), at(6), at(7), at(8), at(9), at(10), at(11)};
 }
 
 template <class T>
@@ -181,7 +179,7 @@ template <class T>
 void Model<T>::layer_forward(int l, Acts& a, const T* x, T* out, bool train) {
     const int64_t N = int64_t(batch_) * seq_;
     const int C = cfg.d_model, F = cfg.ff_dim();
-    const LayerW lw = layer_weights(w, l);
+    const auto lw = at(w.data(), offsets.layers[size_t(l)]);
     const float p = train ? cfg.dropout : 0.0f;
     const int64_t drop0 = dropout_first * seq_ * C;   // the masks' numbering of element 0
     layernorm_forward(a.ln1, a.ln1_mean, a.ln1_rstd, x, lw.ln1_w, lw.ln1_b, N, C);
@@ -201,28 +199,27 @@ template <class T>
 void Model<T>::layer_backward(int l, Acts& a, const T* x) {
     const int64_t N = int64_t(batch_) * seq_;
     const int C = cfg.d_model, F = cfg.ff_dim();
-    const LayerW lw = layer_weights(w, l);
-    LayerW lg = layer_weights(g, l);
-    auto mut = [](const T* q) { return const_cast<T*>(q); };
+    const auto lw = at(w.data(), offsets.layers[size_t(l)]);
+    const auto lg = at(g.data(), offsets.layers[size_t(l)]);
     const float p = cfg.dropout;
     const int64_t drop0 = dropout_first * seq_ * C;
     // MLP branch: out = x1 + dropout(proj(gelu(fc(ln2(x1)))))
     residual_backward_branch(dbranch_, dresid_, p, hash64(dropout_seed, uint64_t(l), 1), N * C, drop0);
     std::memset(dfc_, 0, sizeof(T) * N * F);
-    linear_backward(dfc_, mut(lg.fp_w), mut(lg.fp_b), dbranch_, a.fcg, lw.fp_w, N, F, C);
+    linear_backward(dfc_, lg.fp_w, lg.fp_b, dbranch_, a.fcg, lw.fp_w, N, F, C);
     gelu_backward(dfc_, a.fch, dfc_, N * F);  // in place: d(gelu output) -> d(fc output)
     std::memset(dln_, 0, sizeof(T) * N * C);
-    linear_backward(dln_, mut(lg.fc_w), mut(lg.fc_b), dfc_, a.ln2, lw.fc_w, N, C, F);
-    layernorm_backward(dresid_, mut(lg.ln2_w), mut(lg.ln2_b), dln_, a.x1, lw.ln2_w, a.ln2_mean, a.ln2_rstd, N, C);
+    linear_backward(dln_, lg.fc_w, lg.fc_b, dfc_, a.ln2, lw.fc_w, N, C, F);
+    layernorm_backward(dresid_, lg.ln2_w, lg.ln2_b, dln_, a.x1, lw.ln2_w, a.ln2_mean, a.ln2_rstd, N, C);
     // Attention branch: x1 = x + dropout(proj(attend(qkv(ln1(x)))))
     residual_backward_branch(dbranch_, dresid_, p, hash64(dropout_seed, uint64_t(l), 0), N * C, drop0);
     std::memset(datt_, 0, sizeof(T) * N * C);
-    linear_backward(datt_, mut(lg.proj_w), mut(lg.proj_b), dbranch_, a.att, lw.proj_w, N, C, C);
+    linear_backward(datt_, lg.proj_w, lg.proj_b, dbranch_, a.att, lw.proj_w, N, C, C);
     std::memset(dqkv_, 0, sizeof(T) * N * 3 * C);
     attention_backward(dqkv_, datt_, a.qkv, a.att, a.lse, layout(l, seq_), batch_, seq_, C, cfg.n_head);
     std::memset(dln_, 0, sizeof(T) * N * C);
-    linear_backward(dln_, mut(lg.qkv_w), mut(lg.qkv_b), dqkv_, a.ln1, lw.qkv_w, N, C, 3 * C);
-    layernorm_backward(dresid_, mut(lg.ln1_w), mut(lg.ln1_b), dln_, x, lw.ln1_w, a.ln1_mean, a.ln1_rstd, N, C);
+    linear_backward(dln_, lg.qkv_w, lg.qkv_b, dqkv_, a.ln1, lw.qkv_w, N, C, 3 * C);
+    layernorm_backward(dresid_, lg.ln1_w, lg.ln1_b, dln_, x, lw.ln1_w, a.ln1_mean, a.ln1_rstd, N, C);
 }
 
 template <class T>
@@ -232,19 +229,17 @@ void Model<T>::run_forward(const uint8_t* inp, int B, int seq, bool train) {
     const int64_t N = int64_t(B) * seq;
     const int C = cfg.d_model;
     inp_.assign(inp, inp + N);
+    const ParamOffsets& o = offsets;
     std::vector<const T*> pos;
     std::vector<const int32_t*> idx;
     for (size_t k = 0; k < pos_index_.size(); k++) {
-        pos.push_back(w.data() + params[1 + k].offset);
+        pos.push_back(w.data() + o.wpe[k]);
         idx.push_back(pos_index_[k].data());
     }
-    embedding_forward(resid_[0], inp_.data(), w.data(), pos.data(), idx.data(), int(pos.size()), N, seq, C);
+    embedding_forward(resid_[0], inp_.data(), w.data() + o.wte, pos.data(), idx.data(), int(pos.size()), N, seq, C);
     for (int l = 0; l < cfg.n_layer; l++) layer_forward(l, acts_[recompute ? 0 : l], resid_[l], resid_[l + 1], train);
-    const T* lnf_w = w.data() + params[params.size() - 3].offset;
-    const T* lnf_b = w.data() + params[params.size() - 2].offset;
-    const T* head = w.data() + params.back().offset;
-    layernorm_forward(lnf_, lnf_mean_, lnf_rstd_, resid_[cfg.n_layer], lnf_w, lnf_b, N, C);
-    linear_forward(logits_, lnf_, head, (const T*)nullptr, N, C, cfg.vocab);
+    layernorm_forward(lnf_, lnf_mean_, lnf_rstd_, resid_[cfg.n_layer], w.data() + o.lnf_w, w.data() + o.lnf_b, N, C);
+    linear_forward(logits_, lnf_, w.data() + o.head, (const T*)nullptr, N, C, cfg.vocab);
 }
 
 template <class T>
@@ -268,17 +263,13 @@ template <class T>
 void Model<T>::backward() {
     const int64_t N = int64_t(batch_) * seq_;
     const int C = cfg.d_model, V = cfg.vocab;
-    const size_t np = params.size();
-    T* g_lnf_w = g.data() + params[np - 3].offset;
-    T* g_lnf_b = g.data() + params[np - 2].offset;
-    T* g_head = g.data() + params[np - 1].offset;
-    const T* lnf_w = w.data() + params[np - 3].offset;
-    const T* head = w.data() + params[np - 1].offset;
+    const ParamOffsets& o = offsets;
     crossentropy_backward(logits_, logits_, tgt_.data(), T(1.0 / double(N)), N, V);  // logits_ now holds dlogits
     std::memset(dln_, 0, sizeof(T) * N * C);
-    linear_backward(dln_, g_head, (T*)nullptr, logits_, lnf_, head, N, C, V);
+    linear_backward(dln_, g.data() + o.head, (T*)nullptr, logits_, lnf_, w.data() + o.head, N, C, V);
     std::memset(dresid_, 0, sizeof(T) * N * C);
-    layernorm_backward(dresid_, g_lnf_w, g_lnf_b, dln_, resid_[cfg.n_layer], lnf_w, lnf_mean_, lnf_rstd_, N, C);
+    layernorm_backward(dresid_, g.data() + o.lnf_w, g.data() + o.lnf_b, dln_, resid_[cfg.n_layer], w.data() + o.lnf_w,
+                       lnf_mean_, lnf_rstd_, N, C);
     for (int l = cfg.n_layer - 1; l >= 0; l--) {
         Acts& a = acts_[recompute ? 0 : l];
         if (recompute) layer_forward(l, a, resid_[l], resid_[l + 1], true);  // rewrites the same output bits
@@ -287,10 +278,10 @@ void Model<T>::backward() {
     std::vector<T*> dpos;
     std::vector<const int32_t*> idx;
     for (size_t k = 0; k < pos_index_.size(); k++) {
-        dpos.push_back(g.data() + params[1 + k].offset);
+        dpos.push_back(g.data() + o.wpe[k]);
         idx.push_back(pos_index_[k].data());
     }
-    embedding_backward(g.data(), dpos.data(), dresid_, inp_.data(), idx.data(), int(dpos.size()), N, seq_, C);
+    embedding_backward(g.data() + o.wte, dpos.data(), dresid_, inp_.data(), idx.data(), int(dpos.size()), N, seq_, C);
 }
 
 template struct Model<float>;

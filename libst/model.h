@@ -1,4 +1,4 @@
-// The Sparse Transformer (PAPER.md section 2): one contiguous parameter buffer, forward and
+// The Sparse Transformer (Child et al. 2019, section 5): one contiguous parameter buffer, forward and
 // backward layer by layer, optional recomputation. T is float (training) or double (the
 // finite-difference reference).
 #pragma once
@@ -17,13 +17,51 @@ struct ParamInfo {
     int64_t offset = 0, numel = 0;
     bool decay = false;          // weight decay applies (the linear layers' matrices)
 };
-// Every parameter of a config, in buffer order.
-std::vector<ParamInfo> param_layout(const Config&);
+
+// One layer's tensors, in param_layout's order. X = int64_t: offsets into the parameter buffer;
+// X = T*: pointers into a buffer laid out as it (weights, gradients, a bf16 mirror).
+template <class X>
+struct LayerTensors {
+    X ln1_w, ln1_b;      // h.L.ln1.weight, .bias       (C)
+    X qkv_w, qkv_b;      // h.L.attn.qkv.weight, .bias  (3C, C), (3C)
+    X proj_w, proj_b;    // h.L.attn.proj.weight, .bias (C, C), (C)
+    X ln2_w, ln2_b;      // h.L.ln2.weight, .bias       (C)
+    X fc_w, fc_b;        // h.L.mlp.fc.weight, .bias    (F, C), (F)
+    X fp_w, fp_b;        // h.L.mlp.proj.weight, .bias  (C, F), (C)
+};
+static_assert(sizeof(LayerTensors<int64_t>) == 12 * sizeof(int64_t), "param_layout has 12 tensors a layer");
+
+// A layer's tensors in base, any buffer laid out as the parameters: at(g.data(), offsets.layers[l]).fc_w.
+template <class P>
+LayerTensors<P*> at(P* base, const LayerTensors<int64_t>& o) {
+    return {base + o.ln1_w, base + o.ln1_b, base + o.qkv_w, base + o.qkv_b, base + o.proj_w, base + o.proj_b,
+            base + o.ln2_w, base + o.ln2_b, base + o.fc_w,  base + o.fc_b,  base + o.fp_w,   base + o.fp_b};
+}
+
+// Where each tensor starts in the parameter buffer, by name; param_layout fills it as it names the
+// tensors, so the two cannot disagree.
+struct ParamOffsets {
+    int64_t wte = 0;                      // (vocab, C)
+    std::vector<int64_t> wpe;             // the position tables, PosKind's order: wpe | wpe.row, wpe.col[, wpe.chan]
+    std::vector<int64_t> wpe_rows;        // each table's rows
+    std::vector<LayerTensors<int64_t>> layers;
+    int64_t lnf_w = 0, lnf_b = 0;         // ln_f.weight, .bias (C)
+    int64_t head = 0;                     // head.weight (vocab, C)
+
+    // Layer l's tensors are [layer_begin(l), layer_end(l)): the embeddings lie below layer 0, the
+    // final LayerNorm and the head above the last layer (gradient buckets are cut along these).
+    int64_t layer_begin(int l) const { return layers[size_t(l)].ln1_w; }
+    int64_t layer_end(int l) const { return size_t(l) + 1 < layers.size() ? layer_begin(l + 1) : lnf_w; }
+};
+
+// Every parameter of a config, in buffer order; with named, where each named tensor starts.
+std::vector<ParamInfo> param_layout(const Config&, ParamOffsets* named = nullptr);
 
 template <class T>
 struct Model {
     Config cfg;
     std::vector<ParamInfo> params;
+    ParamOffsets offsets;          // the same tensors by name
     int64_t num_params = 0;
     std::vector<T> w;              // (num_params) parameters
     std::vector<T> g;              // (num_params) gradients, accumulated by backward
@@ -33,7 +71,6 @@ struct Model {
 
     explicit Model(const Config& c);
     void init_weights(uint64_t seed);   // the paper's initialisation
-    const T* param(const std::string& name) const;
 
     // Mean cross-entropy (nats) of tgt given inp, both (B, T) bytes, T <= n_ctx. With train, keeps
     // what backward needs and applies dropout.
@@ -48,12 +85,6 @@ struct Model {
 
     // Per position table: the table's row for each position t < n_ctx.
     const std::vector<std::vector<int32_t>>& pos_index() const { return pos_index_; }
-
-    // Index in params of layer l's k-th tensor (0 ln1.weight .. 11 mlp.proj.bias, param_layout's order).
-    size_t layer_param(int l, int k) const { return 1 + pos_index_.size() + size_t(l) * 12 + size_t(k); }
-
-    struct LayerW { const T *ln1_w, *ln1_b, *qkv_w, *qkv_b, *proj_w, *proj_b, *ln2_w, *ln2_b, *fc_w, *fc_b, *fp_w, *fp_b; };
-    LayerW layer_weights(const std::vector<T>& buf, int l) const;
 
    private:
     struct Acts {                  // one layer's saved activations, for N = B * seq tokens

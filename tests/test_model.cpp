@@ -1,10 +1,12 @@
 // The whole model: gradient against finite differences in float64, recomputation, incremental
-// decoding against the full forward, and the model file round trip.
+// decoding against the full forward, the model file round trip, and the named parameter offsets.
 #include <unistd.h>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdio>
+#include <map>
 
 #include "checkpoint.h"
 #include "fd.h"
@@ -125,6 +127,52 @@ TEST_CASE("model files round trip, with and without optimizer state", "[model][i
     rmdir(dir);
 }
 
+TEST_CASE("every named offset is where its safetensors name starts, and the names cover the buffer", "[model]") {
+    for (PosKind pos : {PosKind::p1d, PosKind::p2d, PosKind::image}) {
+        Config c = tiny(Pattern::fixed, HeadMode::merged, pos);
+        Model<float> m(c);
+        const ParamOffsets& o = m.offsets;
+        std::map<std::string, const ParamInfo*> by_name;
+        for (const auto& p : m.params) by_name[p.name] = &p;
+        std::vector<std::pair<std::string, int64_t>> named = {
+            {"wte", o.wte}, {"ln_f.weight", o.lnf_w}, {"ln_f.bias", o.lnf_b}, {"head.weight", o.head}};
+        std::vector<std::string> tables = {"wpe"};
+        if (pos == PosKind::p2d) tables = {"wpe.row", "wpe.col"};
+        if (pos == PosKind::image) tables = {"wpe.row", "wpe.col", "wpe.chan"};
+        REQUIRE(o.wpe.size() == tables.size());
+        REQUIRE(o.wpe_rows.size() == tables.size());
+        for (size_t k = 0; k < tables.size(); k++) {
+            named.push_back({tables[k], o.wpe[k]});
+            CHECK(o.wpe_rows[k] == by_name.at(tables[k])->shape[0]);
+            CHECK(o.wpe_rows[k] == *std::max_element(m.pos_index()[k].begin(), m.pos_index()[k].end()) + 1);
+        }
+        REQUIRE(o.layers.size() == size_t(c.n_layer));
+        for (int l = 0; l < c.n_layer; l++) {
+            const LayerTensors<int64_t>& t = o.layers[size_t(l)];
+            const std::string h = "h." + std::to_string(l) + ".";
+            for (const auto& [suffix, off] : {std::pair{"ln1.weight", t.ln1_w}, {"ln1.bias", t.ln1_b},
+                                              {"attn.qkv.weight", t.qkv_w}, {"attn.qkv.bias", t.qkv_b},
+                                              {"attn.proj.weight", t.proj_w}, {"attn.proj.bias", t.proj_b},
+                                              {"ln2.weight", t.ln2_w}, {"ln2.bias", t.ln2_b},
+                                              {"mlp.fc.weight", t.fc_w}, {"mlp.fc.bias", t.fc_b},
+                                              {"mlp.proj.weight", t.fp_w}, {"mlp.proj.bias", t.fp_b}})
+                named.push_back({h + suffix, off});
+            const ParamInfo& first = *by_name.at(h + "ln1.weight");
+            const ParamInfo& last = *by_name.at(h + "mlp.proj.bias");
+            CHECK(o.layer_begin(l) == first.offset);
+            CHECK(o.layer_end(l) == last.offset + last.numel);
+        }
+        CHECK(o.layer_begin(0) == by_name.at(tables.back())->offset + by_name.at(tables.back())->numel);
+        CHECK(o.layer_end(c.n_layer - 1) == o.lnf_w);
+        CHECK(named.size() == m.params.size());   // and every name below is a tensor: each tensor has its field
+        for (const auto& [name, off] : named) {
+            INFO(pos_name(pos) << " " << name);
+            REQUIRE(by_name.count(name) == 1);
+            CHECK(by_name.at(name)->offset == off);
+        }
+    }
+}
+
 TEST_CASE("initialisation follows the paper", "[model]") {
     Config c = tiny(Pattern::fixed, HeadMode::merged, PosKind::p2d);
     c.d_model = 64;
@@ -149,5 +197,5 @@ TEST_CASE("initialisation follows the paper", "[model]") {
     CHECK(sd("h.1.mlp.proj.weight") == Approx(0.125 / std::sqrt(128.0) / 2).epsilon(0.1));  // d_in = ff_mult * d
     CHECK(sd("wpe.col") == Approx(0.125 / std::sqrt(64.0 * 2)).epsilon(0.25));
     CHECK(sd("h.0.ln1.bias") == 0.0);
-    CHECK(m.param("h.0.ln1.weight")[0] == 1.0);
+    CHECK(m.w[size_t(m.offsets.layers[0].ln1_w)] == 1.0);
 }

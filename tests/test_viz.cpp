@@ -38,16 +38,17 @@ std::vector<std::vector<std::vector<double>>> reference_probs(const Model<float>
     std::vector<const double*> pos;
     std::vector<const int32_t*> pos_index;
     for (size_t k = 0; k < m.pos_index().size(); k++) {
-        pos.push_back(m.w.data() + m.params[1 + k].offset);
+        pos.push_back(m.w.data() + m.offsets.wpe[k]);
         pos_index.push_back(m.pos_index()[k].data());
     }
     const size_t NC = size_t(N) * size_t(C);
     std::vector<double> x(NC), ln(NC), att(NC), br(NC), qkv(3 * NC), fc(size_t(N) * F);  // (N, C), (N, 3C), (N, F)
     std::vector<double> mean(NC / C), rstd(NC / C);                                        // (N)
-    embedding_forward(x.data(), inp.data(), m.param("wte"), pos.data(), pos_index.data(), int(pos.size()), N, N, C);
+    const double* wte = m.w.data() + m.offsets.wte;
+    embedding_forward(x.data(), inp.data(), wte, pos.data(), pos_index.data(), int(pos.size()), N, N, C);
     std::vector<std::vector<std::vector<double>>> out(size_t(c.n_layer), std::vector<std::vector<double>>(size_t(NH)));
     for (int l = 0; l < c.n_layer; l++) {
-        auto lw = m.layer_weights(m.w, l);
+        const auto lw = at(m.w.data(), m.offsets.layers[size_t(l)]);
         layernorm_forward(ln.data(), mean.data(), rstd.data(), x.data(), lw.ln1_w, lw.ln1_b, N, C);
         linear_forward(qkv.data(), ln.data(), lw.qkv_w, lw.qkv_b, N, C, 3 * C);
         for (int i = 0; i < N; i++)

@@ -43,28 +43,17 @@ const float* Decoder::step(uint8_t byte) {
     const int C = c.d_model, F = c.ff_dim(), NH = c.n_head, Dh = c.head_dim();
     const int t = t_;
     const float* w = m_.w.data();
-    // Embedding of the byte at position t: token row plus each position table's row.
-    const float* e = w + size_t(byte) * C;
+    const ParamOffsets& o = m_.offsets;
+    // Embedding of the byte at position t: its token row plus, from each position table, the row pos_index gives t.
+    const float* e = w + o.wte + size_t(byte) * C;
     std::copy(e, e + C, x_.begin());
-    auto addrow = [&](const char* name, int row) {
-        const float* p = m_.param(name) + size_t(row) * C;
+    for (size_t k = 0; k < o.wpe.size(); k++) {
+        const float* p = w + o.wpe[k] + size_t(m_.pos_index()[k][size_t(t)]) * C;
         for (int i = 0; i < C; i++) x_[i] += p[i];
-    };
-    switch (c.pos) {
-        case PosKind::p1d: addrow("wpe", t); break;
-        case PosKind::p2d:
-            addrow("wpe.row", t / c.attn.stride);
-            addrow("wpe.col", t % c.attn.stride);
-            break;
-        case PosKind::image:
-            addrow("wpe.row", t / c.image_c / c.image_w);
-            addrow("wpe.col", t / c.image_c % c.image_w);
-            addrow("wpe.chan", t % c.image_c);
-            break;
     }
     const float scale = 1.0f / std::sqrt(float(Dh));
     for (int l = 0; l < c.n_layer; l++) {
-        auto lw = m_.layer_weights(m_.w, l);
+        const auto lw = at(w, o.layers[size_t(l)]);
         layernorm_forward(ln_.data(), &mean_rstd_[0], &mean_rstd_[1], x_.data(), lw.ln1_w, lw.ln1_b, 1, C);
         linear_forward(qkv_.data(), ln_.data(), lw.qkv_w, lw.qkv_b, 1, C, 3 * C);
         std::copy(qkv_.begin() + C, qkv_.begin() + 2 * C, k_[l].begin() + size_t(t) * C);
@@ -104,8 +93,8 @@ const float* Decoder::step(uint8_t byte) {
         linear_forward(br_.data(), fc_.data(), lw.fp_w, lw.fp_b, 1, F, C);
         for (int i = 0; i < C; i++) x_[i] += br_[i];
     }
-    layernorm_forward(ln_.data(), &mean_rstd_[0], &mean_rstd_[1], x_.data(), m_.param("ln_f.weight"), m_.param("ln_f.bias"), 1, C);
-    linear_forward(logits_.data(), ln_.data(), m_.param("head.weight"), (const float*)nullptr, 1, C, c.vocab);
+    layernorm_forward(ln_.data(), &mean_rstd_[0], &mean_rstd_[1], x_.data(), w + o.lnf_w, w + o.lnf_b, 1, C);
+    linear_forward(logits_.data(), ln_.data(), w + o.head, (const float*)nullptr, 1, C, c.vocab);
     window_.push_back(byte);
     t_++;
     return logits_.data();

@@ -66,16 +66,6 @@ class GpuEngine final : public Engine {
         bf16 *ln1, *qkv, *att, *ln2, *fch;
         float *ln1_mean, *ln1_rstd, *lse, *x1, *ln2_mean, *ln2_rstd;
     };
-    struct LayerW {   // fp32 master (norms) and bf16 mirror (matrices, biases) of one layer
-        const float *ln1_w, *ln1_b, *ln2_w, *ln2_b;
-        const bf16 *qkv_w, *qkv_b, *proj_w, *proj_b, *fc_w, *fc_b, *fp_w, *fp_b;
-    };
-    struct LayerG {
-        float *ln1_w, *ln1_b, *qkv_w, *qkv_b, *proj_w, *proj_b, *ln2_w, *ln2_b, *fc_w, *fc_b, *fp_w, *fp_b;
-    };
-    int64_t off(size_t i) const { return m_.params[i].offset; }
-    LayerW layer_w(int l) const;
-    LayerG layer_g(int l) const;
     void ensure(int B, int T);
     void ensure_training();
     void upload_batch(const uint8_t* inp, const uint8_t* tgt, bool train);
@@ -145,17 +135,6 @@ GpuEngine::GpuEngine(Model<float>& m, std::vector<float>& om, std::vector<float>
     CUDA_CHECK(cudaStreamSynchronize(s_));
 }
 
-GpuEngine::LayerW GpuEngine::layer_w(int l) const {
-    auto f = [&](int k) { return w_.p + off(m_.layer_param(l, k)); };
-    auto h = [&](int k) { return w16_.p + off(m_.layer_param(l, k)); };
-    return {f(0), f(1), f(6), f(7), h(2), h(3), h(4), h(5), h(8), h(9), h(10), h(11)};
-}
-
-GpuEngine::LayerG GpuEngine::layer_g(int l) const {
-    auto f = [&](int k) { return g_.p + off(m_.layer_param(l, k)); };
-    return {f(0), f(1), f(2), f(3), f(4), f(5), f(6), f(7), f(8), f(9), f(10), f(11)};
-}
-
 void GpuEngine::ensure_training() {
     if (training_) return;
     // The moments of the parameters [own_.begin, own_.end): all of them, or this rank's part. The
@@ -193,7 +172,7 @@ void GpuEngine::ensure(int B, int T) {
         std::vector<int32_t> ptr, items;
         for (size_t k = 0; k < npos_; k++) {
             const std::vector<int32_t>& v = m_.pos_index()[k];
-            const int rows = int(m_.params[1 + k].shape[0]);
+            const int rows = int(m_.offsets.wpe_rows[k]);
             std::vector<int32_t> p(size_t(rows) + 1, 0);
             for (int t = 0; t < T; t++) p[size_t(v[size_t(t)]) + 1]++;
             for (int r = 0; r < rows; r++) p[size_t(r) + 1] += p[size_t(r)];
@@ -217,7 +196,7 @@ void GpuEngine::ensure(int B, int T) {
     emb_inv_.assign(1, gpu::InverseIndex{256, N, tok_inv_.p, tok_inv_.p + 257});
     const int32_t* ptr = pos_inv_ptr_.p;   // table k: rows + 1 offsets into its T items
     for (size_t k = 0; k < npos_; k++) {
-        const int rows = int(m_.params[1 + k].shape[0]);
+        const int rows = int(m_.offsets.wpe_rows[k]);
         emb_inv_.push_back({rows, T, ptr, pos_inv_items_.p + k * size_t(T)});
         ptr += rows + 1;
     }
@@ -299,19 +278,20 @@ void GpuEngine::upload_batch(const uint8_t* inp, const uint8_t* tgt, bool train)
 void GpuEngine::layer_forward(int l, Acts& a, const float* x, float* out, bool train) {
     const int64_t N = int64_t(B_) * T_;
     const int C = cfg_.d_model, F = cfg_.ff_dim();
-    const LayerW w = layer_w(l);
+    const auto w = at(w_.p, m_.offsets.layers[size_t(l)]);     // fp32 master: the LayerNorms read it
+    const auto h = at(w16_.p, m_.offsets.layers[size_t(l)]);   // its bf16 mirror: the products read it
     const float p = train ? dropout_ : 0.0f;
     const int64_t drop0 = (first_ + int64_t(pass_) * B_) * T_ * C;   // the number one process gives element 0
     gpu::layernorm_forward(a.ln1, a.ln1_mean, a.ln1_rstd, x, w.ln1_w, w.ln1_b, N, C, s_);
-    gemm_.forward(a.qkv, a.ln1, w.qkv_w, w.qkv_b, N, C, 3 * C, nullptr, s_);
+    gemm_.forward(a.qkv, a.ln1, h.qkv_w, h.qkv_b, N, C, 3 * C, nullptr, s_);
     profile_.phase("attention-fwd", s_, [&] {
         gpu::attention_forward(a.att, a.lse, a.qkv, plans_[size_t(l % 2)], B_, T_, C, cfg_.n_head, s_);
     });
-    gemm_.forward(branch_, a.att, w.proj_w, w.proj_b, N, C, C, nullptr, s_);
+    gemm_.forward(branch_, a.att, h.proj_w, h.proj_b, N, C, C, nullptr, s_);
     gpu::residual_forward(a.x1, x, branch_, p, hash64(dropout_seed_, uint64_t(l), 0), N * C, drop0, s_);
     gpu::layernorm_forward(a.ln2, a.ln2_mean, a.ln2_rstd, a.x1, w.ln2_w, w.ln2_b, N, C, s_);
-    gemm_.forward(fcg_, a.ln2, w.fc_w, w.fc_b, N, C, F, a.fch, s_);   // fcg_ = gelu(fch); fch kept for the backward
-    gemm_.forward(branch_, fcg_, w.fp_w, w.fp_b, N, F, C, nullptr, s_);
+    gemm_.forward(fcg_, a.ln2, h.fc_w, h.fc_b, N, C, F, a.fch, s_);   // fcg_ = gelu(fch); fch kept for the backward
+    gemm_.forward(branch_, fcg_, h.fp_w, h.fp_b, N, F, C, nullptr, s_);
     gpu::residual_forward(out, a.x1, branch_, p, hash64(dropout_seed_, uint64_t(l), 1), N * C, drop0, s_);
 }
 
@@ -319,27 +299,28 @@ void GpuEngine::layer_forward(int l, Acts& a, const float* x, float* out, bool t
 void GpuEngine::layer_backward(int l, Acts& a, const float* x) {
     const int64_t N = int64_t(B_) * T_;
     const int C = cfg_.d_model, F = cfg_.ff_dim();
-    const LayerW w = layer_w(l);
-    const LayerG g = layer_g(l);
+    const auto w = at(w_.p, m_.offsets.layers[size_t(l)]);
+    const auto h = at(w16_.p, m_.offsets.layers[size_t(l)]);
+    const auto g = at(g_.p, m_.offsets.layers[size_t(l)]);
     const float p = dropout_;
     const int64_t drop0 = (first_ + int64_t(pass_) * B_) * T_ * C;
     // MLP branch: out = x1 + dropout(proj(gelu(fc(ln2(x1)))))
     gpu::residual_backward_branch(dbranch_, dresid_, p, hash64(dropout_seed_, uint64_t(l), 1), N * C, drop0, s_);
     gpu::gelu_forward(fcg_, a.fch, N * F, s_);   // the GELU output, recomputed rather than kept per layer
     gemm_.backward_weight(g.fp_w, g.fp_b, dbranch_, fcg_, N, F, C, s_);
-    gemm_.backward_input(dfc_, dbranch_, w.fp_w, N, F, C, a.fch, g.fc_b, s_);   // through the GELU, with fc's bias gradient
+    gemm_.backward_input(dfc_, dbranch_, h.fp_w, N, F, C, a.fch, g.fc_b, s_);   // through the GELU, with fc's bias gradient
     gemm_.backward_weight(g.fc_w, nullptr, dfc_, a.ln2, N, C, F, s_);
-    gemm_.backward_input(dln_, dfc_, w.fc_w, N, C, F, nullptr, nullptr, s_);
+    gemm_.backward_input(dln_, dfc_, h.fc_w, N, C, F, nullptr, nullptr, s_);
     gpu::layernorm_backward(dresid_, g.ln2_w, g.ln2_b, dln_, a.x1, w.ln2_w, a.ln2_mean, a.ln2_rstd, N, C, ln_scratch_, s_);
     // Attention branch: x1 = x + dropout(proj(attend(qkv(ln1(x)))))
     gpu::residual_backward_branch(dbranch_, dresid_, p, hash64(dropout_seed_, uint64_t(l), 0), N * C, drop0, s_);
     gemm_.backward_weight(g.proj_w, g.proj_b, dbranch_, a.att, N, C, C, s_);
-    gemm_.backward_input(datt_, dbranch_, w.proj_w, N, C, C, nullptr, nullptr, s_);
+    gemm_.backward_input(datt_, dbranch_, h.proj_w, N, C, C, nullptr, nullptr, s_);
     profile_.phase("attention-bwd", s_, [&] {
         gpu::attention_backward(dqkv_, datt_, a.qkv, a.att, a.lse, dsum_, plans_[size_t(l % 2)], B_, T_, C, cfg_.n_head, s_);
     });
     gemm_.backward_weight(g.qkv_w, g.qkv_b, dqkv_, a.ln1, N, C, 3 * C, s_);
-    gemm_.backward_input(dln_, dqkv_, w.qkv_w, N, C, 3 * C, nullptr, nullptr, s_);
+    gemm_.backward_input(dln_, dqkv_, h.qkv_w, N, C, 3 * C, nullptr, nullptr, s_);
     gpu::layernorm_backward(dresid_, g.ln1_w, g.ln1_b, dln_, x, w.ln1_w, a.ln1_mean, a.ln1_rstd, N, C, ln_scratch_, s_);
 }
 
@@ -349,10 +330,10 @@ void GpuEngine::forward(bool train) {
     gpu::PosTables pos;
     pos.n = int(npos_);
     for (size_t k = 0; k < npos_; k++) {
-        pos.table[k] = w_.p + off(1 + k);
+        pos.table[k] = w_.p + m_.offsets.wpe[k];
         pos.index[k] = pos_index_.p + k * size_t(cfg_.n_ctx);
     }
-    gpu::embedding_forward(resid_[0], tok_.p, w_.p + off(0), pos, N, T_, C, s_);
+    gpu::embedding_forward(resid_[0], tok_.p, w_.p + m_.offsets.wte, pos, N, T_, C, s_);
     const bool keep = train;   // evaluation runs through two residual buffers and one set of activations
     for (int l = 0; l < L; l++) {
         Acts& a = acts_[keep && !m_.recompute ? size_t(l) : 0];
@@ -361,9 +342,9 @@ void GpuEngine::forward(bool train) {
         layer_forward(l, a, x, out, train);
     }
     const float* last = keep ? resid_[size_t(L)] : resid_[size_t(L % 2)];
-    const size_t np = m_.params.size();
-    gpu::layernorm_forward(lnf_, lnf_mean_, lnf_rstd_, last, w_.p + off(np - 3), w_.p + off(np - 2), N, C, s_);
-    gemm_.forward(logits_, lnf_, w16_.p + off(np - 1), nullptr, N, C, V, nullptr, s_);
+    const ParamOffsets& o = m_.offsets;
+    gpu::layernorm_forward(lnf_, lnf_mean_, lnf_rstd_, last, w_.p + o.lnf_w, w_.p + o.lnf_b, N, C, s_);
+    gemm_.forward(logits_, lnf_, w16_.p + o.head, nullptr, N, C, V, nullptr, s_);
     // The gradient of the mean over the whole batch: on a data-parallel rank, share_ of it is here, in
     // passes_ parts. The loss sum covers the passes so far.
     float* losses = losses_ + int64_t(pass_) * N;
@@ -374,22 +355,25 @@ void GpuEngine::forward(bool train) {
 void GpuEngine::backward() {
     const int64_t N = int64_t(B_) * T_;
     const int C = cfg_.d_model, V = cfg_.vocab, L = cfg_.n_layer;
-    const size_t np = m_.params.size();
+    const ParamOffsets& o = m_.offsets;
     // logits_ holds dL/dlogits (crossentropy wrote it in place).
-    gemm_.backward_weight(g_.p + off(np - 1), nullptr, logits_, lnf_, N, C, V, s_);
-    gemm_.backward_input(dln_, logits_, w16_.p + off(np - 1), N, C, V, nullptr, nullptr, s_);
+    gemm_.backward_weight(g_.p + o.head, nullptr, logits_, lnf_, N, C, V, s_);
+    gemm_.backward_input(dln_, logits_, w16_.p + o.head, N, C, V, nullptr, nullptr, s_);
     CUDA_CHECK(cudaMemsetAsync(dresid_, 0, size_t(N) * C * 4, s_));
-    gpu::layernorm_backward(dresid_, g_.p + off(np - 3), g_.p + off(np - 2), dln_, resid_[size_t(L)], w_.p + off(np - 3),
-                            lnf_mean_, lnf_rstd_, N, C, ln_scratch_, s_);
-    bucket_done(off(np - 3), P_);   // the final LayerNorm and the head
+    gpu::layernorm_backward(dresid_, g_.p + o.lnf_w, g_.p + o.lnf_b, dln_, resid_[size_t(L)], w_.p + o.lnf_w, lnf_mean_,
+                            lnf_rstd_, N, C, ln_scratch_, s_);
+    bucket_done(o.lnf_w, P_);   // the final LayerNorm and the head
     for (int l = L - 1; l >= 0; l--) {
         Acts& a = acts_[m_.recompute ? 0 : size_t(l)];
         if (m_.recompute) layer_forward(l, a, resid_[size_t(l)], resid_[size_t(l + 1)], true);   // the same bits again
         layer_backward(l, a, resid_[size_t(l)]);
-        bucket_done(off(m_.layer_param(l, 0)), l + 1 < L ? off(m_.layer_param(l + 1, 0)) : off(np - 3));
+        bucket_done(o.layer_begin(l), o.layer_end(l));
     }
-    for (size_t k = 0; k <= npos_; k++) gpu::embedding_backward(g_.p + off(k), dresid_, emb_inv_[k], k ? B_ : 1, T_, C, emb_scratch_, s_);
-    bucket_done(0, off(m_.layer_param(0, 0)));
+    for (size_t k = 0; k <= npos_; k++) {   // the token table, then each position table (emb_inv_'s order)
+        const int64_t table = k ? o.wpe[k - 1] : o.wte;
+        gpu::embedding_backward(g_.p + table, dresid_, emb_inv_[k], k ? B_ : 1, T_, C, emb_scratch_, s_);
+    }
+    bucket_done(0, o.layer_begin(0));   // the embeddings
 }
 
 // Gradients [begin, end) are final: NCCL sums them on comm_s_ while the backward goes on.

@@ -41,9 +41,9 @@ class GpuSampler final : public Sampler {
     void enqueue_step();   // one position for every sequence, on s_
     void enqueue_layers_fused();
     void enqueue_layers_gemm();
-    // Parameter k of layer l: fp32 (norms, biases of the fused products) and its bf16 copy.
-    const float* p32(int l, int k) const { return w_.p + m_.params[m_.layer_param(l, k)].offset; }
-    const bf16* p16(int l, int k) const { return w16_.p + m_.params[m_.layer_param(l, k)].offset; }
+    // Layer l's tensors: fp32 (the LayerNorms, the fused products' biases) and the bf16 mirror.
+    LayerTensors<const float*> f32(int l) const { return at<const float>(w_.p, m_.offsets.layers[size_t(l)]); }
+    LayerTensors<const bf16*> b16(int l) const { return at<const bf16>(w16_.p, m_.offsets.layers[size_t(l)]); }
     const float* run_step();
 
     const Model<float>& m_;
@@ -127,10 +127,10 @@ void GpuSampler::enqueue_step() {
     gpu::PosTables pos;
     pos.n = int(m_.pos_index().size());
     for (int k = 0; k < pos.n; k++) {
-        pos.table[k] = w_.p + m_.params[size_t(1 + k)].offset;
+        pos.table[k] = w_.p + m_.offsets.wpe[size_t(k)];
         pos.index[k] = pos_index_.p + size_t(k) * c_.n_ctx;
     }
-    gpu::decode_embed(x_.p, tok_.p, w_.p, pos, t_dev_.p, N, C, s_);
+    gpu::decode_embed(x_.p, tok_.p, w_.p + m_.offsets.wte, pos, t_dev_.p, N, C, s_);
     if (B_ > kFusedRows) enqueue_layers_gemm();
     else enqueue_layers_fused();
     CUDA_CHECK(cudaMemcpyAsync(host_logits_, logits32_.p, size_t(N) * V * sizeof(float), cudaMemcpyDeviceToHost, s_));
@@ -142,7 +142,7 @@ void GpuSampler::enqueue_step() {
 // kernels a layer.
 void GpuSampler::enqueue_layers_fused() {
     const int C = c_.d_model, F = c_.ff_dim(), V = c_.vocab, NH = c_.n_head, D = C / NH, L = c_.n_layer, N = B_;
-    const size_t np = m_.params.size();
+    const ParamOffsets& o = m_.offsets;
     auto linear = [&](void* out, const bf16* in, const float* in_f32, const float* ln_w, const float* ln_b, const bf16* weight,
                       const float* bias, const float* resid, int IC, int OC, gpu::DecodeEpilogue e) {
         gpu::DecodeLinear a;
@@ -152,35 +152,40 @@ void GpuSampler::enqueue_layers_fused() {
     };
     using gpu::DecodeEpilogue;
     for (int l = 0; l < L; l++) {
-        linear(qkv_.p, nullptr, x_.p, p32(l, 0), p32(l, 1), p16(l, 2), p32(l, 3), nullptr, C, 3 * C, DecodeEpilogue::bf16);
+        const auto w = f32(l);
+        const auto h = b16(l);
+        linear(qkv_.p, nullptr, x_.p, w.ln1_w, w.ln1_b, h.qkv_w, w.qkv_b, nullptr, C, 3 * C, DecodeEpilogue::bf16);
         gpu::decode_attention(att_.p, scratch_.p, qkv_.p, kc_[size_t(l)].p, vc_[size_t(l)].p, heads_.p + size_t(l) * NH,
                               t_dev_.p, N, NH, D, S_, s_);
-        linear(x1_.p, att_.p, nullptr, nullptr, nullptr, p16(l, 4), p32(l, 5), x_.p, C, C, DecodeEpilogue::residual_f32);
-        linear(fcg_.p, nullptr, x1_.p, p32(l, 6), p32(l, 7), p16(l, 8), p32(l, 9), nullptr, C, F, DecodeEpilogue::gelu_bf16);
-        linear(x_.p, fcg_.p, nullptr, nullptr, nullptr, p16(l, 10), p32(l, 11), x1_.p, F, C, DecodeEpilogue::residual_f32);
+        linear(x1_.p, att_.p, nullptr, nullptr, nullptr, h.proj_w, w.proj_b, x_.p, C, C, DecodeEpilogue::residual_f32);
+        linear(fcg_.p, nullptr, x1_.p, w.ln2_w, w.ln2_b, h.fc_w, w.fc_b, nullptr, C, F, DecodeEpilogue::gelu_bf16);
+        linear(x_.p, fcg_.p, nullptr, nullptr, nullptr, h.fp_w, w.fp_b, x1_.p, F, C, DecodeEpilogue::residual_f32);
     }
-    linear(logits32_.p, nullptr, x_.p, w_.p + m_.params[np - 3].offset, w_.p + m_.params[np - 2].offset,
-           w16_.p + m_.params[np - 1].offset, nullptr, nullptr, C, V, DecodeEpilogue::f32);
+    linear(logits32_.p, nullptr, x_.p, w_.p + o.lnf_w, w_.p + o.lnf_b, w16_.p + o.head, nullptr, nullptr, C, V,
+           DecodeEpilogue::f32);
 }
 
 // The same with cuBLASLt products: each residual addition fused with the LayerNorm after it.
 void GpuSampler::enqueue_layers_gemm() {
     const int C = c_.d_model, F = c_.ff_dim(), V = c_.vocab, NH = c_.n_head, D = C / NH, L = c_.n_layer, N = B_;
-    const size_t np = m_.params.size();
-    gpu::decode_add_layernorm(x_.p, ln_.p, x_.p, nullptr, p32(0, 0), p32(0, 1), N, C, s_);
+    const ParamOffsets& o = m_.offsets;
+    gpu::decode_add_layernorm(x_.p, ln_.p, x_.p, nullptr, f32(0).ln1_w, f32(0).ln1_b, N, C, s_);
     for (int l = 0; l < L; l++) {
-        gemm_.forward(qkv_.p, ln_.p, p16(l, 2), p16(l, 3), N, C, 3 * C, nullptr, s_);
+        const auto w = f32(l);
+        const auto h = b16(l);
+        gemm_.forward(qkv_.p, ln_.p, h.qkv_w, h.qkv_b, N, C, 3 * C, nullptr, s_);
         gpu::decode_attention(att_.p, scratch_.p, qkv_.p, kc_[size_t(l)].p, vc_[size_t(l)].p, heads_.p + size_t(l) * NH,
                               t_dev_.p, N, NH, D, S_, s_);
-        gemm_.forward(br_.p, att_.p, p16(l, 4), p16(l, 5), N, C, C, nullptr, s_);
-        gpu::decode_add_layernorm(x1_.p, ln_.p, x_.p, br_.p, p32(l, 6), p32(l, 7), N, C, s_);
-        gemm_.forward(fcg_.p, ln_.p, p16(l, 8), p16(l, 9), N, C, F, fch_.p, s_);
-        gemm_.forward(br_.p, fcg_.p, p16(l, 10), p16(l, 11), N, F, C, nullptr, s_);
+        gemm_.forward(br_.p, att_.p, h.proj_w, h.proj_b, N, C, C, nullptr, s_);
+        gpu::decode_add_layernorm(x1_.p, ln_.p, x_.p, br_.p, w.ln2_w, w.ln2_b, N, C, s_);
+        gemm_.forward(fcg_.p, ln_.p, h.fc_w, h.fc_b, N, C, F, fch_.p, s_);
+        gemm_.forward(br_.p, fcg_.p, h.fp_w, h.fp_b, N, F, C, nullptr, s_);
+        // The residual addition, then the next LayerNorm: the next layer's ln1, or ln_f after the last.
         const bool last = l + 1 == L;
-        gpu::decode_add_layernorm(x_.p, ln_.p, x1_.p, br_.p, last ? w_.p + m_.params[np - 3].offset : p32(l + 1, 0),
-                                  last ? w_.p + m_.params[np - 2].offset : p32(l + 1, 1), N, C, s_);
+        gpu::decode_add_layernorm(x_.p, ln_.p, x1_.p, br_.p, last ? w_.p + o.lnf_w : f32(l + 1).ln1_w,
+                                  last ? w_.p + o.lnf_b : f32(l + 1).ln1_b, N, C, s_);
     }
-    gemm_.forward(logits_.p, ln_.p, w16_.p + m_.params[np - 1].offset, nullptr, N, C, V, nullptr, s_);
+    gemm_.forward(logits_.p, ln_.p, w16_.p + o.head, nullptr, N, C, V, nullptr, s_);
     gpu::bf16_to_f32(logits32_.p, logits_.p, int64_t(N) * V, s_);
 }
 
