@@ -29,7 +29,7 @@ double luminance(Rgb c) { return 0.2126 * c.r + 0.7152 * c.g + 0.0722 * c.b; }
 Config tiny(Pattern p, HeadMode mode, PosKind pos) { return st::test::tiny_config(p, mode, pos, 12, 3); }
 
 // probs[l][h][j]: the attention of query t over keys j <= t in layer l, head h, from a float64
-// forward of inp[0..t] with the dense causal mask of attn_allowed (PAPER.md section 2 written out).
+// forward of inp[0..t] with the dense causal mask of attn_allowed (Child et al. 2019, section 5, written out).
 std::vector<std::vector<std::vector<double>>> reference_probs(const Model<float>& mf, const std::vector<uint8_t>& inp, int t) {
     const Config& c = mf.cfg;
     Model<double> m(c);
