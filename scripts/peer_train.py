@@ -30,7 +30,7 @@ import torch.nn.functional as F  # noqa: E402
 from torch.nn.attention.flex_attention import create_block_mask, flex_attention  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from peer_train_ddp import BS, CKPT, DM, ITERS, L, N, NH, NL, POS, B, V, Model  # noqa: E402
+from peer_train_ddp import BS, CKPT, DM, ITERS, L, N, NH, NL, POS, B, V, Model, train_step  # noqa: E402
 
 KINDS = os.environ.get("KINDS", "fixed,dense").split(",")
 WARMUP = 3
@@ -63,12 +63,7 @@ def measure(kind):
     idx, tgt = torch.randint(0, V, (2, B, N), device=DEV)
 
     def step():
-        with torch.autocast("cuda", dtype=torch.bfloat16):
-            loss = step_fn(idx, tgt)
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-        return loss
+        return train_step(step_fn, opt, idx, tgt)
 
     t0 = time.perf_counter()
     for _ in range(WARMUP):

@@ -47,6 +47,14 @@ class Model(nn.Module):
         for blk in s.blocks:
             x = torch.utils.checkpoint.checkpoint(blk, x, s.attn, use_reentrant=False) if CKPT else blk(x, s.attn)
         return F.cross_entropy(s.head(s.lnf(x)).float().view(-1, V), tgt.reshape(-1))
+def train_step(fn, opt, idx, tgt):
+    """One step: the loss under bf16 autocast, its backward and an AdamW update; returns the loss."""
+    with torch.autocast("cuda", dtype=torch.bfloat16):
+        loss = fn(idx, tgt)
+    loss.backward()
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    return loss
 def main():
     os.environ.setdefault("NCCL_NVLS_ENABLE", "0")  # NVLink multicast stays off
     dist.init_process_group("nccl")
@@ -69,13 +77,7 @@ def main():
         g.manual_seed(1000 + rank)  # each rank its own data
         i = torch.randint(0, V, (B, N), device=dev, generator=g)
         t = torch.randint(0, V, (B, N), device=dev, generator=g)
-        def step():
-            with torch.autocast("cuda", dtype=torch.bfloat16):
-                loss = compiled(i, t)
-            loss.backward()
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-            return loss
+        step = lambda: train_step(compiled, opt, i, t)
         t0 = time.perf_counter()
         for _ in range(WARMUP):
             step()
