@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "attention_case.h"
 #include "cpu/attention.h"
 #include "error.h"
 #include "layout.h"
@@ -22,18 +23,7 @@ using namespace st;
 
 namespace {
 
-struct Case {
-    AttnSpec spec;
-    int layer, B, T, C, NH;
-};
-
-std::string describe(const Case& k) {
-    std::ostringstream o;
-    o << pattern_name(k.spec.pattern) << " " << head_mode_name(k.spec.mode) << " l " << k.spec.stride << " c "
-      << k.spec.summary << " block " << k.spec.block << " layer " << k.layer << " B " << k.B << " T " << k.T << " C "
-      << k.C << " NH " << k.NH;
-    return o.str();
-}
+using Case = AttnCase;
 
 std::vector<double> randn(size_t n, unsigned seed) {
     std::mt19937 rng(seed);

@@ -14,6 +14,7 @@
 
 #include "kernels/attention.h"
 #include "kernels/check.h"
+#include "../attention_case.h"
 #include "cpu/attention.h"
 #include "gpu.h"
 
@@ -22,18 +23,7 @@ using st::gpu::bf16;
 
 namespace {
 
-struct Case {
-    AttnSpec spec;
-    int layer, B, T, NH, D;
-};
-
-std::string describe(const Case& k) {
-    std::ostringstream o;
-    o << pattern_name(k.spec.pattern) << " " << head_mode_name(k.spec.mode) << " l " << k.spec.stride << " c "
-      << k.spec.summary << " block " << k.spec.block << " layer " << k.layer << " B " << k.B << " T " << k.T << " NH "
-      << k.NH << " D " << k.D;
-    return o.str();
-}
+using Case = AttnCase;
 
 // Values drawn from N(0, sd), rounded to bf16: the device gets the bf16 and the reference its exact value.
 std::vector<bf16> random_bf16(size_t n, double sd, std::mt19937& rng, std::vector<double>* exact) {
@@ -72,7 +62,7 @@ struct Kernels {
 
 void check_case(const Case& k, const Kernels& kk, std::mt19937& rng) {
     INFO(describe(k) << " on " << gpu::attention_kernel_name(kk.fwd) << " / " << gpu::attention_kernel_name(kk.bwd));
-    const int C = k.NH * k.D, T = k.T, B = k.B;
+    const int C = k.C, T = k.T, B = k.B;
     const size_t N = size_t(B) * T;
     LayerLayout lay = layout_build(k.spec, T, k.NH, k.layer);
     gpu::AttnPlan plan(lay);
@@ -114,8 +104,8 @@ void check_each_kernel(const Case& k, std::mt19937& rng) {
     std::vector<Kernels> runs;
     for (bool hopper : {false, true}) {
         if (hopper && !gpu::attention_hopper()) continue;
-        const Kernels kk{gpu::attention_kernel(gpu::AttnPass::forward, k.D, k.spec.block, hopper),
-                         gpu::attention_kernel(gpu::AttnPass::backward, k.D, k.spec.block, hopper)};
+        const Kernels kk{gpu::attention_kernel(gpu::AttnPass::forward, k.head_size(), k.spec.block, hopper),
+                         gpu::attention_kernel(gpu::AttnPass::backward, k.head_size(), k.spec.block, hopper)};
         if (std::find(runs.begin(), runs.end(), kk) == runs.end()) runs.push_back(kk);
     }
     for (const Kernels& kk : runs) check_case(k, kk, rng);
@@ -136,7 +126,7 @@ void check_all(std::mt19937& rng) {
                     k.spec.stride = p == Pattern::local ? 100 : 64;   // l: windows that are not whole blocks too
                     k.spec.summary = 16;
                     k.NH = D == 128 ? 2 : 4;
-                    k.D = D;
+                    k.C = k.NH * D;
                     k.B = 2;
                     k.T = (n % 3 == 0) ? 512 : (n % 3 == 1 ? 449 : 1000);
                     for (int layer : {0, 1}) {
@@ -158,7 +148,7 @@ void check_long_and_short(std::mt19937& rng) {
     k.spec.block = 128;
     k.spec.stride = 256;
     k.NH = 8;
-    k.D = 64;
+    k.C = 8 * 64;
     k.B = 2;
     k.T = 4096;
     k.layer = 0;
