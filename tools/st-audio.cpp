@@ -19,22 +19,13 @@ static const char* const kUsage =
     "FILE: WAV, FLAC, OGG/Vorbis, Opus, AIFF, ... (what libsndfile reads), or - for stdin.\n"
     "'st-audio COMMAND --help' lists a command's options.\n";
 
-// A command's parser; its help reads "st-audio COMMAND [OPTIONS] OPERANDS".
-static cxxopts::Options command_options(const std::string& command, const char* what, const char* operands) {
-    cxxopts::Options o("st-audio", what);
-    o.custom_help(command + " [OPTIONS]").positional_help(operands);
-    return o;
-}
 // What both commands have: the byte format, and the options of every st program that st-audio has
-// use for (not --device and --threads: it has neither to choose).
+// use for.
 static void add_shared(cxxopts::Options& o) {
     o.add_options()
         ("rate", "samples a second of the bytes", cxxopts::value<std::string>()->default_value("12000"), "HZ")
         ("linear", "8-bit linear samples (128 is silence) instead of mu-law");
-    o.add_options("common")
-        ("h,help", "print this help and exit")
-        ("version", "print the version and exit")
-        ("q,quiet", "no summary on stderr");
+    cli::add_basic(o);
 }
 // 1 kHz to 384 kHz: from below telephone speech to the highest rate sound hardware runs at.
 static int parse_rate(const cxxopts::ParseResult& r) { return int(cli::to_int("--rate", r["rate"].as<std::string>(), 1000, 384000)); }
@@ -43,9 +34,11 @@ static const char* codes_name(bool linear) { return linear ? "8-bit linear" : "m
 // ---- encode ----
 
 static int encode_main(int argc, char** argv) {
-    cxxopts::Options o = command_options(
-        "encode", "Sound files (- for stdin) to bytes on stdout, one after another: each mixed to mono, resampled to "
-                  "--rate and made one byte a sample, mu-law or --linear.", "FILE...");
+    cxxopts::Options o = cli::command_options(
+        "st-audio", "encode",
+        "Sound files (- for stdin) to bytes on stdout, one after another: each mixed to mono, resampled to "
+        "--rate and made one byte a sample, mu-law or --linear.",
+        "FILE...");
     o.add_options()("files", "sound files", cxxopts::value<std::vector<std::string>>());
     add_shared(o);
     o.parse_positional({"files"});
@@ -65,7 +58,7 @@ static int encode_main(int argc, char** argv) {
         try {
             samples = resample(s.samples, s.rate, rate);
         } catch (const Error& e) {
-            fail((path == "-" ? "stdin" : path) + ": " + e.what());
+            fail(input_name(path) + ": " + e.what());
         }
         for (float x : samples) out.push_back(linear ? linear_encode(x) : mulaw_encode(x));
     }
@@ -85,8 +78,8 @@ static SoundFormat parse_format(const std::string& text) {
 }
 
 static int decode_main(int argc, char** argv) {
-    cxxopts::Options o = command_options(
-        "decode", "Bytes of one sample each (from FILE, or stdin) to a mono 16-bit WAV or FLAC file.", "[FILE]");
+    cxxopts::Options o = cli::command_options(
+        "st-audio", "decode", "Bytes of one sample each (from FILE, or stdin) to a mono 16-bit WAV or FLAC file.", "[FILE]");
     o.add_options()
         ("input", "bytes", cxxopts::value<std::string>())
         ("o,output", "the sound file (default: -, stdout)", cxxopts::value<std::string>(), "OUT")
@@ -108,31 +101,19 @@ static int decode_main(int argc, char** argv) {
     const std::string path = r.count("input") ? r["input"].as<std::string>() : "-";
     refuse_input_as_output("-o", out, {{"the audio bytes", path}});
     const std::vector<uint8_t> codes = read_file(path);
-    if (codes.empty()) fail((path == "-" ? "stdin" : path) + ": no samples (empty input)");
+    if (codes.empty()) fail(input_name(path) + ": no samples (empty input)");
     std::vector<float> samples(codes.size());
     for (size_t i = 0; i < codes.size(); i++) samples[i] = linear ? linear_decode(codes[i]) : mulaw_decode(codes[i]);
     write_sound(out, samples, rate, format);
     if (!r.count("quiet"))
-        std::fprintf(stderr, "st-audio: %s: %s, %zu samples, %.1f s at %d Hz (from %s)\n", out == "-" ? "stdout" : out.c_str(),
+        std::fprintf(stderr, "st-audio: %s: %s, %zu samples, %.1f s at %d Hz (from %s)\n", output_name(out).c_str(),
                      format_name, samples.size(), double(samples.size()) / rate, rate, codes_name(linear));
     return 0;
 }
 
 static int audio_main(int argc, char** argv) {
-    const std::string command = argc > 1 ? argv[1] : "";
-    // Each command parses what follows it, with the command in the place of the program name.
-    if (command == "encode") return encode_main(argc - 1, argv + 1);
-    if (command == "decode") return decode_main(argc - 1, argv + 1);
-    if (command == "-h" || command == "--help") {
-        std::fputs(kUsage, stdout);
-        return 0;
-    }
-    if (command == "--version") {
-        std::printf("st-audio %s\n", ST_VERSION);
-        return 0;
-    }
-    if (command.empty()) usage_fail("missing command: encode or decode");
-    usage_fail("unknown command '" + command + "': expected encode or decode");
+    static constexpr cli::Command commands[] = {{"encode", encode_main}, {"decode", decode_main}};
+    return cli::run_command("st-audio", kUsage, commands, argc, argv);
 }
 
 int main(int argc, char** argv) { return cli::run("st-audio", argc, argv, audio_main); }

@@ -63,7 +63,7 @@ static int complete_main(int argc, char** argv) {
 
     std::vector<Image> pics;
     for (const std::string& path : r["pictures"].as<std::vector<std::string>>()) {
-        const std::string name = path == "-" ? "stdin" : path;
+        const std::string name = input_name(path);
         std::vector<Image> got;
         if (r.count("records")) {
             std::vector<uint8_t> bytes = read_file(path);
@@ -84,7 +84,7 @@ static int complete_main(int argc, char** argv) {
     // The grid's size is known now: a PNG too large to write is refused before the sampling.
     const ImageSize size = grid_size(pics.size() * size_t(k + 1), c.image_h, c.image_w, k + 1, 2 * scale, scale);
     if (std::string problem = image_size_problem(size.h, size.w, c.image_c); !problem.empty())
-        fail((out == "-" ? "stdout" : out) + ": " + problem + "; use a smaller --scale, fewer --samples or a smaller --count");
+        fail(output_name(out) + ": " + problem + "; use a smaller --scale, fewer --samples or a smaller --count");
 
     // Every picture's k completions decode side by side: sequence b completes picture b / k.
     const int n_pics = int(pics.size()), B = n_pics * k, T = c.n_ctx;
@@ -118,7 +118,7 @@ static int complete_main(int argc, char** argv) {
     write_png(out, grid);
     if (!r.count("quiet"))
         std::fprintf(stderr, "st-complete: %d completions of %d bytes each in %.2f s on %s; wrote %s (%dx%d)\n", B, T - kept, secs,
-                     device == "cpu" ? "the CPU" : "the GPU", out == "-" ? "stdout" : out.c_str(), grid.h, grid.w);
+                     device == "cpu" ? "the CPU" : "the GPU", output_name(out).c_str(), grid.h, grid.w);
     return 0;
 }
 

@@ -26,14 +26,14 @@ static int eval_main(int argc, char** argv) {
     if (!r.count("model") || !r.count("data")) usage_fail("usage: st-eval MODEL DATA");
     int batch = int(cli::to_int("--batch", r["batch"].as<std::string>(), 1, 1 << 20));
     Checkpoint ck = checkpoint_load(r["model"].as<std::string>());
-    const std::string path = r["data"].as<std::string>();
+    const std::string path = r["data"].as<std::string>(), name = input_name(path);
     std::vector<uint8_t> data = read_file(path);
-    if (data.size() < 2) fail((path == "-" ? std::string("stdin") : path) + ": need at least 2 bytes to evaluate, got " + std::to_string(data.size()));
+    if (data.size() < 2) fail(name + ": need at least 2 bytes to evaluate, got " + std::to_string(data.size()));
     std::vector<float> opt_m, opt_v;
     const Config& c = ck.model->cfg;
     // An image model: every byte of every picture, each picture from its start byte (records.h).
     const bool records = reads_records(c);
-    const std::vector<uint8_t> framed = records ? frame_records(data.data(), data.size(), c, path == "-" ? "stdin" : path) : std::vector<uint8_t>{};
+    const std::vector<uint8_t> framed = records ? frame_records(data.data(), data.size(), c, name) : std::vector<uint8_t>{};
     std::unique_ptr<Engine> engine = make_engine(device, *ck.model, opt_m, opt_v);
     if (records) {
         const std::vector<int64_t> offs = record_offsets(int64_t(framed.size()), c.n_ctx, INT32_MAX);

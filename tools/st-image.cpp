@@ -21,25 +21,9 @@ static const char* const kUsage =
     "FILE: PNG, JPEG, BMP, PGM/PPM, IDX (MNIST, raw or .gz), CIFAR-10 .bin, or - for stdin.\n"
     "'st-image COMMAND --help' lists a command's options.\n";
 
-static std::string display_name(const std::string& path) { return path == "-" ? "stdin" : path; }
 static std::string dims(int h, int w) { return std::to_string(h) + "x" + std::to_string(w); }
 static std::string dims(const Image& im) { return dims(im.h, im.w) + "x" + std::to_string(im.c); }
 static const char* pictures(size_t n) { return n == 1 ? "picture" : "pictures"; }
-
-// A command's parser; its help reads "st-image COMMAND [OPTIONS] OPERANDS".
-static cxxopts::Options command_options(const std::string& command, const char* what, const char* operands) {
-    cxxopts::Options o("st-image", what);
-    o.custom_help(command + " [OPTIONS]").positional_help(operands);
-    return o;
-}
-// The options of every st program that st-image has use for: not cli::add_common's --device and
-// --threads, as it has no device or threads to choose.
-static void add_basic(cxxopts::Options& o) {
-    o.add_options("common")
-        ("h,help", "print this help and exit")
-        ("version", "print the version and exit")
-        ("q,quiet", "no summary on stderr");
-}
 
 // --size: "HxW", or "HxWxC" (required when NEED_C); c is 0 when not given.
 struct Size {
@@ -65,9 +49,11 @@ static Size parse_size(const std::string& text, bool need_c) {
 // ---- encode ----
 
 static int encode_main(int argc, char** argv) {
-    cxxopts::Options o = command_options(
-        "encode", "Pictures to records of H*W*C bytes (row, column, channel order) on stdout: every picture of every FILE "
-                  "(PNG, JPEG, BMP, PGM/PPM, IDX raw or .gz, CIFAR-10 .bin; - for stdin).", "FILE...");
+    cxxopts::Options o = cli::command_options(
+        "st-image", "encode",
+        "Pictures to records of H*W*C bytes (row, column, channel order) on stdout: every picture of every FILE "
+        "(PNG, JPEG, BMP, PGM/PPM, IDX raw or .gz, CIFAR-10 .bin; - for stdin).",
+        "FILE...");
     o.add_options()
         ("files", "picture files", cxxopts::value<std::vector<std::string>>())
         ("size", "the records' size, HxW or HxWxC (default: the first picture's); other sizes are errors "
@@ -77,7 +63,7 @@ static int encode_main(int argc, char** argv) {
         ("channels", "1 (grey), 3 (RGB) or 4 (RGBA): convert every picture (default: the first picture's)",
          cxxopts::value<std::string>(), "C")
         ("limit", "encode the first N pictures only", cxxopts::value<std::string>(), "N");
-    add_basic(o);
+    cli::add_basic(o);
     o.parse_positional({"files"});
     cxxopts::ParseResult r;
     if (cli::parse(o, argc, argv, &r)) return 0;
@@ -101,7 +87,7 @@ static int encode_main(int argc, char** argv) {
     size_t count = 0;
     for (const std::string& path : r["files"].as<std::vector<std::string>>()) {
         if (count == limit) break;
-        const std::string name = display_name(path);
+        const std::string name = input_name(path);
         for (Image& im : read_images(path)) {
             if (count == limit) break;
             if (convert) im = convert_channels(im, want.c);
@@ -157,12 +143,13 @@ static void check_output_size(const std::string& out, const ImageSize& size, int
                             : size.w > kMaxImageSide ? "use fewer --grid columns or a smaller --scale"
                             : size.h > kMaxImageSide ? "use more --grid columns, a smaller --scale or --limit"
                                                      : "use a smaller --scale or --limit";
-    fail((out == "-" ? "stdout" : out) + ": " + problem + "; " + fix);
+    fail(output_name(out) + ": " + problem + "; " + fix);
 }
 
 static int decode_main(int argc, char** argv) {
-    cxxopts::Options o = command_options(
-        "decode", "Records of H*W*C bytes (from FILE, or stdin) to PNG files: one per record, or one grid.", "--size HxWxC [FILE]");
+    cxxopts::Options o = cli::command_options(
+        "st-image", "decode", "Records of H*W*C bytes (from FILE, or stdin) to PNG files: one per record, or one grid.",
+        "--size HxWxC [FILE]");
     o.add_options()
         ("input", "records", cxxopts::value<std::string>())
         ("size", "the size of a record (C: 1 grey, 3 RGB, 4 RGBA)", cxxopts::value<std::string>(), "HxWxC")
@@ -171,7 +158,7 @@ static int decode_main(int argc, char** argv) {
         ("grid", "one PNG with the pictures in COLS columns", cxxopts::value<std::string>(), "COLS")
         ("scale", "enlarge every picture K times (nearest neighbour)", cxxopts::value<std::string>()->default_value("1"), "K")
         ("limit", "decode the first N records only", cxxopts::value<std::string>(), "N");
-    add_basic(o);
+    cli::add_basic(o);
     o.parse_positional({"input"});
     cxxopts::ParseResult r;
     if (cli::parse(o, argc, argv, &r)) return 0;
@@ -188,16 +175,16 @@ static int decode_main(int argc, char** argv) {
     const std::string path = r.count("input") ? r["input"].as<std::string>() : "-";
     if (cols) refuse_input_as_output("-o", out, {{"the records", path}});
     const std::vector<uint8_t> data = read_file(path);
-    if (data.empty()) fail(display_name(path) + ": no records (empty input)");
+    if (data.empty()) fail(input_name(path) + ": no records (empty input)");
     const size_t records = std::min(data.size() / (size_t(s.h) * size_t(s.w) * size_t(s.c)), limit);
     if (cols) check_output_size(out, grid_size(records, s.h, s.w, cols, 2, scale), s.c, true);
     else check_output_size(pattern.name(0), grid_size(1, s.h, s.w, 1, 0, scale), s.c, false);
-    std::vector<Image> ims = images_from_records(data.data(), data.size(), s.h, s.w, s.c, display_name(path));
+    std::vector<Image> ims = images_from_records(data.data(), data.size(), s.h, s.w, s.c, input_name(path));
     if (ims.size() > limit) ims.resize(limit);
     const bool quiet = r.count("quiet") > 0;
     if (cols) {
         write_png(out, image_grid(ims, cols, 2, scale));
-        if (!quiet) std::fprintf(stderr, "st-image: %s: %zu %s of %s in %d column%s\n", out == "-" ? "stdout" : out.c_str(),
+        if (!quiet) std::fprintf(stderr, "st-image: %s: %zu %s of %s in %d column%s\n", output_name(out).c_str(),
                                  ims.size(), pictures(ims.size()), dims(ims[0]).c_str(), cols, cols == 1 ? "" : "s");
         return 0;
     }
@@ -221,9 +208,10 @@ static int decode_main(int argc, char** argv) {
 // ---- info ----
 
 static int info_main(int argc, char** argv) {
-    cxxopts::Options o = command_options("info", "What each picture file holds: its format, how many pictures, their size.", "FILE...");
+    cxxopts::Options o =
+        cli::command_options("st-image", "info", "What each picture file holds: its format, how many pictures, their size.", "FILE...");
     o.add_options()("files", "picture files", cxxopts::value<std::vector<std::string>>());
-    add_basic(o);
+    cli::add_basic(o);
     o.parse_positional({"files"});
     cxxopts::ParseResult r;
     if (cli::parse(o, argc, argv, &r)) return 0;
@@ -231,28 +219,15 @@ static int info_main(int argc, char** argv) {
     for (const std::string& path : r["files"].as<std::vector<std::string>>()) {
         std::string format;
         const std::vector<Image> ims = read_images(path, &format);
-        std::printf("%s: %s, %zu %s of %s\n", display_name(path).c_str(), format.c_str(), ims.size(), pictures(ims.size()),
+        std::printf("%s: %s, %zu %s of %s\n", input_name(path).c_str(), format.c_str(), ims.size(), pictures(ims.size()),
                     dims(ims[0]).c_str());
     }
     return 0;
 }
 
 static int image_main(int argc, char** argv) {
-    const std::string command = argc > 1 ? argv[1] : "";
-    // Each command parses what follows it, with the command in the place of the program name.
-    if (command == "encode") return encode_main(argc - 1, argv + 1);
-    if (command == "decode") return decode_main(argc - 1, argv + 1);
-    if (command == "info") return info_main(argc - 1, argv + 1);
-    if (command == "-h" || command == "--help") {
-        std::fputs(kUsage, stdout);
-        return 0;
-    }
-    if (command == "--version") {
-        std::printf("st-image %s\n", ST_VERSION);
-        return 0;
-    }
-    if (command.empty()) usage_fail("missing command: encode, decode or info");
-    usage_fail("unknown command '" + command + "': expected encode, decode or info");
+    static constexpr cli::Command commands[] = {{"encode", encode_main}, {"decode", decode_main}, {"info", info_main}};
+    return cli::run_command("st-image", kUsage, commands, argc, argv);
 }
 
 int main(int argc, char** argv) { return cli::run("st-image", argc, argv, image_main); }

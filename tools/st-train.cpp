@@ -14,49 +14,13 @@
 #include "parallel/nccl.h"
 #include "parallel/spawn.h"
 #include "error.h"
+#include "heldout.h"
 #include "io/file.h"
 #include "io/json.h"
 #include "records.h"
 #include "train.h"
 
 using namespace st;
-
-static const char* kModelOptions[] = {"layers", "d-model", "heads", "ff-mult", "ctx", "pattern", "mode", "stride", "summary", "block", "pos", "image", "dropout"};
-
-static Config config_from_options(const cxxopts::ParseResult& r) {
-    Config c;
-    auto i = [&](const char* name, long long lo, long long hi) { return int(cli::to_int(std::string("--") + name, r[name].as<std::string>(), lo, hi)); };
-    c.n_layer = i("layers", 1, kMaxLayers);
-    c.d_model = i("d-model", 1, kMaxDModel);
-    c.n_head = i("heads", 1, kMaxHeads);
-    c.ff_mult = i("ff-mult", 1, kMaxFFMult);
-    c.n_ctx = i("ctx", 2, kMaxContext);
-    c.attn.stride = i("stride", 1, 1 << 30);
-    c.attn.summary = i("summary", 1, 1 << 30);
-    c.attn.block = i("block", 1, 1024);
-    c.dropout = float(cli::to_real("--dropout", r["dropout"].as<std::string>(), 0, 0.99));
-    std::string p = r["pattern"].as<std::string>(), m = r["mode"].as<std::string>(), pos = r["pos"].as<std::string>();
-    if (!pattern_from_name(p, &c.attn.pattern)) usage_fail("--pattern " + p + ": expected dense, local, fixed or strided");
-    if (!head_mode_from_name(m, &c.attn.mode)) usage_fail("--mode " + m + ": expected interleaved, merged or multihead");
-    if (!pos_from_name(pos, &c.pos) || c.pos == PosKind::image) usage_fail("--pos " + pos + ": expected 1d or 2d (images: --image HxWxC)");
-    if (r.count("image")) {
-        std::string s = r["image"].as<std::string>();
-        int used = 0;
-        if (std::sscanf(s.c_str(), "%9dx%9dx%9d%n", &c.image_h, &c.image_w, &c.image_c, &used) != 3 || size_t(used) != s.size() ||
-            c.image_h < 1 || c.image_w < 1 ||
-            (c.image_c != 1 && c.image_c != 3 && c.image_c != 4))
-            usage_fail("--image " + s + ": expected HxWxC with C 1 (grey), 3 (RGB) or 4 (RGBA), e.g. 28x28x1");
-        if (int64_t(c.image_h) * c.image_w * c.image_c > kMaxContext) usage_fail("--image " + s + ": too large a picture");
-        c.pos = PosKind::image;
-        c.n_ctx = c.image_h * c.image_w * c.image_c;
-        // The paper's image models: strided attention with one image row as the stride.
-        if (!r.count("pattern")) c.attn.pattern = Pattern::strided;
-        if (!r.count("stride")) c.attn.stride = c.image_w * c.image_c;
-    }
-    std::string why = config_check(c);
-    if (!why.empty()) usage_fail(why);
-    return c;
-}
 
 static void recipe_from_options(const cxxopts::ParseResult& r, Recipe* rc, bool only_given) {
     auto given = [&](const char* n) { return !only_given || r.count(n); };
@@ -90,20 +54,7 @@ static int train_main(int argc, char** argv) {
         ("resume", "continue the run saved in this model file", cxxopts::value<std::string>())
         ("val", "held-out data (default: the last --val-frac of DATA)", cxxopts::value<std::string>())
         ("data", "training data", cxxopts::value<std::string>());
-    o.add_options("model")
-        ("layers", "residual blocks", cxxopts::value<std::string>()->default_value("4"))
-        ("d-model", "width", cxxopts::value<std::string>()->default_value("256"))
-        ("heads", "attention heads", cxxopts::value<std::string>()->default_value("4"))
-        ("ff-mult", "feed-forward width as a multiple of d-model", cxxopts::value<std::string>()->default_value("4"))
-        ("ctx", "context: bytes per example", cxxopts::value<std::string>()->default_value("256"))
-        ("pattern", "attention: dense, local, fixed or strided", cxxopts::value<std::string>()->default_value("fixed"))
-        ("mode", "heads: interleaved, merged or multihead", cxxopts::value<std::string>()->default_value("merged"))
-        ("stride", "l: chunk length (fixed), window and stride (local, strided), row width (2d positions)", cxxopts::value<std::string>()->default_value("64"))
-        ("summary", "c: summary positions per chunk (fixed)", cxxopts::value<std::string>()->default_value("16"))
-        ("block", "attention block size: 32, 64 or 128", cxxopts::value<std::string>()->default_value("32"))
-        ("pos", "positions: 1d or 2d (row and column, width = stride)", cxxopts::value<std::string>()->default_value("2d"))
-        ("image", "images HxWxC: row, column and channel positions; context H*W*C", cxxopts::value<std::string>())
-        ("dropout", "dropout at the residual additions", cxxopts::value<std::string>()->default_value("0"));
+    cli::add_model_options(o, "model");
     o.add_options("training")
         ("steps", "optimizer steps in all", cxxopts::value<std::string>()->default_value("2000"))
         ("batch", "examples per step", cxxopts::value<std::string>()->default_value("16"))
@@ -193,8 +144,8 @@ static int train_main(int argc, char** argv) {
     int64_t start = 0;
     bool text = true;
     if (r.count("resume")) {
-        for (const char* n : kModelOptions)
-            if (r.count(n)) usage_fail(std::string("--") + n + " cannot change when resuming: the model comes from the checkpoint");
+        if (const std::string given = cli::model_option_given(r); !given.empty())
+            usage_fail(given + " cannot change when resuming: the model comes from the checkpoint");
         std::string path = r["resume"].as<std::string>();
         Checkpoint ck = checkpoint_load(path);
         auto rec = ck.metadata.find("recipe");
@@ -213,7 +164,7 @@ static int train_main(int argc, char** argv) {
         if (start >= recipe.steps) fail(path + ": already trained " + std::to_string(start) + " of " + std::to_string(recipe.steps) + " steps (raise --steps to go on)");
     } else {
         recipe_from_options(r, &recipe, false);
-        model = std::make_unique<Model<float>>(config_from_options(r));
+        model = std::make_unique<Model<float>>(cli::config_from_options(r));
         model->init_weights(recipe.seed);
     }
     model->recompute = r.count("recompute") > 0;
@@ -222,43 +173,11 @@ static int train_main(int argc, char** argv) {
     // The training bytes are mapped, not copied, where DATA is a plain file (io/file.h); pictures are
     // framed into a buffer of their own.
     const FileBytes data(data_path);
-    std::span<const uint8_t> bytes = data.bytes();
-    std::vector<uint8_t> framed;
-    const std::string name = data_path == "-" ? "stdin" : data_path;
-    if (bytes.empty()) fail(name + ": no data (empty)");
-    std::vector<uint8_t> val;
-    if (reads_records(model->cfg)) {   // pictures: whole records, each framed by a start byte (records.h)
-        const Config& c = model->cfg;
-        std::vector<uint8_t> held;
-        if (r.count("val")) {
-            std::string vp = r["val"].as<std::string>();
-            held = read_file(vp);
-            val = frame_records(held.data(), held.size(), c, vp);
-        } else {
-            size_t records = bytes.size() / size_t(ctx), nval = size_t(double(records) * recipe.val_frac);
-            if (records < 2) fail(name + ": " + std::to_string(bytes.size()) + " bytes hold fewer than two " + record_shape(c) + " pictures");
-            nval = std::clamp<size_t>(nval, 1, records - 1);
-            const size_t cut = bytes.size() - nval * size_t(ctx) - bytes.size() % size_t(ctx);
-            val = frame_records(bytes.data() + cut, bytes.size() - cut, c, name);   // a partial record fails here
-            bytes = bytes.first(cut);
-        }
-        framed = frame_records(bytes.data(), bytes.size(), c, name);
-        bytes = framed;
-    } else if (r.count("val")) {
-        std::string vp = r["val"].as<std::string>();
-        val = read_file(vp);
-        if (val.size() < size_t(ctx) + 1)
-            fail(vp + ": " + std::to_string(val.size()) + " bytes is shorter than one window of the context (" + std::to_string(ctx + 1) + " bytes)");
-    } else {
-        size_t nval = size_t(double(bytes.size()) * recipe.val_frac);
-        if (nval < size_t(ctx) + 1)
-            fail(name + ": the held-out part (" + std::to_string(nval) + " bytes) is shorter than one window of the context (" + std::to_string(ctx + 1) +
-                 " bytes); give more data, a larger --val-frac, or --val FILE");
-        val.assign(bytes.end() - ptrdiff_t(nval), bytes.end());
-        bytes = bytes.first(bytes.size() - nval);
-    }
-    if (bytes.size() < size_t(ctx) + 1)
-        fail(name + ": " + std::to_string(bytes.size()) + " training bytes is shorter than one window of the context (" + std::to_string(ctx + 1) + " bytes)");
+    const std::string name = input_name(data_path);
+    const TrainData split = split_heldout(data.bytes(), name, model->cfg, recipe.val_frac,
+                                          r.count("val") ? std::optional(r["val"].as<std::string>()) : std::nullopt);
+    const std::span<const uint8_t> bytes = split.train();
+    const std::vector<uint8_t>& val = split.val;
     if (start == 0) text = !reads_records(model->cfg) && looks_like_text(bytes);
 
     const size_t unit_bytes = reads_records(model->cfg) ? size_t(ctx) + 1 : 1;   // framed pictures or bytes

@@ -15,7 +15,8 @@
 
 using namespace st;
 
-static const char* kSpecOptions[] = {"pattern", "mode", "ctx", "stride", "summary"};
+// With MODEL these pick the layers and heads to draw; without, they are st-train's model options.
+static constexpr std::string_view kPickOptions[] = {"layers", "heads"};
 
 static std::vector<int> indices(int n) {
     std::vector<int> out(static_cast<size_t>(n));
@@ -40,25 +41,6 @@ static std::string arg(const cxxopts::ParseResult& r, const char* name, const st
     return r.count(name) ? r[name].as<std::string>() : fallback;
 }
 
-// A pattern from st-train's options and defaults; with no model, --layers and --heads are counts.
-static Config config_from_options(const cxxopts::ParseResult& r) {
-    Config c;
-    auto i = [&](const char* name, const char* fallback, long long lo, long long hi) {
-        return int(cli::to_int(std::string("--") + name, arg(r, name, fallback), lo, hi));
-    };
-    c.n_layer = i("layers", "4", 1, 1024);
-    c.n_head = i("heads", "4", 1, 1024);
-    c.n_ctx = i("ctx", "256", 2, 1 << 20);
-    c.attn.stride = i("stride", "64", 1, 1 << 20);
-    c.attn.summary = i("summary", "16", 1, 1 << 20);
-    const std::string p = arg(r, "pattern", "fixed"), m = arg(r, "mode", "merged");
-    if (!pattern_from_name(p, &c.attn.pattern)) usage_fail("--pattern " + p + ": expected dense, local, fixed or strided");
-    if (!head_mode_from_name(m, &c.attn.mode)) usage_fail("--mode " + m + ": expected interleaved, merged or multihead");
-    std::string why = attn_spec_check(c.attn, c.n_ctx, c.n_head);
-    if (!why.empty()) usage_fail(why);
-    return c;
-}
-
 static std::string spec_title(const AttnSpec& s, int n) {
     std::string t = std::string(pattern_name(s.pattern)) + ", " + head_mode_name(s.mode);
     if (s.pattern != Pattern::dense) t += ", stride " + std::to_string(s.stride);
@@ -71,7 +53,7 @@ static std::string panel_label(int layer, int head) { return "layer " + std::to_
 // The image a model looks at: record R of raw records of H*W*C bytes when the input's size is a
 // whole number of them, else picture R of a file that read_images knows (PNG, JPEG, IDX, CIFAR...).
 static std::vector<uint8_t> input_image(const std::string& path, const Config& c, long long record) {
-    const std::string name = path == "-" ? "stdin" : path;
+    const std::string name = input_name(path);
     std::vector<uint8_t> bytes = read_file(path);
     const size_t n = size_t(c.n_ctx);
     if (!bytes.empty() && bytes.size() % n == 0) {
@@ -80,7 +62,7 @@ static std::vector<uint8_t> input_image(const std::string& path, const Config& c
                  " is beyond them");
         return std::vector<uint8_t>(bytes.begin() + std::ptrdiff_t(size_t(record) * n), bytes.begin() + std::ptrdiff_t(size_t(record + 1) * n));
     }
-    if (path == "-") fail("stdin: " + std::to_string(bytes.size()) + " bytes is not a whole number of " + std::to_string(n) + "-byte records");
+    if (path == "-") fail(name + ": " + std::to_string(bytes.size()) + " bytes is not a whole number of " + std::to_string(n) + "-byte records");
     std::vector<Image> ims = read_images(path);
     if (size_t(record) >= ims.size()) fail(name + ": " + std::to_string(ims.size()) + " pictures; --record " + std::to_string(record) + " is beyond them");
     Image im = convert_channels(ims[size_t(record)], c.image_c);
@@ -112,7 +94,7 @@ static void check_size(const cxxopts::ParseResult& r, const Drawing& d, size_t n
     const ImageSize size = panel_grid_size(n, h, w, label_w, d.cols, d.scale, d.title);
     if (std::string problem = image_size_problem(size.h, size.w, 3); !problem.empty()) {
         const std::string out = r["output"].as<std::string>();
-        fail((out == "-" ? "stdout" : out) + ": " + problem + "; use a smaller --scale or fewer --layers or --heads" +
+        fail(output_name(out) + ": " + problem + "; use a smaller --scale or fewer --layers or --heads" +
              (r.count("input") ? "" : ", or a smaller --window"));
     }
 }
@@ -158,7 +140,7 @@ static Drawing image_attention(const cxxopts::ParseResult& r, Decoder& dec, cons
 // A model of bytes: the attention of one position, a band of the positions before it per layer and head.
 static Drawing text_attention(const cxxopts::ParseResult& r, Decoder& dec, const Config& c, const std::vector<int>& layers,
                               const std::vector<int>& heads, int64_t at, const std::string& model_name) {
-    const std::string path = r["input"].as<std::string>(), name = path == "-" ? "stdin" : path;
+    const std::string path = r["input"].as<std::string>(), name = input_name(path);
     const std::vector<uint8_t> bytes = read_file(path);
     if (bytes.empty()) fail(name + ": no data (empty)");
     const int64_t query = at >= 0 ? at : std::min<int64_t>(int64_t(bytes.size()), c.n_ctx) - 1;
@@ -214,16 +196,12 @@ static int viz_main(int argc, char** argv) {
     o.add_options()
         ("o,output", "PNG file to write (- for stdout)", cxxopts::value<std::string>())
         ("model", "model file", cxxopts::value<std::string>())
-        ("layers", "with MODEL: the layers to draw, e.g. 0,3 (default all); without: how many (default 4)", cxxopts::value<std::string>())
-        ("heads", "with MODEL: the heads to draw, e.g. 1 (default all); without: how many (default 4)", cxxopts::value<std::string>())
+        ("layers", "with MODEL: the layers to draw, e.g. 0,3 (default all); without: how many, as st-train's --layers", cxxopts::value<std::string>())
+        ("heads", "with MODEL: the heads to draw, e.g. 1 (default all); without: how many, as st-train's --heads", cxxopts::value<std::string>())
         ("scale", "pixels per position (default: a size that reads well)", cxxopts::value<std::string>());
     o.add_options("attention sets (no --input)")
-        ("window", "draw the first N positions (default: the context, at most 256)", cxxopts::value<std::string>())
-        ("pattern", "without MODEL: dense, local, fixed or strided (default fixed)", cxxopts::value<std::string>())
-        ("mode", "without MODEL: interleaved, merged or multihead (default merged)", cxxopts::value<std::string>())
-        ("ctx", "without MODEL: context (default 256)", cxxopts::value<std::string>())
-        ("stride", "without MODEL: l, the chunk length, window or stride (default 64)", cxxopts::value<std::string>())
-        ("summary", "without MODEL: c, summary positions per chunk (fixed; default 16)", cxxopts::value<std::string>());
+        ("window", "draw the first N positions (default: the context, at most 256)", cxxopts::value<std::string>());
+    cli::add_model_options(o, "attention sets without MODEL: st-train's model", kPickOptions);
     o.add_options("learned attention")
         ("input", "the bytes the model reads (an image model: raw records or a picture file)", cxxopts::value<std::string>())
         ("at", "the query position (default: the last of the input, or the image's centre pixel)", cxxopts::value<std::string>())
@@ -240,8 +218,8 @@ static int viz_main(int argc, char** argv) {
         if (r.count(n) && !learned) usage_fail(std::string("--") + n + ": only with --input (learned attention)");
     if (learned && r.count("window")) usage_fail("--window: only without --input (attention sets)");
     if (learned && !with_model) usage_fail("--input needs MODEL: the model whose attention to draw");
-    for (const char* n : kSpecOptions)
-        if (r.count(n) && with_model) usage_fail(std::string("--") + n + ": not with MODEL (the model has its own pattern)");
+    if (const std::string given = cli::model_option_given(r, kPickOptions); with_model && !given.empty())
+        usage_fail(given + ": not with MODEL (the model has its own)");
     const std::string out = r["output"].as<std::string>();
     if (out == "-") cli::refuse_terminal_stdout("a PNG");
     std::vector<std::pair<std::string, std::string>> inputs;
@@ -257,7 +235,7 @@ static int viz_main(int argc, char** argv) {
         d = learned ? learned_attention(r, *ck.model, path.substr(path.find_last_of('/') + 1))
                     : attention_sets(r, c, pick(r, "layers", c.n_layer), pick(r, "heads", c.n_head));
     } else {
-        Config c = config_from_options(r);
+        const Config c = cli::config_from_options(r);
         d = attention_sets(r, c, indices(c.n_layer), indices(c.n_head));
     }
     const Image picture = panel_grid(d.panels, d.cols, d.scale, d.title);

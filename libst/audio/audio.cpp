@@ -57,8 +57,6 @@ SF_VIRTUAL_IO memory_io = {memory_length, memory_seek, memory_read, memory_write
 
 using SoundFile = std::unique_ptr<SNDFILE, decltype(&sf_close)>;
 
-std::string display_name(const std::string& path) { return path == "-" ? "stdin" : path; }
-
 // A libsndfile message without its closing full stop, to go inside parentheses.
 std::string reason(const char* message) {
     std::string s = message;
@@ -100,7 +98,7 @@ void check_wav_chunks(const std::vector<uint8_t>& b, const std::string& name) {
 
 }  // namespace
 
-Sound read_sound(const std::string& path) { return sound_from_bytes(read_file(path), display_name(path)); }
+Sound read_sound(const std::string& path) { return sound_from_bytes(read_file(path), input_name(path)); }
 
 Sound sound_from_bytes(std::vector<uint8_t> bytes, const std::string& name) {
     MemoryFile file{std::move(bytes)};
@@ -159,7 +157,7 @@ std::vector<float> resample(const std::vector<float>& samples, int from, int to)
 }
 
 void write_sound(const std::string& path, const std::vector<float>& samples, int rate, SoundFormat format) {
-    const std::string name = path == "-" ? "stdout" : path;
+    const std::string name = output_name(path);
     MemoryFile file;
     SF_INFO info{};
     info.samplerate = rate;

@@ -32,6 +32,9 @@ bool ends_with(const std::string& s, const std::string& suffix) {
     return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
+std::string input_name(const std::string& path) { return path == "-" ? "stdin" : path; }
+std::string output_name(const std::string& path) { return path == "-" ? "stdout" : path; }
+
 // ---- CRC-32 ----
 
 // tables[0] is the classic byte-at-a-time table; tables[k][b] is the CRC of byte b followed by k zero
@@ -217,7 +220,7 @@ static std::vector<uint8_t> read_zstd(int fd, const std::string& path, size_t li
 std::vector<uint8_t> read_file(const std::string& path, size_t limit) {
     if (path.empty()) fail("empty file name");
     if (limit == 0) limit = memory_bytes();
-    if (path == "-") return read_plain(0, "stdin", limit);
+    if (path == "-") return read_plain(0, input_name(path), limit);
     Fd fd(open_for_read(path));
     return ends_with(path, ".zst") ? read_zstd(fd.fd, path, limit) : read_plain(fd.fd, path, limit);
 }
@@ -395,7 +398,7 @@ static void fsync_parent(const std::string& path) {
 void write_file_atomic(const std::string& path, const std::function<void(const ByteSink&)>& produce,
                        std::optional<uint64_t> total) {
     if (path.empty()) fail("empty file name");
-    if (path == "-") return produce_into(1, "stdout", false, total, produce);
+    if (path == "-") return produce_into(1, output_name(path), false, total, produce);
     std::string tmp;
     Fd fd(create_temp(path, &tmp));
     track_partial(tmp);

@@ -75,4 +75,9 @@ uint32_t crc32(const void* data, size_t n, uint32_t crc = 0);
 
 bool ends_with(const std::string& s, const std::string& suffix);
 
+// How messages name PATH: "-" is "stdin" as an input and "stdout" as an output, as read_file and
+// write_file_atomic name them in their errors.
+std::string input_name(const std::string& path);
+std::string output_name(const std::string& path);
+
 }  // namespace st

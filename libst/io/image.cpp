@@ -423,7 +423,7 @@ std::vector<Image> images_from_bytes(const std::vector<uint8_t>& bytes, const st
 }
 
 std::vector<Image> read_images(const std::string& path, std::string* format) {
-    return images_from_bytes(read_file(path), path == "-" ? "stdin" : path, format);
+    return images_from_bytes(read_file(path), input_name(path), format);
 }
 
 std::vector<Image> read_images(const std::string& path) { return read_images(path, nullptr); }
@@ -445,7 +445,7 @@ std::vector<Image> images_from_records(const uint8_t* data, size_t n, int h, int
 void write_png(const std::string& path, const Image& im) {
     check_image(im, path.c_str());
     if (std::string problem = image_size_problem(uint64_t(im.h), uint64_t(im.w), im.c); !problem.empty())
-        fail((path == "-" ? "stdout" : path) + ": " + problem);
+        fail(output_name(path) + ": " + problem);
     std::vector<uint8_t> png;
     auto append = [](void* to, void* data, int n) {
         auto p = static_cast<const uint8_t*>(data);

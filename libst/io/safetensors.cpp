@@ -50,7 +50,7 @@ static bool tensor_bytes(const std::vector<int64_t>& shape, DType dtype, size_t*
 
 void safetensors_save(const std::string& file_name, const std::vector<SafeTensorsWrite>& tensors,
                       const std::map<std::string, std::string>& metadata) {
-    const std::string path = file_name == "-" ? "stdout" : file_name;  // as write_file_atomic names it
+    const std::string path = output_name(file_name);
     std::vector<size_t> sizes;
     std::set<std::string> names;
     uint32_t crc = 0;
@@ -112,7 +112,7 @@ static bool as_size(const ordered_json& v, size_t* out) {
 
 SafeTensors safetensors_load(const std::string& file_name) {
     std::vector<uint8_t> file = read_file(file_name);
-    const std::string path = file_name == "-" ? "stdin" : file_name;  // as read_file names it
+    const std::string path = input_name(file_name);
     auto not_safetensors = [&](const std::string& why) { fail(path + ": not a safetensors file (" + why + ")"); };
     auto invalid = [&](const std::string& why) { fail(path + ": invalid safetensors header: " + why); };
 
