@@ -64,18 +64,17 @@ def unmasked_pairs(allowed, n):
 
 
 def median_ms(fn, warmup=10, reps=50):
-    """As st-bench-attention times: each run between two CUDA events, the median."""
+    """Each run between two CUDA events, the median; the runs are queued back to back and waited for
+    once, as a training loop runs them, so Python's time to launch them hides behind the GPU's work."""
     for _ in range(warmup):
         fn()
-    times = []
-    for _ in range(reps):
-        e0, e1 = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(reps)]
+    for e0, e1 in events:
         e0.record()
         fn()
         e1.record()
-        e1.synchronize()
-        times.append(e0.elapsed_time(e1))
-    return statistics.median(times)
+    torch.cuda.synchronize()
+    return statistics.median(e0.elapsed_time(e1) for e0, e1 in events)
 
 
 def measure(n, kind):
