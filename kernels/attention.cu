@@ -13,9 +13,12 @@ namespace st::gpu {
 
 const char* attention_kernel_name(AttnKernel k) {
     switch (k) {
-        case AttnKernel::mma: return "mma";
-        case AttnKernel::wgmma: return "wgmma";
-        case AttnKernel::ws: return "ws";
+        case AttnKernel::mma:
+            return "mma";
+        case AttnKernel::wgmma:
+            return "wgmma";
+        case AttnKernel::ws:
+            return "ws";
     }
     return "?";
 }
@@ -25,7 +28,7 @@ AttnKernel attention_kernel(AttnPass pass, int head_size, int block, bool hopper
     if (head_size == 64) return block == 128 ? AttnKernel::ws : AttnKernel::wgmma;
     // Head size 128: the wgmma backward's dK, dV and dQ accumulators do not fit a warpgroup's registers.
     if (head_size == 128) return pass == AttnPass::forward ? AttnKernel::wgmma : AttnKernel::mma;
-    return AttnKernel::mma;   // head size 32: narrower than a wgmma panel
+    return AttnKernel::mma;  // head size 32: narrower than a wgmma panel
 }
 
 bool attention_kernel_takes(AttnKernel k, AttnPass pass, int head_size, int block) {
@@ -38,7 +41,7 @@ namespace {
 // D / 8 threads per (token, head), 16 bytes of dO and O each: D = sum over the head's columns of dO * O.
 template <int D>
 __global__ void dsum_kernel(float* dsum, const bf16* dout, const bf16* out, int64_t N, int T, int C, int NH) {
-    constexpr int G = D / 8;   // threads a row: 4, 8 or 16 lanes of one warp
+    constexpr int G = D / 8;  // threads a row: 4, 8 or 16 lanes of one warp
     const int64_t r = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / G;
     const int part = threadIdx.x % G;
     float acc = 0;
@@ -76,7 +79,8 @@ bool attention_hopper() {
 
 AttnKernel attention_kernel_here(AttnPass pass, int head_size, int block) {
     const char* env = std::getenv("ST_ATTENTION");
-    if (!env || !*env || std::string(env) == "auto") return attention_kernel(pass, head_size, block, attention_hopper());
+    if (!env || !*env || std::string(env) == "auto")
+        return attention_kernel(pass, head_size, block, attention_hopper());
     for (AttnKernel k : {AttnKernel::mma, AttnKernel::wgmma, AttnKernel::ws})
         if (std::string(env) == attention_kernel_name(k)) return k;
     fail("ST_ATTENTION=" + std::string(env) + ": not one of mma, wgmma, ws, auto");
@@ -88,10 +92,11 @@ namespace {
 std::string refusal(AttnKernel k, AttnPass pass, int D, int block) {
     const std::string name = attention_kernel_name(k), what = pass == AttnPass::forward ? "forward" : "backward";
     if (k != AttnKernel::mma && !attention_hopper())
-        return "the " + name + " attention kernels need a Hopper GPU (compute capability 9.0) and a build with sm_90a code";
+        return "the " + name +
+               " attention kernels need a Hopper GPU (compute capability 9.0) and a build with sm_90a code";
     if (!attention_kernel_takes(k, pass, D, block))
-        return "the " + name + " attention " + what + " has no kernel for head size " + std::to_string(D) + " with blocks of " +
-               std::to_string(block) + " (kernels/attention_kernel.h lists what each takes)";
+        return "the " + name + " attention " + what + " has no kernel for head size " + std::to_string(D) +
+               " with blocks of " + std::to_string(block) + " (kernels/attention_kernel.h lists what each takes)";
     return "";
 }
 
@@ -111,9 +116,12 @@ void attention_forward(AttnKernel k, bf16* out, float* lse, const bf16* qkv, con
     if (!why.empty()) fail(why);
     const FwdArgs a{out, lse, qkv, nullptr, T, C, NH, float(1.4426950408889634 / std::sqrt(double(D))), false};
     switch (k) {
-        case AttnKernel::mma: return forward_mma(a, plan, B, s);
-        case AttnKernel::wgmma: return forward_wgmma(a, plan, B, s);
-        case AttnKernel::ws: return forward_ws(a, plan, B, s);
+        case AttnKernel::mma:
+            return forward_mma(a, plan, B, s);
+        case AttnKernel::wgmma:
+            return forward_wgmma(a, plan, B, s);
+        case AttnKernel::ws:
+            return forward_ws(a, plan, B, s);
     }
 }
 
@@ -124,7 +132,9 @@ void attention_backward(AttnKernel k, bf16* dqkv, const bf16* dout, const bf16* 
     const std::string why = refusal(k, AttnPass::backward, D, plan.block);
     if (!why.empty()) fail(why);
     if (!aligned16(dqkv) || !aligned16(dout) || !aligned16(qkv) || !aligned16(out))
-        fail("attention_backward: the kernels read and write whole 16-byte pieces of rows: pointers must be 16-byte aligned");
+        fail(
+            "attention_backward: the kernels read and write whole 16-byte pieces of rows: pointers must be 16-byte "
+            "aligned");
     // D = rowsum(dO * O) per query, once per layer, in sequence order: what every family reads.
     const int64_t N = int64_t(B) * T, threads_needed = N * NH * (D / 8);
     const int threads = 256;
@@ -136,16 +146,20 @@ void attention_backward(AttnKernel k, bf16* dqkv, const bf16* dout, const bf16* 
     const double sc = 1.0 / std::sqrt(double(D));
     const BwdArgs a{dqkv, dout, qkv, lse, dsum, nullptr, T, C, NH, float(sc), float(sc * 1.4426950408889634), false};
     switch (k) {
-        case AttnKernel::mma: return backward_mma(a, plan, B, s);
-        case AttnKernel::wgmma: return backward_wgmma(a, plan, B, s);
-        case AttnKernel::ws: return backward_ws(a, plan, B, s);
+        case AttnKernel::mma:
+            return backward_mma(a, plan, B, s);
+        case AttnKernel::wgmma:
+            return backward_wgmma(a, plan, B, s);
+        case AttnKernel::ws:
+            return backward_ws(a, plan, B, s);
     }
 }
 
 void attention_forward(bf16* out, float* lse, const bf16* qkv, const AttnPlan& plan, int B, int T, int C, int NH,
                        cudaStream_t s) {
     check_call(plan, T, C, NH);
-    attention_forward(attention_kernel_here(AttnPass::forward, C / NH, plan.block), out, lse, qkv, plan, B, T, C, NH, s);
+    attention_forward(attention_kernel_here(AttnPass::forward, C / NH, plan.block), out, lse, qkv, plan, B, T, C, NH,
+                      s);
 }
 
 void attention_backward(bf16* dqkv, const bf16* dout, const bf16* qkv, const bf16* out, const float* lse, float* dsum,

@@ -19,10 +19,10 @@ using bf16 = __nv_bfloat16;
 
 // One component of one head, on the device (layout.h's AttnComponent plus launch schedules).
 struct AttnPartDev {
-    const int32_t* order = nullptr;     // null: identity
-    const int32_t* row_ptr = nullptr;   // null: this head has no component in this slot
+    const int32_t* order = nullptr;    // null: identity
+    const int32_t* row_ptr = nullptr;  // null: this head has no component in this slot
     const int32_t* col = nullptr;
-    const int32_t* mask = nullptr;      // per entry: -1 or a mask index
+    const int32_t* mask = nullptr;  // per entry: -1 or a mask index
     const int32_t* col_ptr = nullptr;
     const int32_t* row_of = nullptr;
     const int32_t* mask_t = nullptr;    // per entry by key block: -1 or its mask index (mask of entry_of)
@@ -43,19 +43,18 @@ class AttnPlan {
     AttnPlan(const AttnPlan&) = delete;
     AttnPlan& operator=(const AttnPlan&) = delete;
 
-    int T = 0, block = 0, n_head = 0, nblk = 0, slots = 0;   // slots: the most components of any head
+    int T = 0, block = 0, n_head = 0, nblk = 0, slots = 0;  // slots: the most components of any head
     const AttnPartDev* slot(int k) const { return parts_ + size_t(k) * n_head; }  // device array of n_head
 
    private:
-    void* ints_ = nullptr;        // every index array
+    void* ints_ = nullptr;  // every index array
     AttnPartDev* parts_ = nullptr;
     void release();
 };
 
 // Calls launch(ak) for each component slot of the plan, ak being a (FwdArgs or BwdArgs) with that
 // slot's parts and, past the first, merge set: a later component combines with what the earlier wrote.
-template <class Args, class Launch>
-void for_each_component(const AttnPlan& plan, const Args& a, Launch launch) {
+template <class Args, class Launch> void for_each_component(const AttnPlan& plan, const Args& a, Launch launch) {
     for (int k = 0; k < plan.slots; k++) {
         Args ak = a;
         ak.parts = plan.slot(k);

@@ -14,16 +14,16 @@ struct BwdArgs {
     const float* dsum;
     const AttnPartDev* parts;
     int T, C, NH;
-    float scale;        // 1/sqrt(D)
-    float scale_log2;   // scale * log2(e)
-    bool merge;         // a later component: add to what dqkv holds
+    float scale;       // 1/sqrt(D)
+    float scale_log2;  // scale * log2(e)
+    bool merge;        // a later component: add to what dqkv holds
 };
 
 // Each family's backward (attention_kernel.h), for the shapes attention_kernel_takes says it takes;
 // attention_backward has filled dsum.
-void backward_mma(const BwdArgs& a, const AttnPlan& plan, int B, cudaStream_t s);     // attention_bwd_mma.cu
-void backward_wgmma(const BwdArgs& a, const AttnPlan& plan, int B, cudaStream_t s);   // attention_bwd_wgmma.cu
-void backward_ws(const BwdArgs& a, const AttnPlan& plan, int B, cudaStream_t s);      // attention_bwd_ws.cu
+void backward_mma(const BwdArgs& a, const AttnPlan& plan, int B, cudaStream_t s);    // attention_bwd_mma.cu
+void backward_wgmma(const BwdArgs& a, const AttnPlan& plan, int B, cudaStream_t s);  // attention_bwd_wgmma.cu
+void backward_ws(const BwdArgs& a, const AttnPlan& plan, int B, cudaStream_t s);     // attention_bwd_ws.cu
 
 // Rows of dqkv for one warp's MT*16 rows x D accumulators: written, or added to (merge).
 template <int D, int MT>
@@ -53,8 +53,7 @@ __device__ __forceinline__ void store_rows(bf16* dst, int64_t stride, const floa
 
 // One (batch, head) as a backward CTA reads it: q, k and v at qkv, qkv + C and qkv + 2C (rows 3C
 // apart), dO (rows C apart), the head's lse and D by sequence position.
-template <int D>
-struct HeadRows {
+template <int D> struct HeadRows {
     const bf16* qkv;
     const bf16* dout;
     const float* lse;
@@ -71,9 +70,9 @@ struct HeadRows {
 // lse and D of the n queries from t0 (component order) into shared memory, zeros past T:
 // asynchronous like the tiles (plain loads stalled one warp, and the others at the next barrier,
 // for a global round trip every tile).
-template <int D, int NT, int N>
-__device__ __forceinline__ void load_lse_dsum(float* Ls, float* Ds, const HeadRows<D>& r, const int32_t* order, int t0,
-                                              int T) {
+template <int D, int NT, int N> __device__ __forceinline__ void load_lse_dsum(float* Ls, float* Ds,
+                                                                              const HeadRows<D>& r,
+                                                                              const int32_t* order, int t0, int T) {
 #pragma unroll
     for (int k = 0; k < (N + NT - 1) / NT; k++) {
         const int i = threadIdx.x + k * NT, t = t0 + i;
@@ -91,9 +90,9 @@ __device__ __forceinline__ void load_lse_dsum(float* Ls, float* Ds, const HeadRo
 __device__ __forceinline__ float prob_offset(float lse) { return lse == -INFINITY ? INFINITY : lse * kLog2e; }
 
 // lse (as prob_offset) and D of a warp's accumulator rows g and g + 8 of MT row tiles from t_first.
-template <int D, int MT>
-__device__ __forceinline__ void row_lse_dsum(float (&L)[MT][2], float (&Dq)[MT][2], const HeadRows<D>& r,
-                                             const int32_t* order, int t_first, int T, int lane) {
+template <int D, int MT> __device__ __forceinline__ void row_lse_dsum(float (&L)[MT][2], float (&Dq)[MT][2],
+                                                                      const HeadRows<D>& r, const int32_t* order,
+                                                                      int t_first, int T, int lane) {
 #pragma unroll
     for (int mt = 0; mt < MT; mt++)
 #pragma unroll
@@ -107,9 +106,9 @@ __device__ __forceinline__ void row_lse_dsum(float (&L)[MT][2], float (&Dq)[MT][
 
 // A dK/dV tile (rows keys, columns queries): s = S^T becomes P^T = exp(S^T - lse) and dp = dP^T becomes
 // dS^T = P^T (dP^T - D), lse (natural log) and D of each column's query in Ls and Ds (8-byte aligned).
-template <int QN, int MT>
-__device__ __forceinline__ void probs_by_column(float (&s)[MT][QN][4], float (&dp)[MT][QN][4], const float* Ls,
-                                                const float* Ds, float scale_log2, int lane) {
+template <int QN, int MT> __device__ __forceinline__ void probs_by_column(float (&s)[MT][QN][4], float (&dp)[MT][QN][4],
+                                                                          const float* Ls, const float* Ds,
+                                                                          float scale_log2, int lane) {
     const int c4 = lane % 4;
 #pragma unroll
     for (int j = 0; j < QN; j++) {
@@ -123,7 +122,7 @@ __device__ __forceinline__ void probs_by_column(float (&s)[MT][QN][4], float (&d
 #pragma unroll
                 for (int half = 0; half < 2; half++) {
                     float& sv = s[mt][j][half * 2 + q];
-                    sv = fast_exp2(sv * scale_log2 - L);   // exp2(-inf) = 0: masked scores need no test
+                    sv = fast_exp2(sv * scale_log2 - L);  // exp2(-inf) = 0: masked scores need no test
                     dp[mt][j][half * 2 + q] = sv * (dp[mt][j][half * 2 + q] - Dq);
                 }
         }
@@ -133,8 +132,8 @@ __device__ __forceinline__ void probs_by_column(float (&s)[MT][QN][4], float (&d
 // A dQ tile (rows queries, columns keys): dp = dP becomes dS = P (dP - D), P = exp(S - lse) from s,
 // L (prob_offset) and Dq of the accumulator rows g and g + 8 of each row tile.
 template <int KN, int MT>
-__device__ __forceinline__ void dscores_by_row(const float (&s)[MT][KN][4], float (&dp)[MT][KN][4], const float (&L)[MT][2],
-                                               const float (&Dq)[MT][2], float scale_log2) {
+__device__ __forceinline__ void dscores_by_row(const float (&s)[MT][KN][4], float (&dp)[MT][KN][4],
+                                               const float (&L)[MT][2], const float (&Dq)[MT][2], float scale_log2) {
 #pragma unroll
     for (int mt = 0; mt < MT; mt++)
 #pragma unroll

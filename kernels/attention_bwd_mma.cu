@@ -21,24 +21,20 @@ using namespace mma;
 
 // Shapes: MT row tiles of 16 per warp (2 where the registers allow: fewer shared-memory reads per
 // product), and the width of the tiles the other side streams in (32 where the accumulators are big).
-template <int D, int BLK>
-constexpr int bwd_mt() { return BLK == 128 && D <= 64 ? 2 : 1; }
-template <int D, int BLK>
-constexpr int bwd_threads() { return BLK / (16 * bwd_mt<D, BLK>()) * 32; }
-template <int D, int BLK>
-constexpr int bwd_tile() { return D * bwd_mt<D, BLK>() >= 128 ? 32 : 64; }
+template <int D, int BLK> constexpr int bwd_mt() { return BLK == 128 && D <= 64 ? 2 : 1; }
+template <int D, int BLK> constexpr int bwd_threads() { return BLK / (16 * bwd_mt<D, BLK>()) * 32; }
+template <int D, int BLK> constexpr int bwd_tile() { return D * bwd_mt<D, BLK>() >= 128 ? 32 : 64; }
 
-template <int D, int BLK>
-__global__ void __launch_bounds__(bwd_threads<D, BLK>()) dkv_kernel(BwdArgs a) {
+template <int D, int BLK> __global__ void __launch_bounds__(bwd_threads<D, BLK>()) dkv_kernel(BwdArgs a) {
     constexpr int MT = bwd_mt<D, BLK>(), NT = bwd_threads<D, BLK>(), LD = D + kPad, QT = bwd_tile<D, BLK>(),
                   QN = QT / 8, SUB = BLK / QT;
     extern __shared__ __align__(16) unsigned char smem[];
-    bf16* Ks = reinterpret_cast<bf16*>(smem);   // BLK x LD
-    bf16* Vs = Ks + BLK * LD;                   // BLK x LD
-    bf16* Qs = Vs + BLK * LD;                   // 2 x QT x LD
-    bf16* Gs = Qs + 2 * QT * LD;                // 2 x QT x LD (dO)
-    float* Ls = reinterpret_cast<float*>(Gs + 2 * QT * LD);   // 2 x QT: lse
-    float* Ds = Ls + 2 * QT;                                  // 2 x QT: dsum
+    bf16* Ks = reinterpret_cast<bf16*>(smem);                // BLK x LD
+    bf16* Vs = Ks + BLK * LD;                                // BLK x LD
+    bf16* Qs = Vs + BLK * LD;                                // 2 x QT x LD
+    bf16* Gs = Qs + 2 * QT * LD;                             // 2 x QT x LD (dO)
+    float* Ls = reinterpret_cast<float*>(Gs + 2 * QT * LD);  // 2 x QT: lse
+    float* Ds = Ls + 2 * QT;                                 // 2 x QT: dsum
     const int h = blockIdx.y, b = blockIdx.z;
     const AttnPartDev P = a.parts[h];
     if (!P.row_ptr) return;
@@ -60,9 +56,9 @@ __global__ void __launch_bounds__(bwd_threads<D, BLK>()) dkv_kernel(BwdArgs a) {
     cp_async_commit();
 
     float dk[MT][D / 8][4] = {}, dv[MT][D / 8][4] = {};
-    const int r0 = warp * 16 * MT;   // this warp's first key in the block
+    const int r0 = warp * 16 * MT;  // this warp's first key in the block
     for (int it = 0; it < ntiles; it++) {
-        __syncthreads();   // the buffer about to be refilled is no longer read
+        __syncthreads();  // the buffer about to be refilled is no longer read
         if (it + 1 < ntiles) load_q(it + 1, (it + 1) & 1);
         cp_async_commit();
         cp_async_wait<1>();
@@ -71,8 +67,8 @@ __global__ void __launch_bounds__(bwd_threads<D, BLK>()) dkv_kernel(BwdArgs a) {
         const bf16* Qt = Qs + buf * QT * LD;
         const bf16* Gt = Gs + buf * QT * LD;
         float s[MT][QN][4] = {}, dp[MT][QN][4] = {};
-        tile_product_s<D, QN, MT>(s, Ks + r0 * LD, LD, Qt, LD, lane);    // S^T: keys x QT queries
-        tile_product_s<D, QN, MT>(dp, Vs + r0 * LD, LD, Gt, LD, lane);   // dP^T
+        tile_product_s<D, QN, MT>(s, Ks + r0 * LD, LD, Qt, LD, lane);   // S^T: keys x QT queries
+        tile_product_s<D, QN, MT>(dp, Vs + r0 * LD, LD, Gt, LD, lane);  // dP^T
 
         const int x = x0 + it / SUB, sub = it % SUB;
         const int q0 = P.row_of[x] * BLK + sub * QT;
@@ -94,15 +90,14 @@ __global__ void __launch_bounds__(bwd_threads<D, BLK>()) dkv_kernel(BwdArgs a) {
     store_rows<D, MT>(kdst + a.C, r.W3, dv, P.order, kb * BLK + r0, a.T, lane, a.merge, 1.f);
 }
 
-template <int D, int BLK>
-__global__ void __launch_bounds__(bwd_threads<D, BLK>()) dq_kernel(BwdArgs a) {
+template <int D, int BLK> __global__ void __launch_bounds__(bwd_threads<D, BLK>()) dq_kernel(BwdArgs a) {
     constexpr int MT = bwd_mt<D, BLK>(), NT = bwd_threads<D, BLK>(), LD = D + kPad, KT = bwd_tile<D, BLK>(),
                   KN = KT / 8, SUB = BLK / KT;
     extern __shared__ __align__(16) unsigned char smem[];
-    bf16* Qs = reinterpret_cast<bf16*>(smem);   // BLK x LD
-    bf16* Gs = Qs + BLK * LD;                   // BLK x LD (dO)
-    bf16* Ks = Gs + BLK * LD;                   // 2 x KT x LD
-    bf16* Vs = Ks + 2 * KT * LD;                // 2 x KT x LD
+    bf16* Qs = reinterpret_cast<bf16*>(smem);  // BLK x LD
+    bf16* Gs = Qs + BLK * LD;                  // BLK x LD (dO)
+    bf16* Ks = Gs + BLK * LD;                  // 2 x KT x LD
+    bf16* Vs = Ks + 2 * KT * LD;               // 2 x KT x LD
     const int h = blockIdx.y, b = blockIdx.z;
     const AttnPartDev P = a.parts[h];
     if (!P.row_ptr) return;
@@ -149,11 +144,11 @@ __global__ void __launch_bounds__(bwd_threads<D, BLK>()) dq_kernel(BwdArgs a) {
         }
     }
     cp_async_wait<0>();
-    store_rows<D, MT>(a.dqkv + int64_t(b) * a.T * r.W3 + h * D, r.W3, dq, P.order, qb * BLK + r0, a.T, lane, a.merge, a.scale);
+    store_rows<D, MT>(a.dqkv + int64_t(b) * a.T * r.W3 + h * D, r.W3, dq, P.order, qb * BLK + r0, a.T, lane, a.merge,
+                      a.scale);
 }
 
-template <int D, int BLK>
-void launch_bwd(const BwdArgs& a, const AttnPlan& plan, int B, cudaStream_t s) {
+template <int D, int BLK> void launch_bwd(const BwdArgs& a, const AttnPlan& plan, int B, cudaStream_t s) {
     constexpr int LD = D + kPad, W = bwd_tile<D, BLK>(), NT = bwd_threads<D, BLK>();
     constexpr int smem_kv = (2 * BLK + 4 * W) * LD * int(sizeof(bf16)) + 4 * W * int(sizeof(float));
     constexpr int smem_q = (2 * BLK + 4 * W) * LD * int(sizeof(bf16));

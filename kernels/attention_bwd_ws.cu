@@ -17,13 +17,13 @@ using namespace ws;
 // dQ: each multiplying warpgroup holds 64 of the item's queries (their Q and dO tiles loaded once an
 // item, lse and D in registers) and walks the row's key blocks: S = Q K^T and dP = dO V^T over 128
 // keys, then dS = P (dP - D), issued as dQ += dS K behind the next tile's S and dP.
-struct DqSmem {   // offsets from the 1024-aligned base
+struct DqSmem {  // offsets from the 1024-aligned base
     static constexpr int stages = 3;
-    static constexpr int q = 0;                       // 2 x kTile: an item's queries, two items in flight
-    static constexpr int g = 2 * kTile;               // 2 x kTile: their dO
-    static constexpr int k = 4 * kTile;               // stages x kTile
-    static constexpr int v = k + stages * kTile;      // stages x kTile
-    static constexpr int pipe = v + stages * kTile;   // Pipe<stages>
+    static constexpr int q = 0;                      // 2 x kTile: an item's queries, two items in flight
+    static constexpr int g = 2 * kTile;              // 2 x kTile: their dO
+    static constexpr int k = 4 * kTile;              // stages x kTile
+    static constexpr int v = k + stages * kTile;     // stages x kTile
+    static constexpr int pipe = v + stages * kTile;  // Pipe<stages>
     static constexpr int bytes = 1024 + pipe + sizeof(Pipe<stages>);
 };
 
@@ -55,7 +55,7 @@ __global__ void __launch_bounds__(kThreads, 1) dq_ws_kernel(BwdArgs a, Items ite
     }
 
     mbar::regs_up<kMathRegs>();
-    const int mw = wg - 1, r0 = mw * 64 + warp * 16;   // this warpgroup, the warp's rows of the block
+    const int mw = wg - 1, r0 = mw * 64 + warp * 16;  // this warpgroup, the warp's rows of the block
     const Turns turns{mw};
     turns.start();
     int f = 0, n = 0;
@@ -70,11 +70,11 @@ __global__ void __launch_bounds__(kThreads, 1) dq_ws_kernel(BwdArgs a, Items ite
         const unsigned char* Gt = smem + L::g + slot * kTile + mw * kPanel;
 
         float dq[1][8][4] = {};
-        uint32_t da[8][4] = {};   // dS as the A operand of dQ += dS K, kept until its wait
+        uint32_t da[8][4] = {};  // dS as the A operand of dQ += dS K, kept until its wait
         float s[1][16][4], dp[1][16][4];
         wgmma::fence_regs<32>(&dq[0][0][0]);
         wgmma::fence_frags<32>(&da[0][0]);
-        auto dq_issue = [&](int g) {   // dQ += dS K of fill g, issued
+        auto dq_issue = [&](int g) {  // dQ += dS K of fill g, issued
             wgmma::fence_regs<32>(&dq[0][0][0]);
             wgmma::fence();
             pv_issue<64>(dq[0], da, smem + L::k + g % L::stages * kTile);
@@ -103,7 +103,7 @@ __global__ void __launch_bounds__(kThreads, 1) dq_ws_kernel(BwdArgs a, Items ite
             mask_tile128(s[0], P.masks, mid, a.T - k0, r0, lane);
             dscores_by_row<16, 1>(s, dp, Lq, Dq, a.scale_log2);
         };
-        auto dq_done = [&](int g) {   // fill g's dQ product waited for: its buffers go back
+        auto dq_done = [&](int g) {  // fill g's dQ product waited for: its buffers go back
             wgmma::wait<0>();
             wgmma::fence_regs<32>(&dq[0][0][0]);
             wgmma::fence_frags<32>(&da[0][0]);
@@ -133,15 +133,15 @@ __global__ void __launch_bounds__(kThreads, 1) dq_ws_kernel(BwdArgs a, Items ite
 // tiles loaded once an item) and walks the column's query blocks in 64-query tiles (two a block: the
 // score products of m64n64 leave registers for dK and dV's): S^T = K Q^T and dP^T = V dO^T, then
 // dV += P^T dO and dK += dS^T Q, left running into the next tile.
-struct DkvSmem {   // offsets from the 1024-aligned base
+struct DkvSmem {  // offsets from the 1024-aligned base
     static constexpr int stages = 4;
-    static constexpr int k = 0;                             // 2 x kTile: an item's keys, two items in flight
-    static constexpr int v = 2 * kTile;                     // 2 x kTile: their values
-    static constexpr int q = 4 * kTile;                     // stages x kPanel: 64 queries
-    static constexpr int g = q + stages * kPanel;           // stages x kPanel: their dO
-    static constexpr int lse = g + stages * kPanel;         // stages x 64 floats
-    static constexpr int dsum = lse + stages * 64 * 4;      // stages x 64 floats
-    static constexpr int pipe = dsum + stages * 64 * 4;     // Pipe<stages>
+    static constexpr int k = 0;                          // 2 x kTile: an item's keys, two items in flight
+    static constexpr int v = 2 * kTile;                  // 2 x kTile: their values
+    static constexpr int q = 4 * kTile;                  // stages x kPanel: 64 queries
+    static constexpr int g = q + stages * kPanel;        // stages x kPanel: their dO
+    static constexpr int lse = g + stages * kPanel;      // stages x 64 floats
+    static constexpr int dsum = lse + stages * 64 * 4;   // stages x 64 floats
+    static constexpr int pipe = dsum + stages * 64 * 4;  // Pipe<stages>
     static constexpr int bytes = 1024 + pipe + sizeof(Pipe<stages>);
 };
 
@@ -178,7 +178,7 @@ __global__ void __launch_bounds__(kThreads, 1) dkv_ws_kernel(BwdArgs a, Items it
     }
 
     mbar::regs_up<kMathRegs>();
-    const int mw = wg - 1, r0 = mw * 64 + warp * 16;   // this warpgroup, the warp's keys of the block
+    const int mw = wg - 1, r0 = mw * 64 + warp * 16;  // this warpgroup, the warp's keys of the block
     int f = 0, n = 0;
     for_each_item(items, a.parts, [&](const AttnPartDev& P, int x, int h, int b) {
         const int kb = P.k_sched[x], x0 = P.col_ptr[kb], ntiles = 2 * (P.col_ptr[kb + 1] - x0), own = n;
@@ -187,8 +187,8 @@ __global__ void __launch_bounds__(kThreads, 1) dkv_ws_kernel(BwdArgs a, Items it
         const unsigned char* Vt = smem + L::v + slot * kTile + mw * kPanel;
 
         float dk[1][8][4] = {}, dv[1][8][4] = {};
-        uint32_t pv[4][4] = {}, pk[4][4] = {};   // the A operands of the dV and dK products, kept until their wait
-        auto settle = [&] {   // dV and dK's products, their operands and accumulators, pinned up to the wait
+        uint32_t pv[4][4] = {}, pk[4][4] = {};  // the A operands of the dV and dK products, kept until their wait
+        auto settle = [&] {  // dV and dK's products, their operands and accumulators, pinned up to the wait
             wgmma::fence_regs<32>(&dv[0][0][0]);
             wgmma::fence_regs<32>(&dk[0][0][0]);
             wgmma::fence_frags<16>(&pv[0][0]);
@@ -204,10 +204,10 @@ __global__ void __launch_bounds__(kThreads, 1) dkv_ws_kernel(BwdArgs a, Items it
             wgmma::fence_regs<32>(&s[0][0][0]);
             wgmma::fence_regs<32>(&dp[0][0][0]);
             wgmma::fence();
-            qk_issue<64>(s[0], Kt, Qt);    // S^T = K Q^T: keys x 64 queries
-            qk_issue<64>(dp[0], Vt, Gt);   // dP^T = V dO^T
+            qk_issue<64>(s[0], Kt, Qt);   // S^T = K Q^T: keys x 64 queries
+            qk_issue<64>(dp[0], Vt, Gt);  // dP^T = V dO^T
             wgmma::commit();
-            wgmma::wait<0>();   // also the previous tile's dV and dK
+            wgmma::wait<0>();  // also the previous tile's dV and dK
             wgmma::fence_regs<32>(&s[0][0][0]);
             wgmma::fence_regs<32>(&dp[0][0][0]);
             settle();
@@ -220,9 +220,9 @@ __global__ void __launch_bounds__(kThreads, 1) dkv_ws_kernel(BwdArgs a, Items it
             wgmma::fence_regs<32>(&dv[0][0][0]);
             wgmma::fence_regs<32>(&dk[0][0][0]);
             wgmma::fence();
-            pv_issue<64>(dv[0], pv, Gt);   // dV += P^T dO
-            pv_issue<64>(dk[0], pk, Qt);   // dK += dS^T Q
-            wgmma::commit();               // left running into the next tile
+            pv_issue<64>(dv[0], pv, Gt);  // dV += P^T dO
+            pv_issue<64>(dk[0], pk, Qt);  // dK += dS^T Q
+            wgmma::commit();              // left running into the next tile
         }
         wgmma::wait<0>();
         settle();
@@ -236,8 +236,7 @@ __global__ void __launch_bounds__(kThreads, 1) dkv_ws_kernel(BwdArgs a, Items it
     });
 }
 
-template <typename Kernel>
-void launch(Kernel kernel, int smem, const BwdArgs& a, const Items& items, cudaStream_t s) {
+template <typename Kernel> void launch(Kernel kernel, int smem, const BwdArgs& a, const Items& items, cudaStream_t s) {
     allow_smem(reinterpret_cast<const void*>(kernel), smem);
     kernel<<<grid_for(items), kThreads, smem, s>>>(a, items);
     CUDA_LAUNCH_CHECK();

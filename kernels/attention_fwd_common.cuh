@@ -12,28 +12,27 @@ struct FwdArgs {
     const bf16* qkv;
     const AttnPartDev* parts;
     int T, C, NH;
-    float scale_log2;   // 1/sqrt(D) * log2(e): scores live in base 2
-    bool merge;         // a later component: combine with what out and lse hold
+    float scale_log2;  // 1/sqrt(D) * log2(e): scores live in base 2
+    bool merge;        // a later component: combine with what out and lse hold
 };
 
 // Each family's forward (attention_kernel.h), for the shapes attention_kernel_takes says it takes.
-void forward_mma(const FwdArgs& a, const AttnPlan& plan, int B, cudaStream_t s);     // attention_fwd_mma.cu
-void forward_wgmma(const FwdArgs& a, const AttnPlan& plan, int B, cudaStream_t s);   // attention_fwd_wgmma.cu
-void forward_ws(const FwdArgs& a, const AttnPlan& plan, int B, cudaStream_t s);      // attention_fwd_ws.cu
+void forward_mma(const FwdArgs& a, const AttnPlan& plan, int B, cudaStream_t s);    // attention_fwd_mma.cu
+void forward_wgmma(const FwdArgs& a, const AttnPlan& plan, int B, cudaStream_t s);  // attention_fwd_wgmma.cu
+void forward_ws(const FwdArgs& a, const AttnPlan& plan, int B, cudaStream_t s);     // attention_fwd_ws.cu
 
 // One row tile's scores s (KN column tiles of 8 keys, raw dot products) into probabilities, updating
 // its rows' running max m and sum l (base-2 logits: exp2 is one instruction); alpha: the factor by
 // which what the rows accumulated so far must be rescaled (rescale_rows).
-template <int KN>
-__device__ __forceinline__ void softmax_rows(float (&s)[KN][4], float (&m)[2], float (&l)[2], float (&alpha)[2],
-                                             float scale_log2) {
+template <int KN> __device__ __forceinline__ void softmax_rows(float (&s)[KN][4], float (&m)[2], float (&l)[2],
+                                                               float (&alpha)[2], float scale_log2) {
 #pragma unroll
     for (int half = 0; half < 2; half++) {
         float mx = -INFINITY;
 #pragma unroll
         for (int j = 0; j < KN; j++) mx = fmaxf(mx, fmaxf(s[j][half * 2], s[j][half * 2 + 1]));
         const float m_new = fmaxf(m[half], mma::quad_max(mx) * scale_log2);
-        const float shift = m_new == -INFINITY ? 0.f : m_new;   // a row with nothing yet stays at zero
+        const float shift = m_new == -INFINITY ? 0.f : m_new;  // a row with nothing yet stays at zero
         alpha[half] = fast_exp2(m[half] - shift);
         m[half] = m_new;
         float rs = 0;
@@ -50,8 +49,7 @@ __device__ __forceinline__ void softmax_rows(float (&s)[KN][4], float (&m)[2], f
 }
 
 // A row tile's output accumulators times its rows' alpha (softmax_rows).
-template <int D>
-__device__ __forceinline__ void rescale_rows(float (&acc)[D / 8][4], const float (&alpha)[2]) {
+template <int D> __device__ __forceinline__ void rescale_rows(float (&acc)[D / 8][4], const float (&alpha)[2]) {
 #pragma unroll
     for (int dt = 0; dt < D / 8; dt++)
 #pragma unroll
@@ -59,9 +57,9 @@ __device__ __forceinline__ void rescale_rows(float (&acc)[D / 8][4], const float
 }
 
 // One tile of scores s (MT row tiles x 64 keys) into probabilities, the rows' outputs rescaled at once.
-template <int D, int MT>
-__device__ __forceinline__ void online_softmax(float (&s)[MT][8][4], float (&m)[MT][2], float (&l)[MT][2],
-                                               float (&acc)[MT][D / 8][4], float scale_log2) {
+template <int D, int MT> __device__ __forceinline__ void online_softmax(float (&s)[MT][8][4], float (&m)[MT][2],
+                                                                        float (&l)[MT][2], float (&acc)[MT][D / 8][4],
+                                                                        float scale_log2) {
 #pragma unroll
     for (int mt = 0; mt < MT; mt++) {
         float alpha[2];
@@ -72,10 +70,10 @@ __device__ __forceinline__ void online_softmax(float (&s)[MT][8][4], float (&m)[
 
 // Normalises a warp's rows (head h of batch row b, component rows t_first ..) and writes them with
 // their log-sum-exp; a later component merges with the earlier ones by log-sum-exp.
-template <int D, int MT>
-__device__ __forceinline__ void write_output(const FwdArgs& a, const AttnPartDev& P, int h, int b, int t_first,
-                                             const float (&m)[MT][2], const float (&l)[MT][2],
-                                             const float (&acc)[MT][D / 8][4], int lane) {
+template <int D, int MT> __device__ __forceinline__ void write_output(const FwdArgs& a, const AttnPartDev& P, int h,
+                                                                      int b, int t_first, const float (&m)[MT][2],
+                                                                      const float (&l)[MT][2],
+                                                                      const float (&acc)[MT][D / 8][4], int lane) {
     const int g = lane / 4, c4 = lane % 4;
 #pragma unroll
     for (int mt = 0; mt < MT; mt++) {
@@ -97,10 +95,10 @@ __device__ __forceinline__ void write_output(const FwdArgs& a, const AttnPartDev
                 wc[half] *= expf(lc[half] - ln);
                 lc[half] = ln;
             } else if (lc[half] == -INFINITY && a.merge) {
-                pos[half] = -1;   // this component adds nothing to the row: keep what is there
+                pos[half] = -1;  // this component adds nothing to the row: keep what is there
             }
         }
-        __syncwarp();   // every lane has read the old log-sum-exp before lane 0 of its quad rewrites it
+        __syncwarp();  // every lane has read the old log-sum-exp before lane 0 of its quad rewrites it
 #pragma unroll
         for (int half = 0; half < 2; half++) {
             if (pos[half] < 0) continue;

@@ -17,18 +17,15 @@ using namespace mma;
 
 // Row tiles of 16 per warp: two for blocks of 128 (fewer shared-memory reads per product), one where
 // the registers would not hold two (head size 128) or the block is too small to share.
-template <int D, int BLK>
-constexpr int fwd_mt() { return BLK == 128 && D <= 64 ? 2 : 1; }
-template <int D, int BLK>
-constexpr int fwd_threads() { return BLK / (16 * fwd_mt<D, BLK>()) * 32; }
+template <int D, int BLK> constexpr int fwd_mt() { return BLK == 128 && D <= 64 ? 2 : 1; }
+template <int D, int BLK> constexpr int fwd_threads() { return BLK / (16 * fwd_mt<D, BLK>()) * 32; }
 
-template <int D, int BLK>
-__global__ void __launch_bounds__(fwd_threads<D, BLK>()) fwd_kernel(FwdArgs a) {
+template <int D, int BLK> __global__ void __launch_bounds__(fwd_threads<D, BLK>()) fwd_kernel(FwdArgs a) {
     constexpr int MT = fwd_mt<D, BLK>(), NT = fwd_threads<D, BLK>(), LD = D + kPad, SUB = BLK / kKeyTile;
     extern __shared__ __align__(16) unsigned char smem[];
-    bf16* Qs = reinterpret_cast<bf16*>(smem);   // BLK x LD
-    bf16* Ks = Qs + BLK * LD;                   // 2 x kKeyTile x LD
-    bf16* Vs = Ks + 2 * kKeyTile * LD;          // 2 x kKeyTile x LD
+    bf16* Qs = reinterpret_cast<bf16*>(smem);  // BLK x LD
+    bf16* Ks = Qs + BLK * LD;                  // 2 x kKeyTile x LD
+    bf16* Vs = Ks + 2 * kKeyTile * LD;         // 2 x kKeyTile x LD
     const int h = blockIdx.y, b = blockIdx.z;
     const AttnPartDev P = a.parts[h];
     if (!P.row_ptr) return;
@@ -53,7 +50,7 @@ __global__ void __launch_bounds__(fwd_threads<D, BLK>()) fwd_kernel(FwdArgs a) {
 #pragma unroll
     for (int mt = 0; mt < MT; mt++) m[mt][0] = m[mt][1] = -INFINITY;
     uint32_t qf[MT][D / 16][4];
-    const int r0 = warp * 16 * MT;   // this warp's first row in the block
+    const int r0 = warp * 16 * MT;  // this warp's first row in the block
     for (int it = 0; it < ntiles; it++) {
         if (it + 1 < ntiles) load_kv(it + 1, (it + 1) & 1);
         cp_async_commit();
@@ -63,7 +60,7 @@ __global__ void __launch_bounds__(fwd_threads<D, BLK>()) fwd_kernel(FwdArgs a) {
         const bf16* Kt = Ks + (it & 1) * kKeyTile * LD;
         const bf16* Vt = Vs + (it & 1) * kKeyTile * LD;
         float s[MT][8][4] = {};
-        tile_product<D, 8, MT>(s, qf, Kt, LD, lane);   // s = Q K^T for MT*16 rows x 64 keys
+        tile_product<D, 8, MT>(s, qf, Kt, LD, lane);  // s = Q K^T for MT*16 rows x 64 keys
 
         const int e = e0 + it / SUB, sub = it % SUB;
         mask_tile<BLK, MT, 8>(s, P.masks, P.mask[e], sub * kKeyTile, a.T - (P.col[e] * BLK + sub * kKeyTile), r0, lane);
@@ -75,15 +72,14 @@ __global__ void __launch_bounds__(fwd_threads<D, BLK>()) fwd_kernel(FwdArgs a) {
             acc_to_a<8, MT>(pa, s, j);
             accumulate_pv<D, MT>(acc, pa, Vt + j * 16 * LD, LD, lane);
         }
-        __syncthreads();   // the next iteration's prefetch overwrites this buffer
+        __syncthreads();  // the next iteration's prefetch overwrites this buffer
     }
     cp_async_wait<0>();
 
     write_output<D, MT>(a, P, blockIdx.y, blockIdx.z, qb * BLK + r0, m, l, acc, lane);
 }
 
-template <int D, int BLK>
-void launch_fwd(const FwdArgs& a, const AttnPlan& plan, int B, cudaStream_t s) {
+template <int D, int BLK> void launch_fwd(const FwdArgs& a, const AttnPlan& plan, int B, cudaStream_t s) {
     constexpr int smem = (BLK + 4 * kKeyTile) * (D + kPad) * int(sizeof(bf16));
     allow_smem(reinterpret_cast<const void*>(fwd_kernel<D, BLK>), smem);
     for_each_component(plan, a, [&](const FwdArgs& ak) {

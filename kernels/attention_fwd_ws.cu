@@ -17,12 +17,12 @@ namespace {
 using namespace mma;
 using namespace ws;
 
-struct FwdSmem {   // offsets from the 1024-aligned base
+struct FwdSmem {  // offsets from the 1024-aligned base
     static constexpr int stages = 4;
-    static constexpr int q = 0;                       // 2 x kTile: an item's queries, two items in flight
-    static constexpr int k = 2 * kTile;               // stages x kTile
-    static constexpr int v = k + stages * kTile;      // stages x kTile
-    static constexpr int pipe = v + stages * kTile;   // Pipe<stages>
+    static constexpr int q = 0;                      // 2 x kTile: an item's queries, two items in flight
+    static constexpr int k = 2 * kTile;              // stages x kTile
+    static constexpr int v = k + stages * kTile;     // stages x kTile
+    static constexpr int pipe = v + stages * kTile;  // Pipe<stages>
     static constexpr int bytes = 1024 + pipe + sizeof(Pipe<stages>);
 };
 
@@ -34,13 +34,14 @@ __global__ void __launch_bounds__(kThreads, 1) fwd_ws_kernel(FwdArgs a, Items it
     const int wg = warpgroup(), warp = threadIdx.x / 32 % 4, lane = threadIdx.x % 32;
     const int64_t W3 = 3 * int64_t(a.C);
 
-    if (wg == 0) {   // the loads, in the order the multiplying warpgroups take them
+    if (wg == 0) {  // the loads, in the order the multiplying warpgroups take them
         mbar::regs_down<kLoadRegs>();
         int f = 0, n = 0;
         for_each_item(items, a.parts, [&](const AttnPartDev& P, int x, int h, int b) {
             const int qb = P.q_sched[x];
             const bf16* base = a.qkv + int64_t(b) * a.T * W3 + h * 64;
-            pipe.fill_own(n++, [&](int s) { load_tile128(smem + L::q + s * kTile, base, W3, P.order, qb * kKeys, a.T); });
+            pipe.fill_own(n++,
+                          [&](int s) { load_tile128(smem + L::q + s * kTile, base, W3, P.order, qb * kKeys, a.T); });
             for (int e = P.row_ptr[qb]; e < P.row_ptr[qb + 1]; e++)
                 pipe.fill(f++, [&](int s) {
                     load_tile128(smem + L::k + s * kTile, base + a.C, W3, P.order, P.col[e] * kKeys, a.T);
@@ -52,7 +53,7 @@ __global__ void __launch_bounds__(kThreads, 1) fwd_ws_kernel(FwdArgs a, Items it
     }
 
     mbar::regs_up<kMathRegs>();
-    const int mw = wg - 1, r0 = mw * 64 + warp * 16;   // this warpgroup, the warp's rows of the block
+    const int mw = wg - 1, r0 = mw * 64 + warp * 16;  // this warpgroup, the warp's rows of the block
     const Turns turns{mw};
     turns.start();
     int f = 0, n = 0;

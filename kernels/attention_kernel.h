@@ -22,7 +22,7 @@ namespace st::gpu {
 enum class AttnKernel { mma, wgmma, ws };
 enum class AttnPass { forward, backward };
 
-const char* attention_kernel_name(AttnKernel k);   // "mma", "wgmma", "ws": ST_ATTENTION's words
+const char* attention_kernel_name(AttnKernel k);  // "mma", "wgmma", "ws": ST_ATTENTION's words
 
 // The rule of the table above. head_size 32, 64 or 128 and block 64 or 128 (attention_gpu_check).
 AttnKernel attention_kernel(AttnPass pass, int head_size, int block, bool hopper);

@@ -10,12 +10,12 @@ namespace st::gpu {
 
 using bf16 = __nv_bfloat16;
 
-constexpr int kPad = 8;          // elements of padding per shared-memory row
-constexpr int kKeyTile = 64;     // keys per tile: a layout block of 128 is two tiles
+constexpr int kPad = 8;       // elements of padding per shared-memory row
+constexpr int kKeyTile = 64;  // keys per tile: a layout block of 128 is two tiles
 constexpr float kLn2 = 0.6931471805599453f;
 constexpr float kLog2e = 1.4426950408889634f;
 
-__device__ __forceinline__ float fast_exp2(float x) {   // ex2.approx: 2 ulp, exp2(-inf) = 0
+__device__ __forceinline__ float fast_exp2(float x) {  // ex2.approx: 2 ulp, exp2(-inf) = 0
     float y;
     asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
     return y;
@@ -23,9 +23,8 @@ __device__ __forceinline__ float fast_exp2(float x) {   // ex2.approx: 2 ulp, ex
 
 // Rows t0 .. t0 + rows - 1 (component order) of one head's D columns into dst (ld D + kPad). Row t
 // of the sequence lives at src + order[t] * stride; rows at or past T are zero-filled.
-template <int D, int NT>
-__device__ __forceinline__ void load_rows(bf16* dst, const bf16* src, int64_t stride, const int32_t* order, int t0,
-                                          int rows, int T) {
+template <int D, int NT> __device__ __forceinline__ void load_rows(bf16* dst, const bf16* src, int64_t stride,
+                                                                   const int32_t* order, int t0, int rows, int T) {
     constexpr int CH = D / 8, LD = D + kPad;
     for (int i = threadIdx.x; i < rows * CH; i += NT) {
         const int r = i / CH, c = i % CH, t = t0 + r;
@@ -45,13 +44,14 @@ __device__ __forceinline__ void load_a_frags(uint32_t (&f)[MT][D / 16][4], const
     for (int mt = 0; mt < MT; mt++)
 #pragma unroll
         for (int kk = 0; kk < D / 16; kk++)
-            mma::ldmatrix_x4(f[mt][kk], rows + (mt * 16 + (lane % 8) + ((lane / 8) % 2) * 8) * ld + kk * 16 + (lane / 16) * 8);
+            mma::ldmatrix_x4(f[mt][kk],
+                             rows + (mt * 16 + (lane % 8) + ((lane / 8) % 2) * 8) * ld + kk * 16 + (lane / 16) * 8);
 }
 
 // One k-step of 16 of the products below: s += a (MT row tiles x 16) . columns kk*16.. of Brows^T.
-template <int NTILE, int MT>
-__device__ __forceinline__ void product_k16(float (&s)[MT][NTILE][4], const uint32_t (&a)[MT][4], const bf16* brows,
-                                            int ld, int kk, int lane) {
+template <int NTILE, int MT> __device__ __forceinline__ void product_k16(float (&s)[MT][NTILE][4],
+                                                                         const uint32_t (&a)[MT][4], const bf16* brows,
+                                                                         int ld, int kk, int lane) {
 #pragma unroll
     for (int np = 0; np < NTILE / 2; np++) {
         uint32_t f[4];
@@ -65,9 +65,9 @@ __device__ __forceinline__ void product_k16(float (&s)[MT][NTILE][4], const uint
 }
 
 // s (MT*16 x 8*NTILE) += A (MT*16 x D, fragments) . Brows^T, Brows being 8*NTILE rows of D in shared memory.
-template <int D, int NTILE, int MT>
-__device__ __forceinline__ void tile_product(float (&s)[MT][NTILE][4], const uint32_t (&a)[MT][D / 16][4],
-                                             const bf16* brows, int ld, int lane) {
+template <int D, int NTILE, int MT> __device__ __forceinline__ void tile_product(float (&s)[MT][NTILE][4],
+                                                                                 const uint32_t (&a)[MT][D / 16][4],
+                                                                                 const bf16* brows, int ld, int lane) {
 #pragma unroll
     for (int kk = 0; kk < D / 16; kk++) {
         uint32_t ak[MT][4];
@@ -88,16 +88,17 @@ __device__ __forceinline__ void tile_product_s(float (&s)[MT][NTILE][4], const b
         uint32_t ak[MT][4];
 #pragma unroll
         for (int mt = 0; mt < MT; mt++)
-            mma::ldmatrix_x4(ak[mt], arows + (mt * 16 + (lane % 8) + ((lane / 8) % 2) * 8) * lda + kk * 16 + (lane / 16) * 8);
+            mma::ldmatrix_x4(ak[mt],
+                             arows + (mt * 16 + (lane % 8) + ((lane / 8) % 2) * 8) * lda + kk * 16 + (lane / 16) * 8);
         product_k16<NTILE, MT>(s, ak, brows, ld, kk, lane);
     }
 }
 
 // acc (MT*16 x D) += A (MT*16 x 16, fragments) . rows (16 rows of D in shared memory): the P.V-shaped
 // product, B fragments through transposing loads.
-template <int D, int MT>
-__device__ __forceinline__ void accumulate_pv(float (&acc)[MT][D / 8][4], const uint32_t (&a)[MT][4], const bf16* rows,
-                                              int ld, int lane) {
+template <int D, int MT> __device__ __forceinline__ void accumulate_pv(float (&acc)[MT][D / 8][4],
+                                                                       const uint32_t (&a)[MT][4], const bf16* rows,
+                                                                       int ld, int lane) {
 #pragma unroll
     for (int dp = 0; dp < D / 16; dp++) {
         uint32_t f[4];
@@ -146,9 +147,9 @@ __device__ __forceinline__ uint64_t mask_word(const uint64_t* mk, int row, int b
 // Masks a tile of 8*NTILE columns starting at column col0 of its block, for a warp's MT row tiles
 // from block row r0: where the entry has a mask (mid >= 0, masks: the component's block*block bit
 // sets, or their transposes) or the tile reaches past the sequence (limit: columns left before it).
-template <int BLK, int MT, int NTILE>
-__device__ __forceinline__ void mask_tile(float (&s)[MT][NTILE][4], const uint64_t* masks, int mid, int col0, int limit,
-                                          int r0, int lane) {
+template <int BLK, int MT, int NTILE> __device__ __forceinline__ void mask_tile(float (&s)[MT][NTILE][4],
+                                                                                const uint64_t* masks, int mid,
+                                                                                int col0, int limit, int r0, int lane) {
     if (mid < 0 && limit >= 8 * NTILE) return;
     const uint64_t* mk = mid >= 0 ? masks + int64_t(mid) * (BLK * BLK / 64) : nullptr;
 #pragma unroll

@@ -18,7 +18,8 @@ namespace {
 std::vector<int32_t> schedule(const std::vector<int32_t>& ptr) {
     std::vector<int32_t> s(ptr.size() - 1);
     std::iota(s.begin(), s.end(), 0);
-    std::stable_sort(s.begin(), s.end(), [&](int32_t a, int32_t b) { return ptr[a + 1] - ptr[a] > ptr[b + 1] - ptr[b]; });
+    std::stable_sort(s.begin(), s.end(),
+                     [&](int32_t a, int32_t b) { return ptr[a + 1] - ptr[a] > ptr[b + 1] - ptr[b]; });
     return s;
 }
 
@@ -38,7 +39,8 @@ std::vector<uint64_t> transpose_masks(const std::vector<std::vector<uint64_t>>& 
 }  // namespace
 
 std::string attention_gpu_check(int block, int C, int NH) {
-    if (block != 64 && block != 128) return "the GPU attention needs --block 64 or 128 (not " + std::to_string(block) + ")";
+    if (block != 64 && block != 128)
+        return "the GPU attention needs --block 64 or 128 (not " + std::to_string(block) + ")";
     if (NH < 1 || C % NH != 0) return "n_head must divide d_model";
     int D = C / NH;
     if (D != 32 && D != 64 && D != 128)
@@ -64,13 +66,17 @@ AttnPlan::AttnPlan(const LayerLayout& lay) : T(lay.T), block(lay.block), n_head(
         blob.insert(blob.end(), v.begin(), v.end());
         return off;
     };
-    struct Offs { int64_t o[11]; };
+    struct Offs {
+        int64_t o[11];
+    };
     std::vector<Offs> offs(size_t(slots) * n_head);
     for (auto& o : offs) std::fill(o.o, o.o + 11, int64_t(-1));
     for (int h = 0; h < n_head; h++)
         for (size_t k = 0; k < lay.heads[h].parts.size(); k++) {
             const AttnComponent& c = lay.heads[h].parts[k];
-            if (c.nblk != nblk) fail("attention plan: a component of " + std::to_string(c.nblk) + " blocks, expected " + std::to_string(nblk));
+            if (c.nblk != nblk)
+                fail("attention plan: a component of " + std::to_string(c.nblk) + " blocks, expected " +
+                     std::to_string(nblk));
             std::vector<uint64_t> masks;
             for (const auto& m : c.masks) masks.insert(masks.end(), m.begin(), m.end());
             Offs& o = offs[k * n_head + h];
@@ -80,7 +86,7 @@ AttnPlan::AttnPlan(const LayerLayout& lay) : T(lay.T), block(lay.block), n_head(
             o.o[3] = put32(c.mask);
             o.o[4] = put32(c.col_ptr);
             o.o[5] = put32(c.row_of);
-            std::vector<int32_t> mask_t(c.entry_of.size());   // one load in the dK/dV walk, not two
+            std::vector<int32_t> mask_t(c.entry_of.size());  // one load in the dK/dV walk, not two
             for (size_t x = 0; x < mask_t.size(); x++) mask_t[x] = c.mask[size_t(c.entry_of[x])];
             o.o[6] = put32(mask_t);
             o.o[7] = put32(schedule(c.row_ptr));
@@ -94,8 +100,12 @@ AttnPlan::AttnPlan(const LayerLayout& lay) : T(lay.T), block(lay.block), n_head(
     std::vector<AttnPartDev> parts(offs.size());
     char* base = static_cast<char*>(ints_);
     for (size_t i = 0; i < offs.size(); i++) {
-        auto p32 = [&](int k) { return offs[i].o[k] < 0 ? nullptr : reinterpret_cast<const int32_t*>(base + offs[i].o[k]); };
-        auto p64 = [&](int k) { return offs[i].o[k] < 0 ? nullptr : reinterpret_cast<const uint64_t*>(base + offs[i].o[k]); };
+        auto p32 = [&](int k) {
+            return offs[i].o[k] < 0 ? nullptr : reinterpret_cast<const int32_t*>(base + offs[i].o[k]);
+        };
+        auto p64 = [&](int k) {
+            return offs[i].o[k] < 0 ? nullptr : reinterpret_cast<const uint64_t*>(base + offs[i].o[k]);
+        };
         parts[i] = {p32(0), p32(1), p32(2), p32(3), p32(4), p32(5), p32(6), p32(7), p32(8), p64(9), p64(10)};
     }
     CUDA_CHECK(cudaMalloc(&parts_, parts.size() * sizeof(AttnPartDev)));

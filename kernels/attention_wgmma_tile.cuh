@@ -8,7 +8,7 @@
 
 namespace st::gpu {
 
-constexpr int kPanel = kKeyTile * 128;   // bytes of one 64-column panel of a 64-row tile
+constexpr int kPanel = kKeyTile * 128;  // bytes of one 64-column panel of a 64-row tile
 
 // Streamed tiles three deep: tile it + 1 loads while the last product of tile it - 1, left running
 // into tile it (it is waited for with tile it's scores), still reads its own: a little faster than
@@ -26,13 +26,12 @@ __device__ __forceinline__ unsigned char* swizzle_base(unsigned char* raw) {
 // The top of a walk's tile, buffer buf: once every warp is done with the buffer about to be refilled,
 // the next tile's loads go out (load(next_buf(buf)), where more), and this tile's, issued a tile ago,
 // are waited for and made visible to wgmma.
-template <typename Load>
-__device__ __forceinline__ void tile_ready(bool more, int buf, Load load) {
+template <typename Load> __device__ __forceinline__ void tile_ready(bool more, int buf, Load load) {
     __syncthreads();
     if (more) load(next_buf(buf));
     mma::cp_async_commit();
     mma::cp_async_wait<1>();
-    wgmma::fence_proxy();   // cp.async wrote through the generic proxy; wgmma reads through the async one
+    wgmma::fence_proxy();  // cp.async wrote through the generic proxy; wgmma reads through the async one
     __syncthreads();
 }
 
@@ -40,15 +39,15 @@ __device__ __forceinline__ void tile_ready(bool more, int buf, Load load) {
 // A thread takes 16-byte chunk c = tid % CH of rows tid / CH + k * RS: RS is a multiple of 8, so the
 // chunk's panel, column and swizzle phase (row % 8) are the same for all of its rows and only the
 // source row moves (the loop is a handful of instructions a chunk; it runs every tile).
-template <int D, int NT>
-__device__ __forceinline__ void load_tile_sw128(unsigned char* dst, const bf16* src, int64_t stride, const int32_t* order,
-                                                int t0, int T) {
+template <int D, int NT> __device__ __forceinline__ void load_tile_sw128(unsigned char* dst, const bf16* src,
+                                                                         int64_t stride, const int32_t* order, int t0,
+                                                                         int T) {
     constexpr int CH = D / 8, RS = NT / CH;
     static_assert(NT % CH == 0 && RS % 8 == 0 && kKeyTile % RS == 0, "load_tile_sw128: thread count");
     const int c = threadIdx.x % CH, r = threadIdx.x / CH;
     dst += (c / 8) * kPanel + wgmma::sw128_offset(r, (c % 8) * 8);
     src += c * 8;
-    if (!order) {   // a separate loop: a gather's load, even predicated off, would hold up the address
+    if (!order) {  // a separate loop: a gather's load, even predicated off, would hold up the address
 #pragma unroll
         for (int k = 0; k < kKeyTile / RS; k++) {
             const int t = t0 + r + k * RS;
@@ -80,8 +79,7 @@ __device__ __forceinline__ void qk_issue(float (&s)[8][4], const unsigned char* 
 }
 
 // The A fragments of P V from the probabilities in s (the warp's 16 rows x KN * 8 keys), rounded to bf16.
-template <int KN>
-__device__ __forceinline__ void pack_probs(uint32_t (&pa)[KN / 2][4], const float (&s)[KN][4]) {
+template <int KN> __device__ __forceinline__ void pack_probs(uint32_t (&pa)[KN / 2][4], const float (&s)[KN][4]) {
 #pragma unroll
     for (int j = 0; j < KN / 2; j++) {
         pa[j][0] = mma::pack_bf16(s[2 * j][0], s[2 * j][1]);

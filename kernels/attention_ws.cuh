@@ -13,10 +13,10 @@
 
 namespace st::gpu::ws {
 
-constexpr int kKeys = 128;                        // keys a streamed tile: one block
-constexpr int kTile = kKeys * 128;                // bytes of a 128-row tile of head size 64
-constexpr int kThreads = 384;                     // the loading warpgroup, then two multiplying ones
-constexpr int kLoadRegs = 40, kMathRegs = 232;    // 128 x (40 + 2 x 232) = 64,512 of 65,536 registers
+constexpr int kKeys = 128;                      // keys a streamed tile: one block
+constexpr int kTile = kKeys * 128;              // bytes of a 128-row tile of head size 64
+constexpr int kThreads = 384;                   // the loading warpgroup, then two multiplying ones
+constexpr int kLoadRegs = 40, kMathRegs = 232;  // 128 x (40 + 2 x 232) = 64,512 of 65,536 registers
 
 // The items of a launch, in the order the CTAs take them (CTA c: items c, c + gridDim.x, ...): heads in
 // groups of `group` whose keys and values fit in L2 together, and within a group the heads' blocks
@@ -47,8 +47,7 @@ inline int grid_for(const Items& items) {
 
 // Calls f(P, x, h, b) for this CTA's items, in order (the loading and the multiplying warpgroups
 // walk the same sequence); x is the position in the head's schedule (q_sched or k_sched).
-template <typename F>
-__device__ __forceinline__ void for_each_item(const Items& items, const AttnPartDev* parts, F f) {
+template <typename F> __device__ __forceinline__ void for_each_item(const Items& items, const AttnPartDev* parts, F f) {
     for (int w = blockIdx.x; w < items.count; w += gridDim.x) {
         int x, h, b;
         items.at(w, x, h, b);
@@ -60,11 +59,10 @@ __device__ __forceinline__ void for_each_item(const Items& items, const AttnPart
 // The hand-offs of a CTA: STAGES streamed tiles (fill f in stage f % STAGES), and the item's own rows
 // in two slots (item n in slot n % 2). "full" barriers count the loading threads' cp.async arrivals,
 // "empty" ones the multiplying warps done with the buffer.
-template <int STAGES>
-struct Pipe {
+template <int STAGES> struct Pipe {
     uint64_t full[STAGES], empty[STAGES], own_full[2], own_empty[2];
 
-    __device__ void init() {   // by one thread, before a __syncthreads
+    __device__ void init() {  // by one thread, before a __syncthreads
         for (int s = 0; s < STAGES; s++) {
             mbar::init(&full[s], 128);
             mbar::init(&empty[s], 8);
@@ -75,15 +73,13 @@ struct Pipe {
         }
     }
     // Loading side: wait until the buffer is free, load it (every thread of the warpgroup), mark it.
-    template <typename Load>
-    __device__ void fill(int f, Load load) {
+    template <typename Load> __device__ void fill(int f, Load load) {
         const int s = f % STAGES;
         if (f >= STAGES) mbar::wait(&empty[s], (f / STAGES - 1) & 1);
         load(s);
         mbar::cp_async_arrive(&full[s]);
     }
-    template <typename Load>
-    __device__ void fill_own(int n, Load load) {
+    template <typename Load> __device__ void fill_own(int n, Load load) {
         const int s = n & 1;
         if (n >= 2) mbar::wait(&own_empty[s], (n / 2 - 1) & 1);
         load(s);
@@ -92,7 +88,7 @@ struct Pipe {
     // Multiplying side: wait for the buffer (then visible to wgmma), give it back (one lane a warp).
     __device__ int take(int f) {
         mbar::wait(&full[f % STAGES], (f / STAGES) & 1);
-        wgmma::fence_proxy();   // cp.async wrote through the generic proxy; wgmma reads through the async one
+        wgmma::fence_proxy();  // cp.async wrote through the generic proxy; wgmma reads through the async one
         return f % STAGES;
     }
     __device__ void give_back(int f, int lane) {
@@ -109,8 +105,7 @@ struct Pipe {
 };
 
 // The pipe at `at` in shared memory, initialised for the whole CTA.
-template <int STAGES>
-__device__ __forceinline__ Pipe<STAGES>& start_pipe(unsigned char* at) {
+template <int STAGES> __device__ __forceinline__ Pipe<STAGES>& start_pipe(unsigned char* at) {
     Pipe<STAGES>& pipe = *reinterpret_cast<Pipe<STAGES>*>(at);
     if (threadIdx.x == 0) pipe.init();
     __syncthreads();
@@ -137,14 +132,14 @@ __device__ __forceinline__ void load_tile128(unsigned char* dst, const bf16* src
 // The two multiplying warpgroups take turns at issuing products (named barriers 1 and 2), so that
 // one's products run while the other works on its scores. A turn: mine(), issue, yours().
 struct Turns {
-    int mw;   // 0 or 1
+    int mw;  // 0 or 1
     __device__ void start() const {
-        if (mw == 1) mbar::named_arrive(1, 256);   // the first warpgroup goes first
+        if (mw == 1) mbar::named_arrive(1, 256);  // the first warpgroup goes first
     }
     __device__ void mine() const { mbar::named_sync(1 + mw, 256); }
     __device__ void yours() const { mbar::named_arrive(2 - mw, 256); }
     __device__ void finish() const {
-        if (mw == 0) mine();   // the second warpgroup's last "yours", unanswered
+        if (mw == 0) mine();  // the second warpgroup's last "yours", unanswered
     }
 };
 
@@ -161,8 +156,8 @@ __device__ __forceinline__ void mask_tile128(float (&s)[16][4], const uint64_t* 
                                              int lane) {
 #pragma unroll
     for (int half = 0; half < 2; half++)
-        mask_tile<kKeys, 1, 8>(reinterpret_cast<float(&)[1][8][4]>(s[half * 8]), masks, mid, half * 64, limit - half * 64,
-                               r0, lane);
+        mask_tile<kKeys, 1, 8>(reinterpret_cast<float(&)[1][8][4]>(s[half * 8]), masks, mid, half * 64,
+                               limit - half * 64, r0, lane);
 }
 
 }  // namespace st::gpu::ws

@@ -32,9 +32,9 @@ inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 
 
 }  // namespace st::gpu
 
-#define CUDA_CHECK(call)                                               \
-    do {                                                               \
-        cudaError_t st_err_ = (call);                                  \
+#define CUDA_CHECK(call)                                                  \
+    do {                                                                  \
+        cudaError_t st_err_ = (call);                                     \
         if (st_err_ != cudaSuccess) ::st::gpu::cuda_fail(st_err_, #call); \
     } while (0)
 
@@ -52,9 +52,9 @@ inline int device_attr(cudaDeviceAttr attr) {
 }
 }  // namespace st::gpu
 
-#define CUBLAS_CHECK(call)                                                                          \
-    do {                                                                                            \
-        cublasStatus_t st_st_ = (call);                                                             \
-        if (st_st_ != CUBLAS_STATUS_SUCCESS)                                                        \
+#define CUBLAS_CHECK(call)                                                                                  \
+    do {                                                                                                    \
+        cublasStatus_t st_st_ = (call);                                                                     \
+        if (st_st_ != CUBLAS_STATUS_SUCCESS)                                                                \
             ::st::fail(std::string("cuBLASLt error in ") + #call + ": " + cublasLtGetStatusString(st_st_)); \
     } while (0)

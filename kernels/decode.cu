@@ -23,7 +23,8 @@ constexpr int kKeysPerSplit = 256;
 constexpr int kMaxSplits = 64;
 constexpr float kLog2e = 1.4426950408889634f;
 
-__global__ void embed_kernel(float* x, const uint8_t* tok, const float* wte, PosTables pos, const int* tp, int B, int C) {
+__global__ void embed_kernel(float* x, const uint8_t* tok, const float* wte, PosTables pos, const int* tp, int B,
+                             int C) {
     const int b = blockIdx.x, t = *tp;
     for (int c = threadIdx.x; c < C; c += blockDim.x) {
         float v = wte[int64_t(tok[b]) * C + c];
@@ -35,8 +36,7 @@ __global__ void embed_kernel(float* x, const uint8_t* tok, const float* wte, Pos
 // Merges the `splits` shares (max, sum, unnormalised output) of head h of sequence b, in split order.
 // The shares were written by other CTAs: read through L2 (__ldcg), never from this SM's L1, which
 // may hold the lines of an earlier step.
-template <int D>
-__device__ void combine(bf16* o, const float* part, int NH, int h, int b, int splits) {
+template <int D> __device__ void combine(bf16* o, const float* part, int NH, int h, int b, int splits) {
     __shared__ float f[kMaxSplits];
     __shared__ float total;
     const float* p = part + (int64_t(b) * NH + h) * splits * (D + 2);
@@ -69,23 +69,23 @@ __device__ void combine(bf16* o, const float* part, int NH, int h, int b, int sp
 // [8c, 8c + 8), and then (after adding up the R lanes of the row) its score, its probability and its
 // 8 columns of the value sum. Split 0 also stores the key and value of position t into the cache;
 // any read of position t in this step takes them from qkv instead, so no CTA waits for that store.
-template <int D>
-__global__ void __launch_bounds__(kWarps * 32) attend_kernel(bf16* o, float* part, unsigned* tickets, const bf16* qkv,
-                                                             bf16* kc, bf16* vc, const DecodeHead* heads, const int* tp,
-                                                             int NH, int S) {
+template <int D> __global__ void __launch_bounds__(kWarps * 32)
+    attend_kernel(bf16* o, float* part, unsigned* tickets, const bf16* qkv, bf16* kc, bf16* vc, const DecodeHead* heads,
+                  const int* tp, int NH, int S) {
     constexpr int R = D / 8, G = 32 / R;
     const int h = blockIdx.x, b = blockIdx.y, split = blockIdx.z, t = *tp, C = NH * D;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / R, col = lane % R * 8;
     const DecodeHead hd = heads[h];
     const DecodeKeys ks(hd, t);
     const int n = ks.count();
-    const int splits = min(int(gridDim.z), max(1, (n + kKeysPerSplit - 1) / kKeysPerSplit)), per = (n + splits - 1) / splits;
+    const int splits = min(int(gridDim.z), max(1, (n + kKeysPerSplit - 1) / kKeysPerSplit)),
+              per = (n + splits - 1) / splits;
     const int k0 = split * per, k1 = min(n, k0 + per);
-    const bool last_is_t = n > 0 && ks.position(hd, t, n - 1) == t;   // key t, when read, is the last
+    const bool last_is_t = n > 0 && ks.position(hd, t, n - 1) == t;  // key t, when read, is the last
     const int64_t base = (int64_t(b) * NH + h) * S;
-    const bf16* kq = qkv + int64_t(b) * 3 * C + C + h * D;   // key and value of position t
+    const bf16* kq = qkv + int64_t(b) * 3 * C + C + h * D;  // key and value of position t
     const bf16* vq = kq + C;
-    grid_dependency_wait();   // qkv comes from the product before
+    grid_dependency_wait();  // qkv comes from the product before
     if (split >= splits) return;
 
     if (split == 0) {
@@ -150,16 +150,16 @@ __global__ void __launch_bounds__(kWarps * 32) attend_kernel(bf16* o, float* par
         }
 #pragma unroll
         for (int w = R; w < 32; w *= 2) gmax = fmaxf(gmax, __shfl_xor_sync(0xffffffffu, gmax, w));
-        const float m_new = fmaxf(m, gmax);   // finite: the group has at least one key
+        const float m_new = fmaxf(m, gmax);  // finite: the group has at least one key
         const float alpha = exp2f(m - m_new);
         float ps = 0;
 #pragma unroll
         for (int i = 0; i < R; i++) {
-            s[i] = slot[i] >= 0 ? exp2f(s[i] - m_new) : 0.f;   // now the probability
+            s[i] = slot[i] >= 0 ? exp2f(s[i] - m_new) : 0.f;  // now the probability
             ps += s[i];
         }
 #pragma unroll
-        for (int w = R; w < 32; w *= 2) ps += __shfl_xor_sync(0xffffffffu, ps, w);   // over the rows' groups
+        for (int w = R; w < 32; w *= 2) ps += __shfl_xor_sync(0xffffffffu, ps, w);  // over the rows' groups
         l = l * alpha + ps;
         m = m_new;
 #pragma unroll
@@ -169,7 +169,7 @@ __global__ void __launch_bounds__(kWarps * 32) attend_kernel(bf16* o, float* par
             if (slot[i] >= 0) fma8(acc, *row(vc, vq, g0 + i * G + g, slot[i]), s[i]);
     }
 #pragma unroll
-    for (int i = 0; i < 8; i++)   // the G lanes with the same columns
+    for (int i = 0; i < 8; i++)  // the G lanes with the same columns
 #pragma unroll
         for (int w = R; w < 32; w *= 2) acc[i] += __shfl_xor_sync(0xffffffffu, acc[i], w);
     __shared__ float wm[kWarps], wl[kWarps], wacc[kWarps][D];
@@ -235,7 +235,7 @@ __global__ void add_layernorm_kernel(float* x_out, bf16* ln, const float* x, con
         return t;
     };
     const float mean = block_sum(sum, 0) / float(C);
-    for (int c = threadIdx.x; c < C; c += blockDim.x) {   // each thread rereads what it wrote
+    for (int c = threadIdx.x; c < C; c += blockDim.x) {  // each thread rereads what it wrote
         const float d = xo[c] - mean;
         sq += d * d;
     }
@@ -261,8 +261,10 @@ DecodeHead decode_head(const AttnSpec& s, int n_head, int layer, int head, int n
             const Uses u = attn_uses(s, layer, head);
             h.column = u.a2;
             h.window = u.a1 ? 2 : 0;
-            if (u.a2) h.full = 1;   // the column reaches back to the start: every key is read again
-            else h.ring = std::min(n_ctx, l + 1);
+            if (u.a2)
+                h.full = 1;  // the column reaches back to the start: every key is read again
+            else
+                h.ring = std::min(n_ctx, l + 1);
             break;
         }
         case Pattern::fixed: {
@@ -297,16 +299,22 @@ size_t decode_scratch(int B, int NH, int D, int S) {
     return size_t(B) * NH * (decode_splits(S) * (D + 2) * sizeof(float) + sizeof(unsigned));
 }
 
-void decode_attention(bf16* out, void* scratch, const bf16* qkv, bf16* kc, bf16* vc, const DecodeHead* heads, const int* t,
-                      int B, int NH, int D, int S, cudaStream_t s) {
+void decode_attention(bf16* out, void* scratch, const bf16* qkv, bf16* kc, bf16* vc, const DecodeHead* heads,
+                      const int* t, int B, int NH, int D, int S, cudaStream_t s) {
     const int splits = decode_splits(S);
     float* part = static_cast<float*>(scratch);
     unsigned* tickets = reinterpret_cast<unsigned*>(part + size_t(B) * NH * splits * (D + 2));
     const dim3 grid(NH, B, splits);
     switch (D) {
-        case 32: return launch_dependent(attend_kernel<32>, grid, kWarps * 32, 0, s, out, part, tickets, qkv, kc, vc, heads, t, NH, S);
-        case 64: return launch_dependent(attend_kernel<64>, grid, kWarps * 32, 0, s, out, part, tickets, qkv, kc, vc, heads, t, NH, S);
-        case 128: return launch_dependent(attend_kernel<128>, grid, kWarps * 32, 0, s, out, part, tickets, qkv, kc, vc, heads, t, NH, S);
+        case 32:
+            return launch_dependent(attend_kernel<32>, grid, kWarps * 32, 0, s, out, part, tickets, qkv, kc, vc, heads,
+                                    t, NH, S);
+        case 64:
+            return launch_dependent(attend_kernel<64>, grid, kWarps * 32, 0, s, out, part, tickets, qkv, kc, vc, heads,
+                                    t, NH, S);
+        case 128:
+            return launch_dependent(attend_kernel<128>, grid, kWarps * 32, 0, s, out, part, tickets, qkv, kc, vc, heads,
+                                    t, NH, S);
     }
     fail("decoding: head size " + std::to_string(D) + " is not 32, 64 or 128");
 }

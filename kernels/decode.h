@@ -8,20 +8,20 @@
 
 #include <cstdint>
 
-#include "layout.h"
 #include "kernels/ops.h"
+#include "layout.h"
 
 namespace st::gpu {
 
 // Where one head's keys live in its cache and which of them query t reads (the sets of attn_keys).
 struct DecodeHead {
-    int full = 0;        // slot j holds key j for every j (dense; strided heads that use the column)
-    int ring = 0;        // > 0: slot j % ring holds key j (a window: local, strided A1, fixed A1)
-    int window = 0;      // 0: none; 1: [0, t]; 2: [t - l, t]; 3: the chunk of t
-    int column = 0;      // strided A2: keys t % l, t % l + l, ... below the window
-    int summary = 0;     // fixed A2: keys j with j % l in [lo, lo + c), at slot sum_base + (j / l) * c + j % l - lo
+    int full = 0;     // slot j holds key j for every j (dense; strided heads that use the column)
+    int ring = 0;     // > 0: slot j % ring holds key j (a window: local, strided A1, fixed A1)
+    int window = 0;   // 0: none; 1: [0, t]; 2: [t - l, t]; 3: the chunk of t
+    int column = 0;   // strided A2: keys t % l, t % l + l, ... below the window
+    int summary = 0;  // fixed A2: keys j with j % l in [lo, lo + c), at slot sum_base + (j / l) * c + j % l - lo
     int l = 1, lo = 0, c = 0, sum_base = 0;
-    int a2_own = 0;      // fixed A2 without A1: the summary of t's own chunk too (up to t)
+    int a2_own = 0;  // fixed A2 without A1: the summary of t's own chunk too (up to t)
 
     // The slots that key t is written to (at most 3); returns how many.
     __host__ __device__ int write_slots(int t, int* slots) const {
@@ -47,7 +47,7 @@ struct DecodeKeys {
         n_win = t + 1 - win_lo;
         if (h.column && win_lo > t % l) n_col = (win_lo - t % l + l - 1) / l;
         if (h.summary) {
-            n_sum = (t / l) * h.c;   // every chunk before t's own
+            n_sum = (t / l) * h.c;  // every chunk before t's own
             if (h.a2_own) {
                 const int own = t % l + 1 - h.lo;
                 n_sum += own < 0 ? 0 : (own < h.c ? own : h.c);
@@ -55,16 +55,16 @@ struct DecodeKeys {
         }
     }
     __host__ __device__ int count() const { return n_col + n_sum + n_win; }
-    __host__ __device__ int position(const DecodeHead& h, int t, int k) const {   // the key's sequence position
+    __host__ __device__ int position(const DecodeHead& h, int t, int k) const {  // the key's sequence position
         if (k < n_col) return t % h.l + k * h.l;
         k -= n_col;
         if (k < n_sum) return k / h.c * h.l + h.lo + k % h.c;
         return win_lo + (k - n_sum);
     }
     __host__ __device__ int slot(const DecodeHead& h, int t, int k) const {
-        if (k < n_col) return t % h.l + k * h.l;   // the full cache
+        if (k < n_col) return t % h.l + k * h.l;  // the full cache
         k -= n_col;
-        if (k < n_sum) return h.sum_base + k;      // summaries are stored in key order
+        if (k < n_sum) return h.sum_base + k;  // summaries are stored in key order
         const int j = win_lo + (k - n_sum);
         return h.ring ? j % h.ring : j;
     }
@@ -78,10 +78,10 @@ void decode_embed(float* x, const uint8_t* tok, const float* wte, const PosTable
 // Stores the keys and values of position *t from qkv (B, 3C) into the caches kc, vc (B, NH, S, D);
 // out (B, C) bf16: each head's query at *t attends to its set in the cache. scratch:
 // decode_scratch(B, NH, D, S) bytes, zeroed once before the first step.
-void decode_attention(bf16* out, void* scratch, const bf16* qkv, bf16* kc, bf16* vc, const DecodeHead* heads, const int* t,
-                      int B, int NH, int D, int S, cudaStream_t s);
+void decode_attention(bf16* out, void* scratch, const bf16* qkv, bf16* kc, bf16* vc, const DecodeHead* heads,
+                      const int* t, int B, int NH, int D, int S, cudaStream_t s);
 size_t decode_scratch(int B, int NH, int D, int S);
-void decode_advance(int* t, cudaStream_t s);   // ++*t, the last node of a step
+void decode_advance(int* t, cudaStream_t s);  // ++*t, the last node of a step
 // x_out = x + y (y may be null; x_out may be x), ln (B, C) bf16 = LayerNorm(x_out) with weight w, bias b:
 // the residual additions of the steps whose products go through cuBLASLt (more than a few sequences).
 void decode_add_layernorm(float* x_out, bf16* ln, const float* x, const bf16* y, const float* w, const float* b, int B,
@@ -90,18 +90,18 @@ void decode_add_layernorm(float* x_out, bf16* ln, const float* x, const bf16* y,
 // out (N, OC) = epilogue(x . weight^T + bias) for the few rows of a decoding step (decode_linear.cu),
 // where x is `in` (N, IC) bf16, or LayerNorm(in_f32) with ln_w, ln_b when in_f32 is given.
 enum class DecodeEpilogue {
-    bf16,           // out bf16
-    gelu_bf16,      // out bf16 = gelu (tanh form)
-    residual_f32,   // out fp32 = resid + product (the residual stream)
-    f32,            // out fp32 (the logits)
+    bf16,          // out bf16
+    gelu_bf16,     // out bf16 = gelu (tanh form)
+    residual_f32,  // out fp32 = resid + product (the residual stream)
+    f32,           // out fp32 (the logits)
 };
 struct DecodeLinear {
     const bf16* in = nullptr;
     const float* in_f32 = nullptr;
     const float *ln_w = nullptr, *ln_b = nullptr;
-    const bf16* weight = nullptr;   // (OC, IC)
-    const float* bias = nullptr;    // (OC) or null
-    const float* resid = nullptr;   // (N, OC), residual_f32 only
+    const bf16* weight = nullptr;  // (OC, IC)
+    const float* bias = nullptr;   // (OC) or null
+    const float* resid = nullptr;  // (N, OC), residual_f32 only
     void* out = nullptr;
     int N = 0, IC = 0, OC = 0;
     DecodeEpilogue epilogue = DecodeEpilogue::bf16;

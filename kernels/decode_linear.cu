@@ -13,26 +13,25 @@ namespace st::gpu {
 
 namespace {
 
-constexpr int kRows = 16;     // activation rows a CTA takes (grid.y covers the rest)
+constexpr int kRows = 16;  // activation rows a CTA takes (grid.y covers the rest)
 constexpr int kWarps = 8;
 constexpr int kOutPerWarp = 2;
 constexpr int kOutPerCta = kWarps * kOutPerWarp;
 constexpr int kPrefetch = 4;  // 16-byte weight loads a lane issues per output row before the wait: IC up to 1024
 
-__device__ inline float gelu_tanh(float x) {   // 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), as the CPU
+__device__ inline float gelu_tanh(float x) {  // 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), as the CPU
     const float u = 0.7978845608028654f * (x + 0.044715f * x * x * x);
     return 0.5f * x * (1.f + tanhf(u));
 }
 
 // x: kRows rows of IC bf16 in shared memory: the input as it is, or LayerNorm(x_f32) with w, b.
-template <bool LN>
-__device__ void load_rows(bf16* xs, const DecodeLinear& a, int n0, int rows) {
+template <bool LN> __device__ void load_rows(bf16* xs, const DecodeLinear& a, int n0, int rows) {
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, IC = a.IC;
     if constexpr (!LN) {
         for (int i = threadIdx.x; i < rows * IC / 8; i += blockDim.x)
             reinterpret_cast<uint4*>(xs)[i] = reinterpret_cast<const uint4*>(a.in + int64_t(n0) * IC)[i];
     } else {
-        for (int r = warp; r < rows; r += kWarps) {   // one warp a row: two passes over it, then the write
+        for (int r = warp; r < rows; r += kWarps) {  // one warp a row: two passes over it, then the write
             const float* x = a.in_f32 + int64_t(n0 + r) * IC;
             float sum = 0;
             for (int i = lane; i < IC; i += 32) sum += x[i];
@@ -42,7 +41,8 @@ __device__ void load_rows(bf16* xs, const DecodeLinear& a, int n0, int rows) {
             for (int i = lane; i < IC; i += 32) sq += (x[i] - mean) * (x[i] - mean);
             for (int o = 16; o > 0; o /= 2) sq += __shfl_xor_sync(0xffffffffu, sq, o);
             const float rstd = rsqrtf(sq / float(IC) + 1e-5f);
-            for (int i = lane; i < IC; i += 32) xs[r * IC + i] = __float2bfloat16((x[i] - mean) * rstd * a.ln_w[i] + a.ln_b[i]);
+            for (int i = lane; i < IC; i += 32)
+                xs[r * IC + i] = __float2bfloat16((x[i] - mean) * rstd * a.ln_w[i] + a.ln_b[i]);
         }
     }
 }
@@ -51,15 +51,15 @@ __device__ void load_rows(bf16* xs, const DecodeLinear& a, int n0, int rows) {
 // weights (16 bytes) at a time, so a warp reads 512 bytes of a weight row per load. The first
 // kPrefetch loads of each weight row are issued before the wait for the input (launch.h): the weights
 // do not depend on the kernel before.
-template <bool LN, DecodeEpilogue E>
-__global__ void __launch_bounds__(kWarps * 32) linear_kernel(DecodeLinear a) {
+template <bool LN, DecodeEpilogue E> __global__ void __launch_bounds__(kWarps * 32) linear_kernel(DecodeLinear a) {
     extern __shared__ __align__(16) unsigned char smem[];
-    bf16* xs = reinterpret_cast<bf16*>(smem);   // (kRows, IC)
+    bf16* xs = reinterpret_cast<bf16*>(smem);  // (kRows, IC)
     const int n0 = blockIdx.y * kRows, rows = min(kRows, a.N - n0), IC = a.IC;
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     const int o0 = blockIdx.x * kOutPerCta + warp * kOutPerWarp;
     auto weights = [&](int j, int i) {
-        return o0 + j < a.OC && i < IC ? *reinterpret_cast<const uint4*>(a.weight + int64_t(o0 + j) * IC + i) : make_uint4(0, 0, 0, 0);
+        return o0 + j < a.OC && i < IC ? *reinterpret_cast<const uint4*>(a.weight + int64_t(o0 + j) * IC + i)
+                                       : make_uint4(0, 0, 0, 0);
     };
     uint4 pre[kPrefetch][kOutPerWarp];
 #pragma unroll
@@ -70,7 +70,7 @@ __global__ void __launch_bounds__(kWarps * 32) linear_kernel(DecodeLinear a) {
     load_rows<LN>(xs, a, n0, rows);
     __syncthreads();
     float acc[kOutPerWarp][kRows] = {};
-    auto step = [&](int i, const uint4* raw) {   // columns [i, i + 8) of every output and row
+    auto step = [&](int i, const uint4* raw) {  // columns [i, i + 8) of every output and row
         float w[kOutPerWarp][8];
 #pragma unroll
         for (int j = 0; j < kOutPerWarp; j++) {
@@ -108,7 +108,7 @@ __global__ void __launch_bounds__(kWarps * 32) linear_kernel(DecodeLinear a) {
     for (int j = 0; j < kOutPerWarp; j++)
 #pragma unroll
         for (int r = 0; r < kRows; r++) {
-            if (r >= rows) break;   // the same for the whole warp
+            if (r >= rows) break;  // the same for the whole warp
 #pragma unroll
             for (int o = 16; o > 0; o /= 2) acc[j][r] += __shfl_xor_sync(0xffffffffu, acc[j][r], o);
         }
@@ -124,15 +124,15 @@ __global__ void __launch_bounds__(kWarps * 32) linear_kernel(DecodeLinear a) {
             const int64_t at = int64_t(n0 + r) * a.OC + o;
             const float y = acc[j][r] + bias;
             if constexpr (E == DecodeEpilogue::bf16) static_cast<bf16*>(a.out)[at] = __float2bfloat16(y);
-            if constexpr (E == DecodeEpilogue::gelu_bf16) static_cast<bf16*>(a.out)[at] = __float2bfloat16(gelu_tanh(y));
+            if constexpr (E == DecodeEpilogue::gelu_bf16)
+                static_cast<bf16*>(a.out)[at] = __float2bfloat16(gelu_tanh(y));
             if constexpr (E == DecodeEpilogue::residual_f32) static_cast<float*>(a.out)[at] = a.resid[at] + y;
             if constexpr (E == DecodeEpilogue::f32) static_cast<float*>(a.out)[at] = y;
         }
     }
 }
 
-template <bool LN, DecodeEpilogue E>
-void launch(const DecodeLinear& a, cudaStream_t s) {
+template <bool LN, DecodeEpilogue E> void launch(const DecodeLinear& a, cudaStream_t s) {
     const int smem = kRows * a.IC * int(sizeof(bf16));
     allow_smem(reinterpret_cast<const void*>(&linear_kernel<LN, E>), smem);
     const dim3 grid((a.OC + kOutPerCta - 1) / kOutPerCta, (a.N + kRows - 1) / kRows);
@@ -146,12 +146,15 @@ void decode_linear(const DecodeLinear& a, cudaStream_t s) {
         fail("decoding: a product needs IC a multiple of 8 and 16-byte aligned operands");
     const bool ln = a.in_f32 != nullptr;
     switch (a.epilogue) {
-        case DecodeEpilogue::bf16: return ln ? launch<true, DecodeEpilogue::bf16>(a, s) : launch<false, DecodeEpilogue::bf16>(a, s);
+        case DecodeEpilogue::bf16:
+            return ln ? launch<true, DecodeEpilogue::bf16>(a, s) : launch<false, DecodeEpilogue::bf16>(a, s);
         case DecodeEpilogue::gelu_bf16:
             return ln ? launch<true, DecodeEpilogue::gelu_bf16>(a, s) : launch<false, DecodeEpilogue::gelu_bf16>(a, s);
         case DecodeEpilogue::residual_f32:
-            return ln ? launch<true, DecodeEpilogue::residual_f32>(a, s) : launch<false, DecodeEpilogue::residual_f32>(a, s);
-        case DecodeEpilogue::f32: return ln ? launch<true, DecodeEpilogue::f32>(a, s) : launch<false, DecodeEpilogue::f32>(a, s);
+            return ln ? launch<true, DecodeEpilogue::residual_f32>(a, s)
+                      : launch<false, DecodeEpilogue::residual_f32>(a, s);
+        case DecodeEpilogue::f32:
+            return ln ? launch<true, DecodeEpilogue::f32>(a, s) : launch<false, DecodeEpilogue::f32>(a, s);
     }
 }
 

@@ -39,8 +39,7 @@ struct Plan {
     cublasLtMatmulAlgo_t algo{};
 };
 
-template <class T>
-void set_attr(cublasLtMatmulDesc_t d, cublasLtMatmulDescAttributes_t attr, const T& v) {
+template <class T> void set_attr(cublasLtMatmulDesc_t d, cublasLtMatmulDescAttributes_t attr, const T& v) {
     CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(d, attr, &v, sizeof(v)));
 }
 
@@ -151,7 +150,8 @@ struct Gemm::Impl {
         const uint32_t schemes = CUBLASLT_REDUCTION_SCHEME_NONE | CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE |
                                  CUBLASLT_REDUCTION_SCHEME_OUTPUT_TYPE;
         const uint32_t align = 16;
-        CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws)));
+        CUBLAS_CHECK(
+            cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws)));
         CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK, &schemes,
                                                           sizeof(schemes)));
         for (auto attr : {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
@@ -159,7 +159,8 @@ struct Gemm::Impl {
             CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, attr, &align, sizeof(align)));
         cublasLtMatmulHeuristicResult_t result{};
         int found = 0;
-        cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(handle, p.desc, p.a, p.b, p.c, p.c, pref, 1, &result, &found);
+        cublasStatus_t st =
+            cublasLtMatmulAlgoGetHeuristic(handle, p.desc, p.a, p.b, p.c, p.c, pref, 1, &result, &found);
         cublasLtMatmulPreferenceDestroy(pref);
         if (st != CUBLAS_STATUS_SUCCESS || found == 0) {
             cublasLtMatrixLayoutDestroy(p.a);
@@ -167,8 +168,8 @@ struct Gemm::Impl {
             cublasLtMatrixLayoutDestroy(p.c);
             cublasLtMatmulDescDestroy(p.desc);
             fail("cuBLASLt has no algorithm for a product of (" + std::to_string(m) + " x " + std::to_string(k) +
-                 ") . (" + std::to_string(k) + " x " + std::to_string(n) + "), epilogue " + std::to_string(int(epilogue)) +
-                 ": " + cublasLtGetStatusString(st));
+                 ") . (" + std::to_string(k) + " x " + std::to_string(n) + "), epilogue " +
+                 std::to_string(int(epilogue)) + ": " + cublasLtGetStatusString(st));
         }
         p.algo = result.algo;
         return plans.emplace(key, p).first->second;
@@ -212,8 +213,8 @@ void Gemm::backward_weight(float* dweight, float* dbias, const bf16* dout, const
                            cudaStream_t s) {
     check_args("backward_weight", N, IC, OC, {dweight, dout, inp});
     if (N == 0) return;
-    impl_->run(impl_->plan(Op::backward_weight, IC, OC, N, CUBLASLT_EPILOGUE_DEFAULT), inp, dout, 1.0f, dweight, nullptr,
-               nullptr, s);
+    impl_->run(impl_->plan(Op::backward_weight, IC, OC, N, CUBLASLT_EPILOGUE_DEFAULT), inp, dout, 1.0f, dweight,
+               nullptr, nullptr, s);
     // After the product on the same stream, so the workspace is free for the partial sums.
     if (dbias) colsum_accumulate(dbias, dout, N, OC, impl_->workspace, kWorkspace, s);
 }

@@ -19,7 +19,7 @@ __device__ inline void grid_dependency_wait() {
 #endif
 }
 
-inline bool dependent_launch_supported() {   // compute capability 9.0 and later, on the current device
+inline bool dependent_launch_supported() {  // compute capability 9.0 and later, on the current device
     return device_attr(cudaDevAttrComputeCapabilityMajor) >= 9;
 }
 

@@ -31,7 +31,9 @@ __device__ __forceinline__ void cp_async_arrive(uint64_t* bar) {
     asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(mma::smem_addr(bar)) : "memory");
 }
 // Named barrier id (1..15) over n threads: sync waits for all n, arrive counts in without waiting.
-__device__ __forceinline__ void named_sync(int id, int n) { asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(n) : "memory"); }
+__device__ __forceinline__ void named_sync(int id, int n) {
+    asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(n) : "memory");
+}
 __device__ __forceinline__ void named_arrive(int id, int n) {
     asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(n) : "memory");
 }
@@ -45,14 +47,12 @@ __device__ __forceinline__ void named_arrive(int, int) {}
 #endif
 
 // A warpgroup's registers a thread, raised or lowered (a multiple of 8 in 24 .. 256; sm_90a only).
-template <int N>
-__device__ __forceinline__ void regs_up() {
+template <int N> __device__ __forceinline__ void regs_up() {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
     asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(N));
 #endif
 }
-template <int N>
-__device__ __forceinline__ void regs_down() {
+template <int N> __device__ __forceinline__ void regs_down() {
 #if defined(__CUDA_ARCH_FEAT_SM90_ALL)
     asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(N));
 #endif

@@ -33,8 +33,7 @@ unsigned elementwise_blocks(int64_t n) { return unsigned(std::min<int64_t>(cdiv(
 // Eight consecutive elements to or from fp32 registers: one 16-byte access per 8 bf16 (two per 8
 // floats) when Vec and the group is whole, else k scalar accesses (tails, unaligned pointers); the
 // elements past k load as 0 and are not stored. Loops run to 8 so the arrays stay in registers.
-template <bool Vec>
-__device__ inline void load8(float v[8], const float* p, int k) {
+template <bool Vec> __device__ inline void load8(float v[8], const float* p, int k) {
     if (Vec && k == 8) {
         float4 a = reinterpret_cast<const float4*>(p)[0], b = reinterpret_cast<const float4*>(p)[1];
         v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w, v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
@@ -42,8 +41,7 @@ __device__ inline void load8(float v[8], const float* p, int k) {
         for (int j = 0; j < 8; j++) v[j] = j < k ? p[j] : 0.0f;
     }
 }
-template <bool Vec>
-__device__ inline void load8(float v[8], const bf16* p, int k) {
+template <bool Vec> __device__ inline void load8(float v[8], const bf16* p, int k) {
     if (Vec && k == 8) {
         uint4 u = *reinterpret_cast<const uint4*>(p);
         const bf16* h = reinterpret_cast<const bf16*>(&u);
@@ -52,8 +50,7 @@ __device__ inline void load8(float v[8], const bf16* p, int k) {
         for (int j = 0; j < 8; j++) v[j] = j < k ? __bfloat162float(p[j]) : 0.0f;
     }
 }
-template <bool Vec>
-__device__ inline void store8(float* p, const float v[8], int k) {
+template <bool Vec> __device__ inline void store8(float* p, const float v[8], int k) {
     if (Vec && k == 8) {
         reinterpret_cast<float4*>(p)[0] = make_float4(v[0], v[1], v[2], v[3]);
         reinterpret_cast<float4*>(p)[1] = make_float4(v[4], v[5], v[6], v[7]);
@@ -62,8 +59,7 @@ __device__ inline void store8(float* p, const float v[8], int k) {
             if (j < k) p[j] = v[j];
     }
 }
-template <bool Vec>
-__device__ inline void store8(bf16* p, const float v[8], int k) {
+template <bool Vec> __device__ inline void store8(bf16* p, const float v[8], int k) {
     if (Vec && k == 8) {
         uint4 u;
         bf16* h = reinterpret_cast<bf16*>(&u);
@@ -76,8 +72,7 @@ __device__ inline void store8(bf16* p, const float v[8], int k) {
 }
 
 // The grid-stride loop over groups of 8: f(first element, count).
-template <class F>
-__device__ inline void for_groups(int64_t n, F f) {
+template <class F> __device__ inline void for_groups(int64_t n, F f) {
     for (int64_t g = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; g * 8 < n; g += int64_t(gridDim.x) * blockDim.x)
         f(g * 8, int(min(int64_t(8), n - g * 8)));
 }
@@ -215,8 +210,7 @@ __device__ inline void tanh_parts(float x, float& one_plus_t, float& one_minus_t
     one_plus_t = e * one_minus_t;
 }
 
-template <bool Vec>
-__global__ void gelu_forward_kernel(bf16* out, const bf16* inp, int64_t n) {
+template <bool Vec> __global__ void gelu_forward_kernel(bf16* out, const bf16* inp, int64_t n) {
     for_groups(n, [&](int64_t i, int k) {
         float v[8], p, m;
         load8<Vec>(v, inp + i, k);
@@ -242,9 +236,9 @@ uint64_t keep_threshold(float p) {
     return uint64_t(std::ceil(double(p) * 0x1p53));
 }
 
-template <bool Vec>
-__global__ void residual_forward_kernel(float* out, const float* x, const bf16* y, float scale, uint64_t seed,
-                                        uint64_t threshold, int64_t n, int64_t first) {
+template <bool Vec> __global__ void residual_forward_kernel(float* out, const float* x, const bf16* y, float scale,
+                                                            uint64_t seed, uint64_t threshold, int64_t n,
+                                                            int64_t first) {
     for_groups(n, [&](int64_t i, int k) {
         float a[8], b[8];
         load8<Vec>(a, x + i, k);
@@ -254,9 +248,8 @@ __global__ void residual_forward_kernel(float* out, const float* x, const bf16* 
     });
 }
 
-template <bool Vec>
-__global__ void residual_backward_kernel(bf16* dy, const float* dout, float scale, uint64_t seed, uint64_t threshold,
-                                         int64_t n, int64_t first) {
+template <bool Vec> __global__ void residual_backward_kernel(bf16* dy, const float* dout, float scale, uint64_t seed,
+                                                             uint64_t threshold, int64_t n, int64_t first) {
     for_groups(n, [&](int64_t i, int k) {
         float d[8];
         load8<Vec>(d, dout + i, k);
@@ -270,7 +263,8 @@ __global__ void residual_backward_kernel(bf16* dy, const float* dout, float scal
 __global__ void embedding_forward_kernel(float* out, const uint8_t* tok, const float* wte, PosTables pos, int64_t N,
                                          int T, int C) {
     const int groups = C / 8;
-    for (int64_t g = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; g < N * groups; g += int64_t(gridDim.x) * blockDim.x) {
+    for (int64_t g = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; g < N * groups;
+         g += int64_t(gridDim.x) * blockDim.x) {
         const int64_t i = g / groups;
         const int c = int(g % groups) * 8;
         float o[8], p[8];
@@ -416,11 +410,9 @@ __device__ double block_sum(double v) {
     return v;  // valid in thread 0
 }
 
-template <bool Square>
-__device__ inline double term(float x) { return Square ? double(x) * double(x) : double(x); }
+template <bool Square> __device__ inline double term(float x) { return Square ? double(x) * double(x) : double(x); }
 
-template <bool Square, bool Vec>
-__global__ void reduce_partial_kernel(double* partial, const float* x, int64_t n) {
+template <bool Square, bool Vec> __global__ void reduce_partial_kernel(double* partial, const float* x, int64_t n) {
     const int64_t tid = int64_t(blockIdx.x) * blockDim.x + threadIdx.x, stride = int64_t(gridDim.x) * blockDim.x;
     double acc = 0;
     int64_t tail = 0;
@@ -441,8 +433,7 @@ __global__ void reduce_finish_kernel(double* out, const double* partial, int blo
     if (threadIdx.x == 0) out[0] = v;
 }
 
-template <bool Square>
-void reduce(double* out, const float* x, int64_t n, void* scratch, cudaStream_t s) {
+template <bool Square> void reduce(double* out, const float* x, int64_t n, void* scratch, cudaStream_t s) {
     const int blocks = n > 0 ? reduce_blocks(n) : 1;
     double* partial = static_cast<double*>(scratch);
     if (aligned16(x))
@@ -461,15 +452,16 @@ struct AdamStep {
     float clip;
 };
 
-__global__ void adamw_kernel(float* w, bf16* w16, const float* grad, float* m, float* v, const Segment* segs,
-                             int nsegs, int64_t nparams, AdamStep a, const double* sumsq) {
+__global__ void adamw_kernel(float* w, bf16* w16, const float* grad, float* m, float* v, const Segment* segs, int nsegs,
+                             int64_t nparams, AdamStep a, const double* sumsq) {
     // The clipping scale as the CPU trainer computes it: clip / norm in double, applied in float.
     float gscale = 1.0f;
     if (a.clip > 0) {
         double norm = sqrt(*sumsq);
         if (norm > a.clip) gscale = float(a.clip / norm);
     }
-    for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < nparams; i += int64_t(gridDim.x) * blockDim.x) {
+    for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < nparams;
+         i += int64_t(gridDim.x) * blockDim.x) {
         int lo = 0, hi = nsegs;  // the last segment starting at or before i (segments are few and cached)
         while (hi - lo > 1) {
             int mid = (lo + hi) / 2;
@@ -488,8 +480,7 @@ __global__ void adamw_kernel(float* w, bf16* w16, const float* grad, float* m, f
 
 // ---- Conversions ----
 
-template <bool Vec>
-__global__ void f32_to_bf16_kernel(bf16* out, const float* in, int64_t n) {
+template <bool Vec> __global__ void f32_to_bf16_kernel(bf16* out, const float* in, int64_t n) {
     for_groups(n, [&](int64_t i, int k) {
         float v[8];
         load8<Vec>(v, in + i, k);
@@ -497,8 +488,7 @@ __global__ void f32_to_bf16_kernel(bf16* out, const float* in, int64_t n) {
     });
 }
 
-template <bool Vec>
-__global__ void bf16_to_f32_kernel(float* out, const bf16* in, int64_t n) {
+template <bool Vec> __global__ void bf16_to_f32_kernel(float* out, const bf16* in, int64_t n) {
     for_groups(n, [&](int64_t i, int k) {
         float v[8];
         load8<Vec>(v, in + i, k);
@@ -512,8 +502,8 @@ void layernorm_forward(bf16* out, float* mean, float* rstd, const float* inp, co
                        int64_t N, int C, cudaStream_t s) {
     require_rows("layernorm_forward", C, {out, inp, weight, bias});
     if (N <= 0) return;
-    layernorm_forward_kernel<<<unsigned(cdiv(N, kRowsPerBlock)), kRowsPerBlock * kWarp, 0, s>>>(out, mean, rstd, inp, weight,
-                                                                                     bias, N, C);
+    layernorm_forward_kernel<<<unsigned(cdiv(N, kRowsPerBlock)), kRowsPerBlock * kWarp, 0, s>>>(out, mean, rstd, inp,
+                                                                                                weight, bias, N, C);
     CUDA_LAUNCH_CHECK();
 }
 
@@ -530,8 +520,8 @@ void layernorm_backward(float* dinp, float* dweight, float* dbias, const bf16* d
                         cudaStream_t s) {
     require_rows("layernorm_backward", C, {dinp, dout, inp, weight, scratch});
     if (N <= 0) return;
-    layernorm_backward_dinp_kernel<<<unsigned(cdiv(N, kRowsPerBlock)), kRowsPerBlock * kWarp, 0, s>>>(dinp, dout, inp, weight,
-                                                                                           mean, rstd, N, C);
+    layernorm_backward_dinp_kernel<<<unsigned(cdiv(N, kRowsPerBlock)), kRowsPerBlock * kWarp, 0, s>>>(
+        dinp, dout, inp, weight, mean, rstd, N, C);
     CUDA_LAUNCH_CHECK();
     const int64_t chunks = layernorm_chunks(N);
     float* pw = static_cast<float*>(scratch);
@@ -559,20 +549,25 @@ void residual_forward(float* out, const float* x, const bf16* y, float p, uint64
     if (n <= 0) return;
     const float scale = 1.0f / (1.0f - p);
     if (aligned16(out) && aligned16(x) && aligned16(y))
-        residual_forward_kernel<true><<<elementwise_blocks(n), 256, 0, s>>>(out, x, y, scale, seed, threshold, n, first);
+        residual_forward_kernel<true>
+            <<<elementwise_blocks(n), 256, 0, s>>>(out, x, y, scale, seed, threshold, n, first);
     else
-        residual_forward_kernel<false><<<elementwise_blocks(n), 256, 0, s>>>(out, x, y, scale, seed, threshold, n, first);
+        residual_forward_kernel<false>
+            <<<elementwise_blocks(n), 256, 0, s>>>(out, x, y, scale, seed, threshold, n, first);
     CUDA_LAUNCH_CHECK();
 }
 
-void residual_backward_branch(bf16* dy, const float* dout, float p, uint64_t seed, int64_t n, int64_t first, cudaStream_t s) {
+void residual_backward_branch(bf16* dy, const float* dout, float p, uint64_t seed, int64_t n, int64_t first,
+                              cudaStream_t s) {
     const uint64_t threshold = keep_threshold(p);
     if (n <= 0) return;
     const float scale = 1.0f / (1.0f - p);
     if (aligned16(dy) && aligned16(dout))
-        residual_backward_kernel<true><<<elementwise_blocks(n), 256, 0, s>>>(dy, dout, scale, seed, threshold, n, first);
+        residual_backward_kernel<true>
+            <<<elementwise_blocks(n), 256, 0, s>>>(dy, dout, scale, seed, threshold, n, first);
     else
-        residual_backward_kernel<false><<<elementwise_blocks(n), 256, 0, s>>>(dy, dout, scale, seed, threshold, n, first);
+        residual_backward_kernel<false>
+            <<<elementwise_blocks(n), 256, 0, s>>>(dy, dout, scale, seed, threshold, n, first);
     CUDA_LAUNCH_CHECK();
 }
 
@@ -605,30 +600,32 @@ void embedding_backward(float* dtable, const float* dout, const InverseIndex& in
     CUDA_LAUNCH_CHECK();
 }
 
-void crossentropy(float* losses, bf16* dlogits, const bf16* logits, const uint8_t* targets, float scale, int64_t N, int V,
-                  cudaStream_t s) {
+void crossentropy(float* losses, bf16* dlogits, const bf16* logits, const uint8_t* targets, float scale, int64_t N,
+                  int V, cudaStream_t s) {
     if (N <= 0) return;
-    crossentropy_kernel<<<unsigned(cdiv(N, kRowsPerBlock)), kRowsPerBlock * kWarp, 0, s>>>(losses, dlogits, logits, targets, scale,
-                                                                                N, V);
+    crossentropy_kernel<<<unsigned(cdiv(N, kRowsPerBlock)), kRowsPerBlock * kWarp, 0, s>>>(losses, dlogits, logits,
+                                                                                           targets, scale, N, V);
     CUDA_LAUNCH_CHECK();
 }
 
 size_t reduce_scratch(int64_t n) { return size_t(reduce_blocks(n)) * sizeof(double); }
 
-void sum_f64(double* out, const float* x, int64_t n, void* scratch, cudaStream_t s) { reduce<false>(out, x, n, scratch, s); }
+void sum_f64(double* out, const float* x, int64_t n, void* scratch, cudaStream_t s) {
+    reduce<false>(out, x, n, scratch, s);
+}
 
 void sum_squares_f64(double* out, const float* x, int64_t n, void* scratch, cudaStream_t s) {
     reduce<true>(out, x, n, scratch, s);
 }
 
 void adamw(float* w, bf16* w16, const float* g, float* m, float* v, const Segment* segs, int nsegs, int64_t nparams,
-           float lr, float beta1, float beta2, float eps, float weight_decay, int64_t t, const double* sumsq, float clip,
-           cudaStream_t s) {
+           float lr, float beta1, float beta2, float eps, float weight_decay, int64_t t, const double* sumsq,
+           float clip, cudaStream_t s) {
     if (nparams <= 0 || nsegs <= 0) return;
     // Bias corrections in double on the host, then float, as libst/cpu/adamw.cpp.
     const double c1 = 1.0 - std::pow(double(beta1), double(t)), c2 = 1.0 - std::pow(double(beta2), double(t));
-    const AdamStep a{float(lr / c1), float(1.0 / std::sqrt(c2)), eps, beta1, beta2, float(1.0 - double(lr) * weight_decay),
-                     clip};
+    const AdamStep a{
+        float(lr / c1), float(1.0 / std::sqrt(c2)), eps, beta1, beta2, float(1.0 - double(lr) * weight_decay), clip};
     const unsigned blocks = unsigned(std::min<int64_t>(cdiv(nparams, 256), 1 << 16));
     adamw_kernel<<<blocks, 256, 0, s>>>(w, w16, g, m, v, segs, nsegs, nparams, a, sumsq);
     CUDA_LAUNCH_CHECK();

@@ -38,14 +38,15 @@ void gelu_forward(bf16* out, const bf16* inp, int64_t n, cudaStream_t s);
 void residual_forward(float* out, const float* x, const bf16* y, float p, uint64_t seed, int64_t n, int64_t first,
                       cudaStream_t s);
 // dy = dout * keep / (1 - p), written.
-void residual_backward_branch(bf16* dy, const float* dout, float p, uint64_t seed, int64_t n, int64_t first, cudaStream_t s);
+void residual_backward_branch(bf16* dy, const float* dout, float p, uint64_t seed, int64_t n, int64_t first,
+                              cudaStream_t s);
 
 // Up to three position tables added to the token embedding: row index[k][t] of table k for the token
 // at position t of its window (t = i % T).
 struct PosTables {
     int n = 0;
     const float* table[3] = {};
-    const int32_t* index[3] = {};   // device, T entries each
+    const int32_t* index[3] = {};  // device, T entries each
 };
 // out (N, C) fp32 = wte[tok[i]] + sum_k pos.table[k][pos.index[k][i % T]].
 void embedding_forward(float* out, const uint8_t* tok, const float* wte, const PosTables& pos, int64_t N, int T, int C,
@@ -68,8 +69,8 @@ size_t embedding_backward_scratch(const InverseIndex& inv, int reps, int C);
 
 // Cross-entropy of softmax(logits) against targets, logits (N, V) bf16: losses (N) fp32 in nats and,
 // when dlogits is not null, dlogits = (softmax - onehot) * scale in bf16 (dlogits may alias logits).
-void crossentropy(float* losses, bf16* dlogits, const bf16* logits, const uint8_t* targets, float scale, int64_t N, int V,
-                  cudaStream_t s);
+void crossentropy(float* losses, bf16* dlogits, const bf16* logits, const uint8_t* targets, float scale, int64_t N,
+                  int V, cudaStream_t s);
 
 // out[0] = sum of x[0 .. n) in double, in a fixed order. scratch: reduce_scratch(n) bytes.
 void sum_f64(double* out, const float* x, int64_t n, void* scratch, cudaStream_t s);

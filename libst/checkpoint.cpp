@@ -14,8 +14,8 @@ namespace st {
 
 static const char* kFormat = "st-model";
 
-void checkpoint_save(const std::string& path, const Model<float>& m, const float* opt_m, const float* opt_v, int64_t step,
-                     const std::map<std::string, std::string>& extra_metadata) {
+void checkpoint_save(const std::string& path, const Model<float>& m, const float* opt_m, const float* opt_v,
+                     int64_t step, const std::map<std::string, std::string>& extra_metadata) {
     std::vector<SafeTensorsWrite> ts;
     for (const auto& p : m.params) ts.push_back({p.name, DType::f32, p.shape, m.w.data() + p.offset});
     if (opt_m && opt_v) {
@@ -106,10 +106,12 @@ Checkpoint checkpoint_load(const std::string& path) {
         // root NaN at the first update.
         bool ok = all_finite(ck.opt_m.data(), ck.opt_m.size()) && all_finite(ck.opt_v.data(), ck.opt_v.size());
         for (float v : ck.opt_v) ok &= v >= 0;
-        if (!ok) fail(path + ": corrupted: its optimizer state holds values that are not finite or negative second moments");
+        if (!ok)
+            fail(path + ": corrupted: its optimizer state holds values that are not finite or negative second moments");
     }
     if (auto it = f.metadata.find("step"); it != f.metadata.end() && !parse_whole(it->second, 0, kMaxSteps, &ck.step))
-        fail(path + ": corrupted: step '" + it->second + "' is not a whole number from 0 to " + std::to_string(kMaxSteps));
+        fail(path + ": corrupted: step '" + it->second + "' is not a whole number from 0 to " +
+             std::to_string(kMaxSteps));
     return ck;
 }
 

@@ -21,8 +21,8 @@ struct Checkpoint {
 bool all_finite(const float* x, size_t n);
 
 // Atomic; ".zst" compresses. opt_m / opt_v may be null (a model without optimizer state).
-void checkpoint_save(const std::string& path, const Model<float>& m, const float* opt_m, const float* opt_v, int64_t step,
-                     const std::map<std::string, std::string>& extra_metadata);
+void checkpoint_save(const std::string& path, const Model<float>& m, const float* opt_m, const float* opt_v,
+                     int64_t step, const std::map<std::string, std::string>& extra_metadata);
 // Throws st::Error naming PATH when the file is not an st model, is truncated or corrupted, its
 // tensors do not match its config, a weight or moment is not finite, a second moment is negative, or
 // the step is not a whole number from 0 to kMaxSteps.

@@ -26,7 +26,8 @@ int run(const char* name, int argc, char** argv, const std::function<int(int, ch
         std::fprintf(stderr, "%s: %s\n", name, e.what());
         return 1;
     } catch (const std::bad_alloc&) {
-        std::fprintf(stderr, "%s: out of memory%s%s%s\n", name, oom_hint ? " (" : "", oom_hint ? oom_hint : "", oom_hint ? ")" : "");
+        std::fprintf(stderr, "%s: out of memory%s%s%s\n", name, oom_hint ? " (" : "", oom_hint ? oom_hint : "",
+                     oom_hint ? ")" : "");
         return 1;
     } catch (const std::exception& e) {
         std::fprintf(stderr, "%s: %s\n", name, e.what());
@@ -35,12 +36,14 @@ int run(const char* name, int argc, char** argv, const std::function<int(int, ch
 }
 
 void add_common(cxxopts::Options& o) {
+    // clang-format off
     o.add_options("common")
         ("h,help", "print this help and exit")
         ("version", "print the version and exit")
         ("threads", "CPU threads (0 = every core)", cxxopts::value<std::string>()->default_value("0"))
         ("device", "auto, cpu or cuda[:N]", cxxopts::value<std::string>()->default_value("auto"))
         ("q,quiet", "no progress or summary on stderr");
+    // clang-format on
 }
 
 bool parse(cxxopts::Options& o, int argc, char** argv, cxxopts::ParseResult* out) {
@@ -64,14 +67,15 @@ std::string setup(const cxxopts::ParseResult& r) {
     if (dev == "auto") return gpu_available() ? "cuda" : "cpu";
     if (dev == "cuda") return dev;
     if (dev.rfind("cuda:", 0) == 0) {
-        to_int("--device", dev.substr(5), 0, 1023);   // the index; the engine checks that it exists
+        to_int("--device", dev.substr(5), 0, 1023);  // the index; the engine checks that it exists
         return dev;
     }
     usage_fail("--device " + dev + ": expected auto, cpu or cuda[:N]");
 }
 
 void refuse_terminal_stdout(const char* what) {
-    if (isatty(STDOUT_FILENO)) fail(std::string("refusing to write ") + what + " to a terminal (redirect stdout to a file or a pipe)");
+    if (isatty(STDOUT_FILENO))
+        fail(std::string("refusing to write ") + what + " to a terminal (redirect stdout to a file or a pipe)");
 }
 
 bool stderr_is_terminal() { return isatty(STDERR_FILENO); }
@@ -85,7 +89,8 @@ long long to_int(const std::string& option, const std::string& text, long long l
         used = 0;
     }
     if (used == 0 || used != text.size()) usage_fail(option + " " + text + ": not a whole number");
-    if (v < lo || v > hi) usage_fail(option + " " + text + ": must be between " + std::to_string(lo) + " and " + std::to_string(hi));
+    if (v < lo || v > hi)
+        usage_fail(option + " " + text + ": must be between " + std::to_string(lo) + " and " + std::to_string(hi));
     return v;
 }
 
@@ -127,7 +132,8 @@ const ModelOption kModelOptions[] = {
     {"ctx", "context: bytes per example", "256", 2, kMaxContext},
     {"pattern", "attention: dense, local, fixed or strided", "fixed"},
     {"mode", "heads: interleaved, merged or multihead", "merged"},
-    {"stride", "l: chunk length (fixed), window and stride (local, strided), row width (2d positions)", "64", 1, kMaxContext},
+    {"stride", "l: chunk length (fixed), window and stride (local, strided), row width (2d positions)", "64", 1,
+     kMaxContext},
     {"summary", "c: summary positions per chunk (fixed)", "16", 1, kMaxContext},
     {"block", "attention block size: 32, 64 or 128", "32", 32, 128},
     {"pos", "positions: 1d or 2d (row and column, width = stride)", "2d"},
@@ -154,13 +160,17 @@ void add_model_options(cxxopts::Options& o, const std::string& group, std::span<
     auto add = o.add_options(group);
     for (const ModelOption& m : kModelOptions) {
         if (excepted(m.name, except)) continue;
-        if (*m.fallback) add(m.name, m.help, cxxopts::value<std::string>()->default_value(m.fallback));
-        else add(m.name, m.help, cxxopts::value<std::string>());
+        if (*m.fallback)
+            add(m.name, m.help, cxxopts::value<std::string>()->default_value(m.fallback));
+        else
+            add(m.name, m.help, cxxopts::value<std::string>());
     }
 }
 
 Config config_from_options(const cxxopts::ParseResult& r) {
-    auto text = [&](const char* name) { return r.count(name) ? r[name].as<std::string>() : std::string(model_option(name).fallback); };
+    auto text = [&](const char* name) {
+        return r.count(name) ? r[name].as<std::string>() : std::string(model_option(name).fallback);
+    };
     auto whole = [&](const char* name) {
         const ModelOption& m = model_option(name);
         return int(to_int(std::string("--") + name, text(name), m.lo, m.hi));
@@ -176,16 +186,21 @@ Config config_from_options(const cxxopts::ParseResult& r) {
     c.attn.block = whole("block");
     c.dropout = float(to_real("--dropout", text("dropout"), 0, kMaxDropout));
     const std::string p = text("pattern"), m = text("mode"), pos = text("pos");
-    if (!pattern_from_name(p, &c.attn.pattern)) usage_fail("--pattern " + p + ": expected dense, local, fixed or strided");
-    if (!head_mode_from_name(m, &c.attn.mode)) usage_fail("--mode " + m + ": expected interleaved, merged or multihead");
-    if (!pos_from_name(pos, &c.pos) || c.pos == PosKind::image) usage_fail("--pos " + pos + ": expected 1d or 2d (images: --image HxWxC)");
+    if (!pattern_from_name(p, &c.attn.pattern))
+        usage_fail("--pattern " + p + ": expected dense, local, fixed or strided");
+    if (!head_mode_from_name(m, &c.attn.mode))
+        usage_fail("--mode " + m + ": expected interleaved, merged or multihead");
+    if (!pos_from_name(pos, &c.pos) || c.pos == PosKind::image)
+        usage_fail("--pos " + pos + ": expected 1d or 2d (images: --image HxWxC)");
     if (r.count("image")) {
         const std::string s = text("image");
         int used = 0;
-        if (std::sscanf(s.c_str(), "%9dx%9dx%9d%n", &c.image_h, &c.image_w, &c.image_c, &used) != 3 || size_t(used) != s.size() ||
-            c.image_h < 1 || c.image_w < 1 || (c.image_c != 1 && c.image_c != 3 && c.image_c != 4))
+        if (std::sscanf(s.c_str(), "%9dx%9dx%9d%n", &c.image_h, &c.image_w, &c.image_c, &used) != 3 ||
+            size_t(used) != s.size() || c.image_h < 1 || c.image_w < 1 ||
+            (c.image_c != 1 && c.image_c != 3 && c.image_c != 4))
             usage_fail("--image " + s + ": expected HxWxC with C 1 (grey), 3 (RGB) or 4 (RGBA), e.g. 28x28x1");
-        if (int64_t(c.image_h) * c.image_w * c.image_c > kMaxContext) usage_fail("--image " + s + ": too large a picture");
+        if (int64_t(c.image_h) * c.image_w * c.image_c > kMaxContext)
+            usage_fail("--image " + s + ": too large a picture");
         c.pos = PosKind::image;
         c.n_ctx = c.image_h * c.image_w * c.image_c;
         // The paper's image models: strided attention with one image row as the stride.
@@ -205,17 +220,20 @@ std::string model_option_given(const cxxopts::ParseResult& r, std::span<const st
 
 // ---- Programs of commands ----
 
-cxxopts::Options command_options(const std::string& program, const std::string& command, const std::string& what, const std::string& operands) {
+cxxopts::Options command_options(const std::string& program, const std::string& command, const std::string& what,
+                                 const std::string& operands) {
     cxxopts::Options o(program, what);
     o.custom_help(command + " [OPTIONS]").positional_help(operands);
     return o;
 }
 
 void add_basic(cxxopts::Options& o) {
+    // clang-format off
     o.add_options("common")
         ("h,help", "print this help and exit")
         ("version", "print the version and exit")
         ("q,quiet", "no summary on stderr");
+    // clang-format on
 }
 
 int run_command(const char* program, const char* usage, std::span<const Command> commands, int argc, char** argv) {
@@ -230,8 +248,9 @@ int run_command(const char* program, const char* usage, std::span<const Command>
         std::printf("%s %s\n", program, ST_VERSION);
         return 0;
     }
-    std::string names;   // "encode, decode or info"
-    for (size_t i = 0; i < commands.size(); i++) names += std::string(i == 0 ? "" : i + 1 == commands.size() ? " or " : ", ") + commands[i].name;
+    std::string names;  // "encode, decode or info"
+    for (size_t i = 0; i < commands.size(); i++)
+        names += std::string(i == 0 ? "" : i + 1 == commands.size() ? " or " : ", ") + commands[i].name;
     if (command.empty()) usage_fail("missing command: " + names);
     usage_fail("unknown command '" + command + "': expected " + names);
 }

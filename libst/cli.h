@@ -14,7 +14,8 @@ namespace st::cli {
 // Runs body and turns what it throws into one line on stderr: "NAME: message". Usage errors
 // (bad options, st::UsageError) exit 2, other errors 1; out of memory says so, with OOM_HINT (what
 // to change) when the program knows what is likely to have taken the memory.
-int run(const char* name, int argc, char** argv, const std::function<int(int, char**)>& body, const char* oom_hint = nullptr);
+int run(const char* name, int argc, char** argv, const std::function<int(int, char**)>& body,
+        const char* oom_hint = nullptr);
 
 // The options every program has: --help, --version, --threads, --device, --quiet.
 void add_common(cxxopts::Options& o);
@@ -51,7 +52,8 @@ std::string model_option_given(const cxxopts::ParseResult& r, std::span<const st
 // ---- Programs of commands: st-image encode ..., st-audio decode ... ----
 
 // A command's parser; its help reads "PROGRAM COMMAND [OPTIONS] OPERANDS".
-cxxopts::Options command_options(const std::string& program, const std::string& command, const std::string& what, const std::string& operands);
+cxxopts::Options command_options(const std::string& program, const std::string& command, const std::string& what,
+                                 const std::string& operands);
 // --help, --version and --quiet ("no summary on stderr"): add_common without --threads and
 // --device, for a program that has neither to choose.
 void add_basic(cxxopts::Options& o);

@@ -10,9 +10,12 @@ namespace st {
 
 const char* pos_name(PosKind p) {
     switch (p) {
-        case PosKind::p1d: return "1d";
-        case PosKind::p2d: return "2d";
-        case PosKind::image: return "image";
+        case PosKind::p1d:
+            return "1d";
+        case PosKind::p2d:
+            return "2d";
+        case PosKind::image:
+            return "image";
     }
     return "?";
 }
@@ -27,13 +30,17 @@ bool pos_from_name(const std::string& s, PosKind* out) {
 }
 
 std::string config_check(const Config& c) {
-    auto bad = [](const std::string& what, long v, const std::string& why) { return what + " " + std::to_string(v) + ": " + why; };
-    auto out_of = [&](const std::string& what, long v, long lo, long hi) {
-        return v < lo || v > hi ? bad(what, v, "must be between " + std::to_string(lo) + " and " + std::to_string(hi)) : std::string();
+    auto bad = [](const std::string& what, long v, const std::string& why) {
+        return what + " " + std::to_string(v) + ": " + why;
     };
-    for (const std::string& why : {out_of("layers", c.n_layer, 1, kMaxLayers), out_of("heads", c.n_head, 1, kMaxHeads),
-                                   out_of("d_model", c.d_model, 1, kMaxDModel), out_of("ff multiplier", c.ff_mult, 1, kMaxFFMult),
-                                   out_of("context", c.n_ctx, 2, kMaxContext)})
+    auto out_of = [&](const std::string& what, long v, long lo, long hi) {
+        return v < lo || v > hi ? bad(what, v, "must be between " + std::to_string(lo) + " and " + std::to_string(hi))
+                                : std::string();
+    };
+    for (const std::string& why :
+         {out_of("layers", c.n_layer, 1, kMaxLayers), out_of("heads", c.n_head, 1, kMaxHeads),
+          out_of("d_model", c.d_model, 1, kMaxDModel), out_of("ff multiplier", c.ff_mult, 1, kMaxFFMult),
+          out_of("context", c.n_ctx, 2, kMaxContext)})
         if (!why.empty()) return why;
     if (c.d_model % c.n_head != 0)
         return "heads " + std::to_string(c.n_head) + " do not divide d_model " + std::to_string(c.d_model);
@@ -42,8 +49,8 @@ std::string config_check(const Config& c) {
     if (c.pos == PosKind::image) {
         if (c.image_h < 1 || c.image_w < 1 || c.image_c < 1) return "image size must be HxWxC with each at least 1";
         if (int64_t(c.image_h) * c.image_w > c.n_ctx || int64_t(c.image_h) * c.image_w * c.image_c != c.n_ctx)
-            return "image " + std::to_string(c.image_h) + "x" + std::to_string(c.image_w) + "x" + std::to_string(c.image_c) +
-                   " does not match the context " + std::to_string(c.n_ctx);
+            return "image " + std::to_string(c.image_h) + "x" + std::to_string(c.image_w) + "x" +
+                   std::to_string(c.image_c) + " does not match the context " + std::to_string(c.n_ctx);
     }
     if (c.pos == PosKind::p2d && (c.attn.stride < 1 || c.n_ctx % c.attn.stride != 0))
         return "stride " + std::to_string(c.attn.stride) + " does not divide the context " + std::to_string(c.n_ctx);
@@ -51,10 +58,19 @@ std::string config_check(const Config& c) {
 }
 
 nlohmann::json config_to_json(const Config& c) {
-    nlohmann::json j = {{"n_layer", c.n_layer}, {"d_model", c.d_model}, {"n_head", c.n_head}, {"ff_mult", c.ff_mult},
-                        {"n_ctx", c.n_ctx}, {"vocab", c.vocab}, {"pattern", pattern_name(c.attn.pattern)},
-                        {"mode", head_mode_name(c.attn.mode)}, {"stride", c.attn.stride}, {"summary", c.attn.summary},
-                        {"block", c.attn.block}, {"pos", pos_name(c.pos)}, {"dropout", c.dropout}};
+    nlohmann::json j = {{"n_layer", c.n_layer},
+                        {"d_model", c.d_model},
+                        {"n_head", c.n_head},
+                        {"ff_mult", c.ff_mult},
+                        {"n_ctx", c.n_ctx},
+                        {"vocab", c.vocab},
+                        {"pattern", pattern_name(c.attn.pattern)},
+                        {"mode", head_mode_name(c.attn.mode)},
+                        {"stride", c.attn.stride},
+                        {"summary", c.attn.summary},
+                        {"block", c.attn.block},
+                        {"pos", pos_name(c.pos)},
+                        {"dropout", c.dropout}};
     if (c.pos == PosKind::image) j["image"] = {c.image_h, c.image_w, c.image_c};
     return j;
 }

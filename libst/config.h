@@ -8,7 +8,11 @@
 
 namespace st {
 
-enum class PosKind { p1d, p2d, image };  // learned positions: one table, row + column (width = stride), row + column + channel
+enum class PosKind {
+    p1d,
+    p2d,
+    image
+};  // learned positions: one table, row + column (width = stride), row + column + channel
 
 struct Config {
     int n_layer = 4;
@@ -29,8 +33,9 @@ struct Config {
 // The largest settings st accepts. They bound what a model file's config can make a program allocate
 // before its tensors are checked: the context sizes the position tables' index (4 bytes a position
 // and table), and it is four times the longest sequence st is meant to train on one GPU.
-inline constexpr int kMaxLayers = 100000, kMaxHeads = 4096, kMaxDModel = 1 << 20, kMaxFFMult = 64, kMaxContext = 1 << 26;
-inline constexpr int64_t kMaxSteps = int64_t(1) << 40;   // optimizer steps of a run
+inline constexpr int kMaxLayers = 100000, kMaxHeads = 4096, kMaxDModel = 1 << 20, kMaxFFMult = 64,
+                     kMaxContext = 1 << 26;
+inline constexpr int64_t kMaxSteps = int64_t(1) << 40;  // optimizer steps of a run
 
 // "" when usable, else one line naming the value and what is wrong with it.
 std::string config_check(const Config&);

@@ -12,31 +12,32 @@
 
 namespace st {
 
-class Comm;   // parallel/comm.h
+class Comm;  // parallel/comm.h
 
 struct AdamWStep {
     float lr, beta1, beta2, eps, weight_decay;
-    float clip;      // <= 0: no clipping of the global gradient norm
-    int64_t t;       // 1-based step number (bias correction)
+    float clip;  // <= 0: no clipping of the global gradient norm
+    int64_t t;   // 1-based step number (bias correction)
 };
 
 struct StepStats {
-    double loss;        // mean cross-entropy in nats
-    double grad_norm;   // before clipping
+    double loss;       // mean cross-entropy in nats
+    double grad_norm;  // before clipping
 };
 
 struct DataParallel {
     Comm* comm = nullptr;
-    double share = 1;               // this rank's examples / the global batch
-    int64_t first = 0;              // its first example in the global batch: numbers the dropout masks
-    bool shard_optimizer = false;   // ZeRO-1: each rank keeps and updates its part of the AdamW moments (parallel/shard.h)
+    double share = 1;   // this rank's examples / the global batch
+    int64_t first = 0;  // its first example in the global batch: numbers the dropout masks
+    bool shard_optimizer =
+        false;  // ZeRO-1: each rank keeps and updates its part of the AdamW moments (parallel/shard.h)
 };
 
 class Engine {
    public:
     virtual ~Engine() = default;
-    virtual std::string name() const = 0;   // "cpu" or the GPU's name
-    virtual double peak_gib() const { return 0; }   // device memory held at most (GPU engines)
+    virtual std::string name() const = 0;          // "cpu" or the GPU's name
+    virtual double peak_gib() const { return 0; }  // device memory held at most (GPU engines)
     // Forward, backward and one AdamW update on B windows of T bytes; the dropout masks are a
     // function of dropout_seed. A loss or gradient norm that is not finite makes no update.
     virtual StepStats train_step(const uint8_t* inp, const uint8_t* tgt, int B, int T, uint64_t dropout_seed,
@@ -56,7 +57,7 @@ class Engine {
         (void)dp;
         fail(name() + ": data-parallel training is not supported on this device yet");
     }
-    virtual double optimizer_gib() const { return 0; }   // the AdamW moments this process holds (GPU engines)
+    virtual double optimizer_gib() const { return 0; }  // the AdamW moments this process holds (GPU engines)
     // Examples per forward and backward pass (0: all B of a step at once): train_step then adds up
     // the gradients of B / m passes before the update, holding the activations of m examples. m must
     // divide B.
@@ -65,7 +66,9 @@ class Engine {
    protected:
     int passes(int B) const {
         if (micro_ <= 0 || micro_ >= B) return 1;
-        if (B % micro_) fail("--micro-batch " + std::to_string(micro_) + " does not divide the " + std::to_string(B) + " examples of a step");
+        if (B % micro_)
+            fail("--micro-batch " + std::to_string(micro_) + " does not divide the " + std::to_string(B) +
+                 " examples of a step");
         return B / micro_;
     }
     int micro_ = 0;
@@ -82,7 +85,7 @@ struct GpuOptions {
 std::unique_ptr<Engine> make_gpu_engine(Model<float>& m, std::vector<float>& opt_m, std::vector<float>& opt_v,
                                         const GpuOptions& o);
 bool gpu_available();
-int gpu_count();   // CUDA devices this process sees (0 without CUDA)
+int gpu_count();  // CUDA devices this process sees (0 without CUDA)
 
 // The engine --device asks for: "cpu", "cuda" or "cuda:N" (cli::setup's answer).
 std::unique_ptr<Engine> make_engine(const std::string& device, Model<float>& m, std::vector<float>& opt_m,

@@ -39,7 +39,7 @@ double eval_stream(Engine& e, const uint8_t* data, int64_t n, int ctx, int batch
     for (int64_t o = 0; o + ctx + 1 <= n; o += ctx) full.push_back(o);
     double nats = full.empty() ? 0 : eval_windows(e, data, full, ctx, batch) * double(full.size()) * ctx;
     int64_t done = int64_t(full.size()) * ctx;  // predictions made so far
-    int64_t rest = n - 1 - done;                 // a shorter last window
+    int64_t rest = n - 1 - done;                // a shorter last window
     if (rest > 0) nats += eval_windows(e, data + done, {0}, int(rest), 1) * double(rest);
     return nats / double(n - 1);
 }

@@ -1,7 +1,7 @@
 // A build without CUDA: the GPU engine's entry points say so.
-#include "parallel/nccl.h"
 #include "engine.h"
 #include "error.h"
+#include "parallel/nccl.h"
 #include "sample.h"
 
 namespace st {
@@ -18,11 +18,15 @@ std::unique_ptr<Sampler> make_gpu_sampler(const Model<float>&, int, int) {
 }
 
 std::vector<uint8_t> nccl_job_id() {
-    fail("this build of st has no CUDA support: no training on several GPUs (--device cpu runs the job on CPU processes)");
+    fail(
+        "this build of st has no CUDA support: no training on several GPUs (--device cpu runs the job on CPU "
+        "processes)");
 }
 
 std::unique_ptr<NcclComm> make_nccl_comm(const std::vector<uint8_t>&, int, int, int) {
-    fail("this build of st has no CUDA support: no training on several GPUs (--device cpu runs the job on CPU processes)");
+    fail(
+        "this build of st has no CUDA support: no training on several GPUs (--device cpu runs the job on CPU "
+        "processes)");
 }
 
 }  // namespace st

@@ -12,9 +12,9 @@
 namespace st {
 
 struct TrainData {
-    std::span<const uint8_t> text;   // a model of bytes: the training part, a view into the data
-    std::vector<uint8_t> records;    // an image model: the training pictures, framed (records.h)
-    std::vector<uint8_t> val;        // the held-out bytes, pictures framed likewise
+    std::span<const uint8_t> text;  // a model of bytes: the training part, a view into the data
+    std::vector<uint8_t> records;   // an image model: the training pictures, framed (records.h)
+    std::vector<uint8_t> val;       // the held-out bytes, pictures framed likewise
     std::span<const uint8_t> train() const { return records.empty() ? text : std::span<const uint8_t>(records); }
 };
 

@@ -12,10 +12,14 @@ namespace st {
 
 const char* pattern_name(Pattern p) {
     switch (p) {
-        case Pattern::dense: return "dense";
-        case Pattern::local: return "local";
-        case Pattern::fixed: return "fixed";
-        case Pattern::strided: return "strided";
+        case Pattern::dense:
+            return "dense";
+        case Pattern::local:
+            return "local";
+        case Pattern::fixed:
+            return "fixed";
+        case Pattern::strided:
+            return "strided";
     }
     return "?";
 }
@@ -31,9 +35,12 @@ bool pattern_from_name(const std::string& s, Pattern* out) {
 
 const char* head_mode_name(HeadMode m) {
     switch (m) {
-        case HeadMode::interleaved: return "interleaved";
-        case HeadMode::merged: return "merged";
-        case HeadMode::multihead: return "multihead";
+        case HeadMode::interleaved:
+            return "interleaved";
+        case HeadMode::merged:
+            return "merged";
+        case HeadMode::multihead:
+            return "multihead";
     }
     return "?";
 }
@@ -72,9 +79,12 @@ std::string spec_reason(const AttnSpec& s, int n_head) {
 // Which of A1 and A2 this layer and head use (p = 2).
 Uses attn_uses(const AttnSpec& s, int layer, int head) {
     switch (s.mode) {
-        case HeadMode::interleaved: return {layer % 2 == 0, layer % 2 != 0};
-        case HeadMode::multihead: return {head % 2 == 0, head % 2 != 0};
-        case HeadMode::merged: break;
+        case HeadMode::interleaved:
+            return {layer % 2 == 0, layer % 2 != 0};
+        case HeadMode::multihead:
+            return {head % 2 == 0, head % 2 != 0};
+        case HeadMode::merged:
+            break;
     }
     return {true, true};
 }
@@ -101,8 +111,10 @@ bool attn_allowed(const AttnSpec& s, int, int layer, int head, int64_t i, int64_
     if (j < 0 || j > i) return false;
     const int64_t l = s.stride;
     switch (s.pattern) {
-        case Pattern::dense: return true;
-        case Pattern::local: return i - j <= l;
+        case Pattern::dense:
+            return true;
+        case Pattern::local:
+            return i - j <= l;
         case Pattern::strided: {
             Uses u = attn_uses(s, layer, head);
             return (u.a1 && i - j <= l) || (u.a2 && (i - j) % l == 0);
@@ -124,8 +136,12 @@ void attn_keys(const AttnSpec& s, int, int layer, int head, int64_t i, std::vect
         for (int64_t j = a; j < b; j++) out->push_back(j);
     };
     switch (s.pattern) {
-        case Pattern::dense: push_range(0, i + 1); return;
-        case Pattern::local: push_range(std::max<int64_t>(0, i - l), i + 1); return;
+        case Pattern::dense:
+            push_range(0, i + 1);
+            return;
+        case Pattern::local:
+            push_range(std::max<int64_t>(0, i - l), i + 1);
+            return;
         case Pattern::strided: {
             Uses u = attn_uses(s, layer, head);
             int64_t window = u.a1 ? std::max<int64_t>(0, i - l) : i + 1;
@@ -163,8 +179,10 @@ struct Rule {
 
 std::vector<Rule> head_rules(const AttnSpec& s, int layer, int head) {
     switch (s.pattern) {
-        case Pattern::dense: return {Rule{false, Lo::zero, 0, false, {}}};
-        case Pattern::local: return {Rule{false, Lo::window, 0, false, {}}};
+        case Pattern::dense:
+            return {Rule{false, Lo::zero, 0, false, {}}};
+        case Pattern::local:
+            return {Rule{false, Lo::window, 0, false, {}}};
         case Pattern::strided: {
             Uses u = attn_uses(s, layer, head);
             if (!u.a2) return {Rule{false, Lo::window, 0, false, {}}};
@@ -242,11 +260,16 @@ AttnComponent build_component(const Rule& rule, const AttnSpec& s, int64_t T) {
     }
     auto lo_of = [&](int64_t t) -> int64_t {
         switch (rule.lo) {
-            case Lo::none: return t + 1;
-            case Lo::zero: return 0;
-            case Lo::window: return std::max<int64_t>(0, t - l);
-            case Lo::chunk: return (t / l) * l;
-            case Lo::segment: return cols.segment_start(t);
+            case Lo::none:
+                return t + 1;
+            case Lo::zero:
+                return 0;
+            case Lo::window:
+                return std::max<int64_t>(0, t - l);
+            case Lo::chunk:
+                return (t / l) * l;
+            case Lo::segment:
+                return cols.segment_start(t);
         }
         return t + 1;
     };
@@ -267,7 +290,8 @@ AttnComponent build_component(const Rule& rule, const AttnSpec& s, int64_t T) {
                 for (int64_t kb = 0; kb < first; kb++) cand.push_back(kb);
             } else {
                 for (int64_t ch = 0; ch <= (q0 + nr - 1) / l; ch++)
-                    for (int64_t kb = (ch * l + rule.sm.lo) / b; kb <= std::min(qb, (ch * l + rule.sm.hi - 1) / b); kb++)
+                    for (int64_t kb = (ch * l + rule.sm.lo) / b; kb <= std::min(qb, (ch * l + rule.sm.hi - 1) / b);
+                         kb++)
                         if (kb < first && (cand.empty() || kb > cand.back())) cand.push_back(kb);
             }
         }
@@ -344,7 +368,8 @@ LayerLayout layout_build(const AttnSpec& spec, int T, int n_head, int layer) {
     lay.block = spec.block;
     lay.heads.resize(size_t(n_head));
     for (int h = 0; h < n_head; h++)
-        for (const Rule& r : head_rules(spec, layer, h)) lay.heads[size_t(h)].parts.push_back(build_component(r, spec, T));
+        for (const Rule& r : head_rules(spec, layer, h))
+            lay.heads[size_t(h)].parts.push_back(build_component(r, spec, T));
     return lay;
 }
 

@@ -20,9 +20,9 @@ bool head_mode_from_name(const std::string& s, HeadMode* out);
 struct AttnSpec {
     Pattern pattern = Pattern::fixed;
     HeadMode mode = HeadMode::merged;
-    int stride = 128;   // l
-    int summary = 32;   // c (fixed only)
-    int block = 64;     // 32, 64 or 128
+    int stride = 128;  // l
+    int summary = 32;  // c (fixed only)
+    int block = 64;    // 32, 64 or 128
 };
 
 // "" when the spec is usable for context n_ctx with n_head heads, else a one-line reason.
@@ -51,19 +51,26 @@ void attn_keys(const AttnSpec& spec, int n_head, int layer, int head, int64_t i,
 // sequence (t < T) mean anything: a block of the last, partial block row or column is "full" when
 // every such pair is allowed, and kernels clip to T.
 struct AttnComponent {
-    std::vector<int32_t> order;     // order[t] = sequence position of row t in this component; empty = identity
-    int nblk = 0;                   // ceil(T / block)
-    std::vector<int32_t> row_ptr;   // CSR by query block: entries row_ptr[qb] .. row_ptr[qb+1]-1
-    std::vector<int32_t> col;       // key block of each entry (ascending within a query block, <= qb)
-    std::vector<int32_t> mask;      // per entry: -1 = every (q, k) pair of the block is allowed, else index into masks
-    std::vector<int32_t> col_ptr, row_of, entry_of;  // the same entries by key block, query blocks ascending (for the backward)
-    std::vector<std::vector<uint64_t>> masks;        // block*block bits, bit (r*block + c): query row r may see key c; deduplicated
+    std::vector<int32_t> order;    // order[t] = sequence position of row t in this component; empty = identity
+    int nblk = 0;                  // ceil(T / block)
+    std::vector<int32_t> row_ptr;  // CSR by query block: entries row_ptr[qb] .. row_ptr[qb+1]-1
+    std::vector<int32_t> col;      // key block of each entry (ascending within a query block, <= qb)
+    std::vector<int32_t> mask;     // per entry: -1 = every (q, k) pair of the block is allowed, else index into masks
+    std::vector<int32_t> col_ptr, row_of,
+        entry_of;  // the same entries by key block, query blocks ascending (for the backward)
+    std::vector<std::vector<uint64_t>>
+        masks;  // block*block bits, bit (r*block + c): query row r may see key c; deduplicated
 };
 // Fills col_ptr, row_of and entry_of (the entries by key block) from nblk, row_ptr and col.
 void component_index_by_key(AttnComponent* c);
 
-struct HeadLayout { std::vector<AttnComponent> parts; };  // disjoint key sets whose union is the head's set
-struct LayerLayout { int T = 0, block = 0; std::vector<HeadLayout> heads; };
+struct HeadLayout {
+    std::vector<AttnComponent> parts;
+};  // disjoint key sets whose union is the head's set
+struct LayerLayout {
+    int T = 0, block = 0;
+    std::vector<HeadLayout> heads;
+};
 
 // The layout of one layer for sequence length T (1 <= T; a prefix of the context is fine). Cost is
 // proportional to the stored blocks, never T^2 candidates. Throws st::Error when the spec is unusable.

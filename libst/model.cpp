@@ -32,7 +32,9 @@ std::vector<ParamInfo> param_layout(const Config& c, ParamOffsets* named) {
     const int64_t d = c.d_model, f = c.ff_dim();
     o.wte = add("wte", {c.vocab, d});
     switch (c.pos) {
-        case PosKind::p1d: table("wpe", c.n_ctx, d); break;
+        case PosKind::p1d:
+            table("wpe", c.n_ctx, d);
+            break;
         case PosKind::p2d:
             table("wpe.row", c.n_ctx / c.attn.stride, d);
             table("wpe.col", c.attn.stride, d);
@@ -67,8 +69,7 @@ std::vector<ParamInfo> param_layout(const Config& c, ParamOffsets* named) {
     return ps;
 }
 
-template <class T>
-Model<T>::Model(const Config& c) : cfg(c) {
+template <class T> Model<T>::Model(const Config& c) : cfg(c) {
     std::string why = config_check(c);
     if (!why.empty()) fail(why);
     params = param_layout(c, &offsets);
@@ -82,7 +83,9 @@ Model<T>::Model(const Config& c) : cfg(c) {
         pos_index_.push_back(std::move(v));
     };
     switch (c.pos) {
-        case PosKind::p1d: table([](int t) { return t; }); break;
+        case PosKind::p1d:
+            table([](int t) { return t; });
+            break;
         case PosKind::p2d:
             table([&](int t) { return t / c.attn.stride; });
             table([&](int t) { return t % c.attn.stride; });
@@ -95,20 +98,25 @@ Model<T>::Model(const Config& c) : cfg(c) {
     }
 }
 
-template <class T>
-void Model<T>::init_weights(uint64_t seed) {
+template <class T> void Model<T>::init_weights(uint64_t seed) {
     Rng rng(seed);
     const double d = cfg.d_model;
     const int npos = int(pos_index_.size());
     for (const auto& p : params) {
         T* x = w.data() + p.offset;
         const std::string& n = p.name;
-        auto ends = [&](const char* s) { return n.size() >= std::strlen(s) && n.compare(n.size() - std::strlen(s), std::string::npos, s) == 0; };
+        auto ends = [&](const char* s) {
+            return n.size() >= std::strlen(s) && n.compare(n.size() - std::strlen(s), std::string::npos, s) == 0;
+        };
         double sd = 0, fill = 0;
-        if (n == "wte") sd = 0.125 / std::sqrt(d);
-        else if (n.rfind("wpe", 0) == 0) sd = 0.125 / std::sqrt(d * npos);
-        else if (n == "head.weight") sd = 0;  // the paper starts the logits at zero
-        else if (ends("ln1.weight") || ends("ln2.weight") || ends("ln_f.weight")) fill = 1;
+        if (n == "wte")
+            sd = 0.125 / std::sqrt(d);
+        else if (n.rfind("wpe", 0) == 0)
+            sd = 0.125 / std::sqrt(d * npos);
+        else if (n == "head.weight")
+            sd = 0;  // the paper starts the logits at zero
+        else if (ends("ln1.weight") || ends("ln2.weight") || ends("ln_f.weight"))
+            fill = 1;
         else if (p.shape.size() == 2) {
             sd = 0.125 / std::sqrt(double(p.shape[1]));
             if (ends("attn.proj.weight") || ends("mlp.proj.weight")) sd /= std::sqrt(2.0 * cfg.n_layer);
@@ -117,31 +125,34 @@ void Model<T>::init_weights(uint64_t seed) {
     }
 }
 
-template <class T>
-const LayerLayout& Model<T>::layout(int layer, int seq) {
+template <class T> const LayerLayout& Model<T>::layout(int layer, int seq) {
     // Sets depend on the layer only through its parity (interleaved mode), so two layouts serve all.
     if (layouts_seq_ != seq) {
         layouts_.clear();
-        for (int l = 0; l < std::min(cfg.n_layer, 2); l++) layouts_.push_back(layout_build(cfg.attn, seq, cfg.n_head, l));
+        for (int l = 0; l < std::min(cfg.n_layer, 2); l++)
+            layouts_.push_back(layout_build(cfg.attn, seq, cfg.n_head, l));
         layouts_seq_ = seq;
     }
     return layouts_[layer % 2];
 }
 
-template <class T>
-void Model<T>::ensure_buffers(int B, int seq) {
+template <class T> void Model<T>::ensure_buffers(int B, int seq) {
     const int64_t N = int64_t(B) * seq;
     batch_ = B;
     seq_ = seq;
     if (N <= cap_tokens_ && recompute == cap_recompute_) return;
     const int64_t C = cfg.d_model, F = cfg.ff_dim(), V = cfg.vocab, L = cfg.n_layer, NH = cfg.n_head;
     const int64_t nacts = recompute ? 1 : L;
-    int64_t per_layer = N * (7 * C + 2 * F) + 4 * N + N * NH;  // the fields of Acts
+    int64_t per_layer = N * (7 * C + 2 * F) + 4 * N + N * NH;                                // the fields of Acts
     int64_t total = nacts * per_layer + (L + 1) * N * C + N * C + 2 * N + N * V + N + N * C  // forward
                     + N * C * 4 + N * 3 * C + N * F;                                         // backward scratch
     arena_.assign(total, T(0));
     T* p = arena_.data();
-    auto take = [&](int64_t n) { T* q = p; p += n; return q; };
+    auto take = [&](int64_t n) {
+        T* q = p;
+        p += n;
+        return q;
+    };
     acts_.assign(nacts, Acts{});
     for (auto& a : acts_) {
         a.ln1 = take(N * C);
@@ -175,13 +186,12 @@ void Model<T>::ensure_buffers(int B, int seq) {
     cap_recompute_ = recompute;
 }
 
-template <class T>
-void Model<T>::layer_forward(int l, Acts& a, const T* x, T* out, bool train) {
+template <class T> void Model<T>::layer_forward(int l, Acts& a, const T* x, T* out, bool train) {
     const int64_t N = int64_t(batch_) * seq_;
     const int C = cfg.d_model, F = cfg.ff_dim();
     const auto lw = at(w.data(), offsets.layers[size_t(l)]);
     const float p = train ? cfg.dropout : 0.0f;
-    const int64_t drop0 = dropout_first * seq_ * C;   // the masks' numbering of element 0
+    const int64_t drop0 = dropout_first * seq_ * C;  // the masks' numbering of element 0
     layernorm_forward(a.ln1, a.ln1_mean, a.ln1_rstd, x, lw.ln1_w, lw.ln1_b, N, C);
     linear_forward(a.qkv, a.ln1, lw.qkv_w, lw.qkv_b, N, C, 3 * C);
     attention_forward(a.att, a.lse, a.qkv, layout(l, seq_), batch_, seq_, C, cfg.n_head);
@@ -195,8 +205,7 @@ void Model<T>::layer_forward(int l, Acts& a, const T* x, T* out, bool train) {
 }
 
 // dresid_ holds dL/d(layer output) on entry and dL/d(layer input) on return.
-template <class T>
-void Model<T>::layer_backward(int l, Acts& a, const T* x) {
+template <class T> void Model<T>::layer_backward(int l, Acts& a, const T* x) {
     const int64_t N = int64_t(batch_) * seq_;
     const int C = cfg.d_model, F = cfg.ff_dim();
     const auto lw = at(w.data(), offsets.layers[size_t(l)]);
@@ -222,9 +231,9 @@ void Model<T>::layer_backward(int l, Acts& a, const T* x) {
     layernorm_backward(dresid_, lg.ln1_w, lg.ln1_b, dln_, x, lw.ln1_w, a.ln1_mean, a.ln1_rstd, N, C);
 }
 
-template <class T>
-void Model<T>::run_forward(const uint8_t* inp, int B, int seq, bool train) {
-    if (seq < 1 || seq > cfg.n_ctx) fail("sequence length " + std::to_string(seq) + " is outside 1.." + std::to_string(cfg.n_ctx));
+template <class T> void Model<T>::run_forward(const uint8_t* inp, int B, int seq, bool train) {
+    if (seq < 1 || seq > cfg.n_ctx)
+        fail("sequence length " + std::to_string(seq) + " is outside 1.." + std::to_string(cfg.n_ctx));
     ensure_buffers(B, seq);
     const int64_t N = int64_t(B) * seq;
     const int C = cfg.d_model;
@@ -242,8 +251,7 @@ void Model<T>::run_forward(const uint8_t* inp, int B, int seq, bool train) {
     linear_forward(logits_, lnf_, w.data() + o.head, (const T*)nullptr, N, C, cfg.vocab);
 }
 
-template <class T>
-double Model<T>::forward(const uint8_t* inp, const uint8_t* tgt, int B, int seq, bool train) {
+template <class T> double Model<T>::forward(const uint8_t* inp, const uint8_t* tgt, int B, int seq, bool train) {
     run_forward(inp, B, seq, train);
     const int64_t N = int64_t(B) * seq;
     tgt_.assign(tgt, tgt + N);
@@ -253,14 +261,12 @@ double Model<T>::forward(const uint8_t* inp, const uint8_t* tgt, int B, int seq,
     return s / double(N);
 }
 
-template <class T>
-const T* Model<T>::logits(const uint8_t* inp, int B, int seq) {
+template <class T> const T* Model<T>::logits(const uint8_t* inp, int B, int seq) {
     run_forward(inp, B, seq, false);
     return logits_;
 }
 
-template <class T>
-void Model<T>::backward() {
+template <class T> void Model<T>::backward() {
     const int64_t N = int64_t(batch_) * seq_;
     const int C = cfg.d_model, V = cfg.vocab;
     const ParamOffsets& o = offsets;

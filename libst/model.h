@@ -12,28 +12,26 @@
 namespace st {
 
 struct ParamInfo {
-    std::string name;            // safetensors name, e.g. "h.3.attn.qkv.weight"
+    std::string name;  // safetensors name, e.g. "h.3.attn.qkv.weight"
     std::vector<int64_t> shape;
     int64_t offset = 0, numel = 0;
-    bool decay = false;          // weight decay applies (the linear layers' matrices)
+    bool decay = false;  // weight decay applies (the linear layers' matrices)
 };
 
 // One layer's tensors, in param_layout's order. X = int64_t: offsets into the parameter buffer;
 // X = T*: pointers into a buffer laid out as it (weights, gradients, a bf16 mirror).
-template <class X>
-struct LayerTensors {
-    X ln1_w, ln1_b;      // h.L.ln1.weight, .bias       (C)
-    X qkv_w, qkv_b;      // h.L.attn.qkv.weight, .bias  (3C, C), (3C)
-    X proj_w, proj_b;    // h.L.attn.proj.weight, .bias (C, C), (C)
-    X ln2_w, ln2_b;      // h.L.ln2.weight, .bias       (C)
-    X fc_w, fc_b;        // h.L.mlp.fc.weight, .bias    (F, C), (F)
-    X fp_w, fp_b;        // h.L.mlp.proj.weight, .bias  (C, F), (C)
+template <class X> struct LayerTensors {
+    X ln1_w, ln1_b;    // h.L.ln1.weight, .bias       (C)
+    X qkv_w, qkv_b;    // h.L.attn.qkv.weight, .bias  (3C, C), (3C)
+    X proj_w, proj_b;  // h.L.attn.proj.weight, .bias (C, C), (C)
+    X ln2_w, ln2_b;    // h.L.ln2.weight, .bias       (C)
+    X fc_w, fc_b;      // h.L.mlp.fc.weight, .bias    (F, C), (F)
+    X fp_w, fp_b;      // h.L.mlp.proj.weight, .bias  (C, F), (C)
 };
 static_assert(sizeof(LayerTensors<int64_t>) == 12 * sizeof(int64_t), "param_layout has 12 tensors a layer");
 
 // A layer's tensors in base, any buffer laid out as the parameters: at(g.data(), offsets.layers[l]).fc_w.
-template <class P>
-LayerTensors<P*> at(P* base, const LayerTensors<int64_t>& o) {
+template <class P> LayerTensors<P*> at(P* base, const LayerTensors<int64_t>& o) {
     return {base + o.ln1_w, base + o.ln1_b, base + o.qkv_w, base + o.qkv_b, base + o.proj_w, base + o.proj_b,
             base + o.ln2_w, base + o.ln2_b, base + o.fc_w,  base + o.fc_b,  base + o.fp_w,   base + o.fp_b};
 }
@@ -41,12 +39,12 @@ LayerTensors<P*> at(P* base, const LayerTensors<int64_t>& o) {
 // Where each tensor starts in the parameter buffer, by name; param_layout fills it as it names the
 // tensors, so the two cannot disagree.
 struct ParamOffsets {
-    int64_t wte = 0;                      // (vocab, C)
-    std::vector<int64_t> wpe;             // the position tables, PosKind's order: wpe | wpe.row, wpe.col[, wpe.chan]
-    std::vector<int64_t> wpe_rows;        // each table's rows
+    int64_t wte = 0;                // (vocab, C)
+    std::vector<int64_t> wpe;       // the position tables, PosKind's order: wpe | wpe.row, wpe.col[, wpe.chan]
+    std::vector<int64_t> wpe_rows;  // each table's rows
     std::vector<LayerTensors<int64_t>> layers;
-    int64_t lnf_w = 0, lnf_b = 0;         // ln_f.weight, .bias (C)
-    int64_t head = 0;                     // head.weight (vocab, C)
+    int64_t lnf_w = 0, lnf_b = 0;  // ln_f.weight, .bias (C)
+    int64_t head = 0;              // head.weight (vocab, C)
 
     // Layer l's tensors are [layer_begin(l), layer_end(l)): the embeddings lie below layer 0, the
     // final LayerNorm and the head above the last layer (gradient buckets are cut along these).
@@ -57,20 +55,19 @@ struct ParamOffsets {
 // Every parameter of a config, in buffer order; with named, where each named tensor starts.
 std::vector<ParamInfo> param_layout(const Config&, ParamOffsets* named = nullptr);
 
-template <class T>
-struct Model {
+template <class T> struct Model {
     Config cfg;
     std::vector<ParamInfo> params;
-    ParamOffsets offsets;          // the same tensors by name
+    ParamOffsets offsets;  // the same tensors by name
     int64_t num_params = 0;
-    std::vector<T> w;              // (num_params) parameters
-    std::vector<T> g;              // (num_params) gradients, accumulated by backward
-    bool recompute = false;        // keep only each layer's input; redo the layer in the backward
-    uint64_t dropout_seed = 0;     // set per step: the dropout masks are a function of it
-    int64_t dropout_first = 0;     // data-parallel: this process's first example in the global batch (same masks)
+    std::vector<T> w;           // (num_params) parameters
+    std::vector<T> g;           // (num_params) gradients, accumulated by backward
+    bool recompute = false;     // keep only each layer's input; redo the layer in the backward
+    uint64_t dropout_seed = 0;  // set per step: the dropout masks are a function of it
+    int64_t dropout_first = 0;  // data-parallel: this process's first example in the global batch (same masks)
 
     explicit Model(const Config& c);
-    void init_weights(uint64_t seed);   // the paper's initialisation
+    void init_weights(uint64_t seed);  // the paper's initialisation
 
     // Mean cross-entropy (nats) of tgt given inp, both (B, T) bytes, T <= n_ctx. With train, keeps
     // what backward needs and applies dropout.
@@ -87,7 +84,7 @@ struct Model {
     const std::vector<std::vector<int32_t>>& pos_index() const { return pos_index_; }
 
    private:
-    struct Acts {                  // one layer's saved activations, for N = B * seq tokens
+    struct Acts {     // one layer's saved activations, for N = B * seq tokens
         T* ln1;       // (N, C)
         T* ln1_mean;  // (N)
         T* ln1_rstd;  // (N)
@@ -110,12 +107,13 @@ struct Model {
     int64_t cap_tokens_ = 0;
     bool cap_recompute_ = false;
     std::vector<T> arena_;
-    std::vector<Acts> acts_;        // n_layer of them, or one shared when recomputing
-    std::vector<T*> resid_;         // n_layer + 1 residual streams (B, T, C)
-    T *lnf_ = nullptr, *lnf_mean_ = nullptr, *lnf_rstd_ = nullptr, *logits_ = nullptr, *losses_ = nullptr, *branch_ = nullptr;
+    std::vector<Acts> acts_;  // n_layer of them, or one shared when recomputing
+    std::vector<T*> resid_;   // n_layer + 1 residual streams (B, T, C)
+    T *lnf_ = nullptr, *lnf_mean_ = nullptr, *lnf_rstd_ = nullptr, *logits_ = nullptr, *losses_ = nullptr,
+      *branch_ = nullptr;
     T *dresid_ = nullptr, *dbranch_ = nullptr, *datt_ = nullptr, *dqkv_ = nullptr, *dln_ = nullptr, *dfc_ = nullptr;
     std::vector<uint8_t> tgt_, inp_;
-    std::vector<std::vector<int32_t>> pos_index_;   // per position table: row of the table for each t < n_ctx
+    std::vector<std::vector<int32_t>> pos_index_;  // per position table: row of the table for each t < n_ctx
     std::vector<LayerLayout> layouts_;
     int layouts_seq_ = -1;
 };

@@ -13,8 +13,8 @@ std::string record_shape(const Config& c) {
 std::vector<uint8_t> frame_records(const uint8_t* data, size_t n, const Config& c, const std::string& name) {
     const size_t T = size_t(c.n_ctx);
     if (n == 0 || n % T != 0)
-        fail(name + ": " + std::to_string(n) + " bytes is not a whole number of " + record_shape(c) + " pictures (" + std::to_string(T) +
-             " bytes each)");
+        fail(name + ": " + std::to_string(n) + " bytes is not a whole number of " + record_shape(c) + " pictures (" +
+             std::to_string(T) + " bytes each)");
     std::vector<uint8_t> out;
     out.reserve(n / T * (T + 1));
     for (size_t k = 0; k < n; k += T) {

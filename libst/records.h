@@ -12,8 +12,8 @@
 
 namespace st {
 
-bool reads_records(const Config& c);   // pos == image
-std::string record_shape(const Config& c);   // "28x28x1"
+bool reads_records(const Config& c);        // pos == image
+std::string record_shape(const Config& c);  // "28x28x1"
 
 // The records of data[0, n), each preceded by a 0. st::Error naming `name` when n is not a whole
 // number of records.

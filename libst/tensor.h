@@ -14,7 +14,7 @@ namespace st {
 enum class DType : uint8_t { f64, f32, bf16, i32, u8 };
 
 size_t dtype_size(DType t);
-const char* dtype_name(DType t);             // safetensors spelling: "F64", "F32", "BF16", "I32", "U8"
+const char* dtype_name(DType t);  // safetensors spelling: "F64", "F32", "BF16", "I32", "U8"
 bool dtype_from_name(const std::string& s, DType* out);
 
 // bf16 is the top half of an f32; rounding to nearest even, NaN kept NaN.
@@ -45,8 +45,8 @@ struct Tensor {
     size_t nbytes() const { return size_t(numel()) * dtype_size(dtype); }
     void* raw() const { return storage.get() + offset; }
     template <class T> T* data() const { return reinterpret_cast<T*>(raw()); }
-    std::string shape_str() const;   // "[256, 512]"
-    Tensor to(DType t) const;        // a converted copy (cpu)
+    std::string shape_str() const;  // "[256, 512]"
+    Tensor to(DType t) const;       // a converted copy (cpu)
 };
 
 // Aligned heap memory for buffers that are not Tensors (parameter buffers, arenas).

@@ -3,31 +3,42 @@
 
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cmath>
 #include <csignal>
-#include <ctime>
-#include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <fstream>
 #include <iterator>
 
 #include "checkpoint.h"
-#include "parallel/shard.h"
 #include "error.h"
 #include "evaluate.h"
 #include "io/file.h"
 #include "io/json.h"
+#include "parallel/shard.h"
 #include "records.h"
 #include "rng.h"
 
 namespace st {
 
 nlohmann::json recipe_to_json(const Recipe& r) {
-    return {{"steps", r.steps}, {"batch", r.batch}, {"lr", r.lr}, {"lr_min", r.lr_min}, {"warmup", r.warmup},
-            {"weight_decay", r.weight_decay}, {"clip", r.clip}, {"beta1", r.beta1}, {"beta2", r.beta2}, {"eps", r.eps},
-            {"seed", r.seed}, {"val_frac", r.val_frac}, {"eval_every", r.eval_every}, {"eval_windows", r.eval_windows}};
+    return {{"steps", r.steps},
+            {"batch", r.batch},
+            {"lr", r.lr},
+            {"lr_min", r.lr_min},
+            {"warmup", r.warmup},
+            {"weight_decay", r.weight_decay},
+            {"clip", r.clip},
+            {"beta1", r.beta1},
+            {"beta2", r.beta2},
+            {"eps", r.eps},
+            {"seed", r.seed},
+            {"val_frac", r.val_frac},
+            {"eval_every", r.eval_every},
+            {"eval_windows", r.eval_windows}};
 }
 
 Recipe recipe_from_json(const nlohmann::json& j) {
@@ -103,11 +114,11 @@ static void cut_log_after(const std::string& path, int64_t step) {
         const size_t next = end ? size_t(end - bytes.data()) + 1 : bytes.size();
         const std::string line(bytes.begin() + ptrdiff_t(at), bytes.begin() + ptrdiff_t(next));
         at = next;
-        if (json_depth(line, kJsonMaxDepth) > kJsonMaxDepth) {   // not st's: kept as it is
+        if (json_depth(line, kJsonMaxDepth) > kJsonMaxDepth) {  // not st's: kept as it is
             kept += line;
             continue;
         }
-        const nlohmann::json j = nlohmann::json::parse(line, nullptr, false);   // not JSON: kept as it is
+        const nlohmann::json j = nlohmann::json::parse(line, nullptr, false);  // not JSON: kept as it is
         const auto it = j.is_object() ? j.find("step") : j.end();
         if (j.is_object() && it != j.end() && it->is_number_integer() && it->get<int64_t>() > step) {
             dropped++;
@@ -119,36 +130,45 @@ static void cut_log_after(const std::string& path, int64_t step) {
 }
 
 static void format_duration(char* buf, size_t n, double s) {
-    if (s < 90) std::snprintf(buf, n, "%.0fs", s);
-    else if (s < 5400) std::snprintf(buf, n, "%.0fm", s / 60);
-    else std::snprintf(buf, n, "%.1fh", s / 3600);
+    if (s < 90)
+        std::snprintf(buf, n, "%.0fs", s);
+    else if (s < 5400)
+        std::snprintf(buf, n, "%.0fm", s / 60);
+    else
+        std::snprintf(buf, n, "%.1fh", s / 3600);
 }
 
-int train(Engine& e, Model<float>& m, std::vector<float>& opt_m, std::vector<float>& opt_v, int64_t start_step, const Recipe& r,
-          const TrainRun& run, std::span<const uint8_t> train_bytes, const std::vector<uint8_t>& val_bytes) {
+int train(Engine& e, Model<float>& m, std::vector<float>& opt_m, std::vector<float>& opt_v, int64_t start_step,
+          const Recipe& r, const TrainRun& run, std::span<const uint8_t> train_bytes,
+          const std::vector<uint8_t>& val_bytes) {
     const int T = m.cfg.n_ctx, B = r.batch;
     const int rank = run.comm ? run.comm->rank() : 0, world = run.comm ? run.comm->world() : 1;
     // Settings every rank checks for every rank, so that all of them stop at once with one message.
-    if (B < world) throw JobError("--batch " + std::to_string(B) + " is smaller than the job's " + std::to_string(world) + " processes: each needs an example");
+    if (B < world)
+        throw JobError("--batch " + std::to_string(B) + " is smaller than the job's " + std::to_string(world) +
+                       " processes: each needs an example");
     for (int r = 0; r < world && run.micro_batch > 0; r++) {
         const int64_t n = batch_share(B, r, world).size();
         if (run.micro_batch < n && n % run.micro_batch)
-            throw JobError("--micro-batch " + std::to_string(run.micro_batch) + " does not divide the " + std::to_string(n) + " examples " +
-                           (world > 1 ? "rank " + std::to_string(r) + " computes of each step (--batch " + std::to_string(B) + " over " +
-                                            std::to_string(world) + " processes)"
+            throw JobError("--micro-batch " + std::to_string(run.micro_batch) + " does not divide the " +
+                           std::to_string(n) + " examples " +
+                           (world > 1 ? "rank " + std::to_string(r) + " computes of each step (--batch " +
+                                            std::to_string(B) + " over " + std::to_string(world) + " processes)"
                                       : "of each step (--batch)"));
     }
-    const Range share = batch_share(B, rank, world);   // the examples of each step this process computes
+    const Range share = batch_share(B, rank, world);  // the examples of each step this process computes
     if (run.comm) e.set_data_parallel({run.comm, double(share.size()) / B, share.begin, run.shard_optimizer});
     e.set_micro_batch(run.micro_batch);
-    const int eval_batch = run.micro_batch > 0 ? std::min(B, run.micro_batch) : B;   // no more memory than a training pass
+    const int eval_batch =
+        run.micro_batch > 0 ? std::min(B, run.micro_batch) : B;  // no more memory than a training pass
     const bool writer = rank == 0;
     // Examples start anywhere in a stream, or at whole records for image models (framed bytes: records.h).
     const bool records = reads_records(m.cfg);
     const int64_t stride = records ? T + 1 : 1;
-    const int64_t span = records ? int64_t(train_bytes.size()) / stride : int64_t(train_bytes.size()) - T;  // example starts / stride
+    const int64_t span =
+        records ? int64_t(train_bytes.size()) / stride : int64_t(train_bytes.size()) - T;  // example starts / stride
     if (span < 1) fail(run.data_name + ": too short for one window of the context");
-    const char* unit = records ? "bits per dim" : "bits per byte";   // the same number: a byte is a dimension
+    const char* unit = records ? "bits per dim" : "bits per byte";  // the same number: a byte is a dimension
     const std::vector<int64_t> val_offs = records ? record_offsets(int64_t(val_bytes.size()), T, r.eval_windows)
                                                   : spread_offsets(int64_t(val_bytes.size()), T, r.eval_windows);
 
@@ -164,13 +184,14 @@ int train(Engine& e, Model<float>& m, std::vector<float>& opt_m, std::vector<flo
         std::fflush(log);
     };
     nlohmann::json recipe_json = recipe_to_json(r);
-    int64_t saved_at = -1;   // the step of the last checkpoint this run wrote
-    auto save = [&](int64_t step) {   // every rank: a sharded optimizer's moments are gathered
+    int64_t saved_at = -1;           // the step of the last checkpoint this run wrote
+    auto save = [&](int64_t step) {  // every rank: a sharded optimizer's moments are gathered
         e.sync_to_host();
         if (!writer) return;
-        if (!all_finite(m.w.data(), m.w.size()) || !all_finite(opt_m.data(), opt_m.size()) || !all_finite(opt_v.data(), opt_v.size()))
-            fail("the weights or optimizer state are not finite after step " + std::to_string(step) + ": not saved, " + run.out +
-                 " keeps the last model saved");
+        if (!all_finite(m.w.data(), m.w.size()) || !all_finite(opt_m.data(), opt_m.size()) ||
+            !all_finite(opt_v.data(), opt_v.size()))
+            fail("the weights or optimizer state are not finite after step " + std::to_string(step) + ": not saved, " +
+                 run.out + " keeps the last model saved");
         auto md = run.metadata;
         md["recipe"] = recipe_json.dump();
         checkpoint_save(run.out, m, opt_m.data(), opt_v.data(), step, md);
@@ -202,7 +223,7 @@ int train(Engine& e, Model<float>& m, std::vector<float>& opt_m, std::vector<flo
     const auto t_start = std::chrono::steady_clock::now();
     int status = 0;
     int64_t step = start_step;
-    int skipped = 0;   // steps in a row without an update
+    int skipped = 0;  // steps in a row without an update
     bool diverged = false;
     double tok_s = 0;
     // A failure part way (out of GPU memory at an evaluation, a loss that is not finite) saves the
@@ -210,15 +231,16 @@ int train(Engine& e, Model<float>& m, std::vector<float>& opt_m, std::vector<flo
     try {
         while (step < r.steps) {
             auto t0 = std::chrono::steady_clock::now();
-            for (int i = 0; i < Bl; i++) {   // example b of the global batch: the same windows on any number of ranks
+            for (int i = 0; i < Bl; i++) {  // example b of the global batch: the same windows on any number of ranks
                 const int64_t b = share.begin + i;
                 int64_t off = int64_t(hash64(r.seed, uint64_t(step), uint64_t(b)) % uint64_t(span)) * stride;
                 std::copy(&train_bytes[off], &train_bytes[off] + T, inp.begin() + size_t(i) * T);
                 std::copy(&train_bytes[off + 1], &train_bytes[off + 1] + T, tgt.begin() + size_t(i) * T);
             }
             const float lr = lr_at(r, step);
-            const StepStats st = e.train_step(inp.data(), tgt.data(), Bl, T, hash64(r.seed ^ 0xd5a61266f0c9392cull, uint64_t(step)),
-                                              {lr, r.beta1, r.beta2, r.eps, r.weight_decay, r.clip, step + 1});
+            const StepStats st =
+                e.train_step(inp.data(), tgt.data(), Bl, T, hash64(r.seed ^ 0xd5a61266f0c9392cull, uint64_t(step)),
+                             {lr, r.beta1, r.beta2, r.eps, r.weight_decay, r.clip, step + 1});
             const double loss = st.loss, norm = st.grad_norm;
             step++;
             if (!std::isfinite(loss) || !std::isfinite(norm)) {
@@ -226,12 +248,14 @@ int train(Engine& e, Model<float>& m, std::vector<float>& opt_m, std::vector<flo
                 const std::string what = std::isfinite(loss) ? "gradient norm" : "loss";
                 emit({{"step", step}, {"skipped", what + " not finite"}});
                 if (run.progress) std::fprintf(stderr, "\r\033[K");
-                if (!run.quiet) std::fprintf(stderr, "step %lld: the %s is not finite; no update\n", (long long)step, what.c_str());
+                if (!run.quiet)
+                    std::fprintf(stderr, "step %lld: the %s is not finite; no update\n", (long long)step, what.c_str());
                 if (skipped >= kMaxSkippedSteps) {
                     diverged = true;
-                    fail("the loss or gradient was not finite at steps " + std::to_string(step - skipped + 1) + " to " + std::to_string(step) +
-                         "; stopped without saving: " +
-                         (saved_at >= 0 ? run.out + " holds step " + std::to_string(saved_at) : "this run wrote nothing to " + run.out) +
+                    fail("the loss or gradient was not finite at steps " + std::to_string(step - skipped + 1) + " to " +
+                         std::to_string(step) + "; stopped without saving: " +
+                         (saved_at >= 0 ? run.out + " holds step " + std::to_string(saved_at)
+                                        : "this run wrote nothing to " + run.out) +
                          " (try a lower --lr)");
                 }
             } else {
@@ -239,7 +263,9 @@ int train(Engine& e, Model<float>& m, std::vector<float>& opt_m, std::vector<flo
             }
             double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
             tok_s = double(B) * T / (ms / 1000);
-            nlohmann::json line = {{"step", step}, {"loss", loss}, {"bits", loss / kLn2}, {"lr", lr}, {"grad_norm", norm}, {"tokens_per_s", tok_s}, {"ms", ms}};
+            nlohmann::json line = {{"step", step}, {"loss", loss},      {"bits", loss / kLn2},
+                                   {"lr", lr},     {"grad_norm", norm}, {"tokens_per_s", tok_s},
+                                   {"ms", ms}};
             if (e.peak_gib() > 0) line["peak_gib"] = e.peak_gib();
             if (e.optimizer_gib() > 0) line["optimizer_gib"] = e.optimizer_gib();
             emit(line);
@@ -247,11 +273,11 @@ int train(Engine& e, Model<float>& m, std::vector<float>& opt_m, std::vector<flo
                 double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
                 char eta[32];
                 format_duration(eta, sizeof eta, el / double(step - start_step) * double(r.steps - step));
-                std::fprintf(stderr, "\r\033[Kstep %lld/%lld  loss %.4f  %.2f bits/byte  %.0f tok/s  eta %s", (long long)step,
-                             (long long)r.steps, loss, loss / kLn2, tok_s, eta);
+                std::fprintf(stderr, "\r\033[Kstep %lld/%lld  loss %.4f  %.2f bits/byte  %.0f tok/s  eta %s",
+                             (long long)step, (long long)r.steps, loss, loss / kLn2, tok_s, eta);
             }
             if (r.eval_every > 0 && step % r.eval_every == 0 && step < r.steps) evaluate(step);
-            float stop = g_signal ? 1.f : 0.f;   // the ranks stop together, at the same step
+            float stop = g_signal ? 1.f : 0.f;  // the ranks stop together, at the same step
             if (run.comm) run.comm->allreduce_sum(&stop, 1);
             if (stop > 0) {
                 status = 128 + (g_signal ? g_signal : SIGTERM);
@@ -268,7 +294,7 @@ int train(Engine& e, Model<float>& m, std::vector<float>& opt_m, std::vector<flo
         if (step == start_step || !writer || diverged) throw;
         try {
             save(step);
-        } catch (const std::exception& why) {   // the device may be unusable; the previous checkpoint stays as it was
+        } catch (const std::exception& why) {  // the device may be unusable; the previous checkpoint stays as it was
             fail(std::string(err.what()) + " (and then: " + why.what() + ")");
         }
         fail(std::string(err.what()) + " (the " + std::to_string(step) + " steps so far are saved in " + run.out +
@@ -281,13 +307,17 @@ int train(Engine& e, Model<float>& m, std::vector<float>& opt_m, std::vector<flo
     if (!status && g_signal) status = 128 + g_signal;
     for (size_t i = 0; i < std::size(kStopSignals); i++) sigaction(kStopSignals[i], &old_actions[i], nullptr);
     if (status) {
-        if (!run.quiet) std::fprintf(stderr, "interrupted at step %lld; saved %s (continue with --resume %s)\n", (long long)step, run.out.c_str(), run.out.c_str());
+        if (!run.quiet)
+            std::fprintf(stderr, "interrupted at step %lld; saved %s (continue with --resume %s)\n", (long long)step,
+                         run.out.c_str(), run.out.c_str());
     } else if (step >= r.steps) {
         double nats = evaluate(step);
-        if (!run.quiet) std::fprintf(stderr, "trained %lld steps, %.0f tokens/s; held-out %.4f %s; saved %s\n", (long long)step, tok_s, nats / kLn2, unit,
-                                  run.out.c_str());
+        if (!run.quiet)
+            std::fprintf(stderr, "trained %lld steps, %.0f tokens/s; held-out %.4f %s; saved %s\n", (long long)step,
+                         tok_s, nats / kLn2, unit, run.out.c_str());
     } else if (!run.quiet) {
-        std::fprintf(stderr, "stopped at step %lld of %lld; saved %s (continue with --resume %s)\n", (long long)step, (long long)r.steps, run.out.c_str(), run.out.c_str());
+        std::fprintf(stderr, "stopped at step %lld of %lld; saved %s (continue with --resume %s)\n", (long long)step,
+                     (long long)r.steps, run.out.c_str(), run.out.c_str());
     }
     if (log) std::fclose(log);
     return status;

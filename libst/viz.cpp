@@ -80,7 +80,8 @@ Rgb viridis(double x) {
     const int k = std::min(int(u), 7);
     const double f = u - k;
     auto mix = [&](uint8_t a, uint8_t b) { return uint8_t(std::lround(a + (b - a) * f)); };
-    return {mix(anchors[k].r, anchors[k + 1].r), mix(anchors[k].g, anchors[k + 1].g), mix(anchors[k].b, anchors[k + 1].b)};
+    return {mix(anchors[k].r, anchors[k + 1].r), mix(anchors[k].g, anchors[k + 1].g),
+            mix(anchors[k].b, anchors[k + 1].b)};
 }
 
 Image draw_attn_set(const AttnSpec& spec, int n_head, int layer, int head, int n) {
@@ -95,7 +96,8 @@ Image draw_attn_set(const AttnSpec& spec, int n_head, int layer, int head, int n
     return im;
 }
 
-Image draw_attn_weights(const std::vector<int64_t>& keys, const std::vector<float>& probs, int64_t query, int group, int width, int rows) {
+Image draw_attn_weights(const std::vector<int64_t>& keys, const std::vector<float>& probs, int64_t query, int group,
+                        int width, int rows) {
     const size_t cells = size_t(width) * size_t(rows);
     std::vector<double> sum(cells, 0.0);
     std::vector<bool> in_set(cells, false);
@@ -108,7 +110,8 @@ Image draw_attn_weights(const std::vector<int64_t>& keys, const std::vector<floa
     const double top = std::max(*std::max_element(sum.begin(), sum.end()), 1e-30);
     Image im = rgb_image(rows, width, kFuture);
     for (size_t cell = 0; cell < cells; cell++)
-        if (int64_t(cell) * group <= query) put(&im, int64_t(cell) / width, int64_t(cell) % width, in_set[cell] ? viridis(sum[cell] / top) : kBlack);
+        if (int64_t(cell) * group <= query)
+            put(&im, int64_t(cell) / width, int64_t(cell) % width, in_set[cell] ? viridis(sum[cell] / top) : kBlack);
     return im;
 }
 
@@ -134,7 +137,8 @@ ImageSize panel_grid_size(size_t n, int h, int w, int label_w, int cols, int sca
     // A place past the largest side makes the grid too large whatever else: clamped there, the
     // products below stay far inside 64 bits.
     const int64_t most = int64_t(kMaxImageSide) + 1;
-    const int64_t cell_w = std::min(std::max<int64_t>(int64_t(w) * scale, label_w + kGridPad), most);  // labels of neighbours apart
+    const int64_t cell_w =
+        std::min(std::max<int64_t>(int64_t(w) * scale, label_w + kGridPad), most);  // labels of neighbours apart
     const int64_t cell_h = std::min(int64_t(h) * scale, most);
     const int64_t columns = std::max(cols, 1), rows = int64_t((n + size_t(columns) - 1) / size_t(columns));
     const int64_t top = kGridPad + (title.empty() ? 0 : label_height());

@@ -28,7 +28,8 @@ Image draw_attn_set(const AttnSpec& spec, int n_head, int layer, int head, int n
 // query light grey.
 //   text:   group 1, width the stride, so that the pattern's columns line up
 //   images: group c (the channels of a pixel together), width w, rows h
-Image draw_attn_weights(const std::vector<int64_t>& keys, const std::vector<float>& probs, int64_t query, int group, int width, int rows);
+Image draw_attn_weights(const std::vector<int64_t>& keys, const std::vector<float>& probs, int64_t query, int group,
+                        int width, int rows);
 
 // An image of h x w x c bytes in grey (luma when c >= 3), with the pixels not wholly among the
 // first `seen` bytes dimmed: what the model has read before the query.

@@ -18,8 +18,8 @@ inline std::vector<double> randn(size_t n, uint64_t seed, double scale = 1.0) {
 
 // max |analytic - numeric| / max |numeric| over the checked coordinates of x, where numeric is
 // (loss(x + h e_i) - loss(x - h e_i)) / 2h. idx lists the coordinates (all when empty).
-inline double fd_rel_error(std::vector<double>& x, const std::vector<double>& analytic, const std::function<double()>& loss,
-                           std::vector<size_t> idx = {}, double h = 1e-6) {
+inline double fd_rel_error(std::vector<double>& x, const std::vector<double>& analytic,
+                           const std::function<double()>& loss, std::vector<size_t> idx = {}, double h = 1e-6) {
     if (idx.empty())
         for (size_t i = 0; i < x.size(); i++) idx.push_back(i);
     double max_diff = 0, max_num = 1e-30;

@@ -21,13 +21,13 @@ struct TempDir {
     TempDir(const TempDir&) = delete;
     TempDir& operator=(const TempDir&) = delete;
     std::string operator/(const std::string& name) const { return path + "/" + name; }
-    std::vector<std::string> names() const {   // sorted
+    std::vector<std::string> names() const {  // sorted
         std::vector<std::string> out;
         for (const auto& e : std::filesystem::directory_iterator(path)) out.push_back(e.path().filename().string());
         std::sort(out.begin(), out.end());
         return out;
     }
-    bool has_temporaries() const {   // a "*.tmp.*" left by an atomic write
+    bool has_temporaries() const {  // a "*.tmp.*" left by an atomic write
         for (const auto& n : names())
             if (n.find(".tmp") != std::string::npos) return true;
         return false;

@@ -34,7 +34,8 @@ std::vector<double> randn(size_t n, unsigned seed) {
 }
 
 // softmax(q k^T / sqrt(Dh)) v over each query's allowed keys, one query at a time.
-void reference_forward(std::vector<double>* out, std::vector<double>* lse, const std::vector<double>& qkv, const Case& k) {
+void reference_forward(std::vector<double>* out, std::vector<double>* lse, const std::vector<double>& qkv,
+                       const Case& k) {
     const int Dh = k.C / k.NH, T = k.T, C = k.C;
     out->assign(size_t(k.B) * T * C, 0.0);
     lse->assign(size_t(k.B) * k.NH * T, 0.0);
@@ -115,8 +116,7 @@ double max_abs(const std::vector<double>& x) {
 }
 
 // max |a - b| with matching infinities counting as equal (empty sets have lse -inf).
-template <class A>
-double max_diff(const std::vector<A>& a, const std::vector<double>& b) {
+template <class A> double max_diff(const std::vector<A>& a, const std::vector<double>& b) {
     double m = 0;
     for (size_t i = 0; i < b.size(); i++) {
         if (std::isinf(b[i]) && double(a[i]) == b[i]) continue;
@@ -126,9 +126,8 @@ double max_diff(const std::vector<A>& a, const std::vector<double>& b) {
     return m;
 }
 
-template <class F>
-void run_forward(std::vector<F>* out, std::vector<F>* lse, const std::vector<F>& qkv, const LayerLayout& lay,
-                 const Case& k) {
+template <class F> void run_forward(std::vector<F>* out, std::vector<F>* lse, const std::vector<F>& qkv,
+                                    const LayerLayout& lay, const Case& k) {
     out->assign(size_t(k.B) * k.T * k.C, F(0));
     lse->assign(size_t(k.B) * k.NH * k.T, F(0));
     attention_forward(out->data(), lse->data(), qkv.data(), lay, k.B, k.T, k.C, k.NH);
@@ -140,14 +139,15 @@ std::vector<Case> forward_cases() {
         int stride, summary, block, T, layer, NH, Dh;
     };
     const Geometry geometries[] = {
-        {16, 4, 32, 96, 0, 2, 8},   {16, 4, 32, 96, 1, 4, 8},    {24, 8, 32, 77, 1, 2, 12}, {16, 8, 64, 40, 0, 2, 16},
+        {16, 4, 32, 96, 0, 2, 8},   {16, 4, 32, 96, 1, 4, 8},     {24, 8, 32, 77, 1, 2, 12}, {16, 8, 64, 40, 0, 2, 16},
         {32, 8, 64, 200, 1, 4, 16}, {128, 32, 128, 300, 1, 4, 8}, {8, 2, 32, 1, 0, 2, 8},
     };
     std::vector<Case> cases;
     for (Pattern pat : {Pattern::dense, Pattern::local, Pattern::strided, Pattern::fixed})
         for (HeadMode mode : {HeadMode::interleaved, HeadMode::merged, HeadMode::multihead})
             for (Geometry g : geometries)
-                cases.push_back({AttnSpec{pat, mode, g.stride, g.summary, g.block}, g.layer, 2, g.T, g.NH * g.Dh, g.NH});
+                cases.push_back(
+                    {AttnSpec{pat, mode, g.stride, g.summary, g.block}, g.layer, 2, g.T, g.NH * g.Dh, g.NH});
     return cases;
 }
 

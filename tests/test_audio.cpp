@@ -30,7 +30,6 @@ namespace {
 
 constexpr double kPi = 3.14159265358979;
 
-
 void put(const std::string& path, const std::string& bytes) { std::ofstream(path, std::ios::binary) << bytes; }
 
 std::string little_endian(uint32_t v, int bytes) {
@@ -44,9 +43,9 @@ std::string wav(uint32_t rate, size_t n, std::optional<uint32_t> claim = std::nu
     const uint32_t data = uint32_t(2 * n);
     std::string samples;
     for (size_t i = 0; i < n; i++) samples += little_endian(uint32_t(int16_t(i * 997 % 20000 - 10000)), 2);
-    return "RIFF" + little_endian(36 + data, 4) + "WAVE" + "fmt " + little_endian(16, 4) + little_endian(1, 2) + little_endian(1, 2) +
-           little_endian(rate, 4) + little_endian(2 * rate, 4) + little_endian(2, 2) + little_endian(16, 2) + "data" +
-           little_endian(claim.value_or(data), 4) + samples;
+    return "RIFF" + little_endian(36 + data, 4) + "WAVE" + "fmt " + little_endian(16, 4) + little_endian(1, 2) +
+           little_endian(1, 2) + little_endian(rate, 4) + little_endian(2 * rate, 4) + little_endian(2, 2) +
+           little_endian(16, 2) + "data" + little_endian(claim.value_or(data), 4) + samples;
 }
 std::string get(const std::string& path) {
     std::ifstream f(path, std::ios::binary);
@@ -82,7 +81,8 @@ std::vector<float> chord(int rate, double seconds, float peak, int channels = 1)
         const double t = double(i) / rate;
         double v = 0;
         for (double f : {220.0, 277.18, 329.63}) {
-            const double envelope = std::min(1.0, t / 0.05) * std::exp(-1.5 * t) * (0.6 + 0.4 * std::sin(2 * kPi * 0.7 * t + f));
+            const double envelope =
+                std::min(1.0, t / 0.05) * std::exp(-1.5 * t) * (0.6 + 0.4 * std::sin(2 * kPi * 0.7 * t + f));
             for (int h = 1; h <= 4; h++) v += envelope * std::sin(2 * kPi * f * h * t) / (h * h);
         }
         x.push_back(float(peak * (v / 2 + 0.003 * rng.normal())));
@@ -106,28 +106,32 @@ Energies energies(const std::vector<float>& want, const std::vector<float>& got,
     }
     return e;
 }
-double snr_db(const std::vector<float>& want, const std::vector<float>& got, size_t from = 0) { return energies(want, got, from).snr_db(); }
+double snr_db(const std::vector<float>& want, const std::vector<float>& got, size_t from = 0) {
+    return energies(want, got, from).snr_db();
+}
 
 // What st-audio encode then decode give back: each sample through its 8-bit code.
 std::vector<float> through_codes(const std::vector<float>& x, bool linear = false) {
     std::vector<float> y;
-    for (float v : x) y.push_back(linear ? st::linear_decode(st::linear_encode(v)) : st::mulaw_decode(st::mulaw_encode(v)));
+    for (float v : x)
+        y.push_back(linear ? st::linear_decode(st::linear_encode(v)) : st::mulaw_decode(st::mulaw_encode(v)));
     return y;
 }
 
 }  // namespace
 
 // The call throws st::Error, starting "PATH: " and containing WHAT.
-#define CHECK_AUDIO_ERROR(call, path, what)  \
-    do {                                     \
-        CHECK_THROWS_AS(call, st::Error);    \
+#define CHECK_AUDIO_ERROR(call, path, what)                                                            \
+    do {                                                                                               \
+        CHECK_THROWS_AS(call, st::Error);                                                              \
         CHECK_THROWS_WITH(call, Catch::StartsWith(std::string(path) + ": ") && Catch::Contains(what)); \
     } while (0)
 
 TEST_CASE("write_sound and read_sound: WAV and FLAC at 16 bits, whole files only", "[audio]") {
     Dir dir;
     const std::vector<float> x = chord(12000, 0.5, 0.9);
-    for (auto [name, format, magic] : {std::tuple{"a.wav", st::SoundFormat::wav, "RIFF"}, std::tuple{"a.flac", st::SoundFormat::flac, "fLaC"}}) {
+    for (auto [name, format, magic] :
+         {std::tuple{"a.wav", st::SoundFormat::wav, "RIFF"}, std::tuple{"a.flac", st::SoundFormat::flac, "fLaC"}}) {
         INFO(name);
         st::write_sound(dir / name, x, 12000, format);
         CHECK(get(dir / name).substr(0, 4) == magic);
@@ -183,8 +187,8 @@ TEST_CASE("read_sound reads OGG/Vorbis, which resamples to 12000 samples a secon
 }
 
 TEST_CASE("resample: lengths follow the rates", "[audio]") {
-    for (auto [from, seconds] : {std::pair{44100, 1.0}, std::pair{48000, 1.0}, std::pair{22050, 2.0}, std::pair{8000, 1.5},
-                                 std::pair{16000, 0.25}, std::pair{11025, 3.0}}) {
+    for (auto [from, seconds] : {std::pair{44100, 1.0}, std::pair{48000, 1.0}, std::pair{22050, 2.0},
+                                 std::pair{8000, 1.5}, std::pair{16000, 0.25}, std::pair{11025, 3.0}}) {
         INFO(from << " Hz, " << seconds << " s");
         const size_t n = size_t(from * seconds), want = size_t(12000 * seconds);
         const size_t got = st::resample(sine(440, from, n, 0.5), from, 12000).size();
@@ -219,7 +223,8 @@ TEST_CASE("mu-law after resampling: music-like sound comes back at 30 dB or bett
         const std::vector<float> x = st::resample(s.samples, s.rate, 12000);
         const double at_12k = snr_db(x, through_codes(x)), at_44k = snr_db(s.samples, through_codes(s.samples));
         const double linear = snr_db(x, through_codes(x, true));
-        INFO("peak " << peak << ": mu-law " << at_12k << " dB at 12 kHz, " << at_44k << " dB at 44.1 kHz; linear " << linear << " dB");
+        INFO("peak " << peak << ": mu-law " << at_12k << " dB at 12 kHz, " << at_44k << " dB at 44.1 kHz; linear "
+                     << linear << " dB");
         CHECK(at_12k >= 30);
         CHECK(at_44k >= 30);
         // mu-law's error follows the level of the sound; linear's does not, so quiet sound loses to it.
@@ -299,7 +304,8 @@ TEST_CASE("read_sound takes a header's length as a claim, not as memory to set a
     flac[21] = char(flac[21] | 0x0F);
     for (size_t i = 22; i < 26; i++) flac[i] = char(0xFF);
     put(p, flac);
-    CHECK_AUDIO_ERROR(st::read_sound(p), p, "corrupted or truncated (4000 of the 68719476735 frames its header announces)");
+    CHECK_AUDIO_ERROR(st::read_sound(p), p,
+                      "corrupted or truncated (4000 of the 68719476735 frames its header announces)");
 }
 
 TEST_CASE("mu-law on real music", "[.music]") {
@@ -309,8 +315,9 @@ TEST_CASE("mu-law on real music", "[.music]") {
         if (e.path().extension() == ".ogg") tracks.push_back(e.path());
     std::sort(tracks.begin(), tracks.end());
     REQUIRE(!tracks.empty());
-    std::printf("SNR in dB of mu-law at 12 kHz (against the sound resampled to 12 kHz), of mu-law at the file's rate,\n"
-                "and of 8-bit linear at 12 kHz; the level is the RMS of the sound at 12 kHz, in dB of full scale\n");
+    std::printf(
+        "SNR in dB of mu-law at 12 kHz (against the sound resampled to 12 kHz), of mu-law at the file's rate,\n"
+        "and of 8-bit linear at 12 kHz; the level is the RMS of the sound at 12 kHz, in dB of full scale\n");
     std::printf("%-28s %7s %6s %6s %8s %8s %8s\n", "track", "seconds", "rate", "level", "mu-law", "at rate", "linear");
     Energies all_12k, all_rate, all_linear;
     double seconds = 0;
@@ -320,11 +327,11 @@ TEST_CASE("mu-law on real music", "[.music]") {
         const Energies at_12k = energies(x, through_codes(x)), at_rate = energies(s.samples, through_codes(s.samples));
         const Energies linear = energies(x, through_codes(x, true));
         std::printf("%-28s %7.1f %6d %6.1f %8.2f %8.2f %8.2f\n", std::filesystem::path(track).filename().c_str(),
-                    double(s.samples.size()) / s.rate, s.rate, 10 * std::log10(at_12k.signal / double(x.size())), at_12k.snr_db(),
-                    at_rate.snr_db(), linear.snr_db());
+                    double(s.samples.size()) / s.rate, s.rate, 10 * std::log10(at_12k.signal / double(x.size())),
+                    at_12k.snr_db(), at_rate.snr_db(), linear.snr_db());
         all_12k.add(at_12k), all_rate.add(at_rate), all_linear.add(linear);
         seconds += double(s.samples.size()) / s.rate;
     }
-    std::printf("%-28s %7.1f %6s %6s %8.2f %8.2f %8.2f\n", "all (energies summed)", seconds, "", "", all_12k.snr_db(), all_rate.snr_db(),
-                all_linear.snr_db());
+    std::printf("%-28s %7.1f %6s %6s %8.2f %8.2f %8.2f\n", "all (energies summed)", seconds, "", "", all_12k.snr_db(),
+                all_rate.snr_db(), all_linear.snr_db());
 }

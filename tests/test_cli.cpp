@@ -52,7 +52,8 @@ std::string usage_error(const std::vector<std::string>& args) {
 }
 
 std::string range(const std::string& option, long long value, long long lo, long long hi) {
-    return "--" + option + " " + std::to_string(value) + ": must be between " + std::to_string(lo) + " and " + std::to_string(hi);
+    return "--" + option + " " + std::to_string(value) + ": must be between " + std::to_string(lo) + " and " +
+           std::to_string(hi);
 }
 
 }  // namespace
@@ -77,7 +78,7 @@ TEST_CASE("model options: the ranges are config.h's limits, and what they allow 
     struct Limit {
         std::string option;
         long long lo, hi;
-        std::vector<std::string> with;   // what makes the largest value a usable model
+        std::vector<std::string> with;  // what makes the largest value a usable model
     };
     const Limit limits[] = {
         {"layers", 1, kMaxLayers, {}},
@@ -102,7 +103,8 @@ TEST_CASE("model options: the ranges are config.h's limits, and what they allow 
     CHECK(usage_error({"--heads", "3"}) == "heads 3 do not divide d_model 256");
     CHECK(usage_error({"--pattern", "sparse"}) == "--pattern sparse: expected dense, local, fixed or strided");
     CHECK(usage_error({"--pos", "image"}) == "--pos image: expected 1d or 2d (images: --image HxWxC)");
-    CHECK(usage_error({"--image", "28x28"}) == "--image 28x28: expected HxWxC with C 1 (grey), 3 (RGB) or 4 (RGBA), e.g. 28x28x1");
+    CHECK(usage_error({"--image", "28x28"}) ==
+          "--image 28x28: expected HxWxC with C 1 (grey), 3 (RGB) or 4 (RGBA), e.g. 28x28x1");
     CHECK(usage_error({"--image", "8192x8192x3"}) == "--image 8192x8192x3: too large a picture");
 }
 
@@ -121,16 +123,19 @@ TEST_CASE("model options: --image sets the context and positions, and the paper'
 TEST_CASE("model options: st-train and st-viz-attn get the same Config for the same arguments") {
     const std::vector<std::vector<std::string>> cases = {
         {},
-        {"--pattern", "strided", "--mode", "interleaved", "--ctx", "64", "--stride", "8", "--layers", "2", "--heads", "2"},
+        {"--pattern", "strided", "--mode", "interleaved", "--ctx", "64", "--stride", "8", "--layers", "2", "--heads",
+         "2"},
         {"--pattern", "fixed", "--ctx", "128", "--stride", "16", "--summary", "4", "--layers", "3", "--heads", "1"},
         {"--image", "8x8x1", "--layers", "2", "--d-model", "32", "--heads", "2"},
-        {"--pattern", "local", "--pos", "1d", "--ctx", "100", "--stride", "7", "--block", "128", "--ff-mult", "2", "--dropout", "0.1"},
+        {"--pattern", "local", "--pos", "1d", "--ctx", "100", "--stride", "7", "--block", "128", "--ff-mult", "2",
+         "--dropout", "0.1"},
     };
     for (const auto& args : cases) {
         const Config t = train_config(args), v = viz_config(args);
         CHECK(config_to_json(t) == config_to_json(v));
     }
-    for (const std::vector<std::string>& bad : {std::vector<std::string>{"--heads", "3"}, {"--layers", "0"}, {"--stride", "96"}}) {
+    for (const std::vector<std::string>& bad :
+         {std::vector<std::string>{"--heads", "3"}, {"--layers", "0"}, {"--stride", "96"}}) {
         std::string t, v;
         try {
             train_config(bad);
@@ -151,7 +156,7 @@ TEST_CASE("model options: the first one given, for programs that take the model 
     cxxopts::Options o("st-viz-attn");
     o.add_options()("layers", "layers", cxxopts::value<std::string>())("heads", "heads", cxxopts::value<std::string>());
     cli::add_model_options(o, "model", kPick);
-    CHECK(cli::model_option_given(parse(o, {})).empty());   // defaults are not given
+    CHECK(cli::model_option_given(parse(o, {})).empty());  // defaults are not given
     CHECK(cli::model_option_given(parse(o, {"--heads", "0,1"}), kPick).empty());
     CHECK(cli::model_option_given(parse(o, {"--heads", "0,1"})) == "--heads");
     CHECK(cli::model_option_given(parse(o, {"--dropout", "0.1", "--ctx", "64"}), kPick) == "--ctx");
@@ -161,7 +166,11 @@ TEST_CASE("commands: the one named runs on what follows it; others are usage err
     static std::vector<std::string> seen;
     seen.clear();
     const cli::Command commands[] = {
-        {"encode", [](int argc, char** argv) { seen.assign(argv, argv + argc); return 3; }},
+        {"encode",
+         [](int argc, char** argv) {
+             seen.assign(argv, argv + argc);
+             return 3;
+         }},
         {"decode", [](int, char**) { return 4; }},
         {"info", [](int, char**) { return 5; }},
     };
@@ -171,8 +180,10 @@ TEST_CASE("commands: the one named runs on what follows it; others are usage err
     CHECK(seen == std::vector<std::string>{"encode", "--size", "2x2"});
     std::string bad = "convert";
     char* unknown[] = {a0.data(), bad.data()};
-    CHECK_THROWS_WITH(cli::run_command("st-x", "usage\n", commands, 2, unknown), "unknown command 'convert': expected encode, decode or info");
-    CHECK_THROWS_WITH(cli::run_command("st-x", "usage\n", std::span(commands, 2), 1, argv), "missing command: encode or decode");
+    CHECK_THROWS_WITH(cli::run_command("st-x", "usage\n", commands, 2, unknown),
+                      "unknown command 'convert': expected encode, decode or info");
+    CHECK_THROWS_WITH(cli::run_command("st-x", "usage\n", std::span(commands, 2), 1, argv),
+                      "missing command: encode or decode");
 }
 
 TEST_CASE("held-out split: the last --val-frac of the data, or a file of its own") {
@@ -183,7 +194,7 @@ TEST_CASE("held-out split: the last --val-frac of the data, or a file of its own
 
     TrainData d = split_heldout(data, "d.txt", c, 0.1f, std::nullopt);
     CHECK(d.train().size() == 90);
-    CHECK(d.train().data() == data.data());   // a view, not a copy
+    CHECK(d.train().data() == data.data());  // a view, not a copy
     CHECK(d.val == std::vector<uint8_t>(data.begin() + 90, data.end()));
     CHECK_THROWS_WITH(split_heldout(data, "d.txt", c, 0.05f, std::nullopt),
                       "d.txt: the held-out part (5 bytes) is shorter than one window of the context (9 bytes); "
@@ -197,24 +208,25 @@ TEST_CASE("held-out split: the last --val-frac of the data, or a file of its own
     std::FILE* f = std::fopen(val.c_str(), "wb");
     std::fwrite(data.data(), 1, 8, f);
     std::fclose(f);
-    CHECK_THROWS_WITH(split_heldout(data, "d.txt", c, 0.1f, val), val + ": 8 bytes is shorter than one window of the context (9 bytes)");
+    CHECK_THROWS_WITH(split_heldout(data, "d.txt", c, 0.1f, val),
+                      val + ": 8 bytes is shorter than one window of the context (9 bytes)");
     f = std::fopen(val.c_str(), "ab");
     std::fwrite(data.data(), 1, 1, f);
     std::fclose(f);
     d = split_heldout(data, "d.txt", c, 0.1f, val);
-    CHECK(d.train().size() == 100);   // all of the data trains
+    CHECK(d.train().size() == 100);  // all of the data trains
     CHECK(d.val.size() == 9);
 }
 
 TEST_CASE("held-out split: pictures are whole records, each after its start byte") {
     const Config c = train_config({"--image", "2x2x1", "--d-model", "32", "--heads", "2"});
-    std::vector<uint8_t> data(40);   // ten 2x2x1 pictures
+    std::vector<uint8_t> data(40);  // ten 2x2x1 pictures
     for (size_t i = 0; i < data.size(); i++) data[i] = uint8_t(i + 1);
 
-    const TrainData d = split_heldout(data, "p.bin", c, 0.25f, std::nullopt);   // two pictures held out
+    const TrainData d = split_heldout(data, "p.bin", c, 0.25f, std::nullopt);  // two pictures held out
     CHECK(d.train().size() == 8 * 5);
     CHECK(d.val == std::vector<uint8_t>{0, 33, 34, 35, 36, 0, 37, 38, 39, 40});
-    CHECK(split_heldout(data, "p.bin", c, 0.0001f, std::nullopt).val.size() == 5);   // at least one
+    CHECK(split_heldout(data, "p.bin", c, 0.0001f, std::nullopt).val.size() == 5);    // at least one
     CHECK(split_heldout(data, "p.bin", c, 0.95f, std::nullopt).train().size() == 5);  // at least one to train on
     CHECK_THROWS_WITH(split_heldout(std::span(data).first(7), "p.bin", c, 0.1f, std::nullopt),
                       "p.bin: 7 bytes hold fewer than two 2x2x1 pictures");

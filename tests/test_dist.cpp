@@ -23,12 +23,12 @@
 #include <sstream>
 #include <thread>
 
+#include "error.h"
 #include "parallel/auth.h"
 #include "parallel/comm.h"
 #include "parallel/launch.h"
 #include "parallel/rendezvous.h"
 #include "parallel/shard.h"
-#include "error.h"
 
 using namespace st;
 
@@ -58,7 +58,8 @@ int free_port() {
 
 DistEnv local_job(int rank, int world, int port) {
     DistEnv e;
-    e.rank = rank, e.world = world, e.local_rank = rank, e.master_addr = "127.0.0.1", e.master_port = port, e.launcher = "torchrun";
+    e.rank = rank, e.world = world, e.local_rank = rank, e.master_addr = "127.0.0.1", e.master_port = port,
+    e.launcher = "torchrun";
     e.secret = kSecret;
     return e;
 }
@@ -81,7 +82,7 @@ int connect_to(const char* ip, int port) {
     return -1;
 }
 
-int connect_when_listening(const char* ip, int port) {   // rank 0 starts in another thread
+int connect_when_listening(const char* ip, int port) {  // rank 0 starts in another thread
     for (int tries = 0; tries < 500; tries++) {
         if (const int fd = connect_to(ip, port); fd >= 0) return fd;
         std::this_thread::sleep_for(std::chrono::milliseconds(10));
@@ -96,7 +97,8 @@ std::vector<uint8_t> read_for(int fd, size_t n, int ms) {
     const auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
     while (got.size() < n) {
         pollfd pf = {fd, POLLIN, 0};
-        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(end - std::chrono::steady_clock::now()).count();
+        const auto left =
+            std::chrono::duration_cast<std::chrono::milliseconds>(end - std::chrono::steady_clock::now()).count();
         if (left <= 0 || poll(&pf, 1, int(left)) <= 0) break;
         uint8_t buf[4096];
         const ssize_t k = recv(fd, buf, std::min(sizeof buf, n - got.size()), 0);
@@ -111,14 +113,17 @@ bool closed_within(int fd, int ms) {
     const auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
     for (;;) {
         pollfd pf = {fd, POLLIN, 0};
-        const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(end - std::chrono::steady_clock::now()).count();
+        const auto left =
+            std::chrono::duration_cast<std::chrono::milliseconds>(end - std::chrono::steady_clock::now()).count();
         if (left <= 0 || poll(&pf, 1, int(left)) <= 0) return false;
         uint8_t buf[256];
         if (recv(fd, buf, sizeof buf, 0) <= 0) return true;
     }
 }
 
-void send_bytes(int fd, const std::vector<uint8_t>& bytes) { REQUIRE(send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL) == ssize_t(bytes.size())); }
+void send_bytes(int fd, const std::vector<uint8_t>& bytes) {
+    REQUIRE(send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL) == ssize_t(bytes.size()));
+}
 
 // What this process writes on stderr while one lives, for the lines the code under test prints there.
 struct StderrToFile {
@@ -220,7 +225,9 @@ std::string hex(const Digest& d) {
     return s;
 }
 
-std::span<const uint8_t> bytes_of(const std::string& s) { return {reinterpret_cast<const uint8_t*>(s.data()), s.size()}; }
+std::span<const uint8_t> bytes_of(const std::string& s) {
+    return {reinterpret_cast<const uint8_t*>(s.data()), s.size()};
+}
 
 }  // namespace
 
@@ -229,22 +236,37 @@ TEST_CASE("launcher variables: torchrun, mpirun, srun, none", "[dist]") {
     CHECK(e.world == 1);
     CHECK(e.launcher.empty());
 
-    e = env_of({{"RANK", "3"}, {"WORLD_SIZE", "8"}, {"LOCAL_RANK", "1"}, {"MASTER_ADDR", "node7"}, {"MASTER_PORT", "1234"}});
+    e = env_of(
+        {{"RANK", "3"}, {"WORLD_SIZE", "8"}, {"LOCAL_RANK", "1"}, {"MASTER_ADDR", "node7"}, {"MASTER_PORT", "1234"}});
     CHECK(e.launcher == "torchrun");
     CHECK((e.rank == 3 && e.world == 8 && e.local_rank == 1 && e.master_addr == "node7" && e.master_port == 1234));
 
     // Under torchrun's agent, whose store holds MASTER_PORT, st's rank 0 listens on the next port.
-    e = env_of({{"RANK", "1"}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "node7"}, {"MASTER_PORT", "29500"}, {"TORCHELASTIC_RUN_ID", "job"}});
+    e = env_of({{"RANK", "1"},
+                {"WORLD_SIZE", "2"},
+                {"MASTER_ADDR", "node7"},
+                {"MASTER_PORT", "29500"},
+                {"TORCHELASTIC_RUN_ID", "job"}});
     CHECK(e.master_port == 29501);
-    CHECK_THROWS_WITH(env_of({{"RANK", "1"}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "a"}, {"MASTER_PORT", "65535"}, {"TORCHELASTIC_RUN_ID", "j"}}),
+    CHECK_THROWS_WITH(env_of({{"RANK", "1"},
+                              {"WORLD_SIZE", "2"},
+                              {"MASTER_ADDR", "a"},
+                              {"MASTER_PORT", "65535"},
+                              {"TORCHELASTIC_RUN_ID", "j"}}),
                       Catch::Contains("MASTER_PORT + 1"));
 
-    e = env_of({{"OMPI_COMM_WORLD_RANK", "1"}, {"OMPI_COMM_WORLD_SIZE", "2"}, {"OMPI_COMM_WORLD_LOCAL_RANK", "1"},
+    e = env_of({{"OMPI_COMM_WORLD_RANK", "1"},
+                {"OMPI_COMM_WORLD_SIZE", "2"},
+                {"OMPI_COMM_WORLD_LOCAL_RANK", "1"},
                 {"OMPI_COMM_WORLD_LOCAL_SIZE", "2"}});
     CHECK(e.launcher == "mpirun");
-    CHECK((e.rank == 1 && e.world == 2 && e.master_addr == "127.0.0.1" && e.master_port == 29500));   // one host
+    CHECK((e.rank == 1 && e.world == 2 && e.master_addr == "127.0.0.1" && e.master_port == 29500));  // one host
 
-    e = env_of({{"SLURM_PROCID", "5"}, {"SLURM_NTASKS", "8"}, {"SLURM_LOCALID", "1"}, {"SLURM_NNODES", "2"}, {"MASTER_ADDR", "10.0.0.1"}});
+    e = env_of({{"SLURM_PROCID", "5"},
+                {"SLURM_NTASKS", "8"},
+                {"SLURM_LOCALID", "1"},
+                {"SLURM_NNODES", "2"},
+                {"MASTER_ADDR", "10.0.0.1"}});
     CHECK(e.launcher == "srun");
     CHECK((e.rank == 5 && e.world == 8 && e.local_rank == 1 && e.master_addr == "10.0.0.1"));
 
@@ -258,11 +280,16 @@ TEST_CASE("launcher variables: torchrun, mpirun, srun, none", "[dist]") {
     CHECK_THROWS_WITH(env_of({{"RANK", "x"}, {"WORLD_SIZE", "2"}}), Catch::Contains("RANK=x"));
 
     // The job's secret and the collectives' timeout come with the job's other variables.
-    e = env_of({{"RANK", "1"}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "a"}, {"ST_JOB_SECRET", "s3cret"}, {"ST_COLLECTIVE_TIMEOUT", "2.5"}});
+    e = env_of({{"RANK", "1"},
+                {"WORLD_SIZE", "2"},
+                {"MASTER_ADDR", "a"},
+                {"ST_JOB_SECRET", "s3cret"},
+                {"ST_COLLECTIVE_TIMEOUT", "2.5"}});
     CHECK((e.secret == "s3cret" && e.collective_timeout_s == 2.5));
     CHECK(env_of({{"RANK", "1"}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "a"}}).collective_timeout_s == 600);
-    CHECK_THROWS_WITH(env_of({{"RANK", "1"}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "a"}, {"ST_COLLECTIVE_TIMEOUT", "soon"}}),
-                      Catch::Contains("ST_COLLECTIVE_TIMEOUT=soon"));
+    CHECK_THROWS_WITH(
+        env_of({{"RANK", "1"}, {"WORLD_SIZE", "2"}, {"MASTER_ADDR", "a"}, {"ST_COLLECTIVE_TIMEOUT", "soon"}}),
+        Catch::Contains("ST_COLLECTIVE_TIMEOUT=soon"));
 }
 
 TEST_CASE("the batch and the parameters divide among the ranks without gaps or overlaps", "[dist]") {
@@ -282,7 +309,7 @@ TEST_CASE("the batch and the parameters divide among the ranks without gaps or o
             const int64_t size = shard_size(n, world);
             CHECK(size % 64 == 0);
             CHECK(size * world >= n);
-            for (int r = 0; r < world; r++) {   // consecutive parts of `size`, the last ones clipped to n
+            for (int r = 0; r < world; r++) {  // consecutive parts of `size`, the last ones clipped to n
                 const Range s = shard_range(n, r, world);
                 CHECK(s.begin == std::min(n, int64_t(r) * size));
                 CHECK(s.end == std::min(n, int64_t(r + 1) * size));
@@ -324,14 +351,15 @@ TEST_CASE("one rank dies: every other rank hears of it; a clean end is no death"
                 continue;
             }
             try {
-                Rendezvous rv(local_job(r, world, port), r == 0 ? std::vector<uint8_t>{42} : std::vector<uint8_t>{}, 20);
+                Rendezvous rv(local_job(r, world, port), r == 0 ? std::vector<uint8_t>{42} : std::vector<uint8_t>{},
+                              20);
                 rv.watch([r](const std::string&) { _exit(10 + r); });
-                if (r == dying) _exit(0);   // gone without a goodbye, as a killed process
+                if (r == dying) _exit(0);  // gone without a goodbye, as a killed process
                 std::this_thread::sleep_for(std::chrono::milliseconds(dying >= 0 ? 5000 : 300));
             } catch (...) {
                 _exit(1);
             }
-            _exit(0);   // after the destructor's goodbye
+            _exit(0);  // after the destructor's goodbye
         }
         std::vector<int> codes;
         for (pid_t pid : pids) {
@@ -342,7 +370,7 @@ TEST_CASE("one rank dies: every other rank hears of it; a clean end is no death"
         return codes;
     };
     CHECK(run(3, -1) == std::vector<int>{0, 0, 0});
-    CHECK(run(3, 2) == std::vector<int>{10, 11, 0});   // rank 0 hears of rank 2, rank 1 of rank 0
+    CHECK(run(3, 2) == std::vector<int>{10, 11, 0});  // rank 0 hears of rank 2, rank 1 of rank 0
     CHECK(run(3, 0) == std::vector<int>{0, 11, 12});
 }
 
@@ -351,17 +379,22 @@ TEST_CASE("SHA-256 and HMAC-SHA256 give the published values", "[dist]") {
     CHECK(hex(sha256(bytes_of("abc"))) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
     CHECK(hex(sha256(bytes_of("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"))) ==
           "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1");
-    CHECK(hex(sha256(bytes_of(std::string(1000000, 'a')))) == "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
+    CHECK(hex(sha256(bytes_of(std::string(1000000, 'a')))) ==
+          "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0");
     // RFC 4231, test cases 1, 2 and 6 (a key longer than a block).
-    CHECK(hex(hmac_sha256(std::string(20, '\x0b'), bytes_of("Hi There"))) == "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7");
-    CHECK(hex(hmac_sha256("Jefe", bytes_of("what do ya want for nothing?"))) == "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
-    CHECK(hex(hmac_sha256(std::string(131, '\xaa'), bytes_of("Test Using Larger Than Block-Size Key - Hash Key First"))) ==
+    CHECK(hex(hmac_sha256(std::string(20, '\x0b'), bytes_of("Hi There"))) ==
+          "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7");
+    CHECK(hex(hmac_sha256("Jefe", bytes_of("what do ya want for nothing?"))) ==
+          "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+    CHECK(hex(hmac_sha256(std::string(131, '\xaa'),
+                          bytes_of("Test Using Larger Than Block-Size Key - Hash Key First"))) ==
           "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54");
     const std::string a = make_job_secret(), b = make_job_secret();
     CHECK((a.size() == 64 && a != b && a.find_first_not_of("0123456789abcdef") == std::string::npos));
 }
 
-TEST_CASE("the handshake's messages: each side reads what the other makes; a wrong secret or a changed byte is refused", "[dist]") {
+TEST_CASE("the handshake's messages: each side reads what the other makes; a wrong secret or a changed byte is refused",
+          "[dist]") {
     Handshake h;
     random_bytes(h.rank0_nonce);
     random_bytes(h.rank_nonce);
@@ -375,21 +408,22 @@ TEST_CASE("the handshake's messages: each side reads what the other makes; a wro
     CHECK_FALSE(join_proves("another job's secret", j, h.rank0_nonce));
     Nonce other = h.rank0_nonce;
     other[0] ^= 1;
-    CHECK_FALSE(join_proves(kSecret, j, other));   // a join made for another connection
-    join[7] = 1;                                    // rank 1 instead of 2: the mac no longer fits
+    CHECK_FALSE(join_proves(kSecret, j, other));  // a join made for another connection
+    join[7] = 1;                                  // rank 1 instead of 2: the mac no longer fits
     CHECK_FALSE(join_proves(kSecret, parse_join(join), h.rank0_nonce));
 
     const std::vector<uint8_t> blob = {9, 8, 7};
     std::vector<uint8_t> handout = handout_bytes(kSecret, h, blob);
     REQUIRE(handout.size() == kHandoutHeaderSize + blob.size());
-    const std::span<const uint8_t> head_bytes(handout.data(), kHandoutHeaderSize), got(handout.data() + kHandoutHeaderSize, blob.size());
+    const std::span<const uint8_t> head_bytes(handout.data(), kHandoutHeaderSize),
+        got(handout.data() + kHandoutHeaderSize, blob.size());
     const HandoutHeader head = parse_handout_header(head_bytes);
     CHECK(head.length == 3);
     CHECK(handout_proves(kSecret, h, head, got));
     CHECK_FALSE(handout_proves("another job's secret", h, head, got));
     Handshake for_rank1 = h;
     for_rank1.rank = 1;
-    CHECK_FALSE(handout_proves(kSecret, for_rank1, head, got));   // a handout meant for another rank
+    CHECK_FALSE(handout_proves(kSecret, for_rank1, head, got));  // a handout meant for another rank
     handout.back() ^= 1;
     CHECK_FALSE(handout_proves(kSecret, h, head, {handout.data() + kHandoutHeaderSize, blob.size()}));
 
@@ -408,13 +442,15 @@ TEST_CASE("the handshake's messages: each side reads what the other makes; a wro
     std::vector<uint8_t> big(head_bytes.begin(), head_bytes.end());
     big[4] = big[5] = big[6] = big[7] = 0xff;
     CHECK_THROWS_WITH(parse_handout_header(big), Catch::Contains("4294967295 bytes announced, at most 4096"));
-    CHECK_THROWS_WITH(handout_bytes(kSecret, h, std::vector<uint8_t>(kMaxBlob + 1)), Catch::Contains("4097 bytes to hand out"));
+    CHECK_THROWS_WITH(handout_bytes(kSecret, h, std::vector<uint8_t>(kMaxBlob + 1)),
+                      Catch::Contains("4097 bytes to hand out"));
 }
 
 TEST_CASE("a job of several processes needs ST_JOB_SECRET; one process alone does not", "[dist]") {
     DistEnv e = local_job(1, 2, free_port());
     e.secret.clear();
-    CHECK_THROWS_WITH(Rendezvous(e, {}, 1), Catch::Contains("ST_JOB_SECRET is not set") && Catch::Contains("export ST_JOB_SECRET="));
+    CHECK_THROWS_WITH(Rendezvous(e, {}, 1),
+                      Catch::Contains("ST_JOB_SECRET is not set") && Catch::Contains("export ST_JOB_SECRET="));
     e.secret = "short";
     CHECK_THROWS_WITH(Rendezvous(e, {}, 1), Catch::Contains("ST_JOB_SECRET is shorter than 16 characters"));
     CHECK(Rendezvous(DistEnv{}, {5}, 1).blob() == std::vector<uint8_t>{5});
@@ -442,10 +478,11 @@ TEST_CASE("strangers without the secret take no rank's place: the job forms with
         }
     };
     std::thread rank0(rank, 0);
-    const int old_style = connect_when_listening("127.0.0.1", port);   // "I am rank 1", then NaNs
+    const int old_style = connect_when_listening("127.0.0.1", port);  // "I am rank 1", then NaNs
     std::vector<uint8_t> claim = {0, 0, 0, 1};
     const float nan = std::nanf("");
-    for (int i = 0; i < 256; i++) claim.insert(claim.end(), reinterpret_cast<const uint8_t*>(&nan), reinterpret_cast<const uint8_t*>(&nan) + 4);
+    for (int i = 0; i < 256; i++)
+        claim.insert(claim.end(), reinterpret_cast<const uint8_t*>(&nan), reinterpret_cast<const uint8_t*>(&nan) + 4);
     send_bytes(old_style, claim);
     const int wrong_secret = connect_when_listening("127.0.0.1", port);
     const std::vector<uint8_t> hello = read_for(wrong_secret, kHelloSize, 5000);
@@ -473,9 +510,11 @@ TEST_CASE("strangers without the secret take no rank's place: the job forms with
     }
     std::vector<std::string> refusals;
     for (const std::string& line : err.lines())
-        if (line.find("rendezvous: refused a connection from 127.0.0.1:") != std::string::npos) refusals.push_back(line);
+        if (line.find("rendezvous: refused a connection from 127.0.0.1:") != std::string::npos)
+            refusals.push_back(line);
     CHECK(refusals.size() == 3);
-    CHECK(std::count_if(refusals.begin(), refusals.end(), [](const std::string& l) { return l.find("ST_JOB_SECRET") != std::string::npos; }) == 1);
+    CHECK(std::count_if(refusals.begin(), refusals.end(),
+                        [](const std::string& l) { return l.find("ST_JOB_SECRET") != std::string::npos; }) == 1);
 }
 
 TEST_CASE("a caller that says nothing holds up nobody", "[dist]") {
@@ -497,13 +536,14 @@ TEST_CASE("a caller that says nothing holds up nobody", "[dist]") {
     rank0.join();
     CHECK(failure == "");
     CHECK(blob == std::vector<uint8_t>{1, 2});
-    CHECK(took < 5);                                            // not the handshake's 10 s, nor the 30 s of the rendezvous
-    CHECK(read_for(silent, kHelloSize + 1, 2000).size() == kHelloSize);   // greeted, then let go
+    CHECK(took < 5);  // not the handshake's 10 s, nor the 30 s of the rendezvous
+    CHECK(read_for(silent, kHelloSize + 1, 2000).size() == kHelloSize);  // greeted, then let go
     CHECK(closed_within(silent, 2000));
     close(silent);
 }
 
-TEST_CASE("a fake rank 0 is refused: one that announces 4 GiB before allocating them, one without the secret", "[dist]") {
+TEST_CASE("a fake rank 0 is refused: one that announces 4 GiB before allocating them, one without the secret",
+          "[dist]") {
     // The fake listens where the rank looks for rank 0; the rank runs in a process of its own with
     // 1 GiB more address space than it has, so that a size believed too soon is a std::bad_alloc,
     // not a test that takes 4 GiB.
@@ -538,7 +578,7 @@ TEST_CASE("a fake rank 0 is refused: one that announces 4 GiB before allocating 
         }
         const std::vector<uint8_t> answer = handout(h);
         send(fd, answer.data(), answer.size(), MSG_NOSIGNAL);
-        const auto result = finish_child(c, 10);   // the connection stays open: the rank must not wait for its end
+        const auto result = finish_child(c, 10);  // the connection stays open: the rank must not wait for its end
         close(fd);
         close(lfd);
         return result;
@@ -549,15 +589,18 @@ TEST_CASE("a fake rank 0 is refused: one that announces 4 GiB before allocating 
         return m;
     });
     CHECK(huge.first == 0);
-    CHECK_THAT(huge.second, Catch::Contains("is not this job's rank 0") && Catch::Contains("4294967295 bytes announced"));
-    const auto guess = fake([](const Handshake& h) { return handout_bytes("a guess at the job's secret", h, std::vector<uint8_t>(128, 1)); });
+    CHECK_THAT(huge.second,
+               Catch::Contains("is not this job's rank 0") && Catch::Contains("4294967295 bytes announced"));
+    const auto guess = fake([](const Handshake& h) {
+        return handout_bytes("a guess at the job's secret", h, std::vector<uint8_t>(128, 1));
+    });
     CHECK(guess.first == 0);
     CHECK_THAT(guess.second, Catch::Contains("is not this job's rank 0") && Catch::Contains("ST_JOB_SECRET"));
 }
 
 TEST_CASE("rank 0 listens on MASTER_ADDR's address alone", "[dist]") {
     const int port = free_port();
-    StderrToFile err;   // the probes below are refused with a line each
+    StderrToFile err;  // the probes below are refused with a line each
     std::string failure;
     std::thread rank0([&] {
         try {
@@ -609,11 +652,13 @@ TEST_CASE("processes that know the secret but disagree on the job are refused", 
             });
         for (auto& t : ts) t.join();
         rank0.join();
-        for (const std::string& f : failures) CHECK_THAT(f, Catch::Contains("closed the connection before handing out the job"));
+        for (const std::string& f : failures)
+            CHECK_THAT(f, Catch::Contains("closed the connection before handing out the job"));
         return rank0_failure;
     };
     int port = free_port();
-    CHECK_THAT(rank0_and(3, {local_job(1, 2, port)}), Catch::Contains("rank 1 is one of a job of 2 processes, rank 0 of a job of 3"));
+    CHECK_THAT(rank0_and(3, {local_job(1, 2, port)}),
+               Catch::Contains("rank 1 is one of a job of 2 processes, rank 0 of a job of 3"));
     port = free_port();
     CHECK_THAT(rank0_and(3, {local_job(1, 3, port), local_job(1, 3, port)}), Catch::Contains("rank 1 joined twice"));
 }
@@ -646,17 +691,21 @@ TEST_CASE("the collectives refuse a message that is not the one expected, and en
     auto comm = make_tcp_comm(rank0);
     std::vector<float> x(4, 1.f);
 
-    const auto t0 = std::chrono::steady_clock::now();   // rank 1 says nothing
-    CHECK_THROWS_WITH(comm->allreduce_sum(x.data(), x.size()), Catch::Contains("rank 1 did not answer within 0.5 s (ST_COLLECTIVE_TIMEOUT)"));
+    const auto t0 = std::chrono::steady_clock::now();  // rank 1 says nothing
+    CHECK_THROWS_WITH(comm->allreduce_sum(x.data(), x.size()),
+                      Catch::Contains("rank 1 did not answer within 0.5 s (ST_COLLECTIVE_TIMEOUT)"));
     CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(3));
 
     // Rank 1 announces 2^60 floats for collective 1, where 4 are expected: refused from the header.
     const auto head = message_header(1, uint64_t(1) << 60);
     REQUIRE(send(rank1->socket_to(0), head.data(), head.size(), MSG_NOSIGNAL) == ssize_t(head.size()));
-    CHECK_THROWS_WITH(comm->allreduce_sum(x.data(), x.size()), Catch::Contains("rank 1 sent 1152921504606846976 floats where 4 are expected"));
+    CHECK_THROWS_WITH(comm->allreduce_sum(x.data(), x.size()),
+                      Catch::Contains("rank 1 sent 1152921504606846976 floats where 4 are expected"));
 
-    CHECK_THROWS_WITH(check_message_header(message_header(7, 4), 8, 4, 2), Catch::Contains("rank 2 is at collective 7, this rank at 8"));
-    CHECK_THROWS_WITH(check_message_header(std::vector<uint8_t>(kMessageHeaderSize, 0), 0, 0, 3), Catch::Contains("rank 3 sent bytes that are not"));
+    CHECK_THROWS_WITH(check_message_header(message_header(7, 4), 8, 4, 2),
+                      Catch::Contains("rank 2 is at collective 7, this rank at 8"));
+    CHECK_THROWS_WITH(check_message_header(std::vector<uint8_t>(kMessageHeaderSize, 0), 0, 0, 3),
+                      Catch::Contains("rank 3 sent bytes that are not"));
     CHECK_NOTHROW(check_message_header(message_header(8, 4), 8, 4, 2));
 }
 
@@ -668,10 +717,11 @@ TEST_CASE("a stop signal ends a collective's wait on a rank that does not answer
     const int port = free_port();
     const Child c = start_child([&] {
         catch_stop_signals();
-        std::thread([port] {   // rank 1 joins, then says nothing
+        std::thread([port] {  // rank 1 joins, then says nothing
             Rendezvous rv(local_job(1, 2, port), {}, 10);
             std::this_thread::sleep_for(std::chrono::seconds(60));
-        }).detach();
+        })
+            .detach();
         Rendezvous rv(local_job(0, 2, port), {1}, 10);
         auto comm = make_tcp_comm(rv);
         float x = 1;

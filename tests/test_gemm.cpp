@@ -69,7 +69,7 @@ template <class T> double gemm_error(bool ta, bool tb, Shape s, int pad, T alpha
 }
 
 // Sizes around the register tile (6 x 16 floats, 6 x 8 doubles), the KC = 256 slice and the NC = 4096 panel.
-const Shape shapes[] = {{1, 1, 1},     {7, 17, 63},  {65, 129, 300}, {17, 1, 65},  {300, 65, 7},   {129, 300, 17},
+const Shape shapes[] = {{1, 1, 1},    {7, 17, 63},   {65, 129, 300}, {17, 1, 65},  {300, 65, 7}, {129, 300, 17},
                         {6, 16, 256}, {12, 32, 513}, {63, 7, 129},   {1, 300, 65}, {3, 4100, 20}};
 
 }  // namespace

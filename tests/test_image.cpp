@@ -23,7 +23,6 @@ using Dir = st::test::TempDir;
 
 namespace {
 
-
 void put(const std::string& path, const std::vector<uint8_t>& bytes) {
     std::ofstream f(path, std::ios::binary);
     f.write(reinterpret_cast<const char*>(bytes.data()), std::streamsize(bytes.size()));
@@ -37,11 +36,12 @@ std::vector<uint8_t> concat(std::vector<uint8_t> a, const std::vector<uint8_t>& 
 // A picture whose every byte differs from its neighbours'.
 st::Image picture(int h, int w, int c, uint32_t seed = 1) {
     st::Image im{h, w, c, std::vector<uint8_t>(size_t(h * w * c))};
-    for (size_t i = 0; i < im.px.size(); i++)
-        im.px[i] = uint8_t((i * 37 + seed * 101) % 251);
+    for (size_t i = 0; i < im.px.size(); i++) im.px[i] = uint8_t((i * 37 + seed * 101) % 251);
     return im;
 }
-st::Image constant(int h, int w, int c, uint8_t value) { return {h, w, c, std::vector<uint8_t>(size_t(h * w * c), value)}; }
+st::Image constant(int h, int w, int c, uint8_t value) {
+    return {h, w, c, std::vector<uint8_t>(size_t(h * w * c), value)};
+}
 
 void check_same(const st::Image& a, const st::Image& b) {
     CHECK(a.h == b.h);
@@ -76,7 +76,9 @@ std::vector<uint8_t> gzip(const std::vector<uint8_t>& data) {
 std::vector<uint8_t> bmp(const st::Image& im) {
     const uint32_t row = uint32_t(im.w * 3 + 3) / 4 * 4, size = row * uint32_t(im.h);
     std::vector<uint8_t> out = bytes_of("BM");
-    auto u32 = [&](uint32_t v) { for (int k = 0; k < 4; k++) out.push_back(uint8_t(v >> (8 * k))); };
+    auto u32 = [&](uint32_t v) {
+        for (int k = 0; k < 4; k++) out.push_back(uint8_t(v >> (8 * k)));
+    };
     auto u16 = [&](uint16_t v) { out.push_back(uint8_t(v)), out.push_back(uint8_t(v >> 8)); };
     u32(54 + size), u32(0), u32(54);                                     // file header
     u32(40), u32(uint32_t(im.w)), u32(uint32_t(im.h)), u16(1), u16(24);  // info header
@@ -123,7 +125,8 @@ std::vector<uint8_t> tiny_jpeg(size_t dc_codes = 1, uint8_t scan_tables = 0x00) 
         for (size_t r = 0; r < repeat; r++)
             for (size_t b : bytes) j.push_back(uint8_t(b));
     };
-    const size_t dht = 2 + 17 + dc_codes, more = dc_codes - 1;  // half of them 15 bits long, half 16: a count is one byte
+    const size_t dht = 2 + 17 + dc_codes,
+                 more = dc_codes - 1;  // half of them 15 bits long, half 16: a count is one byte
     add({0xFF, 0xD8, 0xFF, 0xDB, 0, 67, 0});
     add({1}, 64);
     add({0xFF, 0xC0, 0, 11, 8, 0, 8, 0, 8, 1, 1, 0x11, 0});
@@ -140,9 +143,9 @@ std::vector<uint8_t> tiny_jpeg(size_t dc_codes = 1, uint8_t scan_tables = 0x00) 
 }  // namespace
 
 // The call throws st::Error, starting "PATH: " and containing WHAT.
-#define CHECK_IMAGE_ERROR(call, path, what)  \
-    do {                                     \
-        CHECK_THROWS_AS(call, st::Error);    \
+#define CHECK_IMAGE_ERROR(call, path, what)                                                            \
+    do {                                                                                               \
+        CHECK_THROWS_AS(call, st::Error);                                                              \
         CHECK_THROWS_WITH(call, Catch::StartsWith(std::string(path) + ": ") && Catch::Contains(what)); \
     } while (0)
 
@@ -175,7 +178,8 @@ TEST_CASE("write_png and image_grid refuse a picture beyond the limits, before a
     st::write_png(dir / "widest.png", constant(1, 65535, 1, 0));
     CHECK(dir.names() == std::vector<std::string>{"widest.png"});
     // 65540 x 65540 x 4: 17 GB that image_grid must not try to allocate.
-    CHECK_THROWS_WITH(st::image_grid({picture(64, 64, 4)}, 1, 2, 1024), Catch::Contains("a 65540x65540x4 picture is more than st handles"));
+    CHECK_THROWS_WITH(st::image_grid({picture(64, 64, 4)}, 1, 2, 1024),
+                      Catch::Contains("a 65540x65540x4 picture is more than st handles"));
 }
 
 TEST_CASE("grid_size is image_grid's size; image_size_problem says what passes the limits", "[image]") {
@@ -188,7 +192,8 @@ TEST_CASE("grid_size is image_grid's size; image_size_problem says what passes t
     const st::ImageSize big = st::grid_size(4096, 64, 64, 64, 2, 8);
     CHECK((big.h == 32898 && big.w == 32898));
     CHECK(st::image_size_problem(big.h, big.w, 4) ==
-          "a 32898x32898x4 picture (4329113616 bytes) is more than st handles: at most 65535 pixels a side and 536870912 bytes (512 MiB) of pixels");
+          "a 32898x32898x4 picture (4329113616 bytes) is more than st handles: at most 65535 pixels a side and "
+          "536870912 bytes (512 MiB) of pixels");
     CHECK(st::image_size_problem(65535, 2048, 4) == "");
     CHECK(st::image_size_problem(65535, 2049, 4) != "");
     CHECK(st::image_size_problem(uint64_t(1) << 40, uint64_t(1) << 40, 4) != "");
@@ -199,7 +204,8 @@ TEST_CASE("read_images reads IDX files, raw, gzip and gzip of several members", 
     std::vector<uint8_t> px = picture(1, 100 * 28 * 28, 1).px;
     std::vector<uint8_t> file = idx(0x08, {100, 28, 28}, px);
     // Two members: the output outgrows the size the last member's trailer announces.
-    std::vector<uint8_t> members = concat(gzip({file.begin(), file.begin() + 30000}), gzip({file.begin() + 30000, file.end()}));
+    std::vector<uint8_t> members =
+        concat(gzip({file.begin(), file.begin() + 30000}), gzip({file.begin() + 30000, file.end()}));
     const std::vector<std::pair<std::string, std::vector<uint8_t>>> cases = {
         {"IDX", file}, {"IDX (gzip)", gzip(file)}, {"IDX (gzip)", members}};
     for (const auto& [want_format, bytes] : cases) {
@@ -325,7 +331,8 @@ TEST_CASE("read_images refuses a header that claims more pixels than its file ca
     std::vector<uint8_t> ppm = concat(bytes_of("P6\n20000 20000\n255\n"), std::vector<uint8_t>(28, 1));
     REQUIRE(ppm.size() == 47);
     put(p, ppm);
-    CHECK_IMAGE_ERROR(st::read_images(p), p, "truncated PPM: 20000x20000x3 needs 1200000000 bytes of pixels, 28 follow");
+    CHECK_IMAGE_ERROR(st::read_images(p), p,
+                      "truncated PPM: 20000x20000x3 needs 1200000000 bytes of pixels, 28 follow");
     put(p, bytes_of("P5\n99999999999999999999 2\n255\n"));
     CHECK_IMAGE_ERROR(st::read_images(p), p, "is more than st handles");
     put(p, bytes_of("P5\n2 2\n99999999999999999999\n1234"));
@@ -335,9 +342,11 @@ TEST_CASE("read_images refuses a header that claims more pixels than its file ca
 
     // A BMP header of 30000 x 30000 (negative: top-down) with 8 bytes of pixels.
     std::vector<uint8_t> b = bmp(picture(2, 2, 3));
-    for (int k = 0; k < 4; k++) b[18 + size_t(k)] = uint8_t(30000 >> (8 * k)), b[22 + size_t(k)] = uint8_t(uint32_t(-30000) >> (8 * k));
+    for (int k = 0; k < 4; k++)
+        b[18 + size_t(k)] = uint8_t(30000 >> (8 * k)), b[22 + size_t(k)] = uint8_t(uint32_t(-30000) >> (8 * k));
     put(p, b);
-    CHECK_IMAGE_ERROR(st::read_images(p), p, "truncated BMP: 30000x30000x3 needs 2700000000 bytes of pixels, 16 follow");
+    CHECK_IMAGE_ERROR(st::read_images(p), p,
+                      "truncated BMP: 30000x30000x3 needs 2700000000 bytes of pixels, 16 follow");
 
     // A PNG whose header says 20000 x 20000 (its checksum made good): deflate cannot hold that in the file.
     std::vector<uint8_t> png = encoded(picture(2, 2, 1), false);
@@ -346,7 +355,8 @@ TEST_CASE("read_images refuses a header that claims more pixels than its file ca
     put_be(png, 29, uint32_t(crc32(0, &png[12], 17)), 4);
     put(p, png);
     CHECK_IMAGE_ERROR(st::read_images(p), p,
-                      "corrupted PNG: its header says 20000x20000 pixels, more than " + std::to_string(png.size()) + " bytes of PNG can hold");
+                      "corrupted PNG: its header says 20000x20000 pixels, more than " + std::to_string(png.size()) +
+                          " bytes of PNG can hold");
     // A chunk that claims more bytes than follow it.
     png = encoded(picture(2, 2, 1), false);
     put_be(png, 33, 1u << 30, 4);
@@ -365,7 +375,8 @@ TEST_CASE("read_images refuses a header that claims more pixels than its file ca
 
     // Whole, but wider than st reads.
     put(p, encoded(constant(1, 70000, 1, 9), false));
-    CHECK_IMAGE_ERROR(st::read_images(p), p, "a 1x70000x1 picture is more than st handles: at most 65535 pixels a side");
+    CHECK_IMAGE_ERROR(st::read_images(p), p,
+                      "a 1x70000x1 picture is more than st handles: at most 65535 pixels a side");
     // One gzip stream inside another is no format: the second could inflate a thousandfold again.
     put(p, gzip(gzip(idx(0x08, {1, 2, 2}, {1, 2, 3, 4}))));
     CHECK_IMAGE_ERROR(st::read_images(p), p, "not an image");
@@ -384,7 +395,8 @@ TEST_CASE("read_images refuses the JPEG and PNG structures that stb_image 2.27 m
     // Tables 1, never defined: stb_image would decode with what its memory held. Fill bytes before
     // the start marker do not hide a JPEG from the checks (stb_image reads it all the same).
     put(p, tiny_jpeg(1, 0x11));
-    CHECK_IMAGE_ERROR(st::read_images(p), p, "corrupted JPEG (a scan uses a Huffman table that no DHT segment defines)");
+    CHECK_IMAGE_ERROR(st::read_images(p), p,
+                      "corrupted JPEG (a scan uses a Huffman table that no DHT segment defines)");
     put(p, concat({0xFF, 0xFF}, tiny_jpeg(1, 0x11)));
     CHECK_IMAGE_ERROR(st::read_images(p), p, "corrupted JPEG (a scan uses a Huffman table");
     // An empty IDAT chunk before any data: stb_image copies it to a null pointer.
@@ -406,14 +418,16 @@ TEST_CASE("images_from_records cuts records and refuses a partial one", "[image]
     REQUIRE(ims.size() == 3);
     check_same(ims[2], st::Image{2, 3, 4, std::vector<uint8_t>(bytes.begin() + 48, bytes.end())});
     CHECK(st::images_from_records(bytes.data(), 0, 2, 3, 4, "in").empty());
-    CHECK_IMAGE_ERROR(st::images_from_records(bytes.data(), 70, 2, 3, 4, "in"), "in", "70 bytes is not a whole number of 2x3x4 records");
+    CHECK_IMAGE_ERROR(st::images_from_records(bytes.data(), 70, 2, 3, 4, "in"), "in",
+                      "70 bytes is not a whole number of 2x3x4 records");
     CHECK_THROWS_AS(st::images_from_records(bytes.data(), 12, 2, 3, 2, "in"), st::Error);
 }
 
 TEST_CASE("convert_channels: luma, repeated grey, alpha dropped or opaque", "[image]") {
     st::Image rgb{1, 4, 3, {255, 0, 0, 0, 255, 0, 0, 0, 255, 90, 90, 90}};
     check_same(st::convert_channels(rgb, 1), st::Image{1, 4, 1, {76, 150, 29, 90}});
-    check_same(st::convert_channels(rgb, 4), st::Image{1, 4, 4, {255, 0, 0, 255, 0, 255, 0, 255, 0, 0, 255, 255, 90, 90, 90, 255}});
+    check_same(st::convert_channels(rgb, 4),
+               st::Image{1, 4, 4, {255, 0, 0, 255, 0, 255, 0, 255, 0, 0, 255, 255, 90, 90, 90, 255}});
     st::Image grey{1, 2, 1, {7, 200}};
     check_same(st::convert_channels(grey, 3), st::Image{1, 2, 3, {7, 7, 7, 200, 200, 200}});
     check_same(st::convert_channels(grey, 4), st::Image{1, 2, 4, {7, 7, 7, 255, 200, 200, 200, 255}});

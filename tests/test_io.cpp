@@ -24,7 +24,6 @@ using st::test::TempDir;
 
 namespace {
 
-
 // Plain std::fstream I/O, independent of the code under test.
 void put(const std::string& path, const std::vector<uint8_t>& bytes) {
     std::ofstream f(path, std::ios::binary);
@@ -34,9 +33,7 @@ std::vector<uint8_t> get(const std::string& path) {
     std::ifstream f(path, std::ios::binary);
     return std::vector<uint8_t>(std::istreambuf_iterator<char>(f), {});
 }
-std::vector<uint8_t> bytes_of(const std::string& s) {
-    return std::vector<uint8_t>(s.begin(), s.end());
-}
+std::vector<uint8_t> bytes_of(const std::string& s) { return std::vector<uint8_t>(s.begin(), s.end()); }
 std::vector<uint8_t> concat(std::vector<uint8_t> a, const std::vector<uint8_t>& b) {
     a.insert(a.end(), b.begin(), b.end());
     return a;
@@ -66,8 +63,7 @@ std::vector<uint8_t> zstd_frame(const std::vector<uint8_t>& data, bool with_size
 }
 
 // The message of the st::Error that F throws; "" when it throws none.
-template <class F>
-std::string error_of(F f) {
+template <class F> std::string error_of(F f) {
     try {
         f();
     } catch (const st::Error& e) {
@@ -96,8 +92,7 @@ std::vector<uint8_t> safetensors_bytes(std::string header, const std::vector<uin
 }
 
 // Runs F with file descriptor FD (0 or 1) redirected to PATH.
-template <class F>
-void with_fd_redirected(int fd, const std::string& path, int flags, F f) {
+template <class F> void with_fd_redirected(int fd, const std::string& path, int flags, F f) {
     int saved = dup(fd);
     int file = open(path.c_str(), flags, 0644);
     REQUIRE(file >= 0);
@@ -114,8 +109,7 @@ uint32_t crc32_reference(const uint8_t* p, size_t n, uint32_t crc) {
     crc = ~crc;
     for (size_t i = 0; i < n; i++) {
         crc ^= p[i];
-        for (int k = 0; k < 8; k++)
-            crc = (crc & 1) ? 0xEDB88320u ^ (crc >> 1) : crc >> 1;
+        for (int k = 0; k < 8; k++) crc = (crc & 1) ? 0xEDB88320u ^ (crc >> 1) : crc >> 1;
     }
     return ~crc;
 }
@@ -126,8 +120,7 @@ TEST_CASE("crc32 gives the IEEE check value, matches the bitwise definition and 
     CHECK(st::crc32("123456789", 9) == 0xCBF43926u);
     CHECK(st::crc32(nullptr, 0) == 0);
     std::vector<uint8_t> buf = pattern(300, 7);
-    for (size_t i = 0; i < buf.size(); i++)
-        buf[i] ^= uint8_t(i * 31);
+    for (size_t i = 0; i < buf.size(); i++) buf[i] ^= uint8_t(i * 31);
     for (size_t start = 0; start < 9; start++)
         for (size_t n : {0, 1, 7, 8, 9, 63, 64, 65, 200}) {
             INFO("start " << start << " n " << n);
@@ -160,7 +153,9 @@ TEST_CASE("read_file reads plain files, empty files and stdin", "[io]") {
 TEST_CASE("FileBytes maps plain files and reads the rest as read_file does", "[io]") {
     TempDir dir;
     std::vector<uint8_t> data = pattern(3 << 20);
-    auto same = [](std::span<const uint8_t> a, const std::vector<uint8_t>& b) { return std::equal(a.begin(), a.end(), b.begin(), b.end()); };
+    auto same = [](std::span<const uint8_t> a, const std::vector<uint8_t>& b) {
+        return std::equal(a.begin(), a.end(), b.begin(), b.end());
+    };
     put(dir / "plain.bin", data);
     CHECK(same(st::FileBytes(dir / "plain.bin").bytes(), data));
     put(dir / "empty", {});
@@ -342,8 +337,7 @@ struct Sample {
     float scalar = 42.f;
     std::vector<st::SafeTensorsWrite> writes;
     Sample() {
-        for (float x : {1.f, -0.5f, 3.14159f, 1e20f})
-            bf16.push_back(st::f32_to_bf16(x));
+        for (float x : {1.f, -0.5f, 3.14159f, 1e20f}) bf16.push_back(st::f32_to_bf16(x));
         std::memcpy(&f32[5], "\xff\xff\xff\x7f", 4);  // a NaN payload survives byte for byte
         writes = {{"u8", st::DType::u8, {5}, u8.data()},
                   {"f64", st::DType::f64, {3}, f64.data()},
@@ -388,8 +382,7 @@ TEST_CASE("safetensors round trip, plain and .zst, byte-exact", "[io]") {
         CHECK(e.offset == offset);
         CHECK(got.find(w.name) == &e);
         size_t n = st::dtype_size(w.dtype);
-        for (int64_t d : w.shape)
-            n *= size_t(d);
+        for (int64_t d : w.shape) n *= size_t(d);
         CHECK(e.nbytes == n);
         if (n) CHECK(std::memcmp(got.data(e), w.data, n) == 0);
         offset += n;
@@ -460,9 +453,7 @@ TEST_CASE("safetensors_load rejects broken files with one line naming the path",
     auto load = [&] { return st::safetensors_load(p); };
     const std::string u8_ab = "\"a\":{\"dtype\":\"U8\",\"shape\":[2],\"data_offsets\":[0,2]}";
 
-    SECTION("missing file") {
-        CHECK_ERROR(load(), p, "No such file or directory");
-    }
+    SECTION("missing file") { CHECK_ERROR(load(), p, "No such file or directory"); }
     SECTION("empty file") {
         put(p, {});
         CHECK_ERROR(load(), p, "empty file");
@@ -522,8 +513,7 @@ TEST_CASE("safetensors_load rejects broken files with one line naming the path",
     }
     SECTION("files damaged after saving") {
         Sample s;
-        for (std::string name : {"m.st", "m.st.zst"})
-            st::safetensors_save(dir / name, s.writes, {{"k", "v"}});
+        for (std::string name : {"m.st", "m.st.zst"}) st::safetensors_save(dir / name, s.writes, {{"k", "v"}});
         std::vector<uint8_t> good = get(dir / "m.st");
 
         put(p, std::vector<uint8_t>(good.begin(), good.end() - 3));
@@ -632,7 +622,8 @@ TEST_CASE("prepare_output fails at once where PATH cannot be written and removes
                                  std::string("out.st.tmp.2147483646.0.more")})
         put(dir / n, {1});
     st::prepare_output(dir / "out.st");
-    std::vector<std::string> kept = {"other.st.tmp.2147483646.0", live, "out.st.tmp.12x.0", "out.st.tmp.2147483646.0.more"};
+    std::vector<std::string> kept = {"other.st.tmp.2147483646.0", live, "out.st.tmp.12x.0",
+                                     "out.st.tmp.2147483646.0.more"};
     std::sort(kept.begin(), kept.end());
     CHECK(dir.names() == kept);
 }
@@ -651,13 +642,15 @@ TEST_CASE("refuse_input_as_output compares files, not names", "[io]") {
     CHECK(error_of([&] { st::refuse_input_as_output("--log", dir / "other", {{"DATA", dir / "data"}}); }) == "");
     CHECK(error_of([&] { st::refuse_input_as_output("--log", dir / "new", {{"DATA", dir / "data"}}); }) == "");
     with_fd_redirected(0, dir / "data", O_RDONLY, [&] {
-        CHECK_ERROR(st::refuse_input_as_output("-o", dir / "hard", {{"DATA", "-"}}), "-o " + dir / "hard", "the same file as DATA (-)");
+        CHECK_ERROR(st::refuse_input_as_output("-o", dir / "hard", {{"DATA", "-"}}), "-o " + dir / "hard",
+                    "the same file as DATA (-)");
     });
 }
 
 TEST_CASE("a number beyond a double's range in a JSON header is a clean refusal", "[io]") {
     TempDir dir;
     put(dir / "huge-number.st", safetensors_bytes("{\"__metadata__\":{},\"x\":1e999}", {}));
-    CHECK_ERROR(st::safetensors_load(dir / "huge-number.st"), dir / "huge-number.st", "the header holds a number out of range");
+    CHECK_ERROR(st::safetensors_load(dir / "huge-number.st"), dir / "huge-number.st",
+                "the header holds a number out of range");
     CHECK_ERROR(st::json_parse("{\"lr\": 0.01E9776482582}", "recipe"), "recipe", "a number out of range");
 }

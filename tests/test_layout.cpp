@@ -16,9 +16,9 @@ using namespace st;
 
 namespace {
 
-// The paper's sets (Child et al. 2019, section 4) with st's choices (st(7), "Attention patterns"): p = 2, fixed A2 of head h
-// is the length-c sub-block sub = k mod (l/c) counted from the end of each chunk, where k = h, or
-// h / 2 in multihead mode (where only odd heads use A2).
+// The paper's sets (Child et al. 2019, section 4) with st's choices (st(7), "Attention patterns"): p = 2, fixed A2 of
+// head h is the length-c sub-block sub = k mod (l/c) counted from the end of each chunk, where k = h, or h / 2 in
+// multihead mode (where only odd heads use A2).
 bool paper_allows(const AttnSpec& s, int layer, int head, int64_t i, int64_t j) {
     if (j < 0 || j > i) return false;
     const int64_t l = s.stride, c = s.summary;
@@ -34,9 +34,12 @@ bool paper_allows(const AttnSpec& s, int layer, int head, int64_t i, int64_t j) 
         a2 = l - (sub + 1) * c <= j % l && j % l < l - sub * c;
     }
     switch (s.mode) {
-        case HeadMode::interleaved: return layer % 2 == 0 ? a1 : a2;
-        case HeadMode::merged: return a1 || a2;
-        case HeadMode::multihead: return head % 2 == 0 ? a1 : a2;
+        case HeadMode::interleaved:
+            return layer % 2 == 0 ? a1 : a2;
+        case HeadMode::merged:
+            return a1 || a2;
+        case HeadMode::multihead:
+            return head % 2 == 0 ? a1 : a2;
     }
     return false;
 }

@@ -9,9 +9,9 @@
 #include <map>
 
 #include "checkpoint.h"
+#include "cpu/decoder.h"
 #include "fd.h"
 #include "model.h"
-#include "cpu/decoder.h"
 #include "sample.h"
 #include "tiny_config.h"
 
@@ -21,8 +21,7 @@ using namespace st::test;
 static Config tiny(Pattern p, HeadMode mode, PosKind pos) { return st::test::tiny_config(p, mode, pos, 8, 2); }
 
 // Random weights everywhere (the paper's init zeroes the head, which would hide most gradients).
-template <class T>
-static void randomize(Model<T>& m, uint64_t seed) {
+template <class T> static void randomize(Model<T>& m, uint64_t seed) {
     Rng r(seed);
     for (auto& x : m.w) x = T(0.3 * r.normal());
 }
@@ -35,10 +34,18 @@ static std::vector<uint8_t> tokens(int n, int vocab, uint64_t seed) {
 }
 
 TEST_CASE("model gradient matches finite differences in float64", "[model]") {
-    struct Case { Pattern p; HeadMode m; PosKind pos; float dropout; };
-    Case cases[] = {{Pattern::fixed, HeadMode::merged, PosKind::p2d, 0.0f}, {Pattern::strided, HeadMode::multihead, PosKind::p1d, 0.0f},
-                    {Pattern::strided, HeadMode::merged, PosKind::image, 0.0f}, {Pattern::fixed, HeadMode::interleaved, PosKind::p2d, 0.2f},
-                    {Pattern::dense, HeadMode::merged, PosKind::p1d, 0.0f}, {Pattern::local, HeadMode::merged, PosKind::p2d, 0.0f}};
+    struct Case {
+        Pattern p;
+        HeadMode m;
+        PosKind pos;
+        float dropout;
+    };
+    Case cases[] = {{Pattern::fixed, HeadMode::merged, PosKind::p2d, 0.0f},
+                    {Pattern::strided, HeadMode::multihead, PosKind::p1d, 0.0f},
+                    {Pattern::strided, HeadMode::merged, PosKind::image, 0.0f},
+                    {Pattern::fixed, HeadMode::interleaved, PosKind::p2d, 0.2f},
+                    {Pattern::dense, HeadMode::merged, PosKind::p1d, 0.0f},
+                    {Pattern::local, HeadMode::merged, PosKind::p2d, 0.0f}};
     for (const Case& k : cases) {
         Config c = tiny(k.p, k.m, k.pos);
         c.dropout = k.dropout;
@@ -52,10 +59,13 @@ TEST_CASE("model gradient matches finite differences in float64", "[model]") {
         // Check every tensor at a spread of coordinates (all of the small ones).
         std::vector<size_t> idx;
         for (const auto& p : m.params)
-            for (int64_t i = 0; i < p.numel; i += std::max<int64_t>(1, p.numel / 6)) idx.push_back(size_t(p.offset + i));
+            for (int64_t i = 0; i < p.numel; i += std::max<int64_t>(1, p.numel / 6))
+                idx.push_back(size_t(p.offset + i));
         std::vector<double> analytic(m.g.begin(), m.g.end());
-        double err = fd_rel_error(m.w, analytic, [&] { return m.forward(inp.data(), tgt.data(), B, T, true); }, idx);
-        INFO("pattern " << pattern_name(k.p) << " mode " << head_mode_name(k.m) << " pos " << pos_name(k.pos) << " dropout " << k.dropout);
+        double err = fd_rel_error(
+            m.w, analytic, [&] { return m.forward(inp.data(), tgt.data(), B, T, true); }, idx);
+        INFO("pattern " << pattern_name(k.p) << " mode " << head_mode_name(k.m) << " pos " << pos_name(k.pos)
+                        << " dropout " << k.dropout);
         CHECK(err < 1e-6);
     }
 }
@@ -94,7 +104,8 @@ TEST_CASE("incremental decoding gives the full forward's logits", "[model][sampl
             double worst = 0;
             for (int t = 0; t < T; t++) {
                 const float* lg = dec.push(inp[t]);
-                for (int v = 0; v < c.vocab; v++) worst = std::max(worst, double(std::fabs(lg[v] - ref[t * c.vocab + v])));
+                for (int v = 0; v < c.vocab; v++)
+                    worst = std::max(worst, double(std::fabs(lg[v] - ref[t * c.vocab + v])));
             }
             INFO("pattern " << pattern_name(p) << " mode " << head_mode_name(mode));
             CHECK(worst < 1e-4);
@@ -150,12 +161,18 @@ TEST_CASE("every named offset is where its safetensors name starts, and the name
         for (int l = 0; l < c.n_layer; l++) {
             const LayerTensors<int64_t>& t = o.layers[size_t(l)];
             const std::string h = "h." + std::to_string(l) + ".";
-            for (const auto& [suffix, off] : {std::pair{"ln1.weight", t.ln1_w}, {"ln1.bias", t.ln1_b},
-                                              {"attn.qkv.weight", t.qkv_w}, {"attn.qkv.bias", t.qkv_b},
-                                              {"attn.proj.weight", t.proj_w}, {"attn.proj.bias", t.proj_b},
-                                              {"ln2.weight", t.ln2_w}, {"ln2.bias", t.ln2_b},
-                                              {"mlp.fc.weight", t.fc_w}, {"mlp.fc.bias", t.fc_b},
-                                              {"mlp.proj.weight", t.fp_w}, {"mlp.proj.bias", t.fp_b}})
+            for (const auto& [suffix, off] : {std::pair{"ln1.weight", t.ln1_w},
+                                              {"ln1.bias", t.ln1_b},
+                                              {"attn.qkv.weight", t.qkv_w},
+                                              {"attn.qkv.bias", t.qkv_b},
+                                              {"attn.proj.weight", t.proj_w},
+                                              {"attn.proj.bias", t.proj_b},
+                                              {"ln2.weight", t.ln2_w},
+                                              {"ln2.bias", t.ln2_b},
+                                              {"mlp.fc.weight", t.fc_w},
+                                              {"mlp.fc.bias", t.fc_b},
+                                              {"mlp.proj.weight", t.fp_w},
+                                              {"mlp.proj.bias", t.fp_b}})
                 named.push_back({h + suffix, off});
             const ParamInfo& first = *by_name.at(h + "ln1.weight");
             const ParamInfo& last = *by_name.at(h + "mlp.proj.bias");
@@ -164,7 +181,7 @@ TEST_CASE("every named offset is where its safetensors name starts, and the name
         }
         CHECK(o.layer_begin(0) == by_name.at(tables.back())->offset + by_name.at(tables.back())->numel);
         CHECK(o.layer_end(c.n_layer - 1) == o.lnf_w);
-        CHECK(named.size() == m.params.size());   // and every name below is a tensor: each tensor has its field
+        CHECK(named.size() == m.params.size());  // and every name below is a tensor: each tensor has its field
         for (const auto& [name, off] : named) {
             INFO(pos_name(pos) << " " << name);
             REQUIRE(by_name.count(name) == 1);
@@ -193,7 +210,7 @@ TEST_CASE("initialisation follows the paper", "[model]") {
     CHECK(sd("head.weight") == 0.0);
     CHECK(sd("wte") == Approx(0.125 / 8).epsilon(0.1));
     CHECK(sd("h.0.attn.qkv.weight") == Approx(0.125 / 8).epsilon(0.05));
-    CHECK(sd("h.0.attn.proj.weight") == Approx(0.125 / 8 / 2).epsilon(0.1));       // 1/sqrt(2N), N = 2
+    CHECK(sd("h.0.attn.proj.weight") == Approx(0.125 / 8 / 2).epsilon(0.1));                // 1/sqrt(2N), N = 2
     CHECK(sd("h.1.mlp.proj.weight") == Approx(0.125 / std::sqrt(128.0) / 2).epsilon(0.1));  // d_in = ff_mult * d
     CHECK(sd("wpe.col") == Approx(0.125 / std::sqrt(64.0 * 2)).epsilon(0.25));
     CHECK(sd("h.0.ln1.bias") == 0.0);

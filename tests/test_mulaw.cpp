@@ -22,7 +22,8 @@ TEST_CASE("mulaw: ends, symmetry, order, and the formula", "[mulaw]") {
         if (k > 0) CHECK(st::mulaw_decode(uint8_t(k)) > st::mulaw_decode(uint8_t(k - 1)));
         // y = k / 127.5 - 1, x = sign(y) (256^|y| - 1) / 255, in double.
         const double y = k / 127.5 - 1;
-        CHECK(st::mulaw_decode(uint8_t(k)) == Approx(std::copysign(std::pow(256.0, std::fabs(y)) - 1, y) / 255).epsilon(1e-5));
+        CHECK(st::mulaw_decode(uint8_t(k)) ==
+              Approx(std::copysign(std::pow(256.0, std::fabs(y)) - 1, y) / 255).epsilon(1e-5));
     }
     CHECK(st::mulaw_encode(0.0f) == 128);
     CHECK(st::mulaw_encode(-1e-6f) == 127);

@@ -128,7 +128,8 @@ TEST_CASE("adamw follows PyTorch's formula", "[ops]") {
     // The hyper-parameters are floats: the reference uses exactly those values, in double.
     const double lr = 0.01f, b1 = 0.9f, b2 = 0.95f, eps = 1e-8f, wd = 0.1f;
     for (int t = 1; t <= 3; t++) {
-        adamw_update(p.data(), g.data(), m.data(), v.data(), n, float(lr), float(b1), float(b2), float(eps), float(wd), t);
+        adamw_update(p.data(), g.data(), m.data(), v.data(), n, float(lr), float(b1), float(b2), float(eps), float(wd),
+                     t);
         for (int i = 0; i < n; i++) {
             pr[i] *= 1 - lr * wd;
             mr[i] = b1 * mr[i] + (1 - b1) * g[i];
@@ -159,6 +160,7 @@ TEST_CASE("float gelu stays within 1e-6 (relative) of float64", "[ops]") {
     gelu_backward(gd.data(), xd.data(), oned.data(), 2001);
     double worst = 0;
     for (int i = 0; i < 2001; i++)
-        worst = std::max({worst, std::fabs(y[i] - yd[i]) / std::max(1.0, std::fabs(yd[i])), std::fabs(g[i] - gd[i]) / std::max(1.0, std::fabs(gd[i]))});
+        worst = std::max({worst, std::fabs(y[i] - yd[i]) / std::max(1.0, std::fabs(yd[i])),
+                          std::fabs(g[i] - gd[i]) / std::max(1.0, std::fabs(gd[i]))});
     CHECK(worst < 1e-6);
 }

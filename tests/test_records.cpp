@@ -47,7 +47,8 @@ class RecordingEngine final : public Engine {
    public:
     explicit RecordingEngine(std::unique_ptr<Engine> inner) : inner_(std::move(inner)) {}
     std::string name() const override { return "recording"; }
-    StepStats train_step(const uint8_t* inp, const uint8_t* tgt, int B, int T, uint64_t seed, const AdamWStep& o) override {
+    StepStats train_step(const uint8_t* inp, const uint8_t* tgt, int B, int T, uint64_t seed,
+                         const AdamWStep& o) override {
         keep(inp, tgt, B, T);
         return inner_->train_step(inp, tgt, B, T, seed, o);
     }
@@ -64,7 +65,8 @@ class RecordingEngine final : public Engine {
    private:
     void keep(const uint8_t* inp, const uint8_t* tgt, int B, int T) {
         for (int b = 0; b < B; b++)
-            seen.push_back({std::vector<uint8_t>(inp + b * T, inp + (b + 1) * T), std::vector<uint8_t>(tgt + b * T, tgt + (b + 1) * T)});
+            seen.push_back({std::vector<uint8_t>(inp + b * T, inp + (b + 1) * T),
+                            std::vector<uint8_t>(tgt + b * T, tgt + (b + 1) * T)});
     }
     std::unique_ptr<Engine> inner_;
 };
@@ -82,7 +84,8 @@ TEST_CASE("records are framed by a start byte and refused when partial", "[recor
               std::vector<uint8_t>(framed.begin() + k * 7 + 1, framed.begin() + (k + 1) * 7));
     }
     CHECK(record_shape(c) == "2x3x1");
-    CHECK_THROWS_WITH(frame_records(data.data(), 17, c, "x"), "x: 17 bytes is not a whole number of 2x3x1 pictures (6 bytes each)");
+    CHECK_THROWS_WITH(frame_records(data.data(), 17, c, "x"),
+                      "x: 17 bytes is not a whole number of 2x3x1 pictures (6 bytes each)");
     CHECK_THROWS_AS(frame_records(data.data(), 0, c, "x"), Error);
 }
 
@@ -109,21 +112,23 @@ TEST_CASE("an image model trains and evaluates on whole pictures", "[records]") 
     r.steps = 6;
     r.batch = 4;
     r.eval_every = 0;
-    r.eval_windows = 100;   // more than there are: every held-out picture
+    r.eval_windows = 100;  // more than there are: every held-out picture
     TrainRun run;
     run.out = std::string(dir) + "/m.st";
     run.quiet = true;
     train(e, m, om, ov, 0, r, run, train_framed, val_framed);
     // 6 steps of 4 training examples, then the 5 held-out pictures once.
     REQUIRE(e.seen.size() == 6 * 4 + 5);
-    std::set<std::string> train_pics, val_pics;   // pictures as strings of their bytes
-    for (int k = 0; k < 20; k++) train_pics.insert(std::string(train_data.begin() + k * T, train_data.begin() + (k + 1) * T));
+    std::set<std::string> train_pics, val_pics;  // pictures as strings of their bytes
+    for (int k = 0; k < 20; k++)
+        train_pics.insert(std::string(train_data.begin() + k * T, train_data.begin() + (k + 1) * T));
     for (int k = 0; k < 5; k++) val_pics.insert(std::string(val_data.begin() + k * T, val_data.begin() + (k + 1) * T));
     for (size_t i = 0; i < e.seen.size(); i++) {
         const auto& [inp, tgt] = e.seen[i];
         INFO("example " << i);
         CHECK(inp[0] == 0);
-        CHECK(std::vector<uint8_t>(inp.begin() + 1, inp.end()) == std::vector<uint8_t>(tgt.begin(), tgt.end() - 1));   // [0, target...]
+        CHECK(std::vector<uint8_t>(inp.begin() + 1, inp.end()) ==
+              std::vector<uint8_t>(tgt.begin(), tgt.end() - 1));  // [0, target...]
         CHECK((i < 24 ? train_pics : val_pics).count(std::string(tgt.begin(), tgt.end())) == 1);
     }
     std::remove(run.out.c_str());

@@ -23,7 +23,8 @@ class FailingEngine final : public Engine {
    public:
     FailingEngine(std::unique_ptr<Engine> inner, int fail_at) : inner_(std::move(inner)), fail_at_(fail_at) {}
     std::string name() const override { return "failing"; }
-    StepStats train_step(const uint8_t* inp, const uint8_t* tgt, int B, int T, uint64_t seed, const AdamWStep& o) override {
+    StepStats train_step(const uint8_t* inp, const uint8_t* tgt, int B, int T, uint64_t seed,
+                         const AdamWStep& o) override {
         if (++calls_ == fail_at_) fail("out of GPU memory (simulated)");
         return inner_->train_step(inp, tgt, B, T, seed, o);
     }
@@ -76,7 +77,7 @@ TEST_CASE("a run that fails part way saves the steps made so far", "[train]") {
             msg = err.what();
         }
         REQUIRE(msg.find("out of GPU memory (simulated)") == 0);
-        if (fail_at == 1) {   // nothing trained yet: the error alone, no file written
+        if (fail_at == 1) {  // nothing trained yet: the error alone, no file written
             CHECK(msg.find("saved") == std::string::npos);
             CHECK(access(out.c_str(), F_OK) != 0);
         } else {

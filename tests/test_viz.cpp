@@ -5,10 +5,10 @@
 #include <cmath>
 #include <tuple>
 
+#include "cpu/decoder.h"
 #include "cpu/ops.h"
 #include "model.h"
 #include "rng.h"
-#include "cpu/decoder.h"
 #include "sample.h"
 #include "tiny_config.h"
 #include "viz.h"
@@ -30,7 +30,8 @@ Config tiny(Pattern p, HeadMode mode, PosKind pos) { return st::test::tiny_confi
 
 // probs[l][h][j]: the attention of query t over keys j <= t in layer l, head h, from a float64
 // forward of inp[0..t] with the dense causal mask of attn_allowed (Child et al. 2019, section 5, written out).
-std::vector<std::vector<std::vector<double>>> reference_probs(const Model<float>& mf, const std::vector<uint8_t>& inp, int t) {
+std::vector<std::vector<std::vector<double>>> reference_probs(const Model<float>& mf, const std::vector<uint8_t>& inp,
+                                                              int t) {
     const Config& c = mf.cfg;
     Model<double> m(c);
     m.w.assign(mf.w.begin(), mf.w.end());
@@ -43,7 +44,7 @@ std::vector<std::vector<std::vector<double>>> reference_probs(const Model<float>
     }
     const size_t NC = size_t(N) * size_t(C);
     std::vector<double> x(NC), ln(NC), att(NC), br(NC), qkv(3 * NC), fc(size_t(N) * F);  // (N, C), (N, 3C), (N, F)
-    std::vector<double> mean(NC / C), rstd(NC / C);                                        // (N)
+    std::vector<double> mean(NC / C), rstd(NC / C);                                      // (N)
     const double* wte = m.w.data() + m.offsets.wte;
     embedding_forward(x.data(), inp.data(), wte, pos.data(), pos_index.data(), int(pos.size()), N, N, C);
     std::vector<std::vector<std::vector<double>>> out(size_t(c.n_layer), std::vector<std::vector<double>>(size_t(NH)));
@@ -58,11 +59,13 @@ std::vector<std::vector<std::vector<double>>> reference_probs(const Model<float>
                 for (int j = 0; j <= i; j++) {
                     if (!attn_allowed(c.attn, NH, l, h, i, j)) continue;
                     double s = 0;
-                    for (int d = 0; d < Dh; d++) s += qkv[size_t(i) * 3 * C + h * Dh + d] * qkv[size_t(j) * 3 * C + C + h * Dh + d];
+                    for (int d = 0; d < Dh; d++)
+                        s += qkv[size_t(i) * 3 * C + h * Dh + d] * qkv[size_t(j) * 3 * C + C + h * Dh + d];
                     p[size_t(j)] = s / std::sqrt(double(Dh));
                     mx = std::max(mx, p[size_t(j)]);
                 }
-                for (int j = 0; j <= i; j++) sum += p[size_t(j)] = attn_allowed(c.attn, NH, l, h, i, j) ? std::exp(p[size_t(j)] - mx) : 0.0;
+                for (int j = 0; j <= i; j++)
+                    sum += p[size_t(j)] = attn_allowed(c.attn, NH, l, h, i, j) ? std::exp(p[size_t(j)] - mx) : 0.0;
                 for (int d = 0; d < Dh; d++) {
                     double o = 0;
                     for (int j = 0; j <= i; j++) o += p[size_t(j)] / sum * qkv[size_t(j) * 3 * C + 2 * C + h * Dh + d];
@@ -105,7 +108,9 @@ TEST_CASE("a drawn attention set is attn_allowed, pixel by pixel", "[viz]") {
                     for (int i = 0; i < n; i++)
                         for (int j = 0; j < n; j++) {
                             Rgb c = pixel(im, i, j);
-                            bool ok = attn_allowed(s, n_head, layer, head, i, j) ? same(c, white) : j <= i ? same(c, black) : !same(c, white) && !same(c, black);
+                            bool ok = attn_allowed(s, n_head, layer, head, i, j) ? same(c, white)
+                                      : j <= i                                   ? same(c, black)
+                                                                                 : !same(c, white) && !same(c, black);
                             wrong += !ok;
                         }
                     INFO(pattern_name(p) << " " << head_mode_name(mode) << " layer " << layer << " head " << head);
@@ -114,11 +119,18 @@ TEST_CASE("a drawn attention set is attn_allowed, pixel by pixel", "[viz]") {
         }
 }
 
-TEST_CASE("the Decoder keeps softmax weights over exactly attn_keys, as a float64 forward gives them", "[viz][sample]") {
-    struct Case { Pattern p; HeadMode m; PosKind pos; };
-    for (Case k : {Case{Pattern::fixed, HeadMode::merged, PosKind::p2d}, Case{Pattern::strided, HeadMode::interleaved, PosKind::image},
-                   Case{Pattern::fixed, HeadMode::multihead, PosKind::p1d}, Case{Pattern::local, HeadMode::merged, PosKind::p2d},
-                   Case{Pattern::dense, HeadMode::merged, PosKind::p1d}}) {
+TEST_CASE("the Decoder keeps softmax weights over exactly attn_keys, as a float64 forward gives them",
+          "[viz][sample]") {
+    struct Case {
+        Pattern p;
+        HeadMode m;
+        PosKind pos;
+    };
+    for (Case k :
+         {Case{Pattern::fixed, HeadMode::merged, PosKind::p2d},
+          Case{Pattern::strided, HeadMode::interleaved, PosKind::image},
+          Case{Pattern::fixed, HeadMode::multihead, PosKind::p1d}, Case{Pattern::local, HeadMode::merged, PosKind::p2d},
+          Case{Pattern::dense, HeadMode::merged, PosKind::p1d}}) {
         Config c = tiny(k.p, k.m, k.pos);
         Model<float> m(c);
         Rng r(11);
@@ -137,7 +149,8 @@ TEST_CASE("the Decoder keeps softmax weights over exactly attn_keys, as a float6
                 for (int h = 0; h < c.n_head; h++) {
                     const Decoder::Attention& a = dec.attention(l, h);
                     attn_keys(c.attn, c.n_head, l, h, t, &keys);
-                    INFO(pattern_name(k.p) << " " << head_mode_name(k.m) << " t " << t << " layer " << l << " head " << h);
+                    INFO(pattern_name(k.p)
+                         << " " << head_mode_name(k.m) << " t " << t << " layer " << l << " head " << h);
                     REQUIRE(a.keys == keys);
                     REQUIRE(a.probs.size() == keys.size());
                     double sum = 0, in_set = 0, lo = 1, hi = 0;
@@ -208,10 +221,12 @@ TEST_CASE("the panel grid has the asked sizes and holds the scaled panels", "[vi
     Image titled = panel_grid(panels, 2, scale, "a title");
     CHECK(titled.h == g.h + label_height());
     // The second panel of the second row, pixel by pixel.
-    const int x0 = kGridPad + cell_w + kGridPad, y0 = kGridPad + (label_height() + n * scale + kGridPad) + label_height();
+    const int x0 = kGridPad + cell_w + kGridPad,
+              y0 = kGridPad + (label_height() + n * scale + kGridPad) + label_height();
     int wrong = 0;
     for (int y = 0; y < n * scale; y++)
-        for (int x = 0; x < n * scale; x++) wrong += !same(pixel(g, y0 + y, x0 + x), pixel(panels[3].im, y / scale, x / scale));
+        for (int x = 0; x < n * scale; x++)
+            wrong += !same(pixel(g, y0 + y, x0 + x), pixel(panels[3].im, y / scale, x / scale));
     CHECK(wrong == 0);
 }
 
@@ -223,7 +238,8 @@ TEST_CASE("panel_grid_size is the panel grid's size; a grid past the limits is r
     for (int h = 0; h < 3; h++) panels.push_back({draw_attn_set(s, 4, 0, h, 16), "layer 0 head " + std::to_string(h)});
     const int label_w = text_width("layer 0 head 0");
     for (auto [cols, scale, title] :
-         {std::tuple{2, 3, ""}, std::tuple{3, 1, "a title wider than the three panels are together"}, std::tuple{1, 5, "t"}}) {
+         {std::tuple{2, 3, ""}, std::tuple{3, 1, "a title wider than the three panels are together"},
+          std::tuple{1, 5, "t"}}) {
         INFO(cols << " columns, scale " << scale << ", title \"" << title << "\"");
         const Image g = panel_grid(panels, cols, scale, title);
         const ImageSize size = panel_grid_size(panels.size(), 16, 16, label_w, cols, scale, title);
@@ -231,6 +247,7 @@ TEST_CASE("panel_grid_size is the panel grid's size; a grid past the limits is r
     }
     // A panel of 40000 x 40000 (its pixels never made): a grid of 4.8 GB, refused before it is allocated.
     const std::vector<Panel> huge = {{Image{40000, 40000, 3, {}}, "layer 0 head 0"}};
-    CHECK_THROWS_WITH(panel_grid(huge, 1, 1, ""), Catch::Contains("picture (4806") && Catch::Contains("is more than st handles"));
+    CHECK_THROWS_WITH(panel_grid(huge, 1, 1, ""),
+                      Catch::Contains("picture (4806") && Catch::Contains("is more than st handles"));
     CHECK(panel_grid_size(1, 40000, 40000, label_w, 1, 64, "").w > kMaxImageSide);
 }

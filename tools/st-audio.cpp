@@ -22,13 +22,17 @@ static const char* const kUsage =
 // What both commands have: the byte format, and the options of every st program that st-audio has
 // use for.
 static void add_shared(cxxopts::Options& o) {
+    // clang-format off
     o.add_options()
         ("rate", "samples a second of the bytes", cxxopts::value<std::string>()->default_value("12000"), "HZ")
         ("linear", "8-bit linear samples (128 is silence) instead of mu-law");
+    // clang-format on
     cli::add_basic(o);
 }
 // 1 kHz to 384 kHz: from below telephone speech to the highest rate sound hardware runs at.
-static int parse_rate(const cxxopts::ParseResult& r) { return int(cli::to_int("--rate", r["rate"].as<std::string>(), 1000, 384000)); }
+static int parse_rate(const cxxopts::ParseResult& r) {
+    return int(cli::to_int("--rate", r["rate"].as<std::string>(), 1000, 384000));
+}
 static const char* codes_name(bool linear) { return linear ? "8-bit linear" : "mu-law"; }
 
 // ---- encode ----
@@ -64,8 +68,8 @@ static int encode_main(int argc, char** argv) {
     }
     write_file_atomic("-", out.data(), out.size());
     if (!r.count("quiet"))
-        std::fprintf(stderr, "st-audio: %zu file%s, %.1f s at %d Hz, %s (%zu bytes)\n", files.size(), files.size() == 1 ? "" : "s",
-                     double(out.size()) / rate, rate, codes_name(linear), out.size());
+        std::fprintf(stderr, "st-audio: %zu file%s, %.1f s at %d Hz, %s (%zu bytes)\n", files.size(),
+                     files.size() == 1 ? "" : "s", double(out.size()) / rate, rate, codes_name(linear), out.size());
     return 0;
 }
 
@@ -79,11 +83,15 @@ static SoundFormat parse_format(const std::string& text) {
 
 static int decode_main(int argc, char** argv) {
     cxxopts::Options o = cli::command_options(
-        "st-audio", "decode", "Bytes of one sample each (from FILE, or stdin) to a mono 16-bit WAV or FLAC file.", "[FILE]");
+        "st-audio", "decode", "Bytes of one sample each (from FILE, or stdin) to a mono 16-bit WAV or FLAC file.",
+        "[FILE]");
+    // clang-format off
     o.add_options()
         ("input", "bytes", cxxopts::value<std::string>())
         ("o,output", "the sound file (default: -, stdout)", cxxopts::value<std::string>(), "OUT")
-        ("format", "wav or flac (default: told by OUT's name, .wav or .flac; wav on stdout)", cxxopts::value<std::string>(), "F");
+        ("format", "wav or flac (default: told by OUT's name, .wav or .flac; wav on stdout)",
+            cxxopts::value<std::string>(), "F");
+    // clang-format on
     add_shared(o);
     o.parse_positional({"input"});
     cxxopts::ParseResult r;
@@ -92,9 +100,12 @@ static int decode_main(int argc, char** argv) {
     const bool linear = r.count("linear") > 0;
     const std::string out = r.count("output") ? r["output"].as<std::string>() : "-";
     SoundFormat format = SoundFormat::wav;
-    if (r.count("format")) format = parse_format(r["format"].as<std::string>());
-    else if (ends_with(out, ".flac")) format = SoundFormat::flac;
-    else if (!ends_with(out, ".wav") && out != "-") usage_fail("-o " + out + ": expected a name ending in .wav or .flac (or --format wav|flac)");
+    if (r.count("format"))
+        format = parse_format(r["format"].as<std::string>());
+    else if (ends_with(out, ".flac"))
+        format = SoundFormat::flac;
+    else if (!ends_with(out, ".wav") && out != "-")
+        usage_fail("-o " + out + ": expected a name ending in .wav or .flac (or --format wav|flac)");
     const char* format_name = format == SoundFormat::wav ? "WAV" : "FLAC";
     if (out == "-") cli::refuse_terminal_stdout((std::string("a ") + format_name + " file").c_str());
 

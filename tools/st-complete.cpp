@@ -19,19 +19,26 @@ using namespace st;
 static int complete_main(int argc, char** argv) {
     cxxopts::Options o("st-complete", "Complete the bottom of pictures with an image model; writes one PNG grid.");
     o.positional_help("MODEL PICTURE...").custom_help("[OPTIONS]");
+    // clang-format off
     o.add_options()
         ("model", "image model (st-train --image)", cxxopts::value<std::string>())
-        ("pictures", "picture files (PNG, JPEG, BMP, PGM/PPM, IDX, CIFAR-10), - for stdin", cxxopts::value<std::vector<std::string>>())
+        ("pictures", "picture files (PNG, JPEG, BMP, PGM/PPM, IDX, CIFAR-10), - for stdin",
+            cxxopts::value<std::vector<std::string>>())
         ("o,output", "the PNG grid to write", cxxopts::value<std::string>())
         ("records", "the inputs are raw records of the model's HxWxC bytes (st-image encode's output)")
-        ("keep", "fraction of rows kept from the top of each picture", cxxopts::value<std::string>()->default_value("0.5"))
+        ("keep", "fraction of rows kept from the top of each picture",
+            cxxopts::value<std::string>()->default_value("0.5"))
         ("k,samples", "completions per picture", cxxopts::value<std::string>()->default_value("4"))
         ("count", "pictures taken from the inputs, in order", cxxopts::value<std::string>()->default_value("8"))
-        ("t,temperature", "sampling temperature (0 = always the most likely byte)", cxxopts::value<std::string>()->default_value("1"))
+        ("t,temperature", "sampling temperature (0 = always the most likely byte)",
+            cxxopts::value<std::string>()->default_value("1"))
         ("top-k", "sample among the k most likely bytes (0 = all)", cxxopts::value<std::string>()->default_value("0"))
-        ("top-p", "sample among the most likely bytes whose probability reaches p", cxxopts::value<std::string>()->default_value("1"))
-        ("scale", "each picture drawn this many times larger (default: about 96 pixels a side)", cxxopts::value<std::string>())
+        ("top-p", "sample among the most likely bytes whose probability reaches p",
+            cxxopts::value<std::string>()->default_value("1"))
+        ("scale", "each picture drawn this many times larger (default: about 96 pixels a side)",
+            cxxopts::value<std::string>())
         ("seed", "random seed", cxxopts::value<std::string>()->default_value("1"));
+    // clang-format on
     cli::add_common(o);
     o.parse_positional({"model", "pictures"});
     cxxopts::ParseResult r;
@@ -44,7 +51,8 @@ static int complete_main(int argc, char** argv) {
     const double keep = cli::to_real("--keep", r["keep"].as<std::string>(), 0, 1);
     const int k = int(cli::to_int("--samples", r["samples"].as<std::string>(), 1, 1024));
     const int count = int(cli::to_int("--count", r["count"].as<std::string>(), 1, 1 << 16));
-    int scale = r.count("scale") ? int(cli::to_int("--scale", r["scale"].as<std::string>(), 1, 64)) : 0;   // 0: from the model's size
+    int scale = r.count("scale") ? int(cli::to_int("--scale", r["scale"].as<std::string>(), 1, 64))
+                                 : 0;  // 0: from the model's size
     SampleOptions so;
     so.temperature = float(cli::to_real("--temperature", r["temperature"].as<std::string>(), 0, 100));
     so.top_k = int(cli::to_int("--top-k", r["top-k"].as<std::string>(), 0, 256));
@@ -74,8 +82,9 @@ static int complete_main(int argc, char** argv) {
         if (got.empty()) fail(name + ": no pictures");
         for (Image& im : got) {
             if (im.h != c.image_h || im.w != c.image_w || im.c != c.image_c)
-                fail(name + ": a picture of " + std::to_string(im.h) + "x" + std::to_string(im.w) + "x" + std::to_string(im.c) + ", the model draws " +
-                     record_shape(c) + " (st-image encode --size " + record_shape(c) + " --resize makes them fit; then --records)");
+                fail(name + ": a picture of " + std::to_string(im.h) + "x" + std::to_string(im.w) + "x" +
+                     std::to_string(im.c) + ", the model draws " + record_shape(c) + " (st-image encode --size " +
+                     record_shape(c) + " --resize makes them fit; then --records)");
             if (int(pics.size()) < count) pics.push_back(std::move(im));
         }
         if (int(pics.size()) >= count) break;
@@ -93,7 +102,7 @@ static int complete_main(int argc, char** argv) {
     std::unique_ptr<Sampler> dec = make_sampler(device, m, B);
     std::vector<Image> done(size_t(B), pics[0]);
     std::vector<uint8_t> step(size_t(B), 0);
-    const float* logits = dec->push(step.data());   // the start byte every picture was trained after
+    const float* logits = dec->push(step.data());  // the start byte every picture was trained after
     // Positions 0..T-1 hold the start byte and the first T-1 pixels: the last pixel is never read
     // (pushing it would overflow the context and slide the window when --keep keeps every row).
     for (int t = 0; t < std::min(kept, T - 1); t++) {
@@ -102,11 +111,13 @@ static int complete_main(int argc, char** argv) {
     }
     std::vector<float> probs;
     for (int t = kept; t < T; t++) {
-        for (int b = 0; b < B; b++) step[size_t(b)] = uint8_t(sample_byte(logits + size_t(b) * c.vocab, c.vocab, so, rng, probs));
+        for (int b = 0; b < B; b++)
+            step[size_t(b)] = uint8_t(sample_byte(logits + size_t(b) * c.vocab, c.vocab, so, rng, probs));
         for (int b = 0; b < B; b++) done[size_t(b)].px[size_t(t)] = step[size_t(b)];
         if (t + 1 < T) logits = dec->push(step.data());
     }
-    for (int b = 0; b < B; b++) std::copy(pics[size_t(b / k)].px.begin(), pics[size_t(b / k)].px.begin() + kept, done[size_t(b)].px.begin());
+    for (int b = 0; b < B; b++)
+        std::copy(pics[size_t(b / k)].px.begin(), pics[size_t(b / k)].px.begin() + kept, done[size_t(b)].px.begin());
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 
     std::vector<Image> cells;
@@ -117,8 +128,8 @@ static int complete_main(int argc, char** argv) {
     Image grid = image_grid(cells, k + 1, 2 * scale, scale);
     write_png(out, grid);
     if (!r.count("quiet"))
-        std::fprintf(stderr, "st-complete: %d completions of %d bytes each in %.2f s on %s; wrote %s (%dx%d)\n", B, T - kept, secs,
-                     device == "cpu" ? "the CPU" : "the GPU", output_name(out).c_str(), grid.h, grid.w);
+        std::fprintf(stderr, "st-complete: %d completions of %d bytes each in %.2f s on %s; wrote %s (%dx%d)\n", B,
+                     T - kept, secs, device == "cpu" ? "the CPU" : "the GPU", output_name(out).c_str(), grid.h, grid.w);
     return 0;
 }
 

@@ -14,10 +14,12 @@ using namespace st;
 static int eval_main(int argc, char** argv) {
     cxxopts::Options o("st-eval", "Print a model's bits per byte on a byte stream (a file, - for stdin, or FILE.zst).");
     o.positional_help("MODEL DATA").custom_help("[OPTIONS]");
+    // clang-format off
     o.add_options()
         ("model", "model file", cxxopts::value<std::string>())
         ("data", "bytes to evaluate", cxxopts::value<std::string>())
         ("batch", "windows per forward pass", cxxopts::value<std::string>()->default_value("8"));
+    // clang-format on
     cli::add_common(o);
     o.parse_positional({"model", "data"});
     cxxopts::ParseResult r;
@@ -33,7 +35,8 @@ static int eval_main(int argc, char** argv) {
     const Config& c = ck.model->cfg;
     // An image model: every byte of every picture, each picture from its start byte (records.h).
     const bool records = reads_records(c);
-    const std::vector<uint8_t> framed = records ? frame_records(data.data(), data.size(), c, name) : std::vector<uint8_t>{};
+    const std::vector<uint8_t> framed =
+        records ? frame_records(data.data(), data.size(), c, name) : std::vector<uint8_t>{};
     std::unique_ptr<Engine> engine = make_engine(device, *ck.model, opt_m, opt_v);
     if (records) {
         const std::vector<int64_t> offs = record_offsets(int64_t(framed.size()), c.n_ctx, INT32_MAX);

@@ -9,14 +9,14 @@
 
 #include "checkpoint.h"
 #include "cli.h"
-#include "parallel/comm.h"
-#include "parallel/launch.h"
-#include "parallel/nccl.h"
-#include "parallel/spawn.h"
 #include "error.h"
 #include "heldout.h"
 #include "io/file.h"
 #include "io/json.h"
+#include "parallel/comm.h"
+#include "parallel/launch.h"
+#include "parallel/nccl.h"
+#include "parallel/spawn.h"
 #include "records.h"
 #include "train.h"
 
@@ -42,19 +42,23 @@ static void recipe_from_options(const cxxopts::ParseResult& r, Recipe* rc, bool 
 // may receive its output.
 static bool looks_like_text(std::span<const uint8_t> d) {
     size_t n = std::min<size_t>(d.size(), 1 << 20), ctrl = 0;
-    for (size_t i = 0; i < n; i++) ctrl += (d[i] < 0x20 && d[i] != '\n' && d[i] != '\r' && d[i] != '\t') || d[i] == 0x7f;
+    for (size_t i = 0; i < n; i++)
+        ctrl += (d[i] < 0x20 && d[i] != '\n' && d[i] != '\r' && d[i] != '\t') || d[i] == 0x7f;
     return ctrl * 100 <= n;
 }
 
 static int train_main(int argc, char** argv) {
     cxxopts::Options o("st-train", "Train a Sparse Transformer on a byte stream (a file, - for stdin, or FILE.zst).");
     o.positional_help("DATA").custom_help("[OPTIONS] -o MODEL");
+    // clang-format off
     o.add_options()
         ("o,output", "model file to write (checkpoints go there too; .zst compresses)", cxxopts::value<std::string>())
         ("resume", "continue the run saved in this model file", cxxopts::value<std::string>())
         ("val", "held-out data (default: the last --val-frac of DATA)", cxxopts::value<std::string>())
         ("data", "training data", cxxopts::value<std::string>());
+    // clang-format on
     cli::add_model_options(o, "model");
+    // clang-format off
     o.add_options("training")
         ("steps", "optimizer steps in all", cxxopts::value<std::string>()->default_value("2000"))
         ("batch", "examples per step", cxxopts::value<std::string>()->default_value("16"))
@@ -64,19 +68,27 @@ static int train_main(int argc, char** argv) {
         ("weight-decay", "AdamW weight decay of the matrices", cxxopts::value<std::string>()->default_value("0.01"))
         ("clip", "gradient clipping: largest global norm (0 = off)", cxxopts::value<std::string>()->default_value("1"))
         ("seed", "random seed (weights, batches, dropout)", cxxopts::value<std::string>()->default_value("1"))
-        ("val-frac", "fraction of DATA held out when there is no --val", cxxopts::value<std::string>()->default_value("0.05"))
-        ("eval-every", "evaluate on held-out data every K steps (0 = only at the end)", cxxopts::value<std::string>()->default_value("200"))
+        ("val-frac", "fraction of DATA held out when there is no --val",
+            cxxopts::value<std::string>()->default_value("0.05"))
+        ("eval-every", "evaluate on held-out data every K steps (0 = only at the end)",
+            cxxopts::value<std::string>()->default_value("200"))
         ("eval-windows", "held-out windows per evaluation", cxxopts::value<std::string>()->default_value("64"))
         ("recompute", "recompute attention and MLP in the backward pass (less memory)")
-        ("micro-batch", "examples per forward and backward pass; the gradients of batch / M passes are added before each update (less memory, the same learning)",
+        ("micro-batch", "examples per forward and backward pass; the gradients of batch / M passes are added "
+                        "before each update (less memory, the same learning)",
          cxxopts::value<std::string>()->default_value("0"));
     o.add_options("run")
-        ("save-every", "write a checkpoint every K steps (0 = only at the end)", cxxopts::value<std::string>()->default_value("0"))
-        ("stop-after", "stop after K steps of this run, saving (continue with --resume)", cxxopts::value<std::string>()->default_value("0"))
+        ("save-every", "write a checkpoint every K steps (0 = only at the end)",
+            cxxopts::value<std::string>()->default_value("0"))
+        ("stop-after", "stop after K steps of this run, saving (continue with --resume)",
+            cxxopts::value<std::string>()->default_value("0"))
         ("log", "JSON-lines metrics, one object per step and per evaluation", cxxopts::value<std::string>())
-        ("gpus", "data-parallel on N GPUs of this host, one process each (under torchrun, mpirun or srun: the job's processes instead)",
+        ("gpus", "data-parallel on N GPUs of this host, one process each (under torchrun, mpirun or srun: "
+                 "the job's processes instead)",
          cxxopts::value<std::string>()->default_value("1"))
-        ("shard-optimizer", "with several processes, each keeps and updates only its part of the AdamW moments (ZeRO-1)");
+        ("shard-optimizer",
+            "with several processes, each keeps and updates only its part of the AdamW moments (ZeRO-1)");
+    // clang-format on
     cli::add_common(o);
     o.parse_positional({"data"});
     cxxopts::ParseResult r;
@@ -86,7 +98,8 @@ static int train_main(int argc, char** argv) {
     if (!r.count("data")) usage_fail("missing DATA: a file of training bytes, or - for stdin");
     const std::string out = r["output"].as<std::string>(), data_path = r["data"].as<std::string>();
     if (out == "-") cli::refuse_terminal_stdout("a model");
-    if (out == "-" && r.count("save-every")) usage_fail("--save-every: with -o - each checkpoint would follow the last on stdout; write to a file");
+    if (out == "-" && r.count("save-every"))
+        usage_fail("--save-every: with -o - each checkpoint would follow the last on stdout; write to a file");
     // Outputs never overwrite inputs (the model being resumed may be rewritten: that is what resuming
     // in place means), and they can be written before any work starts.
     std::vector<std::pair<std::string, std::string>> inputs = {{"DATA", data_path}};
@@ -99,21 +112,23 @@ static int train_main(int argc, char** argv) {
     // Several processes: this one starts them (--gpus N), or it is one of them (a launcher's variables).
     const int gpus = int(cli::to_int("--gpus", r["gpus"].as<std::string>(), 1, 1024));
     const DistEnv job = dist_env();
-    if (job.rank == 0) prepare_output(out);   // the writer: fail now, not after the run, where -o cannot be written
+    if (job.rank == 0) prepare_output(out);  // the writer: fail now, not after the run, where -o cannot be written
     if (gpus > 1 && job.world == 1) {
         if (data_path == "-" || out == "-" || (r.count("val") && r["val"].as<std::string>() == "-"))
-            usage_fail("--gpus: every process reads DATA and rank 0 writes the model: use files, not - (stdin / stdout)");
+            usage_fail(
+                "--gpus: every process reads DATA and rank 0 writes the model: use files, not - (stdin / stdout)");
         const int have = device == "cpu" ? gpus : gpu_count();
         if (gpus > have)
-            usage_fail("--gpus " + std::to_string(gpus) + ": this machine has " + std::to_string(have) + " GPU" + (have == 1 ? "" : "s") +
-                       " (--device cpu runs the job on CPU processes)");
-        for (const char* input : {"data", "val", "resume"})   // once here, not once from every rank
+            usage_fail("--gpus " + std::to_string(gpus) + ": this machine has " + std::to_string(have) + " GPU" +
+                       (have == 1 ? "" : "s") + " (--device cpu runs the job on CPU processes)");
+        for (const char* input : {"data", "val", "resume"})  // once here, not once from every rank
             if (r.count(input) && access(r[input].as<std::string>().c_str(), R_OK) != 0)
                 fail(r[input].as<std::string>() + ": " + std::strerror(errno));
         return run_local_job(gpus, argv);
     }
     if (r.count("gpus") && gpus != job.world)
-        usage_fail("--gpus " + std::to_string(gpus) + ": this process is one of a job of " + std::to_string(job.world) + " (" + job.launcher + ")");
+        usage_fail("--gpus " + std::to_string(gpus) + ": this process is one of a job of " + std::to_string(job.world) +
+                   " (" + job.launcher + ")");
     // The ranks meet (rank 0 hands out NCCL's job id on GPUs); CPU ranks then sum over TCP, GPU ranks
     // through NCCL on their own GPU, and since NCCL would wait forever for a dead peer, a watcher
     // ends this rank as soon as the rendezvous connections say one died.
@@ -122,11 +137,14 @@ static int train_main(int argc, char** argv) {
     std::unique_ptr<Comm> comm;
     if (job.world > 1) {
         const bool gpu = device != "cpu";
-        if (gpu && device != "cuda") usage_fail("--device " + device + ": in a job of several processes each takes the GPU of its LOCAL_RANK (--device cuda)");
+        if (gpu && device != "cuda")
+            usage_fail("--device " + device +
+                       ": in a job of several processes each takes the GPU of its LOCAL_RANK (--device cuda)");
         if (gpu) rank_device = "cuda:" + std::to_string(job.local_rank);
-        const char* wait = std::getenv("ST_RENDEZVOUS_TIMEOUT");   // seconds for the ranks to meet (default 120)
+        const char* wait = std::getenv("ST_RENDEZVOUS_TIMEOUT");  // seconds for the ranks to meet (default 120)
         const double timeout = wait ? cli::to_real("ST_RENDEZVOUS_TIMEOUT", wait, 0.1, 86400) : 120;
-        meeting = std::make_unique<Rendezvous>(job, gpu && job.rank == 0 ? nccl_job_id() : std::vector<uint8_t>{}, timeout);
+        meeting =
+            std::make_unique<Rendezvous>(job, gpu && job.rank == 0 ? nccl_job_id() : std::vector<uint8_t>{}, timeout);
         if (gpu) {
             comm = make_nccl_comm(meeting->blob(), job.rank, job.world, job.local_rank);
             meeting->watch([](const std::string& why) {
@@ -149,7 +167,8 @@ static int train_main(int argc, char** argv) {
         std::string path = r["resume"].as<std::string>();
         Checkpoint ck = checkpoint_load(path);
         auto rec = ck.metadata.find("recipe");
-        if (rec == ck.metadata.end() || ck.opt_m.empty()) fail(path + ": holds no training state to resume (a model saved without its optimizer)");
+        if (rec == ck.metadata.end() || ck.opt_m.empty())
+            fail(path + ": holds no training state to resume (a model saved without its optimizer)");
         try {
             recipe = recipe_from_json(json_parse(rec->second, "training recipe"));
         } catch (const Error& e) {
@@ -161,7 +180,9 @@ static int train_main(int argc, char** argv) {
         opt_v = std::move(ck.opt_v);
         start = ck.step;
         text = ck.metadata.count("data") == 0 || ck.metadata["data"] == "text";
-        if (start >= recipe.steps) fail(path + ": already trained " + std::to_string(start) + " of " + std::to_string(recipe.steps) + " steps (raise --steps to go on)");
+        if (start >= recipe.steps)
+            fail(path + ": already trained " + std::to_string(start) + " of " + std::to_string(recipe.steps) +
+                 " steps (raise --steps to go on)");
     } else {
         recipe_from_options(r, &recipe, false);
         model = std::make_unique<Model<float>>(cli::config_from_options(r));
@@ -180,36 +201,41 @@ static int train_main(int argc, char** argv) {
     const std::vector<uint8_t>& val = split.val;
     if (start == 0) text = !reads_records(model->cfg) && looks_like_text(bytes);
 
-    const size_t unit_bytes = reads_records(model->cfg) ? size_t(ctx) + 1 : 1;   // framed pictures or bytes
+    const size_t unit_bytes = reads_records(model->cfg) ? size_t(ctx) + 1 : 1;  // framed pictures or bytes
     TrainRun run;
     run.out = out;
     run.data_name = name;
     run.log = r.count("log") ? r["log"].as<std::string>() : "";
     run.save_every = cli::to_int("--save-every", r["save-every"].as<std::string>(), 0, kMaxSteps);
     run.stop_after = cli::to_int("--stop-after", r["stop-after"].as<std::string>(), 0, kMaxSteps);
-    run.quiet = r.count("quiet") > 0 || job.rank > 0;   // rank 0 speaks for the job
+    run.quiet = r.count("quiet") > 0 || job.rank > 0;  // rank 0 speaks for the job
     run.progress = !run.quiet && cli::stderr_is_terminal();
     run.comm = comm.get();
     run.shard_optimizer = r.count("shard-optimizer") > 0;
     run.micro_batch = int(cli::to_int("--micro-batch", r["micro-batch"].as<std::string>(), 0, 1 << 20));
-    std::unique_ptr<Engine> engine = make_engine(rank_device, *model, opt_m, opt_v);   // fails first where there is no GPU
+    std::unique_ptr<Engine> engine =
+        make_engine(rank_device, *model, opt_m, opt_v);  // fails first where there is no GPU
     if (!run.quiet)
-        std::fprintf(stderr, "st-train: %lld parameters, %d layers, d %d, %d heads, context %d, %s/%s; %zu training %s, %zu held out\n",
-                     (long long)model->num_params, model->cfg.n_layer, model->cfg.d_model, model->cfg.n_head, ctx,
-                     pattern_name(model->cfg.attn.pattern), head_mode_name(model->cfg.attn.mode), bytes.size() / unit_bytes,
-                     reads_records(model->cfg) ? "pictures" : "bytes", val.size() / unit_bytes);
+        std::fprintf(
+            stderr,
+            "st-train: %lld parameters, %d layers, d %d, %d heads, context %d, %s/%s; %zu training %s, %zu held out\n",
+            (long long)model->num_params, model->cfg.n_layer, model->cfg.d_model, model->cfg.n_head, ctx,
+            pattern_name(model->cfg.attn.pattern), head_mode_name(model->cfg.attn.mode), bytes.size() / unit_bytes,
+            reads_records(model->cfg) ? "pictures" : "bytes", val.size() / unit_bytes);
     run.metadata = {{"data", text ? "text" : "binary"}};
     if (!run.quiet && device != "cpu") std::fprintf(stderr, "st-train: on %s\n", engine->name().c_str());
-    if (!run.quiet && job.world > 1) std::fprintf(stderr, "st-train: %d processes (%s)\n", job.world, job.launcher.c_str());
+    if (!run.quiet && job.world > 1)
+        std::fprintf(stderr, "st-train: %d processes (%s)\n", job.world, job.launcher.c_str());
     try {
         return train(*engine, *model, opt_m, opt_v, start, recipe, run, bytes, val);
     } catch (const JobError&) {
-        if (job.rank > 0) return 1;   // rank 0 says it for the job
+        if (job.rank > 0) return 1;  // rank 0 says it for the job
         throw;
     }
 }
 
 int main(int argc, char** argv) {
     // Inputs are checked against their real size before they are read, so memory runs out on the model.
-    return cli::run("st-train", argc, argv, train_main, "the model's activations: try a smaller --batch or --ctx, --micro-batch, or --recompute");
+    return cli::run("st-train", argc, argv, train_main,
+                    "the model's activations: try a smaller --batch or --ctx, --micro-batch, or --recompute");
 }

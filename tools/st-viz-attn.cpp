@@ -6,10 +6,10 @@
 
 #include "checkpoint.h"
 #include "cli.h"
+#include "cpu/decoder.h"
 #include "error.h"
 #include "io/file.h"
 #include "io/image.h"
-#include "cpu/decoder.h"
 #include "sample.h"
 #include "viz.h"
 
@@ -48,7 +48,9 @@ static std::string spec_title(const AttnSpec& s, int n) {
     return t + ": positions 0 to " + std::to_string(n - 1) + " (row = query, column = key)";
 }
 
-static std::string panel_label(int layer, int head) { return "layer " + std::to_string(layer) + " head " + std::to_string(head); }
+static std::string panel_label(int layer, int head) {
+    return "layer " + std::to_string(layer) + " head " + std::to_string(head);
+}
 
 // The image a model looks at: record R of raw records of H*W*C bytes when the input's size is a
 // whole number of them, else picture R of a file that read_images knows (PNG, JPEG, IDX, CIFAR...).
@@ -58,17 +60,23 @@ static std::vector<uint8_t> input_image(const std::string& path, const Config& c
     const size_t n = size_t(c.n_ctx);
     if (!bytes.empty() && bytes.size() % n == 0) {
         if (size_t(record) >= bytes.size() / n)
-            fail(name + ": " + std::to_string(bytes.size() / n) + " records of " + std::to_string(n) + " bytes; --record " + std::to_string(record) +
-                 " is beyond them");
-        return std::vector<uint8_t>(bytes.begin() + std::ptrdiff_t(size_t(record) * n), bytes.begin() + std::ptrdiff_t(size_t(record + 1) * n));
+            fail(name + ": " + std::to_string(bytes.size() / n) + " records of " + std::to_string(n) +
+                 " bytes; --record " + std::to_string(record) + " is beyond them");
+        return std::vector<uint8_t>(bytes.begin() + std::ptrdiff_t(size_t(record) * n),
+                                    bytes.begin() + std::ptrdiff_t(size_t(record + 1) * n));
     }
-    if (path == "-") fail(name + ": " + std::to_string(bytes.size()) + " bytes is not a whole number of " + std::to_string(n) + "-byte records");
+    if (path == "-")
+        fail(name + ": " + std::to_string(bytes.size()) + " bytes is not a whole number of " + std::to_string(n) +
+             "-byte records");
     std::vector<Image> ims = read_images(path);
-    if (size_t(record) >= ims.size()) fail(name + ": " + std::to_string(ims.size()) + " pictures; --record " + std::to_string(record) + " is beyond them");
+    if (size_t(record) >= ims.size())
+        fail(name + ": " + std::to_string(ims.size()) + " pictures; --record " + std::to_string(record) +
+             " is beyond them");
     Image im = convert_channels(ims[size_t(record)], c.image_c);
     if (im.h != c.image_h || im.w != c.image_w)
-        fail(name + ": a " + std::to_string(im.w) + "x" + std::to_string(im.h) + " picture, the model takes " + std::to_string(c.image_w) + "x" +
-             std::to_string(c.image_h) + " (width x height); resize or crop it first");
+        fail(name + ": a " + std::to_string(im.w) + "x" + std::to_string(im.h) + " picture, the model takes " +
+             std::to_string(c.image_w) + "x" + std::to_string(c.image_h) +
+             " (width x height); resize or crop it first");
     return im.px;
 }
 
@@ -86,8 +94,8 @@ static int drawing_scale(const cxxopts::ParseResult& r, int fallback) {
 
 // Refuses, before the work of drawing, a picture larger than write_png takes: N panels of H x W in
 // D's columns at its scale, labelled by "layer L head H" of LAYERS and HEADS (and "input").
-static void check_size(const cxxopts::ParseResult& r, const Drawing& d, size_t n, int h, int w, const std::vector<int>& layers,
-                       const std::vector<int>& heads) {
+static void check_size(const cxxopts::ParseResult& r, const Drawing& d, size_t n, int h, int w,
+                       const std::vector<int>& layers, const std::vector<int>& heads) {
     int label_w = text_width("input");
     for (int l : layers)
         for (int k : heads) label_w = std::max(label_w, text_width(panel_label(l, k)));
@@ -100,16 +108,19 @@ static void check_size(const cxxopts::ParseResult& r, const Drawing& d, size_t n
 }
 
 // An image model's attention of one pixel: the input beside a panel per layer and head.
-static Drawing image_attention(const cxxopts::ParseResult& r, Decoder& dec, const Config& c, const std::vector<int>& layers,
-                               const std::vector<int>& heads, int64_t at, const std::string& model_name) {
+static Drawing image_attention(const cxxopts::ParseResult& r, Decoder& dec, const Config& c,
+                               const std::vector<int>& layers, const std::vector<int>& heads, int64_t at,
+                               const std::string& model_name) {
     const int H = c.image_h, W = c.image_w, C = c.image_c;
     const long long record = cli::to_int("--record", arg(r, "record", "0"), 0, 1ll << 40);
     int row = H / 2, col = W / 2;
     if (r.count("pixel")) {
         const std::string s = r["pixel"].as<std::string>();
         int used = 0;
-        if (std::sscanf(s.c_str(), "%d,%d%n", &row, &col, &used) != 2 || size_t(used) != s.size() || row < 0 || row >= H || col < 0 || col >= W)
-            usage_fail("--pixel " + s + ": expected ROW,COL with ROW below " + std::to_string(H) + " and COL below " + std::to_string(W));
+        if (std::sscanf(s.c_str(), "%d,%d%n", &row, &col, &used) != 2 || size_t(used) != s.size() || row < 0 ||
+            row >= H || col < 0 || col >= W)
+            usage_fail("--pixel " + s + ": expected ROW,COL with ROW below " + std::to_string(H) + " and COL below " +
+                       std::to_string(W));
     }
     const int64_t query = at >= 0 ? at : (int64_t(row) * W + col) * C;
     // Keys are drawn where they predict, position t at pixel t / C, so that the query's own pixel and
@@ -131,21 +142,24 @@ static Drawing image_attention(const cxxopts::ParseResult& r, Decoder& dec, cons
         d.panels.push_back(li == 0 ? Panel{draw_seen_image(px.data(), H, W, C, query), "input", my, mx} : Panel{});
         for (int h : heads) {
             const Decoder::Attention& a = dec.attention(layers[li], h);
-            d.panels.push_back({draw_attn_weights(a.keys, a.probs, query, C, W, H), panel_label(layers[li], h), my, mx});
+            d.panels.push_back(
+                {draw_attn_weights(a.keys, a.probs, query, C, W, H), panel_label(layers[li], h), my, mx});
         }
     }
     return d;
 }
 
 // A model of bytes: the attention of one position, a band of the positions before it per layer and head.
-static Drawing text_attention(const cxxopts::ParseResult& r, Decoder& dec, const Config& c, const std::vector<int>& layers,
-                              const std::vector<int>& heads, int64_t at, const std::string& model_name) {
+static Drawing text_attention(const cxxopts::ParseResult& r, Decoder& dec, const Config& c,
+                              const std::vector<int>& layers, const std::vector<int>& heads, int64_t at,
+                              const std::string& model_name) {
     const std::string path = r["input"].as<std::string>(), name = input_name(path);
     const std::vector<uint8_t> bytes = read_file(path);
     if (bytes.empty()) fail(name + ": no data (empty)");
     const int64_t query = at >= 0 ? at : std::min<int64_t>(int64_t(bytes.size()), c.n_ctx) - 1;
     if (query >= int64_t(bytes.size()))
-        fail(name + ": " + std::to_string(bytes.size()) + " bytes; --at " + std::to_string(query) + " needs at least " + std::to_string(query + 1));
+        fail(name + ": " + std::to_string(bytes.size()) + " bytes; --at " + std::to_string(query) + " needs at least " +
+             std::to_string(query + 1));
     // Rows of the stride, so that a strided column or a fixed chunk's summary stands out; a stride
     // under 8 is widened by whole multiples, which keeps the columns in line.
     const int l = c.attn.stride, width = l * std::max(1, (8 + l - 1) / l);
@@ -159,7 +173,8 @@ static Drawing text_attention(const cxxopts::ParseResult& r, Decoder& dec, const
     for (int layer : layers)
         for (int h : heads) {
             const Decoder::Attention& a = dec.attention(layer, h);
-            d.panels.push_back({draw_attn_weights(a.keys, a.probs, query, 1, width, rows), panel_label(layer, h), int(query / width), int(query % width)});
+            d.panels.push_back({draw_attn_weights(a.keys, a.probs, query, 1, width, rows), panel_label(layer, h),
+                                int(query / width), int(query % width)});
         }
     return d;
 }
@@ -168,17 +183,20 @@ static Drawing text_attention(const cxxopts::ParseResult& r, Decoder& dec, const
 static Drawing learned_attention(const cxxopts::ParseResult& r, const Model<float>& m, const std::string& model_name) {
     const Config& c = m.cfg;
     const bool image = c.pos == PosKind::image;
-    if (r.count("pixel") && !image) usage_fail("--pixel: only for image models (this one reads text or other bytes; use --at)");
+    if (r.count("pixel") && !image)
+        usage_fail("--pixel: only for image models (this one reads text or other bytes; use --at)");
     if (r.count("pixel") && r.count("at")) usage_fail("--pixel and --at: give one of them");
     const std::vector<int> layers = pick(r, "layers", c.n_layer), heads = pick(r, "heads", c.n_head);
     const int64_t at = r.count("at") ? cli::to_int("--at", r["at"].as<std::string>(), 0, c.n_ctx - 1) : -1;
     Decoder dec(m);
     dec.keep_attention(true);
-    return image ? image_attention(r, dec, c, layers, heads, at, model_name) : text_attention(r, dec, c, layers, heads, at, model_name);
+    return image ? image_attention(r, dec, c, layers, heads, at, model_name)
+                 : text_attention(r, dec, c, layers, heads, at, model_name);
 }
 
 // The attention sets of the chosen layers and heads over the first --window positions.
-static Drawing attention_sets(const cxxopts::ParseResult& r, const Config& c, const std::vector<int>& layers, const std::vector<int>& heads) {
+static Drawing attention_sets(const cxxopts::ParseResult& r, const Config& c, const std::vector<int>& layers,
+                              const std::vector<int>& heads) {
     const int n = int(cli::to_int("--window", arg(r, "window", std::to_string(std::min(c.n_ctx, 256))), 1, c.n_ctx));
     Drawing d;
     d.cols = int(heads.size());
@@ -191,22 +209,32 @@ static Drawing attention_sets(const cxxopts::ParseResult& r, const Config& c, co
 }
 
 static int viz_main(int argc, char** argv) {
-    cxxopts::Options o("st-viz-attn", "Draw attention as a PNG: the sets of a pattern, or a model's learned attention of one query (--input).");
+    cxxopts::Options o(
+        "st-viz-attn",
+        "Draw attention as a PNG: the sets of a pattern, or a model's learned attention of one query (--input).");
     o.positional_help("[MODEL]").custom_help("[OPTIONS] -o FILE.png");
+    // clang-format off
     o.add_options()
         ("o,output", "PNG file to write (- for stdout)", cxxopts::value<std::string>())
         ("model", "model file", cxxopts::value<std::string>())
-        ("layers", "with MODEL: the layers to draw, e.g. 0,3 (default all); without: how many, as st-train's --layers", cxxopts::value<std::string>())
-        ("heads", "with MODEL: the heads to draw, e.g. 1 (default all); without: how many, as st-train's --heads", cxxopts::value<std::string>())
+        ("layers", "with MODEL: the layers to draw, e.g. 0,3 (default all); without: how many, as st-train's --layers",
+            cxxopts::value<std::string>())
+        ("heads", "with MODEL: the heads to draw, e.g. 1 (default all); without: how many, as st-train's --heads",
+            cxxopts::value<std::string>())
         ("scale", "pixels per position (default: a size that reads well)", cxxopts::value<std::string>());
     o.add_options("attention sets (no --input)")
         ("window", "draw the first N positions (default: the context, at most 256)", cxxopts::value<std::string>());
+    // clang-format on
     cli::add_model_options(o, "attention sets without MODEL: st-train's model", kPickOptions);
+    // clang-format off
     o.add_options("learned attention")
-        ("input", "the bytes the model reads (an image model: raw records or a picture file)", cxxopts::value<std::string>())
-        ("at", "the query position (default: the last of the input, or the image's centre pixel)", cxxopts::value<std::string>())
+        ("input", "the bytes the model reads (an image model: raw records or a picture file)",
+            cxxopts::value<std::string>())
+        ("at", "the query position (default: the last of the input, or the image's centre pixel)",
+            cxxopts::value<std::string>())
         ("pixel", "image models: the query pixel ROW,COL", cxxopts::value<std::string>())
         ("record", "image models: which image of the input (default 0)", cxxopts::value<std::string>());
+    // clang-format on
     cli::add_common(o);
     o.parse_positional({"model"});
     cxxopts::ParseResult r;

@@ -20,7 +20,7 @@ using st::gpu::bf16;
 
 namespace {
 
-struct Kernels {   // a forward's and a backward's (kernels/attention_kernel.h)
+struct Kernels {  // a forward's and a backward's (kernels/attention_kernel.h)
     gpu::AttnKernel fwd, bwd;
 };
 
@@ -50,7 +50,7 @@ HeadLayout block_head(int T, int bs, const std::function<bool(int, int)>& allowe
 std::function<bool(int, int)> peer_layout(const std::string& kind, int L) {
     if (kind == "causal") return [](int, int) { return true; };
     if (kind == "fixed") return [L](int qb, int kb) { return kb / L == qb / L || kb % L == L - 1; };
-    return [L](int qb, int kb) { return qb - kb < L || (qb - kb) % L == 0; };   // strided
+    return [L](int qb, int kb) { return qb - kb < L || (qb - kb) % L == 0; };  // strided
 }
 
 float median_ms(const std::function<void()>& f, int warmup, int reps) {
@@ -86,8 +86,7 @@ int env_int(const char* name, int dflt) {
     return v ? std::atoi(v) : dflt;
 }
 
-template <class T>
-T* device_alloc(size_t n) {
+template <class T> T* device_alloc(size_t n) {
     T* p;
     CUDA_CHECK(cudaMalloc(&p, n * sizeof(T)));
     return p;
@@ -130,7 +129,7 @@ int main() {
                 // The kernels that run here ("st"), and the mma.sync ones beside them where those are
                 // not the same ("st-mma": what an A100 would run).
                 const Kernels here{gpu::attention_kernel_here(gpu::AttnPass::forward, D, bs),
-                                        gpu::attention_kernel_here(gpu::AttnPass::backward, D, bs)};
+                                   gpu::attention_kernel_here(gpu::AttnPass::backward, D, bs)};
                 std::vector<Kernels> runs{here};
                 if (here.fwd != gpu::AttnKernel::mma || here.bwd != gpu::AttnKernel::mma)
                     runs.push_back({gpu::AttnKernel::mma, gpu::AttnKernel::mma});
@@ -141,12 +140,13 @@ int main() {
                         gpu::attention_backward(k.bwd, dqkv, dout, qkv, out, lse, dsum, plan, B, n, C, H, nullptr);
                     };
                     const float tf = median_ms(fwd, 10, 50), tfb = median_ms(fwdbwd, 10, 50);
-                    std::printf("{\"impl\": \"%s\", \"kernels\": \"%s/%s\", \"n\": %d, \"B\": %d, \"D\": %d, \"kind\": \"%s\", "
-                                "\"L\": %d, \"bs\": %d, \"fwd_ms\": %.4f, \"fwdbwd_ms\": %.4f, \"fwd_tflops\": %.1f, "
-                                "\"fwdbwd_tflops\": %.1f}\n",
-                                &k == &runs[0] ? "st" : "st-mma", gpu::attention_kernel_name(k.fwd),
-                                gpu::attention_kernel_name(k.bwd), n, B, D, kind.c_str(), L, bs, tf, tfb, flops / tf / 1e9,
-                                3.5 * flops / tfb / 1e9);
+                    std::printf(
+                        "{\"impl\": \"%s\", \"kernels\": \"%s/%s\", \"n\": %d, \"B\": %d, \"D\": %d, \"kind\": \"%s\", "
+                        "\"L\": %d, \"bs\": %d, \"fwd_ms\": %.4f, \"fwdbwd_ms\": %.4f, \"fwd_tflops\": %.1f, "
+                        "\"fwdbwd_tflops\": %.1f}\n",
+                        &k == &runs[0] ? "st" : "st-mma", gpu::attention_kernel_name(k.fwd),
+                        gpu::attention_kernel_name(k.bwd), n, B, D, kind.c_str(), L, bs, tf, tfb, flops / tf / 1e9,
+                        3.5 * flops / tfb / 1e9);
                     std::fflush(stdout);
                 }
             }

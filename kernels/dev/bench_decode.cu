@@ -14,9 +14,9 @@
 #include <string>
 #include <vector>
 
+#include "gpu/buffer.h"
 #include "kernels/check.h"
 #include "kernels/decode.h"
-#include "gpu/buffer.h"
 #include "rng.h"
 #include "sample.h"
 
@@ -35,8 +35,7 @@ static std::vector<int> env_list(const char* name, const char* dflt) {
 }
 
 // Microseconds of one launch: the median of 9 runs of 50 launches, after one run of warm-up.
-template <class F>
-static double median_us(F launch) {
+template <class F> static double median_us(F launch) {
     cudaEvent_t e0, e1;
     CUDA_CHECK(cudaEventCreate(&e0));
     CUDA_CHECK(cudaEventCreate(&e1));
@@ -81,7 +80,8 @@ static double time_attention(const Config& c, int B, int t) {
     CUDA_CHECK(cudaMemset(scratch.p, 0, scratch.n));
     gpu::Buf<int> t_d(1);
     t_d.upload(&t, nullptr);
-    return median_us([&] { gpu::decode_attention(out.p, scratch.p, qkv.p, kc.p, vc.p, heads_d.p, t_d.p, B, NH, D, S, nullptr); });
+    return median_us(
+        [&] { gpu::decode_attention(out.p, scratch.p, qkv.p, kc.p, vc.p, heads_d.p, t_d.p, B, NH, D, S, nullptr); });
 }
 
 // Microseconds of one decode_linear of the given shape.
@@ -98,10 +98,12 @@ static double time_linear(int N, int IC, int OC, bool ln, gpu::DecodeEpilogue e)
     resid.upload(host.data(), nullptr);
     vec.upload(host.data(), nullptr);
     w16.upload(w.data(), nullptr);
-    CUDA_CHECK(cudaMemset(x16.p, 0x3c, x16.bytes()));   // 0x3c3c: about 0.011 in every element
+    CUDA_CHECK(cudaMemset(x16.p, 0x3c, x16.bytes()));  // 0x3c3c: about 0.011 in every element
     gpu::DecodeLinear a;
-    if (ln) a.in_f32 = x32.p, a.ln_w = vec.p, a.ln_b = vec.p;
-    else a.in = x16.p;
+    if (ln)
+        a.in_f32 = x32.p, a.ln_w = vec.p, a.ln_b = vec.p;
+    else
+        a.in = x16.p;
     a.weight = w16.p, a.bias = vec.p, a.resid = resid.p, a.out = out.p, a.N = N, a.IC = IC, a.OC = OC, a.epilogue = e;
     return median_us([&] { gpu::decode_linear(a, nullptr); });
 }
@@ -121,32 +123,41 @@ int main() {
         Model<float> m(c);
         m.init_weights(1);
         Rng r(2);
-        for (auto& x : m.w) x += float(0.02 * r.normal());   // never time on zeros (the head starts at zero)
+        for (auto& x : m.w) x += float(0.02 * r.normal());  // never time on zeros (the head starts at zero)
         for (int B : env_list("BATCHES", "1,16"))
             for (int t : env_list("POSITIONS", "1024,16384,32768,65535"))
                 if (t < c.n_ctx)
-                    std::printf("{\"impl\": \"st-decode-attention\", \"layer\": 0, \"batch\": %d, \"t\": %d, \"us\": %.2f}\n", B, t,
-                                time_attention(c, B, t));
+                    std::printf(
+                        "{\"impl\": \"st-decode-attention\", \"layer\": 0, \"batch\": %d, \"t\": %d, \"us\": %.2f}\n",
+                        B, t, time_attention(c, B, t));
         const int C = c.d_model, F = c.ff_dim();
         using E = gpu::DecodeEpilogue;
-        struct Shape { const char* name; int IC, OC; bool ln; E e; };
-        const Shape shapes[] = {{"qkv", C, 3 * C, true, E::bf16}, {"proj", C, C, false, E::residual_f32},
-                                {"fc", C, F, true, E::gelu_bf16}, {"fc2", F, C, false, E::residual_f32}};
+        struct Shape {
+            const char* name;
+            int IC, OC;
+            bool ln;
+            E e;
+        };
+        const Shape shapes[] = {{"qkv", C, 3 * C, true, E::bf16},
+                                {"proj", C, C, false, E::residual_f32},
+                                {"fc", C, F, true, E::gelu_bf16},
+                                {"fc2", F, C, false, E::residual_f32}};
         for (int B : env_list("BATCHES", "1,16"))
             for (const Shape& sh : shapes)
-                std::printf("{\"impl\": \"st-decode-linear\", \"product\": \"%s\", \"batch\": %d, \"us\": %.2f}\n", sh.name, B,
-                            time_linear(B, sh.IC, sh.OC, sh.ln, sh.e));
+                std::printf("{\"impl\": \"st-decode-linear\", \"product\": \"%s\", \"batch\": %d, \"us\": %.2f}\n",
+                            sh.name, B, time_linear(B, sh.IC, sh.OC, sh.ln, sh.e));
         const int steps = env_int("STEPS", 2048);
         for (int B : env_list("BATCHES", "1,16")) {
             auto s = make_gpu_sampler(m, B, 0);
             std::vector<uint8_t> bytes(size_t(B), 'a');
-            for (int i = 0; i < 16; i++) s->push(bytes.data());   // warm-up: the graph is captured here
+            for (int i = 0; i < 16; i++) s->push(bytes.data());  // warm-up: the graph is captured here
             const auto t0 = std::chrono::steady_clock::now();
             for (int i = 0; i < steps; i++) bytes[0] = uint8_t(s->push(bytes.data())[0] > 0 ? 'b' : 'c');
             const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-            std::printf("{\"impl\": \"st-decode\", \"layers\": %d, \"d\": %d, \"ctx\": %d, \"batch\": %d, \"steps\": %d, "
-                        "\"ms_per_step\": %.4f, \"tokens_per_s\": %.0f}\n",
-                        c.n_layer, c.d_model, c.n_ctx, B, steps, sec * 1e3 / steps, B * steps / sec);
+            std::printf(
+                "{\"impl\": \"st-decode\", \"layers\": %d, \"d\": %d, \"ctx\": %d, \"batch\": %d, \"steps\": %d, "
+                "\"ms_per_step\": %.4f, \"tokens_per_s\": %.0f}\n",
+                c.n_layer, c.d_model, c.n_ctx, B, steps, sec * 1e3 / steps, B * steps / sec);
             std::fflush(stdout);
         }
         return 0;

@@ -49,11 +49,14 @@ double median_seconds(const std::function<void()>& fn, int runs) {
 
 int main(int argc, char** argv) {
     cxxopts::Options opts("st-bench-gemm-cpu", "Time st::gemm on the GEMM shapes of a transformer layer");
-    opts.add_options()("bt", "tokens per batch (rows of x)", cxxopts::value<int>()->default_value("4096"))(
-        "widths", "model widths d, comma separated", cxxopts::value<std::string>()->default_value("128,256,512"))(
-        "threads", "OpenMP threads", cxxopts::value<int>()->default_value("2"))(
-        "runs", "timed runs per shape (median reported)", cxxopts::value<int>()->default_value("21"))("h,help",
-                                                                                                      "this help");
+    // clang-format off
+    opts.add_options()
+        ("bt", "tokens per batch (rows of x)", cxxopts::value<int>()->default_value("4096"))
+        ("widths", "model widths d, comma separated", cxxopts::value<std::string>()->default_value("128,256,512"))
+        ("threads", "OpenMP threads", cxxopts::value<int>()->default_value("2"))
+        ("runs", "timed runs per shape (median reported)", cxxopts::value<int>()->default_value("21"))
+        ("h,help", "this help");
+    // clang-format on
     const auto args = opts.parse(argc, argv);
     if (args.count("help")) {
         std::printf("%s", opts.help().c_str());

@@ -88,7 +88,8 @@ void check_wav_chunks(const std::vector<uint8_t>& b, const std::string& name) {
         if (std::memcmp(&b[at], "data", 4) == 0) {
             if (rf64 && length == kUnknown) length = ds64_data;
             if (length != kUnknown && length > left)
-                fail(name + ": truncated WAV: its data chunk claims " + std::to_string(length) + " bytes, " + std::to_string(left) + " follow");
+                fail(name + ": truncated WAV: its data chunk claims " + std::to_string(length) + " bytes, " +
+                     std::to_string(left) + " follow");
             return;
         }
         if (length > left) return;  // libsndfile says what is wrong with the chunks before the data
@@ -108,13 +109,14 @@ Sound sound_from_bytes(std::vector<uint8_t> bytes, const std::string& name) {
     SoundFile f(sf_open_virtual(&memory_io, SFM_READ, &info, &file), sf_close);
     if (!f) fail(name + ": not a sound file that libsndfile reads (" + reason(sf_strerror(nullptr)) + ")");
     if (info.samplerate < kMinSoundRate || info.samplerate > kMaxSoundRate)
-        fail(name + ": a sample rate of " + std::to_string(info.samplerate) + " Hz; st reads " + std::to_string(kMinSoundRate) + " to " +
-             std::to_string(kMaxSoundRate) + " Hz");
+        fail(name + ": a sample rate of " + std::to_string(info.samplerate) + " Hz; st reads " +
+             std::to_string(kMinSoundRate) + " to " + std::to_string(kMaxSoundRate) + " Hz");
     if (info.channels < 1) fail(name + ": " + std::to_string(info.channels) + " channels");
 
     Sound s{info.samplerate, info.channels, {}};
     // The header's count, as far as the file's size confirms it: compressed formats grow past it.
-    if (info.frames > 0 && info.frames < SF_COUNT_MAX) s.samples.reserve(std::min(size_t(info.frames), file.bytes.size()));
+    if (info.frames > 0 && info.frames < SF_COUNT_MAX)
+        s.samples.reserve(std::min(size_t(info.frames), file.bytes.size()));
     std::vector<float> frames(size_t(4096) * size_t(info.channels));
     for (sf_count_t n; (n = sf_readf_float(f.get(), frames.data(), 4096)) > 0;) {
         if (s.samples.size() + size_t(n) > kMaxSoundSamples)
@@ -130,27 +132,28 @@ Sound sound_from_bytes(std::vector<uint8_t> bytes, const std::string& name) {
     // A little short is no damage: some encoders write pages past the end of the stream, which
     // libsndfile counts and the decoder skips (Wesnoth's northerners.ogg: 0.06%).
     if (info.frames > 0 && info.frames < SF_COUNT_MAX && double(s.samples.size()) < 0.99 * double(info.frames))
-        fail(name + ": corrupted or truncated (" + std::to_string(s.samples.size()) + " of the " + std::to_string(info.frames) +
-             " frames its header announces)");
+        fail(name + ": corrupted or truncated (" + std::to_string(s.samples.size()) + " of the " +
+             std::to_string(info.frames) + " frames its header announces)");
     return s;
 }
 
 std::vector<float> resample(const std::vector<float>& samples, int from, int to) {
     const std::string what = "resampling from " + std::to_string(from) + " to " + std::to_string(to) + " Hz";
     if (std::min(from, to) < kMinSoundRate || std::max(from, to) > kMaxSoundRate)
-        fail(what + ": rates must be " + std::to_string(kMinSoundRate) + " to " + std::to_string(kMaxSoundRate) + " Hz");
+        fail(what + ": rates must be " + std::to_string(kMinSoundRate) + " to " + std::to_string(kMaxSoundRate) +
+             " Hz");
     if (from == to || samples.empty()) return samples;
     // Room for every sample soxr gives (n * to / from, rounded) and a few more.
     const double n = std::ceil(double(samples.size()) * to / from) + 16;
     if (n > double(kMaxSoundSamples))
-        fail(what + ": " + std::to_string(samples.size()) + " samples would become " + std::to_string(uint64_t(n)) + ", more than the " +
-             std::to_string(kMaxSoundSamples) + " st makes");
+        fail(what + ": " + std::to_string(samples.size()) + " samples would become " + std::to_string(uint64_t(n)) +
+             ", more than the " + std::to_string(kMaxSoundSamples) + " st makes");
     std::vector<float> out(static_cast<size_t>(n));
     const soxr_io_spec_t io = soxr_io_spec(SOXR_FLOAT32_I, SOXR_FLOAT32_I);
     const soxr_quality_spec_t quality = soxr_quality_spec(SOXR_HQ, 0);  // soxr_oneshot's default is the low one
     size_t done = 0;
-    if (soxr_error_t e = soxr_oneshot(from, to, 1, samples.data(), samples.size(), nullptr, out.data(), out.size(), &done,
-                                      &io, &quality, nullptr))
+    if (soxr_error_t e = soxr_oneshot(from, to, 1, samples.data(), samples.size(), nullptr, out.data(), out.size(),
+                                      &done, &io, &quality, nullptr))
         fail(what + ": " + e);
     out.resize(done);
     return out;
@@ -168,7 +171,8 @@ void write_sound(const std::string& path, const std::vector<float>& samples, int
     sf_command(f.get(), SFC_SET_CLIPPING, nullptr, SF_TRUE);  // else a sample past 1 wraps round to -1
     if (sf_writef_float(f.get(), samples.data(), sf_count_t(samples.size())) != sf_count_t(samples.size()))
         fail(name + ": " + reason(sf_strerror(f.get())));
-    if (const int e = sf_close(f.release())) fail(name + ": " + reason(sf_error_number(e)));  // FLAC finishes its stream here
+    if (const int e = sf_close(f.release()))
+        fail(name + ": " + reason(sf_error_number(e)));  // FLAC finishes its stream here
     write_file_atomic(path, file.bytes.data(), file.bytes.size());
 }
 

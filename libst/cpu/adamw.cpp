@@ -5,8 +5,8 @@
 
 namespace st {
 
-template <class T>
-void adamw_update(T* param, const T* grad, T* m, T* v, int64_t n, float lr, float beta1, float beta2, float eps, float weight_decay, int64_t t) {
+template <class T> void adamw_update(T* param, const T* grad, T* m, T* v, int64_t n, float lr, float beta1, float beta2,
+                                     float eps, float weight_decay, int64_t t) {
     const double c1 = 1.0 - std::pow(double(beta1), double(t));
     const double c2 = 1.0 - std::pow(double(beta2), double(t));
     const T step = T(lr / c1), rc2 = T(1.0 / std::sqrt(c2)), decay = T(1.0 - double(lr) * weight_decay);
@@ -20,8 +20,7 @@ void adamw_update(T* param, const T* grad, T* m, T* v, int64_t n, float lr, floa
     }
 }
 
-template <class T>
-double sum_squares(const T* x, int64_t n) {
+template <class T> double sum_squares(const T* x, int64_t n) {
     // Fixed chunks summed in order: the same bits for any thread count.
     const int64_t chunk = 1 << 16;
     const int64_t nchunk = (n + chunk - 1) / chunk;
@@ -37,14 +36,15 @@ double sum_squares(const T* x, int64_t n) {
     return total;
 }
 
-template <class T>
-void scale_inplace(T* x, T s, int64_t n) {
+template <class T> void scale_inplace(T* x, T s, int64_t n) {
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < n; i++) x[i] *= s;
 }
 
-template void adamw_update<float>(float*, const float*, float*, float*, int64_t, float, float, float, float, float, int64_t);
-template void adamw_update<double>(double*, const double*, double*, double*, int64_t, float, float, float, float, float, int64_t);
+template void adamw_update<float>(float*, const float*, float*, float*, int64_t, float, float, float, float, float,
+                                  int64_t);
+template void adamw_update<double>(double*, const double*, double*, double*, int64_t, float, float, float, float, float,
+                                   int64_t);
 template double sum_squares<float>(const float*, int64_t);
 template double sum_squares<double>(const double*, int64_t);
 template void scale_inplace<float>(float*, float, int64_t);

@@ -29,16 +29,14 @@ void check_dims(const LayerLayout& lay, int B, int T, int C, int NH) {
 int64_t position(const AttnComponent& part, int64_t t) { return part.order.empty() ? t : part.order[size_t(t)]; }
 
 // Rows of one head's slice of a (B, T, width) tensor, in the component's order, into dst (T, Dh).
-template <class F>
-void gather(F* dst, const F* src, int64_t width, const AttnComponent& part, int T, int Dh) {
+template <class F> void gather(F* dst, const F* src, int64_t width, const AttnComponent& part, int T, int Dh) {
     for (int64_t t = 0; t < T; t++) {
         const F* row = src + position(part, t) * width;
         std::copy(row, row + Dh, dst + t * Dh);
     }
 }
 
-template <class F>
-void scatter_add(F* dst, const F* src, int64_t width, const AttnComponent& part, int T, int Dh) {
+template <class F> void scatter_add(F* dst, const F* src, int64_t width, const AttnComponent& part, int T, int Dh) {
     for (int64_t t = 0; t < T; t++) {
         F* row = dst + position(part, t) * width;
         const F* s = src + t * Dh;
@@ -47,15 +45,13 @@ void scatter_add(F* dst, const F* src, int64_t width, const AttnComponent& part,
 }
 
 // Rows r0 .. r0+n-1 of x (rows of Dh) as columns: xt[d * bs + c] = x[(r0 + c) * Dh + d].
-template <class F>
-void transpose_rows(F* xt, const F* x, int64_t r0, int n, int Dh, int bs) {
+template <class F> void transpose_rows(F* xt, const F* x, int64_t r0, int n, int Dh, int bs) {
     for (int c = 0; c < n; c++)
         for (int d = 0; d < Dh; d++) xt[d * bs + c] = x[(r0 + c) * Dh + d];
 }
 
 // The top-left m x n of a (ld bs) transposed into at (ld bs).
-template <class F>
-void transpose_block(F* at, const F* a, int m, int n, int bs) {
+template <class F> void transpose_block(F* at, const F* a, int m, int n, int bs) {
     for (int r = 0; r < m; r++)
         for (int c = 0; c < n; c++) at[c * bs + r] = a[r * bs + c];
 }
@@ -63,8 +59,7 @@ void transpose_block(F* at, const F* a, int m, int n, int bs) {
 // c (m x n, ldc) += a (m x k, lda) . b (k x n, ldb): every product of the kernels. The body keeps a
 // tile of 4 rows by two 256-bit vectors of c in registers (GCC/Clang vector extensions: the
 // auto-vectoriser spills such a tile); the edges go plainly. A fixed order of sums: deterministic.
-template <class F>
-void gemm_acc(F* c, int ldc, const F* a, int lda, const F* b, int ldb, int m, int n, int k) {
+template <class F> void gemm_acc(F* c, int ldc, const F* a, int lda, const F* b, int ldb, int m, int n, int k) {
     typedef F Vec __attribute__((vector_size(32)));
     constexpr int R = 4, L = int(sizeof(Vec) / sizeof(F)), W = 2 * L;
     const int m_body = m / R * R, n_body = n / W * W;
@@ -92,8 +87,7 @@ void gemm_acc(F* c, int ldc, const F* a, int lda, const F* b, int ldb, int m, in
 }
 
 // s (nr x nk, ld bs) = a (nr rows of Dh) . bt (Dh x nk, ld bs).
-template <class F>
-void block_dots(F* s, const F* a, const F* bt, int nr, int nk, int Dh, int bs) {
+template <class F> void block_dots(F* s, const F* a, const F* bt, int nr, int nk, int Dh, int bs) {
     for (int r = 0; r < nr; r++) std::fill(s + r * bs, s + r * bs + nk, F(0));
     gemm_acc(s, bs, a, Dh, bt, bs, nr, nk, Dh);
 }
@@ -187,9 +181,8 @@ void forward_head(F* o, F* l, const F* qkv, int64_t C, const HeadLayout& head, i
 
 // Gradients of one head of one batch row, walking each component by key block (the transposed CSR,
 // as the GPU does so that dK/dV need no atomics).
-template <class F>
-void backward_head(F* dqkv, const F* dout, const F* qkv, const F* out, const F* lse, int64_t C, const HeadLayout& head,
-                   int T, int Dh, int bs) {
+template <class F> void backward_head(F* dqkv, const F* dout, const F* qkv, const F* out, const F* lse, int64_t C,
+                                      const HeadLayout& head, int T, int Dh, int bs) {
     const F scale = F(1) / std::sqrt(F(Dh));
     const int64_t width = 3 * C;
     const size_t n = size_t(T) * Dh, nt = size_t(T), nb = size_t(bs);
@@ -229,7 +222,8 @@ void backward_head(F* dqkv, const F* dout, const F* qkv, const F* out, const F* 
                     F* dr = ds.data() + r * bs;
                     const F lr = l[size_t(q0 + r)], Dr = D[size_t(q0 + r)];
                     exp_shifted_sum(pr, nk, lr);  // P, exactly 0 where masked
-                    for (int c = 0; c < nk; c++) dr[c] = pr[c] * (dr[c] - Dr) * scale;  // dS, with the score scale folded in
+                    for (int c = 0; c < nk; c++)
+                        dr[c] = pr[c] * (dr[c] - Dr) * scale;  // dS, with the score scale folded in
                 }
                 // dV += P^T dO, dK += dS^T Q, dQ += dS K for this pair of blocks.
                 transpose_block(at.data(), p.data(), nr, nk, bs);
@@ -259,9 +253,8 @@ void attention_forward(F* out, F* lse, const F* qkv, const LayerLayout& lay, int
     }
 }
 
-template <class F>
-void attention_backward(F* dqkv, const F* dout, const F* qkv, const F* out, const F* lse, const LayerLayout& lay,
-                        int B, int T, int C, int NH) {
+template <class F> void attention_backward(F* dqkv, const F* dout, const F* qkv, const F* out, const F* lse,
+                                           const LayerLayout& lay, int B, int T, int C, int NH) {
     check_dims(lay, B, T, C, NH);
     const int Dh = C / NH;
 #pragma omp parallel for schedule(dynamic, 1)

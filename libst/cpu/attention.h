@@ -15,8 +15,7 @@ void attention_forward(F* out, F* lse, const F* qkv, const LayerLayout& lay, int
 
 // Accumulates (+=) into dqkv (B, T, 3C) the gradient of sum(dout * out). Deterministic: the same bits
 // on every run and any thread count.
-template <class F>
-void attention_backward(F* dqkv, const F* dout, const F* qkv, const F* out, const F* lse, const LayerLayout& lay,
-                        int B, int T, int C, int NH);
+template <class F> void attention_backward(F* dqkv, const F* dout, const F* qkv, const F* out, const F* lse,
+                                           const LayerLayout& lay, int B, int T, int C, int NH);
 
 }  // namespace st

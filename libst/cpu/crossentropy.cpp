@@ -8,8 +8,7 @@
 
 namespace st {
 
-template <class T>
-void crossentropy_forward(T* losses, const T* logits, const uint8_t* targets, int64_t N, int V) {
+template <class T> void crossentropy_forward(T* losses, const T* logits, const uint8_t* targets, int64_t N, int V) {
 #pragma omp parallel
     {
         std::vector<T> e(V);

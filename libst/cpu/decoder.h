@@ -29,18 +29,20 @@ class Decoder {
     void keep_attention(bool on) { keep_attn_ = on; }
     // A layer and head's attention of the position pushed last while keep_attention was on (the
     // query is position() - 1 when that was the last push); empty before any such push.
-    const Attention& attention(int layer, int head) const { return attn_[size_t(layer) * size_t(m_.cfg.n_head) + size_t(head)]; }
+    const Attention& attention(int layer, int head) const {
+        return attn_[size_t(layer) * size_t(m_.cfg.n_head) + size_t(head)];
+    }
 
    private:
     const float* step(uint8_t byte);
     const Model<float>& m_;
-    int t_ = 0;                       // bytes in the window
-    std::vector<uint8_t> window_;     // the bytes in the window
+    int t_ = 0;                              // bytes in the window
+    std::vector<uint8_t> window_;            // the bytes in the window
     std::vector<std::vector<float>> k_, v_;  // per layer (n_ctx, C)
     std::vector<float> x_, ln_, qkv_, att_, br_, fc_, logits_, scores_, mean_rstd_;
     std::vector<int64_t> keys_;
     bool keep_attn_ = false;
-    std::vector<Attention> attn_;     // (n_layer, n_head)
+    std::vector<Attention> attn_;  // (n_layer, n_head)
 };
 
 }  // namespace st

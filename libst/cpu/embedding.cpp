@@ -3,8 +3,8 @@
 
 namespace st {
 
-template <class T>
-void embedding_forward(T* out, const uint8_t* tok, const T* wte, const T* const* pos, const int32_t* const* pos_index, int npos, int64_t N, int T_, int C) {
+template <class T> void embedding_forward(T* out, const uint8_t* tok, const T* wte, const T* const* pos,
+                                          const int32_t* const* pos_index, int npos, int64_t N, int T_, int C) {
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < N; i++) {
         T* o = out + i * C;
@@ -17,8 +17,8 @@ void embedding_forward(T* out, const uint8_t* tok, const T* wte, const T* const*
     }
 }
 
-template <class T>
-void embedding_backward(T* dwte, T* const* dpos, const T* dout, const uint8_t* tok, const int32_t* const* pos_index, int npos, int64_t N, int T_, int C) {
+template <class T> void embedding_backward(T* dwte, T* const* dpos, const T* dout, const uint8_t* tok,
+                                           const int32_t* const* pos_index, int npos, int64_t N, int T_, int C) {
     // Many rows scatter into the same table row: split the columns among threads instead of the
     // rows, so there are no races and every sum runs in one fixed order.
     const int chunk = 32;
@@ -37,9 +37,13 @@ void embedding_backward(T* dwte, T* const* dpos, const T* dout, const uint8_t* t
     }
 }
 
-template void embedding_forward<float>(float*, const uint8_t*, const float*, const float* const*, const int32_t* const*, int, int64_t, int, int);
-template void embedding_forward<double>(double*, const uint8_t*, const double*, const double* const*, const int32_t* const*, int, int64_t, int, int);
-template void embedding_backward<float>(float*, float* const*, const float*, const uint8_t*, const int32_t* const*, int, int64_t, int, int);
-template void embedding_backward<double>(double*, double* const*, const double*, const uint8_t*, const int32_t* const*, int, int64_t, int, int);
+template void embedding_forward<float>(float*, const uint8_t*, const float*, const float* const*, const int32_t* const*,
+                                       int, int64_t, int, int);
+template void embedding_forward<double>(double*, const uint8_t*, const double*, const double* const*,
+                                        const int32_t* const*, int, int64_t, int, int);
+template void embedding_backward<float>(float*, float* const*, const float*, const uint8_t*, const int32_t* const*, int,
+                                        int64_t, int, int);
+template void embedding_backward<double>(double*, double* const*, const double*, const uint8_t*, const int32_t* const*,
+                                         int, int64_t, int, int);
 
 }  // namespace st

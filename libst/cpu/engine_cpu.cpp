@@ -3,10 +3,10 @@
 #include <cmath>
 
 #include "cpu/ops.h"
-#include "parallel/comm.h"
-#include "parallel/shard.h"
 #include "engine.h"
 #include "error.h"
+#include "parallel/comm.h"
+#include "parallel/shard.h"
 
 namespace st {
 
@@ -27,7 +27,7 @@ class CpuEngine final : public Engine {
         StepStats st;
         const int n = passes(B), M = B / n;
         st.loss = 0;
-        for (int k = 0; k < n; k++) {   // each pass adds the gradient of its mean loss
+        for (int k = 0; k < n; k++) {  // each pass adds the gradient of its mean loss
             m_.dropout_first = first_ + int64_t(k) * M;
             st.loss += m_.forward(inp + size_t(k) * M * T, tgt + size_t(k) * M * T, M, T, true) / n;
             m_.backward();
@@ -35,25 +35,28 @@ class CpuEngine final : public Engine {
         // The mean over the passes, and over the ranks: their shares, weighted.
         const double scale = (comm_ ? share_ : 1.0) / n;
         if (scale != 1.0) scale_inplace(m_.g.data(), float(scale), m_.num_params);
-        if (comm_) {   // the whole batch's mean loss and gradient
+        if (comm_) {  // the whole batch's mean loss and gradient
             comm_->allreduce_sum(m_.g.data(), size_t(m_.num_params));
             float loss = float(st.loss * share_);
             comm_->allreduce_sum(&loss, 1);
             st.loss = loss;
         }
         st.grad_norm = std::sqrt(sum_squares(m_.g.data(), m_.num_params));
-        if (!std::isfinite(st.loss) || !std::isfinite(st.grad_norm)) return st;   // no update; the caller reports it
-        if (o.clip > 0 && st.grad_norm > o.clip) scale_inplace(m_.g.data(), float(o.clip / st.grad_norm), m_.num_params);
-        for (const auto& p : m_.params) {   // with a sharded optimizer, only this rank's part of each parameter
+        if (!std::isfinite(st.loss) || !std::isfinite(st.grad_norm)) return st;  // no update; the caller reports it
+        if (o.clip > 0 && st.grad_norm > o.clip)
+            scale_inplace(m_.g.data(), float(o.clip / st.grad_norm), m_.num_params);
+        for (const auto& p : m_.params) {  // with a sharded optimizer, only this rank's part of each parameter
             const int64_t lo = std::max(p.offset, own_.begin), hi = std::min(p.offset + p.numel, own_.end);
             if (lo < hi)
-                adamw_update(m_.w.data() + lo, m_.g.data() + lo, om_.data() + lo, ov_.data() + lo, hi - lo, o.lr, o.beta1,
-                             o.beta2, o.eps, p.decay ? o.weight_decay : 0.0f, o.t);
+                adamw_update(m_.w.data() + lo, m_.g.data() + lo, om_.data() + lo, ov_.data() + lo, hi - lo, o.lr,
+                             o.beta1, o.beta2, o.eps, p.decay ? o.weight_decay : 0.0f, o.t);
         }
         if (shard_) gather_parts(m_.w);
         return st;
     }
-    double loss(const uint8_t* inp, const uint8_t* tgt, int B, int T) override { return m_.forward(inp, tgt, B, T, false); }
+    double loss(const uint8_t* inp, const uint8_t* tgt, int B, int T) override {
+        return m_.forward(inp, tgt, B, T, false);
+    }
     double gradient(const uint8_t* inp, const uint8_t* tgt, int B, int T, std::vector<float>* grad) override {
         std::fill(m_.g.begin(), m_.g.end(), 0.0f);
         const float p = m_.cfg.dropout;
@@ -89,9 +92,9 @@ class CpuEngine final : public Engine {
     std::vector<float>&om_, &ov_;
     Comm* comm_ = nullptr;
     double share_ = 1;
-    int64_t first_ = 0;   // this rank's first example in the global batch: numbers the dropout masks
+    int64_t first_ = 0;  // this rank's first example in the global batch: numbers the dropout masks
     bool shard_ = false;
-    Range own_;   // the part of the parameters whose moments this process updates
+    Range own_;  // the part of the parameters whose moments this process updates
 };
 
 }  // namespace

@@ -35,7 +35,9 @@ template <> struct simd<float> {
     static void store(float* p, V v) { _mm256_storeu_ps(p, v); }
     static V mul(V a, V b) { return _mm256_mul_ps(a, b); }
     static V fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
-    static __m256i mask(int n) { return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)); }
+    static __m256i mask(int n) {
+        return _mm256_cmpgt_epi32(_mm256_set1_epi32(n), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    }
     static V load(const float* p, __m256i m) { return _mm256_maskload_ps(p, m); }
     static void store(float* p, __m256i m, V v) { _mm256_maskstore_ps(p, m, v); }
 };
@@ -177,8 +179,7 @@ template <class T> void pack_a(bool ta, const T* A, int lda, int i0, int mc, int
 
 // C[0:mr, 0:nr] = alpha * a_sliver * b_sliver + beta * C, where beta == 0 leaves C unread. The full-tile and
 // the edge-tile stores compute the same fma(alpha, acc, beta * c), so a tile's position never changes a bit.
-template <class T>
-void micro_kernel(int kc, const T* a, const T* b, T* c, int ldc, T alpha, T beta, int mr, int nr) {
+template <class T> void micro_kernel(int kc, const T* a, const T* b, T* c, int ldc, T alpha, T beta, int mr, int nr) {
     using S = simd<T>;
     using V = typename S::V;
     constexpr int W = S::W;
@@ -244,7 +245,7 @@ template <class T> struct Problem {
 // Prefetches rectangles of memory (rows of `bytes` bytes, `stride` apart) a few cache lines per call, spread
 // over the kernel calls of one stretch of work.
 class Prefetcher {
-  public:
+   public:
     void add(const void* p, size_t stride, int rows, size_t bytes) {
         if (n_ < 2 && rows > 0 && bytes > 0) r_[n_++] = {static_cast<const char*>(p), stride, rows, bytes};
     }
@@ -265,7 +266,7 @@ class Prefetcher {
         }
     }
 
-  private:
+   private:
     struct Rect {
         const char* p;
         size_t stride;
@@ -328,7 +329,8 @@ template <class T> void gemm_block(const Problem<T>& p, int i0, int m, int j0, i
                     Prefetcher next_sliver;
                     if (first) {
                         pack_b(p.tb, p.B, p.ldb, p0, kc, jc + j, std::min(nr_max, nc - j), b);
-                        if (j + nr_max < nc) add_b(next_sliver, p, jc + j + nr_max, std::min(nr_max, nc - j - nr_max), p0, kc);
+                        if (j + nr_max < nc)
+                            add_b(next_sliver, p, jc + j + nr_max, std::min(nr_max, nc - j - nr_max), p0, kc);
                         next_sliver.pace(ceil_div(mcur, MR));
                     }
                     for (int i = 0; i < mcur; i += MR) {
@@ -350,9 +352,8 @@ template <class T> void scale(int M, int N, T beta, T* C, int ldc) {
 
 }  // namespace
 
-template <class T>
-void gemm(bool ta, bool tb, int M, int N, int K, T alpha, const T* A, int lda, const T* B, int ldb, T beta, T* C,
-          int ldc) {
+template <class T> void gemm(bool ta, bool tb, int M, int N, int K, T alpha, const T* A, int lda, const T* B, int ldb,
+                             T beta, T* C, int ldc) {
     if (M < 0 || N < 0 || K < 0) fail("gemm: negative size");
     if (lda < std::max(1, ta ? M : K) || ldb < std::max(1, tb ? K : N) || ldc < std::max(1, N))
         fail("gemm: leading dimension smaller than the row width");

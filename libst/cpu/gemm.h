@@ -9,8 +9,7 @@ namespace st {
 // beta == 0 never reads C (it may hold NaN). Threads with OpenMP over output tiles when called outside a parallel
 // region; runs serially when called inside one (omp_in_parallel()). Never splits K across threads, so the result
 // does not depend on the thread count and is bitwise reproducible.
-template <class T>
-void gemm(bool ta, bool tb, int M, int N, int K, T alpha, const T* A, int lda, const T* B, int ldb, T beta, T* C,
-          int ldc);
+template <class T> void gemm(bool ta, bool tb, int M, int N, int K, T alpha, const T* A, int lda, const T* B, int ldb,
+                             T beta, T* C, int ldc);
 
 }  // namespace st

@@ -24,8 +24,8 @@ void layernorm_forward(T* out, T* mean, T* rstd, const T* inp, const T* weight, 
     }
 }
 
-template <class T>
-void layernorm_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp, const T* weight, const T* mean, const T* rstd, int64_t N, int C) {
+template <class T> void layernorm_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp, const T* weight,
+                                           const T* mean, const T* rstd, int64_t N, int C) {
 #pragma omp parallel for schedule(static)
     for (int64_t i = 0; i < N; i++) {
         const T* x = inp + i * C;
@@ -64,8 +64,11 @@ void layernorm_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* i
 }
 
 template void layernorm_forward<float>(float*, float*, float*, const float*, const float*, const float*, int64_t, int);
-template void layernorm_forward<double>(double*, double*, double*, const double*, const double*, const double*, int64_t, int);
-template void layernorm_backward<float>(float*, float*, float*, const float*, const float*, const float*, const float*, const float*, int64_t, int);
-template void layernorm_backward<double>(double*, double*, double*, const double*, const double*, const double*, const double*, const double*, int64_t, int);
+template void layernorm_forward<double>(double*, double*, double*, const double*, const double*, const double*, int64_t,
+                                        int);
+template void layernorm_backward<float>(float*, float*, float*, const float*, const float*, const float*, const float*,
+                                        const float*, int64_t, int);
+template void layernorm_backward<double>(double*, double*, double*, const double*, const double*, const double*,
+                                         const double*, const double*, int64_t, int);
 
 }  // namespace st

@@ -13,8 +13,8 @@ void linear_forward(T* out, const T* inp, const T* weight, const T* bias, int64_
         for (int o = 0; o < OC; o++) out[i * OC + o] += bias[o];
 }
 
-template <class T>
-void linear_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp, const T* weight, int64_t N, int IC, int OC) {
+template <class T> void linear_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp, const T* weight,
+                                        int64_t N, int IC, int OC) {
     if (dinp) gemm<T>(false, false, int(N), IC, OC, T(1), dout, OC, weight, IC, T(1), dinp, IC);
     gemm<T>(true, false, OC, IC, int(N), T(1), dout, OC, inp, IC, T(1), dweight, IC);
     if (!dbias) return;
@@ -29,7 +29,9 @@ void linear_backward(T* dinp, T* dweight, T* dbias, const T* dout, const T* inp,
 
 template void linear_forward<float>(float*, const float*, const float*, const float*, int64_t, int, int);
 template void linear_forward<double>(double*, const double*, const double*, const double*, int64_t, int, int);
-template void linear_backward<float>(float*, float*, float*, const float*, const float*, const float*, int64_t, int, int);
-template void linear_backward<double>(double*, double*, double*, const double*, const double*, const double*, int64_t, int, int);
+template void linear_backward<float>(float*, float*, float*, const float*, const float*, const float*, int64_t, int,
+                                     int);
+template void linear_backward<double>(double*, double*, double*, const double*, const double*, const double*, int64_t,
+                                      int, int);
 
 }  // namespace st

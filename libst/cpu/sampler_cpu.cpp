@@ -30,6 +30,8 @@ class CpuSampler final : public Sampler {
 
 }  // namespace
 
-std::unique_ptr<Sampler> make_cpu_sampler(const Model<float>& m, int batch) { return std::make_unique<CpuSampler>(m, batch); }
+std::unique_ptr<Sampler> make_cpu_sampler(const Model<float>& m, int batch) {
+    return std::make_unique<CpuSampler>(m, batch);
+}
 
 }  // namespace st

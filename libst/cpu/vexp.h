@@ -17,7 +17,8 @@ namespace st {
 // relative error about 2e-7. x is clamped to [-87, 88] so results stay finite and normal.
 inline __m256 exp8(__m256 x) {
     x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.0f)), _mm256_set1_ps(88.0f));
-    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 n =
+        _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693145751953125f), x);
     r = _mm256_fnmadd_ps(n, _mm256_set1_ps(1.428606765330187e-06f), r);
     __m256 p = _mm256_set1_ps(1.0f / 720);
@@ -28,8 +29,7 @@ inline __m256 exp8(__m256 x) {
 #endif
 
 // x[i] = e^(x[i] - shift), exactly 0 where x[i] is -inf (a masked score); returns the sum.
-template <class F>
-inline F exp_shifted_sum(F* x, int n, F shift) {
+template <class F> inline F exp_shifted_sum(F* x, int n, F shift) {
     int i = 0;
     F sum = 0;
 #ifdef __AVX2__

@@ -4,12 +4,12 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
-#include <cstdio>
 #include <cstddef>
+#include <cstdio>
 #include <utility>
 
-#include "kernels/check.h"
 #include "error.h"
+#include "kernels/check.h"
 
 namespace st::gpu {
 
@@ -21,15 +21,14 @@ inline MemoryUse& memory_use() {
     return m;
 }
 
-template <class T>
-struct Buf {
+template <class T> struct Buf {
     T* p = nullptr;
     size_t n = 0;
     Buf() = default;
     explicit Buf(size_t count) : n(count) {
         const cudaError_t e = cudaMalloc(&p, bytes());
         if (e == cudaErrorMemoryAllocation) {
-            cudaGetLastError();   // clear it: the process may go on (and save the model)
+            cudaGetLastError();  // clear it: the process may go on (and save the model)
             size_t free = 0, total = 0;
             cudaMemGetInfo(&free, &total);
             char msg[256];
@@ -51,7 +50,7 @@ struct Buf {
         }
     }
     Buf(Buf&& o) noexcept : p(o.p), n(o.n) { o.p = nullptr; }
-    Buf& operator=(Buf&& o) noexcept {   // the old allocation goes with o
+    Buf& operator=(Buf&& o) noexcept {  // the old allocation goes with o
         std::swap(p, o.p);
         std::swap(n, o.n);
         return *this;

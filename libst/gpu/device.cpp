@@ -3,9 +3,9 @@
 
 #include <cuda_runtime.h>
 
-#include "kernels/check.h"
 #include "engine.h"
 #include "error.h"
+#include "kernels/check.h"
 
 namespace st {
 
@@ -20,9 +20,11 @@ namespace gpu {
 
 std::string select_device(int index) {
     int count = 0;
-    if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0) fail("--device cuda: no CUDA GPU found (use --device cpu)");
+    if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0)
+        fail("--device cuda: no CUDA GPU found (use --device cpu)");
     if (index >= count)
-        fail("--device cuda:" + std::to_string(index) + ": there " + (count == 1 ? "is only 1 GPU" : "are only " + std::to_string(count) + " GPUs"));
+        fail("--device cuda:" + std::to_string(index) + ": there " +
+             (count == 1 ? "is only 1 GPU" : "are only " + std::to_string(count) + " GPUs"));
     CUDA_CHECK(cudaSetDevice(index));
     cudaDeviceProp prop;
     CUDA_CHECK(cudaGetDeviceProperties(&prop, index));

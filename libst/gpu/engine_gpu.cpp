@@ -7,17 +7,17 @@
 #include <cmath>
 #include <cstring>
 
-#include "kernels/attention.h"
-#include "gpu/buffer.h"
-#include "kernels/check.h"
-#include "gpu/device.h"
-#include "parallel/nccl.h"
-#include "parallel/shard.h"
 #include "engine.h"
 #include "error.h"
+#include "gpu/buffer.h"
+#include "gpu/device.h"
+#include "gpu/profile.h"
+#include "kernels/attention.h"
+#include "kernels/check.h"
 #include "kernels/gemm.h"
 #include "kernels/ops.h"
-#include "gpu/profile.h"
+#include "parallel/nccl.h"
+#include "parallel/shard.h"
 #include "rng.h"
 
 namespace st {
@@ -36,7 +36,9 @@ class GpuEngine final : public Engine {
         cudaStreamDestroy(s_);
     }
     std::string name() const override { return name_; }
-    double peak_gib() const override { return double(gpu::memory_use().peak + gpu::Gemm::workspace_bytes()) / double(1 << 30); }
+    double peak_gib() const override {
+        return double(gpu::memory_use().peak + gpu::Gemm::workspace_bytes()) / double(1 << 30);
+    }
     StepStats train_step(const uint8_t* inp, const uint8_t* tgt, int B, int T, uint64_t dropout_seed,
                          const AdamWStep& opt) override;
     double loss(const uint8_t* inp, const uint8_t* tgt, int B, int T) override;
@@ -51,18 +53,18 @@ class GpuEngine final : public Engine {
     // reduce-scatter after the backward leaves each rank the sum of its part, which it updates with
     // its part of the moments, and an all-gather hands the new weights round.
     NcclComm* nccl_ = nullptr;
-    double share_ = 1;   // this rank's part of each batch
-    int64_t first_ = 0;   // this rank's first example in the global batch: numbers the dropout masks
-    int pass_ = 0, passes_ = 1;   // a step's forward and backward passes over its micro-batches
-    int arena_passes_ = 0;        // the passes whose losses the arena holds
+    double share_ = 1;           // this rank's part of each batch
+    int64_t first_ = 0;          // this rank's first example in the global batch: numbers the dropout masks
+    int pass_ = 0, passes_ = 1;  // a step's forward and backward passes over its micro-batches
+    int arena_passes_ = 0;       // the passes whose losses the arena holds
     bool shard_ = false;
     Range own_{0, 0};   // sharded: the part of the padded parameter buffer this rank updates
     int64_t part_ = 0;  // its size (every rank's is the same)
     cudaStream_t comm_s_ = nullptr;
     cudaEvent_t ready_ = nullptr;
-    bool reduce_in_backward_ = false;   // this backward's buckets go to NCCL as they finish
+    bool reduce_in_backward_ = false;  // this backward's buckets go to NCCL as they finish
     void bucket_done(int64_t begin, int64_t end);
-    struct Acts {   // one layer's saved activations
+    struct Acts {  // one layer's saved activations
         bf16 *ln1, *qkv, *att, *ln2, *fch;
         float *ln1_mean, *ln1_rstd, *lse, *x1, *ln2_mean, *ln2_rstd;
     };
@@ -79,26 +81,26 @@ class GpuEngine final : public Engine {
     Model<float>& m_;
     std::vector<float>&om_, &ov_;
     const Config& cfg_;
-    AttnSpec attn_;   // cfg_.attn with the GPU's block size
-    std::string name_;   // first of the members that touch the device: select_device runs before the rest
+    AttnSpec attn_;     // cfg_.attn with the GPU's block size
+    std::string name_;  // first of the members that touch the device: select_device runs before the rest
     cudaStream_t s_ = nullptr;
     gpu::Gemm gemm_;
-    gpu::Profile profile_;   // ST_PROFILE=1: forward, backward and attention, ms a step, printed at the end
+    gpu::Profile profile_;  // ST_PROFILE=1: forward, backward and attention, ms a step, printed at the end
     size_t npos_;
     int64_t P_;
     Buf<float> w_, g_, mom_, vel_;
     Buf<bf16> w16_;
     Buf<gpu::Segment> segs_;
-    Buf<double> scalars_;   // [0] loss sum, [1] sum of squared gradients
-    double* host_scalars_ = nullptr;   // pinned
+    Buf<double> scalars_;             // [0] loss sum, [1] sum of squared gradients
+    double* host_scalars_ = nullptr;  // pinned
 
     int B_ = 0, T_ = 0;
     uint64_t dropout_seed_ = 0;
-    float dropout_ = 0;   // this step's drop probability: the model's when training, 0 for gradient()
+    float dropout_ = 0;  // this step's drop probability: the model's when training, 0 for gradient()
     bool training_ = false;
-    std::vector<gpu::AttnPlan> plans_;   // by layer parity
+    std::vector<gpu::AttnPlan> plans_;  // by layer parity
     Buf<uint8_t> tok_, tgt_;
-    Buf<int32_t> pos_index_, pos_inv_ptr_, pos_inv_items_, tok_inv_;   // tok_inv_: ptr (257) then items (N)
+    Buf<int32_t> pos_index_, pos_inv_ptr_, pos_inv_items_, tok_inv_;  // tok_inv_: ptr (257) then items (N)
     Buf<char> arena_;
     std::vector<Acts> acts_;
     std::vector<float*> resid_;
@@ -106,12 +108,18 @@ class GpuEngine final : public Engine {
          *dln_ = nullptr, *dfc_ = nullptr, *dbranch_ = nullptr;
     float *lnf_mean_ = nullptr, *lnf_rstd_ = nullptr, *losses_ = nullptr, *dresid_ = nullptr, *dsum_ = nullptr;
     void *ln_scratch_ = nullptr, *red_scratch_ = nullptr, *emb_scratch_ = nullptr;
-    std::vector<gpu::InverseIndex> emb_inv_;   // the token table's, then each position table's
+    std::vector<gpu::InverseIndex> emb_inv_;  // the token table's, then each position table's
     std::vector<int32_t> tok_inv_host_;
 };
 
 GpuEngine::GpuEngine(Model<float>& m, std::vector<float>& om, std::vector<float>& ov, const GpuOptions& o)
-    : m_(m), om_(om), ov_(ov), cfg_(m.cfg), name_(gpu::select_device(o.device)), npos_(m.pos_index().size()), P_(m.num_params) {
+    : m_(m),
+      om_(om),
+      ov_(ov),
+      cfg_(m.cfg),
+      name_(gpu::select_device(o.device)),
+      npos_(m.pos_index().size()),
+      P_(m.num_params) {
     own_ = {0, P_};
     // The block size is the kernels' tiling, not part of the model (every block size gives the same
     // element sets), so the GPU runs a model trained with blocks of 32 on its own 64s.
@@ -119,7 +127,8 @@ GpuEngine::GpuEngine(Model<float>& m, std::vector<float>& om, std::vector<float>
     if (attn_.block != 64 && attn_.block != 128) attn_.block = 64;
     std::string why = gpu::attention_gpu_check(attn_.block, cfg_.d_model, cfg_.n_head);
     if (!why.empty()) fail(why);
-    if (cfg_.d_model % 8 || cfg_.vocab % 8) fail("the GPU engine needs d_model and the vocabulary to be multiples of 8");
+    if (cfg_.d_model % 8 || cfg_.vocab % 8)
+        fail("the GPU engine needs d_model and the vocabulary to be multiples of 8");
     CUDA_CHECK(cudaStreamCreateWithFlags(&s_, cudaStreamNonBlocking));
     w_ = Buf<float>(size_t(P_));
     w16_ = Buf<bf16>(size_t(P_));
@@ -149,21 +158,22 @@ void GpuEngine::ensure_training() {
     CUDA_CHECK(cudaMemset(vel_.p, 0, size_t(held) * 4));
     CUDA_CHECK(cudaMemcpy(mom_.p, om_.data() + own_.begin, size_t(used) * 4, cudaMemcpyHostToDevice));
     CUDA_CHECK(cudaMemcpy(vel_.p, ov_.data() + own_.begin, size_t(used) * 4, cudaMemcpyHostToDevice));
-    std::vector<gpu::Segment> segs;   // relative to own_.begin, clipped to the part
+    std::vector<gpu::Segment> segs;  // relative to own_.begin, clipped to the part
     for (const auto& p : m_.params) {
         const int64_t lo = std::max(p.offset, own_.begin), hi = std::min(p.offset + p.numel, own_.end);
         if (lo < hi) segs.push_back({lo - own_.begin, hi - lo, p.decay ? 1 : 0});
     }
-    if (segs.empty()) segs.push_back({0, 0, 0});   // a part that is all padding
+    if (segs.empty()) segs.push_back({0, 0, 0});  // a part that is all padding
     segs_ = Buf<gpu::Segment>(segs.size());
     CUDA_CHECK(cudaMemcpy(segs_.p, segs.data(), segs.size() * sizeof(gpu::Segment), cudaMemcpyHostToDevice));
     training_ = true;
-    B_ = 0;   // the activation arena grows the backward's buffers at the next ensure
+    B_ = 0;  // the activation arena grows the backward's buffers at the next ensure
 }
 
 // Activations for B windows of T: one arena, carved as Model<T>::ensure_buffers carves its own.
 void GpuEngine::ensure(int B, int T) {
-    if (T < 1 || T > cfg_.n_ctx) fail("sequence length " + std::to_string(T) + " is outside 1.." + std::to_string(cfg_.n_ctx));
+    if (T < 1 || T > cfg_.n_ctx)
+        fail("sequence length " + std::to_string(T) + " is outside 1.." + std::to_string(cfg_.n_ctx));
     if (B == B_ && T == T_ && passes_ <= arena_passes_) return;
     if (T != T_) {
         plans_.clear();
@@ -194,7 +204,7 @@ void GpuEngine::ensure(int B, int T) {
     tgt_ = Buf<uint8_t>(size_t(N));
     tok_inv_ = Buf<int32_t>(size_t(N) + 257);
     emb_inv_.assign(1, gpu::InverseIndex{256, N, tok_inv_.p, tok_inv_.p + 257});
-    const int32_t* ptr = pos_inv_ptr_.p;   // table k: rows + 1 offsets into its T items
+    const int32_t* ptr = pos_inv_ptr_.p;  // table k: rows + 1 offsets into its T items
     for (size_t k = 0; k < npos_; k++) {
         const int rows = int(m_.offsets.wpe_rows[k]);
         emb_inv_.push_back({rows, T, ptr, pos_inv_items_.p + k * size_t(T)});
@@ -203,7 +213,7 @@ void GpuEngine::ensure(int B, int T) {
     const int64_t C = cfg_.d_model, F = cfg_.ff_dim(), V = cfg_.vocab, L = cfg_.n_layer, NH = cfg_.n_head;
     const bool rec = m_.recompute && training_;
     const int64_t nacts = training_ ? (rec ? 1 : L) : 1;
-    arena_ = Buf<char>();   // free the old arena before taking the new one
+    arena_ = Buf<char>();  // free the old arena before taking the new one
     size_t bytes = 0;
     std::vector<std::pair<void**, size_t>> plan;
     auto take = [&](auto** ptr, int64_t count) {
@@ -232,7 +242,7 @@ void GpuEngine::ensure(int B, int T) {
     take(&lnf_mean_, N);
     take(&lnf_rstd_, N);
     take(&logits_, N * V);
-    take(&losses_, N * passes_);   // every pass's, summed once at the end
+    take(&losses_, N * passes_);  // every pass's, summed once at the end
     take(&branch_, N * C);
     take(&fcg_, N * F);
     if (training_) {
@@ -246,7 +256,8 @@ void GpuEngine::ensure(int B, int T) {
         take(reinterpret_cast<char**>(&ln_scratch_), int64_t(gpu::layernorm_backward_scratch(N, int(C))));
         take(reinterpret_cast<char**>(&red_scratch_), int64_t(gpu::reduce_scratch(std::max<int64_t>(P_, N * passes_))));
         size_t emb = 0;
-        for (size_t k = 0; k <= npos_; k++) emb = std::max(emb, gpu::embedding_backward_scratch(emb_inv_[k], k ? B : 1, int(C)));
+        for (size_t k = 0; k <= npos_; k++)
+            emb = std::max(emb, gpu::embedding_backward_scratch(emb_inv_[k], k ? B : 1, int(C)));
         take(reinterpret_cast<char**>(&emb_scratch_), int64_t(emb));
     } else {
         take(reinterpret_cast<char**>(&red_scratch_), int64_t(gpu::reduce_scratch(N)));
@@ -278,10 +289,10 @@ void GpuEngine::upload_batch(const uint8_t* inp, const uint8_t* tgt, bool train)
 void GpuEngine::layer_forward(int l, Acts& a, const float* x, float* out, bool train) {
     const int64_t N = int64_t(B_) * T_;
     const int C = cfg_.d_model, F = cfg_.ff_dim();
-    const auto w = at(w_.p, m_.offsets.layers[size_t(l)]);     // fp32 master: the LayerNorms read it
-    const auto h = at(w16_.p, m_.offsets.layers[size_t(l)]);   // its bf16 mirror: the products read it
+    const auto w = at(w_.p, m_.offsets.layers[size_t(l)]);    // fp32 master: the LayerNorms read it
+    const auto h = at(w16_.p, m_.offsets.layers[size_t(l)]);  // its bf16 mirror: the products read it
     const float p = train ? dropout_ : 0.0f;
-    const int64_t drop0 = (first_ + int64_t(pass_) * B_) * T_ * C;   // the number one process gives element 0
+    const int64_t drop0 = (first_ + int64_t(pass_) * B_) * T_ * C;  // the number one process gives element 0
     gpu::layernorm_forward(a.ln1, a.ln1_mean, a.ln1_rstd, x, w.ln1_w, w.ln1_b, N, C, s_);
     gemm_.forward(a.qkv, a.ln1, h.qkv_w, h.qkv_b, N, C, 3 * C, nullptr, s_);
     profile_.phase("attention-fwd", s_, [&] {
@@ -290,7 +301,7 @@ void GpuEngine::layer_forward(int l, Acts& a, const float* x, float* out, bool t
     gemm_.forward(branch_, a.att, h.proj_w, h.proj_b, N, C, C, nullptr, s_);
     gpu::residual_forward(a.x1, x, branch_, p, hash64(dropout_seed_, uint64_t(l), 0), N * C, drop0, s_);
     gpu::layernorm_forward(a.ln2, a.ln2_mean, a.ln2_rstd, a.x1, w.ln2_w, w.ln2_b, N, C, s_);
-    gemm_.forward(fcg_, a.ln2, h.fc_w, h.fc_b, N, C, F, a.fch, s_);   // fcg_ = gelu(fch); fch kept for the backward
+    gemm_.forward(fcg_, a.ln2, h.fc_w, h.fc_b, N, C, F, a.fch, s_);  // fcg_ = gelu(fch); fch kept for the backward
     gemm_.forward(branch_, fcg_, h.fp_w, h.fp_b, N, F, C, nullptr, s_);
     gpu::residual_forward(out, a.x1, branch_, p, hash64(dropout_seed_, uint64_t(l), 1), N * C, drop0, s_);
 }
@@ -306,18 +317,21 @@ void GpuEngine::layer_backward(int l, Acts& a, const float* x) {
     const int64_t drop0 = (first_ + int64_t(pass_) * B_) * T_ * C;
     // MLP branch: out = x1 + dropout(proj(gelu(fc(ln2(x1)))))
     gpu::residual_backward_branch(dbranch_, dresid_, p, hash64(dropout_seed_, uint64_t(l), 1), N * C, drop0, s_);
-    gpu::gelu_forward(fcg_, a.fch, N * F, s_);   // the GELU output, recomputed rather than kept per layer
+    gpu::gelu_forward(fcg_, a.fch, N * F, s_);  // the GELU output, recomputed rather than kept per layer
     gemm_.backward_weight(g.fp_w, g.fp_b, dbranch_, fcg_, N, F, C, s_);
-    gemm_.backward_input(dfc_, dbranch_, h.fp_w, N, F, C, a.fch, g.fc_b, s_);   // through the GELU, with fc's bias gradient
+    gemm_.backward_input(dfc_, dbranch_, h.fp_w, N, F, C, a.fch, g.fc_b,
+                         s_);  // through the GELU, with fc's bias gradient
     gemm_.backward_weight(g.fc_w, nullptr, dfc_, a.ln2, N, C, F, s_);
     gemm_.backward_input(dln_, dfc_, h.fc_w, N, C, F, nullptr, nullptr, s_);
-    gpu::layernorm_backward(dresid_, g.ln2_w, g.ln2_b, dln_, a.x1, w.ln2_w, a.ln2_mean, a.ln2_rstd, N, C, ln_scratch_, s_);
+    gpu::layernorm_backward(dresid_, g.ln2_w, g.ln2_b, dln_, a.x1, w.ln2_w, a.ln2_mean, a.ln2_rstd, N, C, ln_scratch_,
+                            s_);
     // Attention branch: x1 = x + dropout(proj(attend(qkv(ln1(x)))))
     gpu::residual_backward_branch(dbranch_, dresid_, p, hash64(dropout_seed_, uint64_t(l), 0), N * C, drop0, s_);
     gemm_.backward_weight(g.proj_w, g.proj_b, dbranch_, a.att, N, C, C, s_);
     gemm_.backward_input(datt_, dbranch_, h.proj_w, N, C, C, nullptr, nullptr, s_);
     profile_.phase("attention-bwd", s_, [&] {
-        gpu::attention_backward(dqkv_, datt_, a.qkv, a.att, a.lse, dsum_, plans_[size_t(l % 2)], B_, T_, C, cfg_.n_head, s_);
+        gpu::attention_backward(dqkv_, datt_, a.qkv, a.att, a.lse, dsum_, plans_[size_t(l % 2)], B_, T_, C, cfg_.n_head,
+                                s_);
     });
     gemm_.backward_weight(g.qkv_w, g.qkv_b, dqkv_, a.ln1, N, C, 3 * C, s_);
     gemm_.backward_input(dln_, dqkv_, h.qkv_w, N, C, 3 * C, nullptr, nullptr, s_);
@@ -334,7 +348,7 @@ void GpuEngine::forward(bool train) {
         pos.index[k] = pos_index_.p + k * size_t(cfg_.n_ctx);
     }
     gpu::embedding_forward(resid_[0], tok_.p, w_.p + m_.offsets.wte, pos, N, T_, C, s_);
-    const bool keep = train;   // evaluation runs through two residual buffers and one set of activations
+    const bool keep = train;  // evaluation runs through two residual buffers and one set of activations
     for (int l = 0; l < L; l++) {
         Acts& a = acts_[keep && !m_.recompute ? size_t(l) : 0];
         const float* x = keep ? resid_[size_t(l)] : resid_[size_t(l % 2)];
@@ -348,7 +362,8 @@ void GpuEngine::forward(bool train) {
     // The gradient of the mean over the whole batch: on a data-parallel rank, share_ of it is here, in
     // passes_ parts. The loss sum covers the passes so far.
     float* losses = losses_ + int64_t(pass_) * N;
-    gpu::crossentropy(losses, train ? logits_ : nullptr, logits_, tgt_.p, float(share_ / (double(N) * passes_)), N, V, s_);
+    gpu::crossentropy(losses, train ? logits_ : nullptr, logits_, tgt_.p, float(share_ / (double(N) * passes_)), N, V,
+                      s_);
     gpu::sum_f64(scalars_.p, losses_, N * (pass_ + 1), red_scratch_, s_);
 }
 
@@ -362,18 +377,18 @@ void GpuEngine::backward() {
     CUDA_CHECK(cudaMemsetAsync(dresid_, 0, size_t(N) * C * 4, s_));
     gpu::layernorm_backward(dresid_, g_.p + o.lnf_w, g_.p + o.lnf_b, dln_, resid_[size_t(L)], w_.p + o.lnf_w, lnf_mean_,
                             lnf_rstd_, N, C, ln_scratch_, s_);
-    bucket_done(o.lnf_w, P_);   // the final LayerNorm and the head
+    bucket_done(o.lnf_w, P_);  // the final LayerNorm and the head
     for (int l = L - 1; l >= 0; l--) {
         Acts& a = acts_[m_.recompute ? 0 : size_t(l)];
-        if (m_.recompute) layer_forward(l, a, resid_[size_t(l)], resid_[size_t(l + 1)], true);   // the same bits again
+        if (m_.recompute) layer_forward(l, a, resid_[size_t(l)], resid_[size_t(l + 1)], true);  // the same bits again
         layer_backward(l, a, resid_[size_t(l)]);
         bucket_done(o.layer_begin(l), o.layer_end(l));
     }
-    for (size_t k = 0; k <= npos_; k++) {   // the token table, then each position table (emb_inv_'s order)
+    for (size_t k = 0; k <= npos_; k++) {  // the token table, then each position table (emb_inv_'s order)
         const int64_t table = k ? o.wpe[k - 1] : o.wte;
         gpu::embedding_backward(g_.p + table, dresid_, emb_inv_[k], k ? B_ : 1, T_, C, emb_scratch_, s_);
     }
-    bucket_done(0, o.layer_begin(0));   // the embeddings
+    bucket_done(0, o.layer_begin(0));  // the embeddings
 }
 
 // Gradients [begin, end) are final: NCCL sums them on comm_s_ while the backward goes on.
@@ -388,7 +403,7 @@ void GpuEngine::bucket_done(int64_t begin, int64_t end) {
 // the parameters it updates, the loss sum in scalars_[0] and the squared norm of the whole gradient
 // in scalars_[1].
 void GpuEngine::reduce_gradients() {
-    if (nccl_ && !shard_) {   // the buckets went during the backward; the loss sum joins them
+    if (nccl_ && !shard_) {  // the buckets went during the backward; the loss sum joins them
         nccl_->allreduce_sum_device(scalars_.p, 1, comm_s_);
         CUDA_CHECK(cudaEventRecord(ready_, comm_s_));
         CUDA_CHECK(cudaStreamWaitEvent(s_, ready_, 0));
@@ -397,23 +412,23 @@ void GpuEngine::reduce_gradients() {
         nccl_->allreduce_sum_device(scalars_.p, 1, s_);
     }
     gpu::sum_squares_f64(scalars_.p + 1, g_.p + own_.begin, own_.size(), red_scratch_, s_);
-    if (shard_) nccl_->allreduce_sum_device(scalars_.p + 1, 1, s_);   // the parts' squared norms, added
+    if (shard_) nccl_->allreduce_sum_device(scalars_.p + 1, 1, s_);  // the parts' squared norms, added
 }
 
 StepStats GpuEngine::train_step(const uint8_t* inp, const uint8_t* tgt, int B, int T, uint64_t dropout_seed,
                                 const AdamWStep& o) {
     ensure_training();
     passes_ = passes(B);
-    const int M = B / passes_;   // the micro-batch: the arena holds its activations
+    const int M = B / passes_;  // the micro-batch: the arena holds its activations
     ensure(M, T);
     dropout_seed_ = dropout_seed;
     dropout_ = cfg_.dropout;
     CUDA_CHECK(cudaMemsetAsync(g_.p, 0, g_.n * 4, s_));
-    for (pass_ = 0; pass_ < passes_; pass_++) {   // the gradients of the passes add up in g_
+    for (pass_ = 0; pass_ < passes_; pass_++) {  // the gradients of the passes add up in g_
         const size_t at = size_t(pass_) * size_t(M) * size_t(T);
         upload_batch(inp + at, tgt + at, true);
         profile_.phase("forward", s_, [&] { forward(true); });
-        reduce_in_backward_ = nccl_ && !shard_ && pass_ + 1 == passes_;   // the last pass's buckets are final
+        reduce_in_backward_ = nccl_ && !shard_ && pass_ + 1 == passes_;  // the last pass's buckets are final
         profile_.phase("backward", s_, [&] { backward(); });
     }
     pass_ = 0;
@@ -422,13 +437,13 @@ StepStats GpuEngine::train_step(const uint8_t* inp, const uint8_t* tgt, int B, i
     CUDA_CHECK(cudaMemcpyAsync(host_scalars_, scalars_.p, 2 * sizeof(double), cudaMemcpyDeviceToHost, s_));
     CUDA_CHECK(cudaStreamSynchronize(s_));
     profile_.end_step();
-    const double tokens = double(int64_t(B) * T) / share_;   // the whole batch's
+    const double tokens = double(int64_t(B) * T) / share_;  // the whole batch's
     StepStats st{host_scalars_[0] / tokens, std::sqrt(host_scalars_[1])};
-    if (!std::isfinite(st.loss) || !std::isfinite(st.grad_norm)) return st;   // no update; the caller reports it
+    if (!std::isfinite(st.loss) || !std::isfinite(st.grad_norm)) return st;  // no update; the caller reports it
     const int64_t b = own_.begin;
-    gpu::adamw(w_.p + b, w16_.p + b, g_.p + b, mom_.p, vel_.p, segs_.p, int(segs_.n), own_.size(), o.lr, o.beta1, o.beta2,
-               o.eps, o.weight_decay, o.t, scalars_.p + 1, o.clip, s_);
-    if (shard_) {   // every rank's new part to every rank, then the bf16 mirror of the whole
+    gpu::adamw(w_.p + b, w16_.p + b, g_.p + b, mom_.p, vel_.p, segs_.p, int(segs_.n), own_.size(), o.lr, o.beta1,
+               o.beta2, o.eps, o.weight_decay, o.t, scalars_.p + 1, o.clip, s_);
+    if (shard_) {  // every rank's new part to every rank, then the bf16 mirror of the whole
         nccl_->all_gather_device(w_.p, size_t(part_), s_);
         gpu::f32_to_bf16(w16_.p, w_.p, P_, s_);
     }
@@ -497,8 +512,8 @@ void GpuEngine::set_data_parallel(const DataParallel& dp) {
     if (!shard_) return;
     const int world = nccl_->world(), rank = nccl_->rank();
     part_ = shard_size(P_, world);
-    own_ = {int64_t(rank) * part_, int64_t(rank + 1) * part_};   // in the padded buffer (padding has no segment)
-    Buf<float> w(size_t(part_) * size_t(world));   // the weights padded to whole parts for the all-gather
+    own_ = {int64_t(rank) * part_, int64_t(rank + 1) * part_};  // in the padded buffer (padding has no segment)
+    Buf<float> w(size_t(part_) * size_t(world));                // the weights padded to whole parts for the all-gather
     CUDA_CHECK(cudaMemset(w.p, 0, w.n * 4));
     CUDA_CHECK(cudaMemcpy(w.p, w_.p, size_t(P_) * 4, cudaMemcpyDeviceToDevice));
     w_ = std::move(w);

@@ -7,11 +7,11 @@
 #include <cstring>
 #include <string>
 
-#include "gpu/buffer.h"
-#include "kernels/check.h"
-#include "gpu/device.h"
-#include "parallel/nccl.h"
 #include "error.h"
+#include "gpu/buffer.h"
+#include "gpu/device.h"
+#include "kernels/check.h"
+#include "parallel/nccl.h"
 
 namespace st {
 
@@ -31,7 +31,9 @@ const Nccl& nccl() {
     static const Nccl lib = [] {
         void* h = dlopen("libnccl.so.2", RTLD_NOW | RTLD_LOCAL);
         if (!h) h = dlopen("libnccl.so", RTLD_NOW | RTLD_LOCAL);
-        if (!h) fail(std::string("several GPUs need NCCL, and libnccl.so.2 cannot be loaded: ") + dlerror() + " (install NCCL, e.g. libnccl2)");
+        if (!h)
+            fail(std::string("several GPUs need NCCL, and libnccl.so.2 cannot be loaded: ") + dlerror() +
+                 " (install NCCL, e.g. libnccl2)");
         auto sym = [&](const char* name) {
             void* p = dlsym(h, name);
             if (!p) fail(std::string("NCCL: ") + name + " is missing from libnccl.so.2");
@@ -58,7 +60,9 @@ class NcclJob final : public NcclComm {
    public:
     NcclJob(const std::vector<uint8_t>& id, int rank, int world) : rank_(rank), world_(world) {
         ncclUniqueId u;
-        if (id.size() != sizeof u) fail("NCCL: the job id from rank 0 has " + std::to_string(id.size()) + " bytes, not " + std::to_string(sizeof u));
+        if (id.size() != sizeof u)
+            fail("NCCL: the job id from rank 0 has " + std::to_string(id.size()) + " bytes, not " +
+                 std::to_string(sizeof u));
         std::memcpy(&u, id.data(), sizeof u);
         check(nccl().init_rank(&comm_, world, u, rank), "init");
         CUDA_CHECK(cudaStreamCreateWithFlags(&s_, cudaStreamNonBlocking));
@@ -69,7 +73,7 @@ class NcclJob final : public NcclComm {
     }
     int rank() const override { return rank_; }
     int world() const override { return world_; }
-    void allreduce_sum(float* x, size_t n) override {   // host memory: staged through the device
+    void allreduce_sum(float* x, size_t n) override {  // host memory: staged through the device
         if (stage_.n < n) stage_ = gpu::Buf<float>(n);
         CUDA_CHECK(cudaMemcpyAsync(stage_.p, x, n * sizeof(float), cudaMemcpyHostToDevice, s_));
         allreduce_sum_device(stage_.p, n, s_);
@@ -83,8 +87,9 @@ class NcclJob final : public NcclComm {
         check(nccl().all_reduce(x, x, n, ncclFloat64, ncclSum, comm_, static_cast<cudaStream_t>(stream)), "all-reduce");
     }
     void reduce_scatter_sum_device(float* x, size_t part, void* stream) override {
-        float* mine = x + size_t(rank_) * part;   // NCCL's in-place form: the output is the rank's part of the input
-        check(nccl().reduce_scatter(x, mine, part, ncclFloat32, ncclSum, comm_, static_cast<cudaStream_t>(stream)), "reduce-scatter");
+        float* mine = x + size_t(rank_) * part;  // NCCL's in-place form: the output is the rank's part of the input
+        check(nccl().reduce_scatter(x, mine, part, ncclFloat32, ncclSum, comm_, static_cast<cudaStream_t>(stream)),
+              "reduce-scatter");
     }
     void all_gather_device(float* x, size_t part, void* stream) override {
         const float* mine = x + size_t(rank_) * part;

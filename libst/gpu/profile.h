@@ -17,7 +17,7 @@ class Profile {
    public:
     Profile() : on_(std::getenv("ST_PROFILE") && std::string(std::getenv("ST_PROFILE")) == "1") {}
     ~Profile() {
-        const int steps = seen_ - 1;   // the first is left out (end_step)
+        const int steps = seen_ - 1;  // the first is left out (end_step)
         if (!on_ || steps <= 0) return;
         std::fprintf(stderr, "profile, ms a step over %d steps after the first:", steps);
         for (const auto& [name, ms] : total_) std::fprintf(stderr, " %s %.2f", name.c_str(), ms / steps);
@@ -26,8 +26,7 @@ class Profile {
     }
     // Brackets the launches of one phase on stream s. Phases may nest (attention inside forward): each
     // takes its pair of events before its launches run.
-    template <class F>
-    void phase(const char* name, cudaStream_t s, F launch) {
+    template <class F> void phase(const char* name, cudaStream_t s, F launch) {
         if (!on_) return launch();
         if (used_ == marks_.size()) {
             cudaEvent_t a, b;
@@ -60,7 +59,7 @@ class Profile {
     std::vector<std::pair<cudaEvent_t, cudaEvent_t>> marks_;
     std::vector<std::string> names_;
     size_t used_ = 0;
-    int seen_ = 0;   // steps ended
+    int seen_ = 0;  // steps ended
     std::map<std::string, double> total_;
 };
 

@@ -7,11 +7,11 @@
 
 #include <cstring>
 
+#include "error.h"
 #include "gpu/buffer.h"
+#include "gpu/device.h"
 #include "kernels/check.h"
 #include "kernels/decode.h"
-#include "gpu/device.h"
-#include "error.h"
 #include "kernels/gemm.h"
 #include "kernels/ops.h"
 #include "sample.h"
@@ -23,7 +23,7 @@ using gpu::Buf;
 
 namespace {
 
-constexpr int kFusedRows = 4;   // measured on an H200: the fused products lose to cuBLASLt beyond (docs/PERF.md)
+constexpr int kFusedRows = 4;  // measured on an H200: the fused products lose to cuBLASLt beyond (docs/PERF.md)
 
 class GpuSampler final : public Sampler {
    public:
@@ -38,7 +38,7 @@ class GpuSampler final : public Sampler {
     const float* push(const uint8_t* bytes) override;
 
    private:
-    void enqueue_step();   // one position for every sequence, on s_
+    void enqueue_step();  // one position for every sequence, on s_
     void enqueue_layers_fused();
     void enqueue_layers_gemm();
     // Layer l's tensors: fp32 (the LayerNorms, the fused products' biases) and the bf16 mirror.
@@ -48,32 +48,33 @@ class GpuSampler final : public Sampler {
 
     const Model<float>& m_;
     const Config& c_;
-    std::string name_;   // select_device runs before the members that touch the device
+    std::string name_;  // select_device runs before the members that touch the device
     int B_, t_ = 0, S_ = 0;
     cudaStream_t s_ = nullptr;
     gpu::Gemm gemm_;
     Buf<float> w_;
     Buf<bf16> w16_;
     Buf<int32_t> pos_index_;
-    Buf<gpu::DecodeHead> heads_;   // per layer, n_head each
+    Buf<gpu::DecodeHead> heads_;  // per layer, n_head each
     std::vector<Buf<bf16>> kc_, vc_;
     Buf<int> t_dev_;
     Buf<uint8_t> tok_;
     Buf<float> x_, x1_, logits32_;
     Buf<char> scratch_;
     Buf<bf16> qkv_, att_, fcg_;
-    Buf<bf16> ln_, br_, fch_, logits_;   // the cuBLASLt path's
+    Buf<bf16> ln_, br_, fch_, logits_;  // the cuBLASLt path's
     uint8_t* host_tok_ = nullptr;
     float* host_logits_ = nullptr;
     cudaGraph_t graph_ = nullptr;
     cudaGraphExec_t exec_ = nullptr;
-    std::vector<std::vector<uint8_t>> window_;   // each sequence's bytes in the context (for sliding)
+    std::vector<std::vector<uint8_t>> window_;  // each sequence's bytes in the context (for sliding)
 };
 
 GpuSampler::GpuSampler(const Model<float>& m, int batch, int device)
     : m_(m), c_(m.cfg), name_(gpu::select_device(device)), B_(batch) {
     const int C = c_.d_model, F = c_.ff_dim(), V = c_.vocab, NH = c_.n_head, D = C / NH, L = c_.n_layer;
-    if (D != 32 && D != 64 && D != 128) fail("GPU sampling needs a head size of 32, 64 or 128, not " + std::to_string(D));
+    if (D != 32 && D != 64 && D != 128)
+        fail("GPU sampling needs a head size of 32, 64 or 128, not " + std::to_string(D));
     if (C % 8 || V % 8) fail("GPU sampling needs d_model and the vocabulary to be multiples of 8");
     CUDA_CHECK(cudaStreamCreateWithFlags(&s_, cudaStreamNonBlocking));
     w_ = Buf<float>(size_t(m.num_params));
@@ -113,7 +114,7 @@ GpuSampler::GpuSampler(const Model<float>& m, int batch, int device)
         logits_ = Buf<bf16>(N * V);
     }
     scratch_ = Buf<char>(gpu::decode_scratch(B_, NH, D, S_));
-    CUDA_CHECK(cudaMemsetAsync(scratch_.p, 0, scratch_.n, s_));   // the tickets start at zero
+    CUDA_CHECK(cudaMemsetAsync(scratch_.p, 0, scratch_.n, s_));  // the tickets start at zero
     CUDA_CHECK(cudaMallocHost(&host_tok_, N));
     CUDA_CHECK(cudaMallocHost(&host_logits_, N * V * sizeof(float)));
     CUDA_CHECK(cudaMemsetAsync(t_dev_.p, 0, sizeof(int), s_));
@@ -131,8 +132,10 @@ void GpuSampler::enqueue_step() {
         pos.index[k] = pos_index_.p + size_t(k) * c_.n_ctx;
     }
     gpu::decode_embed(x_.p, tok_.p, w_.p + m_.offsets.wte, pos, t_dev_.p, N, C, s_);
-    if (B_ > kFusedRows) enqueue_layers_gemm();
-    else enqueue_layers_fused();
+    if (B_ > kFusedRows)
+        enqueue_layers_gemm();
+    else
+        enqueue_layers_fused();
     CUDA_CHECK(cudaMemcpyAsync(host_logits_, logits32_.p, size_t(N) * V * sizeof(float), cudaMemcpyDeviceToHost, s_));
     gpu::decode_advance(t_dev_.p, s_);
 }
@@ -143,8 +146,9 @@ void GpuSampler::enqueue_step() {
 void GpuSampler::enqueue_layers_fused() {
     const int C = c_.d_model, F = c_.ff_dim(), V = c_.vocab, NH = c_.n_head, D = C / NH, L = c_.n_layer, N = B_;
     const ParamOffsets& o = m_.offsets;
-    auto linear = [&](void* out, const bf16* in, const float* in_f32, const float* ln_w, const float* ln_b, const bf16* weight,
-                      const float* bias, const float* resid, int IC, int OC, gpu::DecodeEpilogue e) {
+    auto linear = [&](void* out, const bf16* in, const float* in_f32, const float* ln_w, const float* ln_b,
+                      const bf16* weight, const float* bias, const float* resid, int IC, int OC,
+                      gpu::DecodeEpilogue e) {
         gpu::DecodeLinear a;
         a.in = in, a.in_f32 = in_f32, a.ln_w = ln_w, a.ln_b = ln_b, a.weight = weight, a.bias = bias, a.resid = resid;
         a.out = out, a.N = N, a.IC = IC, a.OC = OC, a.epilogue = e;
@@ -191,7 +195,7 @@ void GpuSampler::enqueue_layers_gemm() {
 
 const float* GpuSampler::run_step() {
     if (!exec_) {
-        enqueue_step();   // the first step runs eagerly: kernel attributes are set outside the capture
+        enqueue_step();  // the first step runs eagerly: kernel attributes are set outside the capture
         CUDA_CHECK(cudaStreamSynchronize(s_));
         CUDA_CHECK(cudaStreamBeginCapture(s_, cudaStreamCaptureModeThreadLocal));
         enqueue_step();

@@ -13,11 +13,11 @@
 #include <array>
 #include <atomic>
 #include <bit>
+#include <cerrno>
 #include <charconv>
 #include <climits>
 #include <csignal>
 #include <cstdint>
-#include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <memory>
@@ -43,13 +43,11 @@ static constexpr auto crc_tables = [] {
     std::array<std::array<uint32_t, 256>, 8> t{};
     for (uint32_t b = 0; b < 256; b++) {
         uint32_t c = b;
-        for (int k = 0; k < 8; k++)
-            c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
+        for (int k = 0; k < 8; k++) c = (c & 1) ? 0xEDB88320u ^ (c >> 1) : c >> 1;
         t[0][b] = c;
     }
     for (uint32_t b = 0; b < 256; b++)
-        for (int k = 1; k < 8; k++)
-            t[k][b] = (t[k - 1][b] >> 8) ^ t[0][t[k - 1][b] & 0xff];
+        for (int k = 1; k < 8; k++) t[k][b] = (t[k - 1][b] >> 8) ^ t[0][t[k - 1][b] & 0xff];
     return t;
 }();
 
@@ -66,16 +64,13 @@ uint32_t crc32(const void* data, size_t n, uint32_t crc) {
         crc = t[7][lo & 0xff] ^ t[6][(lo >> 8) & 0xff] ^ t[5][(lo >> 16) & 0xff] ^ t[4][lo >> 24] ^ t[3][hi & 0xff] ^
               t[2][(hi >> 8) & 0xff] ^ t[1][(hi >> 16) & 0xff] ^ t[0][hi >> 24];
     }
-    for (; n > 0; n--, p++)
-        crc = t[0][(crc ^ *p) & 0xff] ^ (crc >> 8);
+    for (; n > 0; n--, p++) crc = t[0][(crc ^ *p) & 0xff] ^ (crc >> 8);
     return ~crc;
 }
 
 // ---- reading ----
 
-static std::string errno_text() {
-    return std::strerror(errno);
-}
+static std::string errno_text() { return std::strerror(errno); }
 
 namespace {
 
@@ -100,8 +95,7 @@ struct CctxFree {
 
 static int open_for_read(const std::string& path) {
     int fd;
-    do
-        fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    do fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     while (fd < 0 && errno == EINTR);
     if (fd < 0) fail(path + ": " + errno_text());
     return fd;
@@ -134,7 +128,8 @@ size_t memory_bytes() {
 static std::string mib(size_t n) { return std::to_string((n + (1 << 20) - 1) >> 20) + " MiB"; }
 
 [[noreturn]] static void too_large(const std::string& path, size_t limit) {
-    fail(path + ": larger than " + mib(limit) + (limit == memory_bytes() ? ", this machine's memory" : ", the most st reads of it"));
+    fail(path + ": larger than " + mib(limit) +
+         (limit == memory_bytes() ? ", this machine's memory" : ", the most st reads of it"));
 }
 
 // A terminal, a pipe or /dev/null (empty) may be read; another device (/dev/zero, /dev/urandom, a
@@ -167,8 +162,8 @@ static std::vector<uint8_t> read_plain(int fd, const std::string& path, size_t l
 // compressed size makes it believable: an 18-byte frame may claim gigabytes, and the error, if any,
 // must come from decoding, not from an allocation. zstd rarely compresses real data 100-fold, and
 // the buffer still grows geometrically past the reservation.
-static void reserve_content_size(std::vector<uint8_t>* out, const uint8_t* head, size_t n, size_t compressed, size_t limit,
-                                 size_t step) {
+static void reserve_content_size(std::vector<uint8_t>* out, const uint8_t* head, size_t n, size_t compressed,
+                                 size_t limit, size_t step) {
     unsigned long long size = ZSTD_getFrameContentSize(head, n);
     if (size == ZSTD_CONTENTSIZE_UNKNOWN || size == ZSTD_CONTENTSIZE_ERROR) return;
     const size_t believable = std::max<size_t>(compressed, 1 << 20) * 100;
@@ -241,7 +236,7 @@ FileBytes::FileBytes(const std::string& path) {
             return;
         }
     }
-    read_ = read_plain(fd.fd, path, memory_bytes());   // a pipe, a terminal, an empty file, a file mmap refuses
+    read_ = read_plain(fd.fd, path, memory_bytes());  // a pipe, a terminal, an empty file, a file mmap refuses
 }
 
 FileBytes::~FileBytes() {
@@ -265,7 +260,7 @@ namespace {
 
 // Collects small pieces (headers, short tensors) into large writes.
 class PlainSink {
-public:
+   public:
     PlainSink(int fd, std::string name) : fd_(fd), name_(std::move(name)), buf_(1 << 20) {}
     void write(const void* data, size_t n) {
         if (n == 0) return;  // empty tensors may come with a null pointer
@@ -276,7 +271,7 @@ public:
     }
     void finish() { flush(); }
 
-private:
+   private:
     void flush() {
         write_all(fd_, name_, buf_.data(), used_);
         used_ = 0;
@@ -288,7 +283,7 @@ private:
 };
 
 class ZstdSink {
-public:
+   public:
     ZstdSink(int fd, std::string name, unsigned long long pledged)
         : fd_(fd), name_(std::move(name)), cctx_(ZSTD_createCCtx()), buf_(ZSTD_CStreamOutSize()) {
         if (!cctx_) throw std::bad_alloc();
@@ -301,16 +296,14 @@ public:
     }
     void write(const void* data, size_t n) {
         ZSTD_inBuffer in{data, n, 0};
-        while (in.pos < in.size)
-            step(&in, ZSTD_e_continue);
+        while (in.pos < in.size) step(&in, ZSTD_e_continue);
     }
     void finish() {
         ZSTD_inBuffer in{nullptr, 0, 0};
-        while (step(&in, ZSTD_e_end) != 0) {
-        }
+        while (step(&in, ZSTD_e_end) != 0) {}
     }
 
-private:
+   private:
     size_t step(ZSTD_inBuffer* in, ZSTD_EndDirective mode) {
         ZSTD_outBuffer out{buf_.data(), buf_.size(), 0};
         size_t r = ZSTD_compressStream2(cctx_.get(), &out, in, mode);
@@ -443,7 +436,8 @@ void prepare_output(const std::string& path) {
             if (pid <= 0 || pid == ::getpid() || ::kill(pid, 0) == 0 || errno != ESRCH) continue;
             const std::string stale = dir + "/" + e->d_name;
             struct stat s;
-            if (::lstat(stale.c_str(), &s) == 0 && S_ISREG(s.st_mode) && s.st_uid == ::geteuid()) ::unlink(stale.c_str());
+            if (::lstat(stale.c_str(), &s) == 0 && S_ISREG(s.st_mode) && s.st_uid == ::geteuid())
+                ::unlink(stale.c_str());
         }
         ::closedir(d);
     }

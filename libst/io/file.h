@@ -18,7 +18,7 @@ namespace st {
 // stream", ... A device other than a terminal (/dev/zero) is refused, and so is more than LIMIT bytes
 // (0: this machine's memory), plain or decompressed, before they are all read.
 std::vector<uint8_t> read_file(const std::string& path, size_t limit = 0);
-size_t memory_bytes();   // this machine's physical memory
+size_t memory_bytes();  // this machine's physical memory
 
 // The same bytes, mapped into memory (read-only) where PATH is a plain, uncompressed, non-empty
 // file, and read as read_file reads them otherwise. Processes that map one file share its pages, and
@@ -30,7 +30,9 @@ class FileBytes {
     ~FileBytes();
     FileBytes(const FileBytes&) = delete;
     FileBytes& operator=(const FileBytes&) = delete;
-    std::span<const uint8_t> bytes() const { return map_ ? std::span<const uint8_t>(map_, size_) : std::span<const uint8_t>(read_); }
+    std::span<const uint8_t> bytes() const {
+        return map_ ? std::span<const uint8_t>(map_, size_) : std::span<const uint8_t>(read_);
+    }
 
    private:
     const uint8_t* map_ = nullptr;

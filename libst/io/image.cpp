@@ -46,14 +46,16 @@ std::string image_size_problem(uint64_t h, uint64_t w, int c) {
     const uint64_t bytes = mul(mul(h, w), uint64_t(std::max(c, 1)));
     if (h <= kMaxImageSide && w <= kMaxImageSide && bytes <= kMaxImageBytes) return "";
     const std::string size = h <= kMaxImageSide && w <= kMaxImageSide ? " (" + std::to_string(bytes) + " bytes)" : "";
-    return "a " + dims(h, w, c) + " picture" + size + " is more than st handles: at most " + std::to_string(kMaxImageSide) +
-           " pixels a side and " + std::to_string(kMaxImageBytes) + " bytes (" + std::to_string(kMaxImageBytes >> 20) + " MiB) of pixels";
+    return "a " + dims(h, w, c) + " picture" + size + " is more than st handles: at most " +
+           std::to_string(kMaxImageSide) + " pixels a side and " + std::to_string(kMaxImageBytes) + " bytes (" +
+           std::to_string(kMaxImageBytes >> 20) + " MiB) of pixels";
 }
 
 // The pictures the library makes are consistent; one put together by hand may not be.
 static void check_image(const Image& im, const char* what) {
     if (im.h <= 0 || im.w <= 0 || im.c < 1 || im.c > 4 || im.px.size() != size_t(im.h) * size_t(im.w) * size_t(im.c))
-        fail(std::string(what) + ": a " + dims(im) + " picture with " + std::to_string(im.px.size()) + " bytes of pixels");
+        fail(std::string(what) + ": a " + dims(im) + " picture with " + std::to_string(im.px.size()) +
+             " bytes of pixels");
 }
 
 // ---- gzip ----
@@ -104,18 +106,27 @@ static std::vector<uint8_t> gunzip(const std::vector<uint8_t>& in, const std::st
 
 // ---- IDX ----
 
-static uint32_t be32(const uint8_t* p) { return uint32_t(p[0]) << 24 | uint32_t(p[1]) << 16 | uint32_t(p[2]) << 8 | p[3]; }
+static uint32_t be32(const uint8_t* p) {
+    return uint32_t(p[0]) << 24 | uint32_t(p[1]) << 16 | uint32_t(p[2]) << 8 | p[3];
+}
 
 // The element type an IDX file's third byte names; null for a byte that names none.
 static const char* idx_type(uint8_t code) {
     switch (code) {
-    case 0x08: return "unsigned bytes";
-    case 0x09: return "signed bytes";
-    case 0x0B: return "16-bit integers";
-    case 0x0C: return "32-bit integers";
-    case 0x0D: return "floats";
-    case 0x0E: return "doubles";
-    default: return nullptr;
+        case 0x08:
+            return "unsigned bytes";
+        case 0x09:
+            return "signed bytes";
+        case 0x0B:
+            return "16-bit integers";
+        case 0x0C:
+            return "32-bit integers";
+        case 0x0D:
+            return "floats";
+        case 0x0E:
+            return "doubles";
+        default:
+            return nullptr;
     }
 }
 
@@ -128,15 +139,16 @@ static bool looks_like_idx(const std::vector<uint8_t>& b) {
 static std::string idx_problem(const std::vector<uint8_t>& b, uint32_t* n, uint32_t* h, uint32_t* w) {
     if (b[2] != 0x08) return std::string("an IDX file of ") + idx_type(b[2]) + ", not of unsigned bytes";
     if (b[3] == 1) return "an IDX file of labels (1 dimension), not of images";
-    if (b[3] != 3) return "an IDX file of " + std::to_string(b[3]) + " dimensions; images have 3 (count, height, width)";
+    if (b[3] != 3)
+        return "an IDX file of " + std::to_string(b[3]) + " dimensions; images have 3 (count, height, width)";
     if (b.size() < 16) return "truncated IDX file: the header is cut short";
     *n = be32(&b[4]), *h = be32(&b[8]), *w = be32(&b[12]);
     if (*n == 0) return "the IDX header says 0 images";
     if (*h == 0 || *w == 0 || *h > 65535 || *w > 65535)
         return "the IDX header says images of " + std::to_string(*h) + "x" + std::to_string(*w);
     const uint64_t want = uint64_t(*n) * *h * *w, got = b.size() - 16;
-    const std::string says = "header says " + std::to_string(*n) + " images of " + std::to_string(*h) + "x" + std::to_string(*w) +
-                             ", " + std::to_string(got) + " bytes follow";
+    const std::string says = "header says " + std::to_string(*n) + " images of " + std::to_string(*h) + "x" +
+                             std::to_string(*w) + ", " + std::to_string(got) + " bytes follow";
     if (got < want) return "truncated IDX file: " + says;
     if (got > want) return "IDX file longer than its header says: " + says;
     return image_size_problem(*h, *w, 1);
@@ -167,8 +179,7 @@ static std::vector<Image> cifar_images(const std::vector<uint8_t>& b) {
     for (size_t i = 0; i < out.size(); i++) {
         const uint8_t* planes = &b[i * kCifarRecord + 1];
         for (size_t p = 0; p < kCifarPlane; p++)
-            for (size_t k = 0; k < 3; k++)
-                out[i].px[p * 3 + k] = planes[k * kCifarPlane + p];
+            for (size_t k = 0; k < 3; k++) out[i].px[p * 3 + k] = planes[k * kCifarPlane + p];
     }
     return out;
 }
@@ -187,7 +198,9 @@ static size_t jpeg_start(const std::vector<uint8_t>& b) {
 }
 
 static std::string stb_format(const std::vector<uint8_t>& b) {
-    auto starts = [&](const std::string& magic) { return b.size() >= magic.size() && std::memcmp(b.data(), magic.data(), magic.size()) == 0; };
+    auto starts = [&](const std::string& magic) {
+        return b.size() >= magic.size() && std::memcmp(b.data(), magic.data(), magic.size()) == 0;
+    };
     if (starts("\x89PNG")) return "PNG";
     if (jpeg_start(b)) return "JPEG";
     if (starts("BM")) return "BMP";
@@ -196,7 +209,9 @@ static std::string stb_format(const std::vector<uint8_t>& b) {
     return "image";
 }
 
-static uint32_t le32(const uint8_t* p) { return uint32_t(p[0]) | uint32_t(p[1]) << 8 | uint32_t(p[2]) << 16 | uint32_t(p[3]) << 24; }
+static uint32_t le32(const uint8_t* p) {
+    return uint32_t(p[0]) | uint32_t(p[1]) << 8 | uint32_t(p[2]) << 16 | uint32_t(p[3]) << 24;
+}
 static uint16_t le16(const uint8_t* p) { return uint16_t(p[0] | p[1] << 8); }
 
 // A header's claim of h x w pixels (c channels) and the bytes of pixels that must follow it.
@@ -213,8 +228,8 @@ static void check_claim(const Claim& k, const std::string& name, const std::stri
     if (k.h > kAbsurdSide || k.w > kAbsurdSide) fail(name + ": " + image_size_problem(k.h, k.w, k.c));
     if (k.h == 0 || k.w == 0) fail(name + ": corrupted " + format + ": its header says " + dims(k.h, k.w) + " pixels");
     if (k.have < k.need)
-        fail(name + ": truncated " + format + ": " + dims(k.h, k.w, k.c) + " needs " + std::to_string(k.need) + " bytes of pixels, " +
-             std::to_string(k.have) + " follow");
+        fail(name + ": truncated " + format + ": " + dims(k.h, k.w, k.c) + " needs " + std::to_string(k.need) +
+             " bytes of pixels, " + std::to_string(k.have) + " follow");
     if (std::string problem = image_size_problem(k.h, k.w, k.c); !problem.empty()) fail(name + ": " + problem);
 }
 
@@ -225,7 +240,9 @@ static Claim pnm_claim(const std::vector<uint8_t>& b, const std::string& name, c
     const size_t n = b.size();
     size_t i = 2;
     auto next = [&]() -> char { return i < n ? char(b[i++]) : '\0'; };
-    auto space = [](char ch) { return ch == ' ' || ch == '\t' || ch == '\n' || ch == '\v' || ch == '\f' || ch == '\r'; };
+    auto space = [](char ch) {
+        return ch == ' ' || ch == '\t' || ch == '\n' || ch == '\v' || ch == '\f' || ch == '\r';
+    };
     char ch = next();
     auto skip = [&] {
         for (;;) {
@@ -294,9 +311,10 @@ static void check_png_chunks(const std::vector<uint8_t>& b, const std::string& n
         const uint64_t length = be32(&b[at]), left = b.size() - at - 8;
         const std::string type(reinterpret_cast<const char*>(&b[at + 4]), 4);
         if (length + 4 > left)
-            fail(name + ": corrupted or truncated PNG (a chunk claims " + std::to_string(length) + " bytes and its checksum, " +
-                 std::to_string(left) + " follow)");
-        if (type == "IDAT" && length == 0 && !data) fail(name + ": corrupted PNG (an empty IDAT chunk before the first pixels)");
+            fail(name + ": corrupted or truncated PNG (a chunk claims " + std::to_string(length) +
+                 " bytes and its checksum, " + std::to_string(left) + " follow)");
+        if (type == "IDAT" && length == 0 && !data)
+            fail(name + ": corrupted PNG (an empty IDAT chunk before the first pixels)");
         if (type == "IDAT") data = true;
         if (type == "IEND") return;
         at += 12 + size_t(length);
@@ -332,7 +350,9 @@ static void check_jpeg_tables(const std::vector<uint8_t>& b, const std::string& 
                 const size_t table = next();
                 size_t codes = 0;
                 for (int i = 0; i < 16; i++) codes += next();
-                if (codes > 256) fail(name + ": corrupted JPEG (a Huffman table of " + std::to_string(codes) + " codes; at most 256)");
+                if (codes > 256)
+                    fail(name + ": corrupted JPEG (a Huffman table of " + std::to_string(codes) +
+                         " codes; at most 256)");
                 if (table >> 4 > 1 || (table & 15) > 3) return;  // stb_image stops there
                 defined[table >> 4][table & 15] = true;
                 p += codes;
@@ -358,7 +378,9 @@ static void check_jpeg_tables(const std::vector<uint8_t>& b, const std::string& 
 // The most pixels N bytes of a compressed format can hold: deflate inflates a byte to at most
 // 1032, and a pixel takes at least one bit (PNG); an 8x8 block takes at least one bit of Huffman
 // code in some scan (JPEG).
-static uint64_t most_pixels(const std::string& format, uint64_t n) { return format == "PNG" ? mul(n, 1032 * 8) : mul(n, 64 * 8); }
+static uint64_t most_pixels(const std::string& format, uint64_t n) {
+    return format == "PNG" ? mul(n, 1032 * 8) : mul(n, 64 * 8);
+}
 
 static Image stb_picture(const std::vector<uint8_t>& b, const std::string& name) {
     const std::string format = stb_format(b);
@@ -375,11 +397,13 @@ static Image stb_picture(const std::vector<uint8_t>& b, const std::string& name)
     // Grey with alpha becomes RGBA: an Image has 1, 3 or 4 channels.
     const int want = c == 2 ? 4 : c;
     if (w <= 0 || h <= 0)
-        fail(name + ": corrupted " + format + ": its header says " + std::to_string(h) + "x" + std::to_string(w) + " pixels");
+        fail(name + ": corrupted " + format + ": its header says " + std::to_string(h) + "x" + std::to_string(w) +
+             " pixels");
     if ((format == "PNG" || format == "JPEG") && uint64_t(h) * uint64_t(w) > most_pixels(format, b.size()))
-        fail(name + ": corrupted " + format + ": its header says " + dims(uint64_t(h), uint64_t(w)) + " pixels, more than " +
-             std::to_string(b.size()) + " bytes of " + format + " can hold");
-    if (std::string problem = image_size_problem(uint64_t(h), uint64_t(w), want); !problem.empty()) fail(name + ": " + problem);
+        fail(name + ": corrupted " + format + ": its header says " + dims(uint64_t(h), uint64_t(w)) +
+             " pixels, more than " + std::to_string(b.size()) + " bytes of " + format + " can hold");
+    if (std::string problem = image_size_problem(uint64_t(h), uint64_t(w), want); !problem.empty())
+        fail(name + ": " + problem);
     uint8_t* px = stbi_load_from_memory(b.data(), int(b.size()), &w, &h, &c, want);
     if (!px) fail(name + ": corrupted or truncated " + format + " (" + stbi_failure_reason() + ")");
     Image im{h, w, want, std::vector<uint8_t>(px, px + size_t(h) * size_t(w) * size_t(want))};
@@ -432,11 +456,10 @@ std::vector<Image> images_from_records(const uint8_t* data, size_t n, int h, int
     if (h <= 0 || w <= 0 || (c != 1 && c != 3 && c != 4)) fail(name + ": bad record size " + dims(Image{h, w, c, {}}));
     const size_t size = size_t(h) * size_t(w) * size_t(c);
     if (n % size != 0)
-        fail(name + ": " + std::to_string(n) + " bytes is not a whole number of " + dims(Image{h, w, c, {}}) + " records (" +
-             std::to_string(size) + " bytes each)");
+        fail(name + ": " + std::to_string(n) + " bytes is not a whole number of " + dims(Image{h, w, c, {}}) +
+             " records (" + std::to_string(size) + " bytes each)");
     std::vector<Image> out(n / size, Image{h, w, c, {}});
-    for (size_t i = 0; i < out.size(); i++)
-        out[i].px.assign(data + i * size, data + (i + 1) * size);
+    for (size_t i = 0; i < out.size(); i++) out[i].px.assign(data + i * size, data + (i + 1) * size);
     return out;
 }
 
@@ -527,8 +550,7 @@ Image resize_image(const Image& im, int h, int w) {
     for (size_t y = 0; y < size_t(h); y++) {
         std::fill(acc.begin(), acc.end(), 0.f);
         for (const Tap& t : yt[y])
-            for (size_t i = 0; i < acc.size(); i++)
-                acc[i] += t.weight * rows[size_t(t.src) * acc.size() + i];
+            for (size_t i = 0; i < acc.size(); i++) acc[i] += t.weight * rows[size_t(t.src) * acc.size() + i];
         for (size_t i = 0; i < acc.size(); i++)
             out.px[y * acc.size() + i] = uint8_t(std::clamp(std::lround(acc[i]), 0l, 255l));
     }
@@ -537,7 +559,8 @@ Image resize_image(const Image& im, int h, int w) {
 
 Image crop_center(const Image& im, int h, int w) {
     check_image(im, "crop_center");
-    if (h <= 0 || w <= 0 || h > im.h || w > im.w) fail("cannot crop a " + dims(im.h, im.w) + " picture to " + dims(h, w));
+    if (h <= 0 || w <= 0 || h > im.h || w > im.w)
+        fail("cannot crop a " + dims(im.h, im.w) + " picture to " + dims(h, w));
     const size_t y0 = size_t(im.h - h) / 2, x0 = size_t(im.w - w) / 2, c = size_t(im.c);
     Image out{h, w, im.c, {}};
     out.px.reserve(size_t(h) * size_t(w) * c);
@@ -551,8 +574,8 @@ Image crop_center(const Image& im, int h, int w) {
 Image image_grid(const std::vector<Image>& ims, int cols, int pad, int scale, uint8_t background) {
     if (ims.empty()) fail("image_grid: no pictures");
     if (cols < 1 || pad < 0 || scale < 1)
-        fail("image_grid: columns " + std::to_string(cols) + ", pad " + std::to_string(pad) + ", scale " + std::to_string(scale) +
-             ": expected at least 1, 0 and 1");
+        fail("image_grid: columns " + std::to_string(cols) + ", pad " + std::to_string(pad) + ", scale " +
+             std::to_string(scale) + ": expected at least 1, 0 and 1");
     const Image& first = ims[0];
     for (const Image& im : ims) {
         check_image(im, "image_grid");
@@ -560,7 +583,8 @@ Image image_grid(const std::vector<Image>& ims, int cols, int pad, int scale, ui
             fail("image_grid: a " + dims(im) + " picture among " + dims(first) + " ones");
     }
     const ImageSize size = grid_size(ims.size(), first.h, first.w, cols, pad, scale);
-    if (std::string problem = image_size_problem(size.h, size.w, first.c); !problem.empty()) fail("image_grid: " + problem);
+    if (std::string problem = image_size_problem(size.h, size.w, first.c); !problem.empty())
+        fail("image_grid: " + problem);
     const size_t ch = size_t(first.h) * size_t(scale), cw = size_t(first.w) * size_t(scale), c = size_t(first.c);
     const size_t H = size_t(size.h), W = size_t(size.w);
     Image out{int(H), int(W), first.c, std::vector<uint8_t>(H * W * c, background)};
@@ -576,8 +600,10 @@ Image image_grid(const std::vector<Image>& ims, int cols, int pad, int scale, ui
 }
 
 ImageSize grid_size(size_t n, int h, int w, int cols, int pad, int scale) {
-    const uint64_t columns = uint64_t(std::max(cols, 1)), rows = (uint64_t(n) + columns - 1) / columns, gap = uint64_t(std::max(pad, 0));
-    const uint64_t k = uint64_t(std::max(scale, 1)), ch = mul(uint64_t(std::max(h, 0)), k), cw = mul(uint64_t(std::max(w, 0)), k);
+    const uint64_t columns = uint64_t(std::max(cols, 1)), rows = (uint64_t(n) + columns - 1) / columns,
+                   gap = uint64_t(std::max(pad, 0));
+    const uint64_t k = uint64_t(std::max(scale, 1)), ch = mul(uint64_t(std::max(h, 0)), k),
+                   cw = mul(uint64_t(std::max(w, 0)), k);
     return {add(mul(rows, ch), mul(rows + 1, gap)), add(mul(columns, cw), mul(columns + 1, gap))};
 }
 

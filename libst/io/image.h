@@ -40,7 +40,8 @@ std::vector<Image> read_images(const std::string& path, std::string* format);
 // ("NAME: truncated PPM: 20x20x3 needs 1200 bytes of pixels, 57 follow"), a PNG or JPEG cannot
 // hold more pixels than its compression allows in its size, and every picture is within
 // kMaxImageSide and kMaxImageBytes. A gzip stream is undone once: gzip inside gzip is no picture.
-std::vector<Image> images_from_bytes(const std::vector<uint8_t>& bytes, const std::string& name, std::string* format = nullptr);
+std::vector<Image> images_from_bytes(const std::vector<uint8_t>& bytes, const std::string& name,
+                                     std::string* format = nullptr);
 
 // Converts to c channels (1: luma of RGB, 3: grey repeated, alpha dropped or set to 255).
 Image convert_channels(const Image& im, int c);

@@ -11,9 +11,12 @@ size_t json_depth(std::string_view text, size_t limit) {
     bool in_string = false, escaped = false;
     for (char c : text) {
         if (in_string) {
-            if (escaped) escaped = false;
-            else if (c == '\\') escaped = true;
-            else if (c == '"') in_string = false;
+            if (escaped)
+                escaped = false;
+            else if (c == '\\')
+                escaped = true;
+            else if (c == '"')
+                in_string = false;
             continue;
         }
         if (c == '"') {
@@ -54,8 +57,8 @@ int64_t json_int(const nlohmann::json& j, const char* key, int64_t lo, int64_t h
         ok = true;
     }
     if (!ok || x < lo || x > hi)
-        fail(std::string("\"") + key + "\" is " + shown(v) + ", not a whole number from " + std::to_string(lo) + " to " +
-             std::to_string(hi));
+        fail(std::string("\"") + key + "\" is " + shown(v) + ", not a whole number from " + std::to_string(lo) +
+             " to " + std::to_string(hi));
     return x;
 }
 
@@ -63,7 +66,8 @@ double json_real(const nlohmann::json& j, const char* key, double lo, double hi)
     const auto& v = field(j, key);
     const double x = v.is_number() ? v.get<double>() : NAN;
     if (!(x >= lo && x <= hi))
-        fail(std::string("\"") + key + "\" is " + shown(v) + ", not a number from " + std::to_string(lo) + " to " + std::to_string(hi));
+        fail(std::string("\"") + key + "\" is " + shown(v) + ", not a number from " + std::to_string(lo) + " to " +
+             std::to_string(hi));
     return x;
 }
 

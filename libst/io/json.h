@@ -4,9 +4,9 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
-#include <nlohmann/json.hpp>
 
 #include "error.h"
 
@@ -21,15 +21,14 @@ size_t json_depth(std::string_view text, size_t limit);
 
 // TEXT parsed as JSON (or ordered_json); st::Error "WHAT: ..." when it is not JSON or nests deeper
 // than kJsonMaxDepth.
-template <class Json = nlohmann::json>
-Json json_parse(std::string_view text, const std::string& what) {
+template <class Json = nlohmann::json> Json json_parse(std::string_view text, const std::string& what) {
     if (json_depth(text, kJsonMaxDepth) > kJsonMaxDepth)
         fail(what + ": JSON nested more than " + std::to_string(kJsonMaxDepth) + " levels deep");
     try {
         return Json::parse(text.begin(), text.end());
     } catch (const nlohmann::json::parse_error& e) {
         fail(what + ": not valid JSON, at byte " + std::to_string(e.byte));
-    } catch (const nlohmann::json::exception&) {   // a number beyond a double's range: out_of_range
+    } catch (const nlohmann::json::exception&) {  // a number beyond a double's range: out_of_range
         fail(what + ": not valid JSON (a number out of range)");
     }
 }

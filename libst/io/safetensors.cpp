@@ -6,8 +6,8 @@
 #include <charconv>
 #include <cstring>
 #include <limits>
-#include <set>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include "error.h"
 #include "io/file.h"
@@ -31,8 +31,7 @@ const SafeTensorsEntry* SafeTensors::find(const std::string& name) const {
 
 static std::string shape_text(const std::vector<int64_t>& shape) {
     std::string s = "[";
-    for (size_t i = 0; i < shape.size(); i++)
-        s += (i ? ", " : "") + std::to_string(shape[i]);
+    for (size_t i = 0; i < shape.size(); i++) s += (i ? ", " : "") + std::to_string(shape[i]);
     return s + "]";
 }
 
@@ -97,8 +96,7 @@ void safetensors_save(const std::string& file_name, const std::vector<SafeTensor
         [&](const ByteSink& sink) {
             sink(&header_len, 8);
             sink(text.data(), text.size());
-            for (size_t i = 0; i < tensors.size(); i++)
-                sink(tensors[i].data, sizes[i]);
+            for (size_t i = 0; i < tensors.size(); i++) sink(tensors[i].data, sizes[i]);
         },
         8 + text.size() + offset);
 }
@@ -140,7 +138,7 @@ SafeTensors safetensors_load(const std::string& file_name) {
         header = ordered_json::parse(file.begin() + 8, file.begin() + 8 + n);
     } catch (const nlohmann::json::parse_error& e) {
         not_safetensors("the header is not valid JSON, at byte " + std::to_string(8 + e.byte));
-    } catch (const nlohmann::json::exception&) {   // a number beyond a double's range: out_of_range
+    } catch (const nlohmann::json::exception&) {  // a number beyond a double's range: out_of_range
         not_safetensors("the header holds a number out of range");
     }
     if (!header.is_object()) not_safetensors("the header is not a JSON object");
@@ -202,8 +200,7 @@ SafeTensors safetensors_load(const std::string& file_name) {
             invalid("a gap of " + std::to_string(e.offset - covered) + " bytes before tensor '" + e.name + "'");
         covered = e.offset + e.nbytes;
     }
-    for (size_t i = 0; i < out.entries.size(); i++)
-        out.index.emplace(out.entries[i].name, i);
+    for (size_t i = 0; i < out.entries.size(); i++) out.index.emplace(out.entries[i].name, i);
     const size_t data_len = rest - n;
     if (covered > data_len)
         fail(path + ": truncated: the tensors need " + std::to_string(covered) + " bytes of data, the file has " +

@@ -13,25 +13,28 @@ namespace {
 
 // SHA-256 (FIPS 180-4): OpenSSL is not a dependency, and a handshake needs only a few blocks.
 constexpr uint32_t kRound[64] = {
-    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5, 0xd807aa98, 0x12835b01, 0x243185be,
-    0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa,
-    0x5cb0a9dc, 0x76f988da, 0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967, 0x27b70a85,
-    0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85, 0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3,
-    0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070, 0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f,
-    0x682e6ff3, 0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2};
+    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
+    0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
+    0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+    0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
+    0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+    0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+    0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+    0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2};
 
 uint32_t rotr(uint32_t x, int n) { return (x >> n) | (x << (32 - n)); }
 
 struct Sha256 {
     uint32_t h[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
     uint8_t block[64] = {};
-    size_t used = 0;      // bytes in block
-    uint64_t total = 0;   // bytes hashed
+    size_t used = 0;     // bytes in block
+    uint64_t total = 0;  // bytes hashed
 
     void compress() {
         uint32_t w[64];
         for (int i = 0; i < 16; i++)
-            w[i] = uint32_t(block[4 * i]) << 24 | uint32_t(block[4 * i + 1]) << 16 | uint32_t(block[4 * i + 2]) << 8 | block[4 * i + 3];
+            w[i] = uint32_t(block[4 * i]) << 24 | uint32_t(block[4 * i + 1]) << 16 | uint32_t(block[4 * i + 2]) << 8 |
+                   block[4 * i + 3];
         for (int i = 16; i < 64; i++) {
             const uint32_t s0 = rotr(w[i - 15], 7) ^ rotr(w[i - 15], 18) ^ (w[i - 15] >> 3);
             const uint32_t s1 = rotr(w[i - 2], 17) ^ rotr(w[i - 2], 19) ^ (w[i - 2] >> 10);
@@ -72,7 +75,9 @@ void put_u32(std::vector<uint8_t>& out, uint32_t v) {
 
 uint32_t get_u32(const uint8_t* p) { return uint32_t(p[0]) << 24 | uint32_t(p[1]) << 16 | uint32_t(p[2]) << 8 | p[3]; }
 
-void put(std::vector<uint8_t>& out, std::span<const uint8_t> bytes) { out.insert(out.end(), bytes.begin(), bytes.end()); }
+void put(std::vector<uint8_t>& out, std::span<const uint8_t> bytes) {
+    out.insert(out.end(), bytes.begin(), bytes.end());
+}
 
 std::vector<uint8_t> message(const char* magic, size_t size) {
     std::vector<uint8_t> m;
@@ -98,7 +103,9 @@ std::vector<uint8_t> mac_input(std::string_view label, const Handshake& h) {
     return m;
 }
 
-Digest join_mac(const std::string& secret, const Handshake& h) { return hmac_sha256(secret, mac_input("st rendezvous: rank joins", h)); }
+Digest join_mac(const std::string& secret, const Handshake& h) {
+    return hmac_sha256(secret, mac_input("st rendezvous: rank joins", h));
+}
 
 Digest handout_mac(const std::string& secret, const Handshake& h, std::span<const uint8_t> blob) {
     std::vector<uint8_t> m = mac_input("st rendezvous: rank 0 hands out", h);
@@ -109,8 +116,10 @@ Digest handout_mac(const std::string& secret, const Handshake& h, std::span<cons
 
 void expect(std::span<const uint8_t> bytes, size_t size, const char* magic, const char* what) {
     if (bytes.size() != size)
-        fail(std::string(what) + ": " + std::to_string(bytes.size()) + " bytes where " + std::to_string(size) + " are expected");
-    if (std::memcmp(bytes.data(), magic, 4) != 0) fail(std::string(what) + ": does not start with " + magic + " (not an st rank's)");
+        fail(std::string(what) + ": " + std::to_string(bytes.size()) + " bytes where " + std::to_string(size) +
+             " are expected");
+    if (std::memcmp(bytes.data(), magic, 4) != 0)
+        fail(std::string(what) + ": does not start with " + magic + " (not an st rank's)");
 }
 
 }  // namespace
@@ -121,7 +130,7 @@ Digest sha256(std::span<const uint8_t> data) {
     return s.finish();
 }
 
-Digest hmac_sha256(std::string_view key, std::span<const uint8_t> message) {   // RFC 2104
+Digest hmac_sha256(std::string_view key, std::span<const uint8_t> message) {  // RFC 2104
     uint8_t k[64] = {};
     if (key.size() > 64) {
         const Digest d = sha256({reinterpret_cast<const uint8_t*>(key.data()), key.size()});
@@ -160,8 +169,11 @@ std::string make_job_secret() {
 
 void check_job_secret(const std::string& secret) {
     if (secret.size() >= kMinSecretChars) return;
-    fail(std::string(secret.empty() ? "ST_JOB_SECRET is not set" : "ST_JOB_SECRET is shorter than " + std::to_string(kMinSecretChars) + " characters") +
-         ": every process of a job needs the same secret, e.g. export ST_JOB_SECRET=$(od -An -N32 -tx1 /dev/urandom | tr -d ' \\n') before "
+    fail(std::string(secret.empty()
+                         ? "ST_JOB_SECRET is not set"
+                         : "ST_JOB_SECRET is shorter than " + std::to_string(kMinSecretChars) + " characters") +
+         ": every process of a job needs the same secret, e.g. export ST_JOB_SECRET=$(od -An -N32 -tx1 /dev/urandom | "
+         "tr -d ' \\n') before "
          "the launcher (st-train --gpus makes its own)");
 }
 
@@ -181,7 +193,9 @@ std::vector<uint8_t> join_bytes(const std::string& secret, const Handshake& h) {
 }
 
 std::vector<uint8_t> handout_bytes(const std::string& secret, const Handshake& h, std::span<const uint8_t> blob) {
-    if (blob.size() > kMaxBlob) fail("rendezvous: " + std::to_string(blob.size()) + " bytes to hand out, more than " + std::to_string(kMaxBlob));
+    if (blob.size() > kMaxBlob)
+        fail("rendezvous: " + std::to_string(blob.size()) + " bytes to hand out, more than " +
+             std::to_string(kMaxBlob));
     std::vector<uint8_t> m = message("STB1", kHandoutHeaderSize + blob.size());
     put_u32(m, uint32_t(blob.size()));
     put(m, handout_mac(secret, h, blob));
@@ -201,8 +215,10 @@ Join parse_join(std::span<const uint8_t> bytes) {
     Join j;
     j.rank = get_u32(bytes.data() + 4);
     j.world = get_u32(bytes.data() + 8);
-    if (j.world < 2 || j.world > kMaxWorld) fail("a rank's greeting: a job of " + std::to_string(j.world) + " processes");
-    if (j.rank < 1 || j.rank >= j.world) fail("a rank's greeting: rank " + std::to_string(j.rank) + " of a job of " + std::to_string(j.world));
+    if (j.world < 2 || j.world > kMaxWorld)
+        fail("a rank's greeting: a job of " + std::to_string(j.world) + " processes");
+    if (j.rank < 1 || j.rank >= j.world)
+        fail("a rank's greeting: rank " + std::to_string(j.rank) + " of a job of " + std::to_string(j.world));
     std::memcpy(j.nonce.data(), bytes.data() + 12, j.nonce.size());
     std::memcpy(j.mac.data(), bytes.data() + 12 + kNonceSize, j.mac.size());
     return j;
@@ -213,7 +229,8 @@ HandoutHeader parse_handout_header(std::span<const uint8_t> bytes) {
     HandoutHeader head;
     head.length = get_u32(bytes.data() + 4);
     if (head.length > kMaxBlob)
-        fail("rank 0's handout: " + std::to_string(head.length) + " bytes announced, at most " + std::to_string(kMaxBlob) + " are expected");
+        fail("rank 0's handout: " + std::to_string(head.length) + " bytes announced, at most " +
+             std::to_string(kMaxBlob) + " are expected");
     std::memcpy(head.mac.data(), bytes.data() + 8, head.mac.size());
     return head;
 }
@@ -222,7 +239,8 @@ bool join_proves(const std::string& secret, const Join& j, const Nonce& rank0_no
     return same(j.mac, join_mac(secret, {rank0_nonce, j.nonce, j.rank, j.world}));
 }
 
-bool handout_proves(const std::string& secret, const Handshake& h, const HandoutHeader& head, std::span<const uint8_t> blob) {
+bool handout_proves(const std::string& secret, const Handshake& h, const HandoutHeader& head,
+                    std::span<const uint8_t> blob) {
     return blob.size() == head.length && same(head.mac, handout_mac(secret, h, blob));
 }
 

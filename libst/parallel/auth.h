@@ -23,16 +23,16 @@ using Digest = std::array<uint8_t, 32>;
 Digest sha256(std::span<const uint8_t> data);
 Digest hmac_sha256(std::string_view key, std::span<const uint8_t> message);
 
-void random_bytes(std::span<uint8_t> out);   // from the kernel's generator (getrandom)
-std::string make_job_secret();               // 32 random bytes as 64 hex digits: what st-train --gpus uses
+void random_bytes(std::span<uint8_t> out);  // from the kernel's generator (getrandom)
+std::string make_job_secret();              // 32 random bytes as 64 hex digits: what st-train --gpus uses
 
 constexpr size_t kMinSecretChars = 16;
 // Throws st::Error, saying what to set, unless `secret` (ST_JOB_SECRET) is long enough to use.
 void check_job_secret(const std::string& secret);
 
 constexpr size_t kNonceSize = 32, kHelloSize = 36, kJoinSize = 76, kHandoutHeaderSize = 40;
-constexpr uint32_t kMaxBlob = 4096;           // what rank 0 hands out: NCCL's id is 128 bytes
-constexpr uint32_t kMaxWorld = 1 << 20;       // as many ranks as a launcher's variables may say
+constexpr uint32_t kMaxBlob = 4096;      // what rank 0 hands out: NCCL's id is 128 bytes
+constexpr uint32_t kMaxWorld = 1 << 20;  // as many ranks as a launcher's variables may say
 using Nonce = std::array<uint8_t, kNonceSize>;
 
 struct Join {
@@ -42,7 +42,7 @@ struct Join {
 };
 
 struct HandoutHeader {
-    uint32_t length = 0;   // at most kMaxBlob
+    uint32_t length = 0;  // at most kMaxBlob
     Digest mac{};
 };
 
@@ -64,6 +64,7 @@ Join parse_join(std::span<const uint8_t> bytes);
 HandoutHeader parse_handout_header(std::span<const uint8_t> bytes);
 
 bool join_proves(const std::string& secret, const Join& j, const Nonce& rank0_nonce);
-bool handout_proves(const std::string& secret, const Handshake& h, const HandoutHeader& head, std::span<const uint8_t> blob);
+bool handout_proves(const std::string& secret, const Handshake& h, const HandoutHeader& head,
+                    std::span<const uint8_t> blob);
 
 }  // namespace st

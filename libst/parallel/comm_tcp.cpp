@@ -6,8 +6,8 @@
 #include <string>
 #include <vector>
 
-#include "parallel/comm.h"
 #include "error.h"
+#include "parallel/comm.h"
 
 namespace st {
 
@@ -27,9 +27,11 @@ void check_message_header(std::span<const uint8_t> bytes, uint32_t collective, u
     for (int i = 0; i < 4; i++) c = c << 8 | bytes[size_t(4 + i)];
     for (int i = 0; i < 8; i++) count = count << 8 | bytes[size_t(8 + i)];
     if (c != collective)
-        fail(rank + " is at collective " + std::to_string(c) + ", this rank at " + std::to_string(collective) + " (the ranks ran different steps)");
+        fail(rank + " is at collective " + std::to_string(c) + ", this rank at " + std::to_string(collective) +
+             " (the ranks ran different steps)");
     if (count != n)
-        fail(rank + " sent " + std::to_string(count) + " floats where " + std::to_string(n) + " are expected (the ranks train different models)");
+        fail(rank + " sent " + std::to_string(count) + " floats where " + std::to_string(n) +
+             " are expected (the ranks train different models)");
 }
 
 namespace {
@@ -76,7 +78,8 @@ class TcpComm final : public Comm {
         if (r != Io::timed_out) fail(rank + " stopped");
         char secs[32];
         std::snprintf(secs, sizeof secs, "%g s", d.signalled ? kStopGraceS : rv_.env().collective_timeout_s);
-        fail(rank + " did not answer within " + secs + (d.signalled ? " of the stop signal" : " (ST_COLLECTIVE_TIMEOUT)"));
+        fail(rank + " did not answer within " + secs +
+             (d.signalled ? " of the stop signal" : " (ST_COLLECTIVE_TIMEOUT)"));
     }
 
     const Rendezvous& rv_;

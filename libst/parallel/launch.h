@@ -9,12 +9,12 @@ namespace st {
 
 struct DistEnv {
     int rank = 0, world = 1;
-    int local_rank = 0;          // the GPU on this host
-    std::string master_addr;     // rank 0's host (world > 1)
+    int local_rank = 0;       // the GPU on this host
+    std::string master_addr;  // rank 0's host (world > 1)
     int master_port = 29500;
-    std::string launcher;        // "torchrun", "mpirun", "srun", or "" for a process on its own
-    std::string secret;          // ST_JOB_SECRET: what proves a process one of the job (parallel/auth.h)
-    double collective_timeout_s = 600;   // ST_COLLECTIVE_TIMEOUT: the longest wait for a rank's answer in training
+    std::string launcher;               // "torchrun", "mpirun", "srun", or "" for a process on its own
+    std::string secret;                 // ST_JOB_SECRET: what proves a process one of the job (parallel/auth.h)
+    double collective_timeout_s = 600;  // ST_COLLECTIVE_TIMEOUT: the longest wait for a rank's answer in training
 };
 
 // From the environment `get` describes (getenv's contract: null when unset):
@@ -27,6 +27,6 @@ struct DistEnv {
 // several also reads ST_JOB_SECRET (checked by the rendezvous, which needs it) and
 // ST_COLLECTIVE_TIMEOUT. Throws st::Error naming the variable that is missing or wrong.
 DistEnv dist_env_from(const std::function<const char*(const char*)>& get);
-DistEnv dist_env();   // from this process's environment
+DistEnv dist_env();  // from this process's environment
 
 }  // namespace st

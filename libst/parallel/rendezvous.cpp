@@ -17,20 +17,20 @@
 #include <memory>
 #include <utility>
 
-#include "parallel/auth.h"
 #include "error.h"
+#include "parallel/auth.h"
 
 namespace st {
 
 namespace {
 
-constexpr uint8_t kBye = 'B';   // the last byte a rank sends when it ends normally
+constexpr uint8_t kBye = 'B';  // the last byte a rank sends when it ends normally
 
 // A caller gets this long to prove itself: a rank answers rank 0's greeting at once, and a
 // connection that stays silent must not keep its file descriptor for the whole rendezvous.
 constexpr double kHandshakeS = 10;
-constexpr size_t kMaxCallers = 64;          // handshakes under way at once; more are turned away
-constexpr int kMaxRefusalLines = 16;        // then refusals are only counted
+constexpr size_t kMaxCallers = 64;    // handshakes under way at once; more are turned away
+constexpr int kMaxRefusalLines = 16;  // then refusals are only counted
 
 int ms_left(Clock::time_point t) {
     const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(t - Clock::now()).count();
@@ -87,7 +87,7 @@ struct AddrInfo {
     AddrInfo& operator=(const AddrInfo&) = delete;
 };
 
-struct Fd {   // a file descriptor closed with its owner
+struct Fd {  // a file descriptor closed with its owner
     int fd = -1;
     explicit Fd(int f = -1) : fd(f) {}
     Fd(Fd&& o) noexcept : fd(std::exchange(o.fd, -1)) {}
@@ -105,7 +105,7 @@ struct Fd {   // a file descriptor closed with its owner
 // the host: only the ranks need to reach it).
 struct Listening {
     std::vector<Fd> fds;
-    std::string where;   // the addresses, for messages
+    std::string where;  // the addresses, for messages
 };
 
 Listening listen_on(const DistEnv& e) {
@@ -127,8 +127,9 @@ Listening listen_on(const DistEnv& e) {
         if (bind(fd.fd, p->ai_addr, p->ai_addrlen) != 0 || listen(fd.fd, 128) != 0) {
             err = errno;
             if (err == EADDRINUSE)
-                fail("rendezvous: rank 0 cannot listen on " + text + ": " + std::strerror(err) + " (another job there? set MASTER_PORT)");
-            continue;   // an address this host does not have (IPv6 off, say): the others may do
+                fail("rendezvous: rank 0 cannot listen on " + text + ": " + std::strerror(err) +
+                     " (another job there? set MASTER_PORT)");
+            continue;  // an address this host does not have (IPv6 off, say): the others may do
         }
         l.where += (l.where.empty() ? "" : ", ") + text;
         l.fds.push_back(std::move(fd));
@@ -151,7 +152,8 @@ int connect_once(const DistEnv& e, Deadline& d) {
             // others, and the next try, get their turn.
             Deadline attempt{std::min(d.at, after(5)), -1};
             const Io r = wait_ready(fd.fd, POLLOUT, attempt);
-            if (r == Io::interrupted) fail("rendezvous: interrupted by a signal while connecting to rank 0 at " + where(e));
+            if (r == Io::interrupted)
+                fail("rendezvous: interrupted by a signal while connecting to rank 0 at " + where(e));
             int err = 0;
             socklen_t len = sizeof err;
             if (r != Io::done || getsockopt(fd.fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0 || err != 0) continue;
@@ -198,7 +200,9 @@ Rendezvous::Rendezvous(const DistEnv& env, const std::vector<uint8_t>& blob, dou
     check_job_secret(env.secret);
     try {
         if (env.rank == 0) {
-            if (blob.size() > kMaxBlob) fail("rendezvous: " + std::to_string(blob.size()) + " bytes to hand out, more than " + std::to_string(kMaxBlob));
+            if (blob.size() > kMaxBlob)
+                fail("rendezvous: " + std::to_string(blob.size()) + " bytes to hand out, more than " +
+                     std::to_string(kMaxBlob));
             blob_ = blob;
             meet_as_rank0(timeout_s);
         } else {
@@ -232,7 +236,8 @@ void Rendezvous::meet_as_rank0(double timeout_s) {
     int met = 0, refused = 0;
     auto refuse = [&](const std::string& who, const std::string& why) {
         if (++refused <= kMaxRefusalLines)
-            std::fprintf(stderr, "%s: rendezvous: refused a connection from %s: %s%s\n", program_invocation_short_name, who.c_str(), why.c_str(),
+            std::fprintf(stderr, "%s: rendezvous: refused a connection from %s: %s%s\n", program_invocation_short_name,
+                         who.c_str(), why.c_str(),
                          refused == kMaxRefusalLines ? " (further refusals are only counted)" : "");
     };
     // Whether rank 0 is done with the caller: it joined as a rank, or it was refused (and closed).
@@ -240,14 +245,16 @@ void Rendezvous::meet_as_rank0(double timeout_s) {
         if (c.revents) {
             const ssize_t got = recv(c.fd.fd, c.said.data() + c.got, kJoinSize - c.got, MSG_DONTWAIT);
             if (got == 0 || (got < 0 && errno != EINTR && errno != EAGAIN && errno != EWOULDBLOCK)) {
-                refuse(c.who, "it closed the connection after " + std::to_string(c.got) + " of the " + std::to_string(kJoinSize) + " bytes of a rank's greeting");
+                refuse(c.who, "it closed the connection after " + std::to_string(c.got) + " of the " +
+                                  std::to_string(kJoinSize) + " bytes of a rank's greeting");
                 return true;
             }
             if (got > 0) c.got += size_t(got);
         }
         if (c.got < kJoinSize) {
             if (now < c.until) return false;
-            refuse(c.who, "it did not send a rank's greeting in time (" + std::to_string(c.got) + " of " + std::to_string(kJoinSize) + " bytes)");
+            refuse(c.who, "it did not send a rank's greeting in time (" + std::to_string(c.got) + " of " +
+                              std::to_string(kJoinSize) + " bytes)");
             return true;
         }
         Join j;
@@ -263,10 +270,11 @@ void Rendezvous::meet_as_rank0(double timeout_s) {
         }
         // From here on the caller is one of the job's processes: a disagreement is the job's error.
         if (j.world != uint32_t(world))
-            fail("rendezvous: rank " + std::to_string(j.rank) + " is one of a job of " + std::to_string(j.world) + " processes, rank 0 of a job of " +
-                 std::to_string(world) + " (the ranks' WORLD_SIZE differ)");
+            fail("rendezvous: rank " + std::to_string(j.rank) + " is one of a job of " + std::to_string(j.world) +
+                 " processes, rank 0 of a job of " + std::to_string(world) + " (the ranks' WORLD_SIZE differ)");
         if (peers_[j.rank] >= 0)
-            fail("rendezvous: rank " + std::to_string(j.rank) + " joined twice on " + l.where + " (two jobs with the same ST_JOB_SECRET and MASTER_PORT?)");
+            fail("rendezvous: rank " + std::to_string(j.rank) + " joined twice on " + l.where +
+                 " (two jobs with the same ST_JOB_SECRET and MASTER_PORT?)");
         peers_[j.rank] = c.fd.release();
         handshakes[j.rank] = {c.nonce, j.nonce, j.rank, j.world};
         met++;
@@ -278,7 +286,8 @@ void Rendezvous::meet_as_rank0(double timeout_s) {
         auto wake = deadline;
         for (const Caller& c : callers) pf.push_back({c.fd.fd, POLLIN, 0}), wake = std::min(wake, c.until);
         const int ready = poll(pf.data(), pf.size(), ms_left(wake));
-        if (ready < 0 && errno == EINTR) fail("rendezvous: rank 0 was interrupted by a signal while waiting for the ranks on " + l.where);
+        if (ready < 0 && errno == EINTR)
+            fail("rendezvous: rank 0 was interrupted by a signal while waiting for the ranks on " + l.where);
         if (ready < 0) fail(std::string("rendezvous: poll: ") + std::strerror(errno));
         const auto now = Clock::now();
         for (size_t i = 0; i < callers.size(); i++) callers[i].revents = pf[l.fds.size() + i].revents;
@@ -288,7 +297,8 @@ void Rendezvous::meet_as_rank0(double timeout_s) {
             std::string missing;
             for (int k = 1; k < world; k++)
                 if (peers_[size_t(k)] < 0) missing += (missing.empty() ? "" : ", ") + std::to_string(k);
-            fail("rendezvous: after " + seconds(timeout_s) + " on " + l.where + ", ranks " + missing + " of " + std::to_string(world) + " have not joined" +
+            fail("rendezvous: after " + seconds(timeout_s) + " on " + l.where + ", ranks " + missing + " of " +
+                 std::to_string(world) + " have not joined" +
                  (refused ? " (" + std::to_string(refused) + " connections refused)" : ""));
         }
         for (size_t i = 0; i < l.fds.size(); i++) {
@@ -304,7 +314,7 @@ void Rendezvous::meet_as_rank0(double timeout_s) {
                 continue;
             }
             random_bytes(c.nonce);
-            const std::vector<uint8_t> hello = hello_bytes(c.nonce);   // a fresh socket has room: no wait
+            const std::vector<uint8_t> hello = hello_bytes(c.nonce);  // a fresh socket has room: no wait
             if (send(fd.fd, hello.data(), hello.size(), MSG_NOSIGNAL | MSG_DONTWAIT) != ssize_t(hello.size())) continue;
             int yes = 1;
             setsockopt(fd.fd, IPPROTO_TCP, TCP_NODELAY, &yes, sizeof yes);
@@ -329,17 +339,22 @@ void Rendezvous::meet_as_rank(double timeout_s) {
     int fd = -1;
     while ((fd = connect_once(env_, d)) < 0) {
         if (ms_left(d.at) == 0) fail("rendezvous: rank 0 at " + at + " did not answer within " + seconds(timeout_s));
-        if (poll(nullptr, 0, std::min(100, ms_left(d.at))) < 0 && errno == EINTR) fail("rendezvous: " + me + " was interrupted by a signal while waiting for rank 0 at " + at);
+        if (poll(nullptr, 0, std::min(100, ms_left(d.at))) < 0 && errno == EINTR)
+            fail("rendezvous: " + me + " was interrupted by a signal while waiting for rank 0 at " + at);
     }
     peers_ = {fd};
     auto check = [&](Io r) {
-        if (r == Io::interrupted) fail("rendezvous: " + me + " was interrupted by a signal while waiting for rank 0 at " + at);
+        if (r == Io::interrupted)
+            fail("rendezvous: " + me + " was interrupted by a signal while waiting for rank 0 at " + at);
         if (r == Io::timed_out) fail("rendezvous: rank 0 at " + at + " did not answer within " + seconds(timeout_s));
         if (r == Io::closed)
-            fail("rendezvous: rank 0 at " + at + " closed the connection before handing out the job (its ST_JOB_SECRET or WORLD_SIZE differs from " + me +
-                 "'s, or it failed)");
+            fail("rendezvous: rank 0 at " + at +
+                 " closed the connection before handing out the job (its ST_JOB_SECRET or WORLD_SIZE differs from " +
+                 me + "'s, or it failed)");
     };
-    auto impostor = [&](const std::string& why) { fail("rendezvous: the process at " + at + " is not this job's rank 0: " + why); };
+    auto impostor = [&](const std::string& why) {
+        fail("rendezvous: the process at " + at + " is not this job's rank 0: " + why);
+    };
     Handshake h;
     h.rank = uint32_t(env_.rank), h.world = uint32_t(env_.world);
     std::array<uint8_t, kHelloSize> hello;
@@ -378,16 +393,18 @@ void Rendezvous::watch(std::function<void(const std::string&)> on_loss) {
                 if (errno == EINTR) continue;
                 return;
             }
-            if (fds[0].revents) return;   // our own goodbye
+            if (fds[0].revents) return;  // our own goodbye
             for (size_t i = 1; i < fds.size(); i++) {
                 if (!fds[i].revents) continue;
                 uint8_t byte = 0;
-                if (read(fds[i].fd, &byte, 1) == 1 && byte == kBye) {   // it ended normally: stop watching it
+                if (read(fds[i].fd, &byte, 1) == 1 && byte == kBye) {  // it ended normally: stop watching it
                     fds.erase(fds.begin() + std::ptrdiff_t(i));
                     rank_of.erase(rank_of.begin() + std::ptrdiff_t(i));
                     break;
                 }
-                if (!closing_) on_loss("rank " + std::to_string(rank_of[i]) + " stopped" + (rank_of[i] == 0 ? " (it, or a rank it watched, failed)" : ""));
+                if (!closing_)
+                    on_loss("rank " + std::to_string(rank_of[i]) + " stopped" +
+                            (rank_of[i] == 0 ? " (it, or a rank it watched, failed)" : ""));
                 return;
             }
         }
@@ -396,12 +413,12 @@ void Rendezvous::watch(std::function<void(const std::string&)> on_loss) {
 
 Rendezvous::~Rendezvous() {
     closing_ = true;
-    Deadline d{after(1)};   // a goodbye that cannot be sent (a peer that reads nothing) is not waited for
+    Deadline d{after(1)};  // a goodbye that cannot be sent (a peer that reads nothing) is not waited for
     for (int fd : peers_)
         if (fd >= 0) send_by(fd, &kBye, 1, d);
     if (watcher_.joinable()) {
         const char x = 'x';
-        [[maybe_unused]] const ssize_t woke = write(wake_[1], &x, 1);   // a pipe with room: cannot fail
+        [[maybe_unused]] const ssize_t woke = write(wake_[1], &x, 1);  // a pipe with room: cannot fail
         watcher_.join();
     }
     for (int fd : peers_)

@@ -27,7 +27,7 @@ class Rendezvous {
     // rank 0 answers at MASTER_ADDR; and when a signal the process catches arrives while it waits.
     // A connection that does not prove itself within a few seconds is closed, with a line on stderr.
     Rendezvous(const DistEnv& env, const std::vector<uint8_t>& blob, double timeout_s);
-    ~Rendezvous();   // a clean goodbye: the peers do not take it for a death
+    ~Rendezvous();  // a clean goodbye: the peers do not take it for a death
     Rendezvous(const Rendezvous&) = delete;
     Rendezvous& operator=(const Rendezvous&) = delete;
 
@@ -49,8 +49,8 @@ class Rendezvous {
 
     DistEnv env_;
     std::vector<uint8_t> blob_;
-    std::vector<int> peers_;        // rank 0: the socket of rank k at k (its own entry -1); others: rank 0's at 0
-    int wake_[2] = {-1, -1};        // a pipe that ends the watching thread
+    std::vector<int> peers_;  // rank 0: the socket of rank k at k (its own entry -1); others: rank 0's at 0
+    int wake_[2] = {-1, -1};  // a pipe that ends the watching thread
     std::thread watcher_;
     std::atomic<bool> closing_{false};
 };
@@ -64,7 +64,7 @@ struct Deadline {
     // it ends the wait (the rendezvous: nothing is lost by leaving); otherwise the wait goes on for at
     // most that many seconds more (a collective: the peers got the same request and should arrive).
     double signal_grace_s = -1;
-    bool signalled = false;   // a signal shortened the wait
+    bool signalled = false;  // a signal shortened the wait
 };
 enum class Io { done, closed, timed_out, interrupted };
 Io send_by(int fd, const void* p, size_t n, Deadline& d);

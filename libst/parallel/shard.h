@@ -19,6 +19,6 @@ Range batch_share(int B, int rank, int world);
 // and all-gather need equal parts): rank r owns [r * size, (r + 1) * size) of it, each part a
 // multiple of 64 floats (256 bytes: aligned for every kernel).
 int64_t shard_size(int64_t n, int world);
-Range shard_range(int64_t n, int rank, int world);   // the owned part, clipped to [0, n)
+Range shard_range(int64_t n, int rank, int world);  // the owned part, clipped to [0, n)
 
 }  // namespace st

@@ -14,20 +14,21 @@
 #include <thread>
 #include <vector>
 
-#include "parallel/auth.h"
 #include "error.h"
+#include "parallel/auth.h"
 
 namespace st {
 
 namespace {
 
-int free_port() {   // the kernel's choice for a socket bound to port 0, free a moment ago
+int free_port() {  // the kernel's choice for a socket bound to port 0, free a moment ago
     const int fd = socket(AF_INET, SOCK_STREAM, 0);
     sockaddr_in a = {};
     a.sin_family = AF_INET;
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     socklen_t len = sizeof a;
-    if (fd < 0 || bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0)
+    if (fd < 0 || bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+        getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0)
         fail("--gpus: no free TCP port on this host for the ranks to meet");
     close(fd);
     return ntohs(a.sin_port);
@@ -35,7 +36,7 @@ int free_port() {   // the kernel's choice for a socket bound to port 0, free a 
 
 int exit_status(int wstatus) { return WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : 128 + WTERMSIG(wstatus); }
 
-constexpr auto kGrace = std::chrono::seconds(30);   // from SIGTERM to SIGKILL, as torchrun allows
+constexpr auto kGrace = std::chrono::seconds(30);  // from SIGTERM to SIGKILL, as torchrun allows
 
 volatile sig_atomic_t g_signal = 0, g_signals = 0;
 void on_stop(int s) {
@@ -47,9 +48,9 @@ void on_stop(int s) {
 
 int run_local_job(int n, char** argv) {
     const std::string port = std::to_string(free_port());
-    const std::string secret = make_job_secret();   // fresh for every job: another job's ranks cannot join this one
+    const std::string secret = make_job_secret();  // fresh for every job: another job's ranks cannot join this one
     const long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    const std::string threads = std::to_string(std::max(1L, cores / n));   // CPU ranks share the cores
+    const std::string threads = std::to_string(std::max(1L, cores / n));  // CPU ranks share the cores
     const pid_t parent = getpid();
     std::vector<pid_t> pids;
     for (int r = 0; r < n; r++) {
@@ -59,7 +60,7 @@ int run_local_job(int n, char** argv) {
             fail("--gpus: cannot start rank " + std::to_string(r));
         }
         if (pid == 0) {
-            prctl(PR_SET_PDEATHSIG, SIGTERM);   // a job whose parent is gone ends, rather than train on unwatched
+            prctl(PR_SET_PDEATHSIG, SIGTERM);  // a job whose parent is gone ends, rather than train on unwatched
             if (getppid() != parent) _exit(128 + SIGTERM);
             setenv("RANK", std::to_string(r).c_str(), 1);
             setenv("LOCAL_RANK", std::to_string(r).c_str(), 1);
@@ -115,7 +116,8 @@ int run_local_job(int n, char** argv) {
             continue;
         }
         if (pid < 0) break;
-        if (ending && !killed && std::chrono::steady_clock::now() - ending_since > kGrace) stop_all(SIGKILL), killed = true;
+        if (ending && !killed && std::chrono::steady_clock::now() - ending_since > kGrace)
+            stop_all(SIGKILL), killed = true;
         std::this_thread::sleep_for(std::chrono::milliseconds(50));
     }
     return status;

@@ -20,7 +20,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         if (y.size() > s.samples.size() * 12000 / size_t(s.rate) + 17) __builtin_trap();
         std::vector<uint8_t> codes(y.size());
         for (size_t i = 0; i < y.size(); i++) codes[i] = st::mulaw_encode(y[i]);
-    } catch (const st::Error&) {
-    }
+    } catch (const st::Error&) {}
     return 0;
 }

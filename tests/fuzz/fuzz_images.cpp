@@ -13,8 +13,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     try {
         std::string format;
         for (const st::Image& im : st::images_from_bytes(std::vector<uint8_t>(data, data + size), "input", &format))
-            if (im.h < 1 || im.w < 1 || im.px.size() != size_t(im.h) * size_t(im.w) * size_t(im.c) || format.empty()) __builtin_trap();
-    } catch (const st::Error&) {
-    }
+            if (im.h < 1 || im.w < 1 || im.px.size() != size_t(im.h) * size_t(im.w) * size_t(im.c) || format.empty())
+                __builtin_trap();
+    } catch (const st::Error&) {}
     return 0;
 }

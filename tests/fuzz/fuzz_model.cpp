@@ -2,16 +2,15 @@
 // config, the tensors against it, the optimizer state and the step.
 #include <cmath>
 
-#include "fuzz_input.h"
 #include "checkpoint.h"
 #include "error.h"
+#include "fuzz_input.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     try {
         st::Checkpoint ck = st::checkpoint_load(fuzz_input_file(data, size, ".st"));
         for (float w : ck.model->w)
-            if (!std::isfinite(w)) abort();   // the loader promises finite weights
-    } catch (const st::Error&) {
-    }
+            if (!std::isfinite(w)) abort();  // the loader promises finite weights
+    } catch (const st::Error&) {}
     return 0;
 }

@@ -7,14 +7,14 @@
 #include <string>
 #include <vector>
 
+#include "error.h"
 #include "parallel/auth.h"
 #include "parallel/comm.h"
-#include "error.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (size == 0) return 0;
     const std::span<const uint8_t> bytes(data + 1, size - 1);
-    const std::string secret = "the fuzz target's job secret";   // tests/fuzz/seeds/rendezvous.sh signs with it
+    const std::string secret = "the fuzz target's job secret";  // tests/fuzz/seeds/rendezvous.sh signs with it
     st::Handshake h;
     h.rank0_nonce.fill(0x11);
     h.rank_nonce.fill(0x22);
@@ -28,12 +28,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                 const st::Join j = st::parse_join(bytes);
                 if (j.rank < 1 || j.rank >= j.world || j.world > st::kMaxWorld) abort();
                 if (st::join_proves(secret, j, h.rank0_nonce) &&
-                    st::join_bytes(secret, {h.rank0_nonce, j.nonce, j.rank, j.world}) != std::vector<uint8_t>(bytes.begin(), bytes.end()))
+                    st::join_bytes(secret, {h.rank0_nonce, j.nonce, j.rank, j.world}) !=
+                        std::vector<uint8_t>(bytes.begin(), bytes.end()))
                     abort();
                 break;
             }
             case 2: {
-                const st::HandoutHeader head = st::parse_handout_header(bytes.first(std::min(bytes.size(), st::kHandoutHeaderSize)));
+                const st::HandoutHeader head =
+                    st::parse_handout_header(bytes.first(std::min(bytes.size(), st::kHandoutHeaderSize)));
                 if (head.length > st::kMaxBlob) abort();
                 const std::span<const uint8_t> blob = bytes.subspan(st::kHandoutHeaderSize);
                 if (st::handout_proves(secret, h, head, blob) &&
@@ -45,7 +47,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                 st::check_message_header(bytes, 7, 1024, 1);
                 break;
         }
-    } catch (const st::Error&) {
-    }
+    } catch (const st::Error&) {}
     return 0;
 }

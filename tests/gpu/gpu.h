@@ -6,8 +6,8 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
-#include <catch2/catch.hpp>
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -26,19 +26,18 @@ inline bool st_have_gpu() {
 }
 
 // First line of every [gpu] test: passes, with a warning, on a machine without a device.
-#define ST_REQUIRE_GPU()               \
-    do {                               \
-        if (!st_have_gpu()) {          \
-            WARN("no GPU: skipped");   \
-            return;                    \
-        }                              \
+#define ST_REQUIRE_GPU()             \
+    do {                             \
+        if (!st_have_gpu()) {        \
+            WARN("no GPU: skipped"); \
+            return;                  \
+        }                            \
     } while (0)
 
 namespace st {
 
 // n elements of T on the device, freed with the buffer.
-template <class T>
-class DeviceBuffer {
+template <class T> class DeviceBuffer {
    public:
     explicit DeviceBuffer(size_t n) : n_(n) { CUDA_CHECK(cudaMalloc(&ptr_, std::max<size_t>(n, 1) * sizeof(T))); }
     explicit DeviceBuffer(const std::vector<T>& host) : DeviceBuffer(host.size()) { upload(host); }
@@ -89,16 +88,14 @@ inline double as_double(float x) { return x; }
 inline double as_double(double x) { return x; }
 inline double as_double(bf16 x) { return double(__bfloat162float(x)); }
 
-template <class T>
-std::vector<double> to_double(const std::vector<T>& v) {
+template <class T> std::vector<double> to_double(const std::vector<T>& v) {
     std::vector<double> out(v.size());
     for (size_t i = 0; i < v.size(); i++) out[i] = as_double(v[i]);
     return out;
 }
 
 // ||out - ref|| / ||ref||; NaN anywhere in out makes it NaN, which fails every "<" check.
-template <class T>
-double rel_error(const std::vector<T>& out, const std::vector<double>& ref) {
+template <class T> double rel_error(const std::vector<T>& out, const std::vector<double>& ref) {
     REQUIRE(out.size() == ref.size());
     double diff = 0, norm = 0;
     for (size_t i = 0; i < ref.size(); i++) {
@@ -109,8 +106,7 @@ double rel_error(const std::vector<T>& out, const std::vector<double>& ref) {
     return std::sqrt(diff / std::max(norm, 1e-300));
 }
 
-template <class T>
-bool same_bits(const std::vector<T>& a, const std::vector<T>& b) {
+template <class T> bool same_bits(const std::vector<T>& a, const std::vector<T>& b) {
     return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0;
 }
 

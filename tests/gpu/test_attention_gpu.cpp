@@ -5,18 +5,18 @@
 // backward must give the same bits twice.
 #include <catch2/catch.hpp>
 
-#include <cmath>
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <random>
 #include <sstream>
 #include <vector>
 
-#include "kernels/attention.h"
-#include "kernels/check.h"
 #include "../attention_case.h"
 #include "cpu/attention.h"
 #include "gpu.h"
+#include "kernels/attention.h"
+#include "kernels/check.h"
 
 using namespace st;
 using st::gpu::bf16;
@@ -47,7 +47,7 @@ double rel_err(const std::vector<double>& x, const std::vector<double>& ref) {
     double num = 0, den = 0;
     for (size_t i = 0; i < x.size(); i++) {
         if (!std::isfinite(x[i]) && x[i] != ref[i]) return INFINITY;
-        if (std::isinf(ref[i])) continue;   // -inf log-sum-exp of an empty set: equal above
+        if (std::isinf(ref[i])) continue;  // -inf log-sum-exp of an empty set: equal above
         num += (x[i] - ref[i]) * (x[i] - ref[i]);
         den += ref[i] * ref[i];
     }
@@ -73,7 +73,8 @@ void check_case(const Case& k, const Kernels& kk, std::mt19937& rng) {
 
     std::vector<double> out_ref(N * C), lse_ref(size_t(B) * k.NH * T), dqkv_ref(N * 3 * C, 0.0);
     attention_forward(out_ref.data(), lse_ref.data(), qkv_d.data(), lay, B, T, C, k.NH);
-    attention_backward(dqkv_ref.data(), dout_d.data(), qkv_d.data(), out_ref.data(), lse_ref.data(), lay, B, T, C, k.NH);
+    attention_backward(dqkv_ref.data(), dout_d.data(), qkv_d.data(), out_ref.data(), lse_ref.data(), lay, B, T, C,
+                       k.NH);
 
     DeviceBuffer<bf16> d_qkv(qkv), d_dout(dout), d_out(N * C), d_dqkv(N * 3 * C);
     DeviceBuffer<float> d_lse(size_t(B) * k.NH * T), d_dsum(size_t(B) * k.NH * T);
@@ -81,8 +82,8 @@ void check_case(const Case& k, const Kernels& kk, std::mt19937& rng) {
     d_lse.poison();
     d_dqkv.poison();
     gpu::attention_forward(kk.fwd, d_out.get(), d_lse.get(), d_qkv.get(), plan, B, T, C, k.NH, nullptr);
-    gpu::attention_backward(kk.bwd, d_dqkv.get(), d_dout.get(), d_qkv.get(), d_out.get(), d_lse.get(), d_dsum.get(), plan, B, T,
-                            C, k.NH, nullptr);
+    gpu::attention_backward(kk.bwd, d_dqkv.get(), d_dout.get(), d_qkv.get(), d_out.get(), d_lse.get(), d_dsum.get(),
+                            plan, B, T, C, k.NH, nullptr);
     CUDA_CHECK(cudaDeviceSynchronize());
     std::vector<bf16> out = d_out.download(), dqkv = d_dqkv.download();
     std::vector<float> lse = d_lse.download();
@@ -92,8 +93,8 @@ void check_case(const Case& k, const Kernels& kk, std::mt19937& rng) {
     CHECK(rel_err(to_double(dqkv), dqkv_ref) < 2e-2);
 
     d_dqkv.poison();
-    gpu::attention_backward(kk.bwd, d_dqkv.get(), d_dout.get(), d_qkv.get(), d_out.get(), d_lse.get(), d_dsum.get(), plan, B, T,
-                            C, k.NH, nullptr);
+    gpu::attention_backward(kk.bwd, d_dqkv.get(), d_dout.get(), d_qkv.get(), d_out.get(), d_lse.get(), d_dsum.get(),
+                            plan, B, T, C, k.NH, nullptr);
     std::vector<bf16> again = d_dqkv.download();
     CHECK(std::memcmp(again.data(), dqkv.data(), dqkv.size() * sizeof(bf16)) == 0);
 }
@@ -123,7 +124,7 @@ void check_all(std::mt19937& rng) {
                     k.spec.pattern = p;
                     k.spec.mode = mode;
                     k.spec.block = block;
-                    k.spec.stride = p == Pattern::local ? 100 : 64;   // l: windows that are not whole blocks too
+                    k.spec.stride = p == Pattern::local ? 100 : 64;  // l: windows that are not whole blocks too
                     k.spec.summary = 16;
                     k.NH = D == 128 ? 2 : 4;
                     k.C = k.NH * D;
@@ -173,11 +174,13 @@ TEST_CASE("GPU attention: long strided rows in transposed order and a one-block 
 
 TEST_CASE("the attention kernel rule is kernels/attention_kernel.h's table", "[attention]") {
     using gpu::AttnKernel, gpu::AttnPass;
-    const auto pick = [](AttnPass pass, int D, int block, bool hopper) { return gpu::attention_kernel(pass, D, block, hopper); };
+    const auto pick = [](AttnPass pass, int D, int block, bool hopper) {
+        return gpu::attention_kernel(pass, D, block, hopper);
+    };
     for (AttnPass pass : {AttnPass::forward, AttnPass::backward})
         for (int D : {32, 64, 128})
             for (int block : {64, 128}) {
-                CHECK(pick(pass, D, block, false) == AttnKernel::mma);   // an A100
+                CHECK(pick(pass, D, block, false) == AttnKernel::mma);  // an A100
                 // Every kernel that runs a shape has code for it, and only mma has code where it never runs.
                 for (AttnKernel k : {AttnKernel::mma, AttnKernel::wgmma, AttnKernel::ws})
                     CHECK(gpu::attention_kernel_takes(k, pass, D, block) ==
@@ -204,6 +207,7 @@ TEST_CASE("GPU attention refuses a kernel that has no code for the shape, in one
     DeviceBuffer<bf16> qkv(size_t(B) * T * 3 * C), out(size_t(B) * T * C);
     DeviceBuffer<float> lse(size_t(B) * NH * T);
     // Head size 32: the warp-specialised kernels take 64 alone.
-    CHECK_THROWS_WITH(gpu::attention_forward(gpu::AttnKernel::ws, out.get(), lse.get(), qkv.get(), plan, B, T, C, NH, nullptr),
-                      Catch::Contains("no kernel for head size 32") || Catch::Contains("need a Hopper"));
+    CHECK_THROWS_WITH(
+        gpu::attention_forward(gpu::AttnKernel::ws, out.get(), lse.get(), qkv.get(), plan, B, T, C, NH, nullptr),
+        Catch::Contains("no kernel for head size 32") || Catch::Contains("need a Hopper"));
 }

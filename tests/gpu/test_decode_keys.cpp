@@ -23,9 +23,10 @@ TEST_CASE("decoding reads exactly the pattern's keys from slots that still hold 
                     INFO(pattern_name(p) << " " << head_mode_name(mode) << " layer " << layer << " head " << h);
                     int slots = 0;
                     const gpu::DecodeHead hd = gpu::decode_head(spec, NH, layer, h, n_ctx, &slots);
-                    if (p == Pattern::fixed && (mode == HeadMode::merged || (mode == HeadMode::interleaved && layer == 0) ||
-                                                (mode == HeadMode::multihead && h % 2 == 0)))
-                        CHECK(slots < n_ctx);   // the fixed pattern's cache is smaller than the context
+                    if (p == Pattern::fixed &&
+                        (mode == HeadMode::merged || (mode == HeadMode::interleaved && layer == 0) ||
+                         (mode == HeadMode::multihead && h % 2 == 0)))
+                        CHECK(slots < n_ctx);  // the fixed pattern's cache is smaller than the context
                     std::vector<int> holds(size_t(slots), -1);
                     std::vector<int64_t> want;
                     for (int t = 0; t < n_ctx; t++) {

@@ -6,8 +6,8 @@
 #include <cmath>
 #include <vector>
 
-#include "kernels/decode.h"
 #include "gpu.h"
+#include "kernels/decode.h"
 
 using namespace st;
 using namespace st::test;
@@ -16,7 +16,8 @@ namespace {
 
 // x . w^T + bias with x = LayerNorm(x_f32) rounded to bf16 (as the kernel keeps it) when ln is set.
 std::vector<double> reference(const std::vector<float>& x, const std::vector<bf16>& w, const std::vector<float>& bias,
-                              const std::vector<float>& ln_w, const std::vector<float>& ln_b, bool ln, int N, int IC, int OC) {
+                              const std::vector<float>& ln_w, const std::vector<float>& ln_b, bool ln, int N, int IC,
+                              int OC) {
     std::vector<double> out(size_t(N) * OC);
     std::vector<double> row(static_cast<size_t>(IC));
     for (int n = 0; n < N; n++) {
@@ -27,7 +28,9 @@ std::vector<double> reference(const std::vector<float>& x, const std::vector<bf1
             mean /= IC;
             for (int i = 0; i < IC; i++) var += (xr[i] - mean) * (xr[i] - mean);
             const double rstd = 1 / std::sqrt(var / IC + 1e-5);
-            for (int i = 0; i < IC; i++) row[size_t(i)] = as_double(__float2bfloat16(float((xr[i] - mean) * rstd * ln_w[size_t(i)] + ln_b[size_t(i)])));
+            for (int i = 0; i < IC; i++)
+                row[size_t(i)] =
+                    as_double(__float2bfloat16(float((xr[i] - mean) * rstd * ln_w[size_t(i)] + ln_b[size_t(i)])));
         } else {
             for (int i = 0; i < IC; i++) row[size_t(i)] = as_double(__float2bfloat16(xr[i]));
         }
@@ -54,8 +57,10 @@ TEST_CASE("GPU decoding products: LayerNorm in front, bias, GELU and residual af
                 for (gpu::DecodeEpilogue e : {gpu::DecodeEpilogue::bf16, gpu::DecodeEpilogue::gelu_bf16,
                                               gpu::DecodeEpilogue::residual_f32, gpu::DecodeEpilogue::f32}) {
                     const uint64_t seed = uint64_t(IC * 1000 + N * 100 + ln * 10 + int(e));
-                    std::vector<float> x = random_floats(size_t(N) * IC, seed, 2.0), bias = random_floats(size_t(OC), seed + 1, 0.5);
-                    std::vector<float> ln_w = random_floats(size_t(IC), seed + 2, 0.3), ln_b = random_floats(size_t(IC), seed + 3, 0.3);
+                    std::vector<float> x = random_floats(size_t(N) * IC, seed, 2.0),
+                                       bias = random_floats(size_t(OC), seed + 1, 0.5);
+                    std::vector<float> ln_w = random_floats(size_t(IC), seed + 2, 0.3),
+                                       ln_b = random_floats(size_t(IC), seed + 3, 0.3);
                     for (auto& v : ln_w) v += 1;
                     std::vector<float> resid = random_floats(size_t(N) * OC, seed + 4);
                     std::vector<bf16> w = to_bf16(random_floats(size_t(OC) * IC, seed + 5, 0.1));
@@ -67,8 +72,10 @@ TEST_CASE("GPU decoding products: LayerNorm in front, bias, GELU and residual af
                     out32.poison();
                     out16.poison();
                     gpu::DecodeLinear a;
-                    if (ln) a.in_f32 = x_d.get(), a.ln_w = lnw_d.get(), a.ln_b = lnb_d.get();
-                    else a.in = xb_d.get();
+                    if (ln)
+                        a.in_f32 = x_d.get(), a.ln_w = lnw_d.get(), a.ln_b = lnb_d.get();
+                    else
+                        a.in = xb_d.get();
                     a.weight = w_d.get(), a.bias = bias_d.get(), a.resid = resid_d.get();
                     a.out = f32_out ? static_cast<void*>(out32.get()) : static_cast<void*>(out16.get());
                     a.N = N, a.IC = IC, a.OC = OC, a.epilogue = e;
@@ -82,7 +89,9 @@ TEST_CASE("GPU decoding products: LayerNorm in front, bias, GELU and residual af
                     INFO("IC " << IC << " N " << N << " layernorm " << ln << " epilogue " << int(e));
                     // fp32 outputs: the reference's bf16 rounding of the LayerNorm may differ from the
                     // kernel's (float) by one unit on a few elements, worth about 1e-5 here.
-                    if (f32_out) CHECK(rel_error(out32.download(), ref) < 1e-4);
-                    else CHECK(rel_error(out16.download(), ref) < kTolBf16);
+                    if (f32_out)
+                        CHECK(rel_error(out32.download(), ref) < 1e-4);
+                    else
+                        CHECK(rel_error(out16.download(), ref) < kTolBf16);
                 }
 }

@@ -60,7 +60,8 @@ TEST_CASE("a GPU training step matches the CPU step", "[gpu]") {
         PosKind pos;
         int block, heads;
     };
-    for (K k : {K{Pattern::fixed, PosKind::p2d, 64, 2}, K{Pattern::strided, PosKind::p1d, 128, 4}, K{Pattern::dense, PosKind::p1d, 64, 2}}) {
+    for (K k : {K{Pattern::fixed, PosKind::p2d, 64, 2}, K{Pattern::strided, PosKind::p1d, 128, 4},
+                K{Pattern::dense, PosKind::p1d, 64, 2}}) {
         Config c = small_config(k.p, k.pos, k.block, k.heads);
         INFO(pattern_name(k.p) << " block " << k.block << " heads " << k.heads);
         Model<float> cpu(c), gpu(c);
@@ -73,7 +74,7 @@ TEST_CASE("a GPU training step matches the CPU step", "[gpu]") {
         std::vector<float> cm, cv, gm, gv;
         auto ce = make_cpu_engine(cpu, cm, cv);
         auto ge = make_gpu_engine(gpu, gm, gv, {});
-        const int B = 3, T = 250;   // T not a multiple of the block: partial blocks everywhere
+        const int B = 3, T = 250;  // T not a multiple of the block: partial blocks everywhere
         std::vector<uint8_t> inp, tgt;
         batch(&inp, &tgt, B, T, 1);
         AdamWStep o{1e-3f, 0.9f, 0.95f, 1e-8f, 0.01f, 1.0f, 1};
@@ -90,7 +91,8 @@ TEST_CASE("a GPU training step matches the CPU step", "[gpu]") {
     }
 }
 
-TEST_CASE("GPU training steps give the same bits on every run, with and without recomputation or the profile", "[gpu]") {
+TEST_CASE("GPU training steps give the same bits on every run, with and without recomputation or the profile",
+          "[gpu]") {
     ST_REQUIRE_GPU();
     Config c = small_config(Pattern::fixed, PosKind::p2d, 64, 2);
     std::vector<std::vector<float>> results;
@@ -106,7 +108,8 @@ TEST_CASE("GPU training steps give the same bits on every run, with and without 
             std::vector<uint8_t> inp, tgt;
             for (int step = 0; step < 3; step++) {
                 batch(&inp, &tgt, 2, 256, uint64_t(step));
-                e->train_step(inp.data(), tgt.data(), 2, 256, uint64_t(step), {1e-3f, 0.9f, 0.95f, 1e-8f, 0.01f, 1.0f, step + 1});
+                e->train_step(inp.data(), tgt.data(), 2, 256, uint64_t(step),
+                              {1e-3f, 0.9f, 0.95f, 1e-8f, 0.01f, 1.0f, step + 1});
             }
             e->sync_to_host();
         }
@@ -134,7 +137,8 @@ TEST_CASE("a GPU step in passes of micro-batches makes the step of the whole bat
         e->set_micro_batch(micro);
         for (int step = 0; step < 2; step++) {
             batch(&inp, &tgt, B, T, uint64_t(step));
-            st.push_back(e->train_step(inp.data(), tgt.data(), B, T, uint64_t(step), {1e-3f, 0.9f, 0.95f, 1e-8f, 0.01f, 1.0f, step + 1}));
+            st.push_back(e->train_step(inp.data(), tgt.data(), B, T, uint64_t(step),
+                                       {1e-3f, 0.9f, 0.95f, 1e-8f, 0.01f, 1.0f, step + 1}));
         }
         e->sync_to_host();
         w.push_back(m.w);
@@ -147,6 +151,6 @@ TEST_CASE("a GPU step in passes of micro-batches makes the step of the whole bat
             CHECK(std::fabs(st[2 * k + s].loss - st[s].loss) / st[s].loss < 1e-5);
             CHECK(std::fabs(st[2 * k + s].grad_norm - st[s].grad_norm) / st[s].grad_norm < 1e-3);
         }
-        CHECK(rel_diff(w[k], w[0], m0.w) < 1e-2);   // the sums differ only in their order
+        CHECK(rel_diff(w[k], w[0], m0.w) < 1e-2);  // the sums differ only in their order
     }
 }

@@ -6,8 +6,8 @@
 #include <vector>
 
 #include "cpu/ops.h"
-#include "kernels/gemm.h"
 #include "gpu.h"
+#include "kernels/gemm.h"
 
 using namespace st;
 using namespace st::test;
@@ -51,7 +51,8 @@ TEST_CASE("GPU Gemm forward matches the CPU linear layer, with bias and GELU epi
                 const auto bias = to_bf16(random_floats(s.OC, seed + 2, 0.5));
                 const auto inp_d = to_double(inp), w_d = to_double(w), bias_d = to_double(bias);
                 std::vector<double> pre(s.N * s.OC), out_ref(s.N * s.OC);
-                linear_forward(pre.data(), inp_d.data(), w_d.data(), has_bias ? bias_d.data() : nullptr, s.N, s.IC, s.OC);
+                linear_forward(pre.data(), inp_d.data(), w_d.data(), has_bias ? bias_d.data() : nullptr, s.N, s.IC,
+                               s.OC);
                 if (gelu)
                     gelu_forward(out_ref.data(), pre.data(), s.N * s.OC);
                 else
@@ -60,8 +61,8 @@ TEST_CASE("GPU Gemm forward matches the CPU linear layer, with bias and GELU epi
                 DeviceBuffer<bf16> d_inp(inp), d_w(w), d_bias(bias), d_out(s.N * s.OC), d_aux(s.N * s.OC);
                 auto run = [&] {
                     d_out.poison(), d_aux.poison();
-                    gemm.forward(d_out.get(), d_inp.get(), d_w.get(), has_bias ? d_bias.get() : nullptr, s.N, s.IC, s.OC,
-                                 gelu ? d_aux.get() : nullptr, kStream);
+                    gemm.forward(d_out.get(), d_inp.get(), d_w.get(), has_bias ? d_bias.get() : nullptr, s.N, s.IC,
+                                 s.OC, gelu ? d_aux.get() : nullptr, kStream);
                     return std::make_pair(d_out.download(), d_aux.download());
                 };
                 auto [out, aux] = run();
@@ -201,8 +202,8 @@ TEST_CASE("cuBLASLt's GELU epilogues are the tanh approximation, as the CPU's", 
     };
     const double fwd_tanh = mean_rel(y, tanh_y), fwd_erf = mean_rel(y, erf_y);
     const double bwd_tanh = mean_rel(dx, tanh_dy), bwd_erf = mean_rel(dx, erf_dy);
-    WARN("mean relative error of cuBLASLt's GELU against the tanh form " << fwd_tanh << ", the erf form " << fwd_erf
-                                                                         << "; of DGELU " << bwd_tanh << ", " << bwd_erf);
+    WARN("mean relative error of cuBLASLt's GELU against the tanh form "
+         << fwd_tanh << ", the erf form " << fwd_erf << "; of DGELU " << bwd_tanh << ", " << bwd_erf);
     CHECK(fwd_tanh < fwd_erf);
     CHECK(bwd_tanh < bwd_erf);
 }

@@ -206,7 +206,8 @@ TEST_CASE("GPU residual with dropout matches the CPU and drops the same elements
                 gpu::residual_backward_branch(d_mask.get(), d_ones.get(), p, s, big, first, kStream);
                 const auto mask = d_mask.download();
                 int64_t wrong = 0;
-                for (int64_t i = 0; i < big; i++) wrong += cpu_keep(s, first + i, p) == (__bfloat162float(mask[i]) == 0.0f);
+                for (int64_t i = 0; i < big; i++)
+                    wrong += cpu_keep(s, first + i, p) == (__bfloat162float(mask[i]) == 0.0f);
                 INFO("seed " << s << " p " << p << " first " << first);
                 CHECK(wrong == 0);
             }
@@ -237,7 +238,8 @@ TEST_CASE("GPU embedding forward and backward match the CPU, with a byte that fi
         std::vector<double> pos_d[3];
         const double* pos_p[3];
         const int32_t* idx_p[3];
-        for (int k = 0; k < 3; k++) pos_d[k] = to_double(pos[k]), pos_p[k] = pos_d[k].data(), idx_p[k] = index[k].data();
+        for (int k = 0; k < 3; k++)
+            pos_d[k] = to_double(pos[k]), pos_p[k] = pos_d[k].data(), idx_p[k] = index[k].data();
         embedding_forward(out_ref.data(), tok.data(), wte_d.data(), pos_p, idx_p, 3, N, T, C);
     }
     DeviceBuffer<uint8_t> d_tok(tok);

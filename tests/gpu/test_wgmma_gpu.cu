@@ -11,22 +11,21 @@
 #include <tuple>
 #include <vector>
 
+#include "gpu.h"
 #include "kernels/attention.h"
 #include "kernels/attention_wgmma_tile.cuh"
-#include "gpu.h"
 
 using namespace st;
 using st::gpu::bf16;
 
 namespace {
 
-template <int D>
-constexpr int probe_smem() { return 1024 + 5 * (D / 64) * gpu::kPanel; }
+template <int D> constexpr int probe_smem() { return 1024 + 5 * (D / 64) * gpu::kPanel; }
 
 // One warpgroup: S (64 x 64) = q k^T and O (64 x D) = reps x bf16(S) v, q, k, v (64 x D) row-major;
 // K and V in tile slots k_at and v_at of the kernel's four (K0, K1, V0, V1).
-template <int D>
-__global__ void probe_kernel(float* S, float* O, const bf16* q, const bf16* k, const bf16* v, int k_at, int v_at, int reps) {
+template <int D> __global__ void probe_kernel(float* S, float* O, const bf16* q, const bf16* k, const bf16* v, int k_at,
+                                              int v_at, int reps) {
     constexpr int TILE = D / 64 * gpu::kPanel;
     extern __shared__ __align__(16) unsigned char raw[];
     unsigned char* sm = gpu::swizzle_base(raw);
@@ -54,8 +53,7 @@ __global__ void probe_kernel(float* S, float* O, const bf16* q, const bf16* k, c
         for (int i = 0; i < 4; i++) O[(warp * 16 + g + (i / 2) * 8) * D + j * 8 + c4 * 2 + i % 2] = acc[j][i];
 }
 
-template <int D>
-void check_probe(std::mt19937& rng, int k_at, int v_at, int reps) {
+template <int D> void check_probe(std::mt19937& rng, int k_at, int v_at, int reps) {
     INFO("head size " << D << ", K in slot " << k_at << ", V in slot " << v_at << ", " << reps << " rounds");
     std::normal_distribution<float> dist(0.f, 0.25f);
     std::vector<bf16> q(64 * D), k(64 * D), v(64 * D);
@@ -78,12 +76,13 @@ void check_probe(std::mt19937& rng, int k_at, int v_at, int reps) {
             num += (S[r * 64 + c] - ref) * (S[r * 64 + c] - ref);
             den += ref * ref;
         }
-    CHECK(std::sqrt(num / den) < 1e-4);   // NaN (an element not written) fails too
+    CHECK(std::sqrt(num / den) < 1e-4);  // NaN (an element not written) fails too
     num = den = 0;
     for (int r = 0; r < 64; r++)
         for (int d = 0; d < D; d++) {
             double ref = 0;
-            for (int c = 0; c < 64; c++) ref += reps * double(__bfloat162float(__float2bfloat16(S[r * 64 + c]))) * f(v[c * D + d]);
+            for (int c = 0; c < 64; c++)
+                ref += reps * double(__bfloat162float(__float2bfloat16(S[r * 64 + c]))) * f(v[c * D + d]);
             num += (O[r * D + d] - ref) * (O[r * D + d] - ref);
             den += ref * ref;
         }
