@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 # Times PyTorch's CPU float32 GEMMs (OpenBLAS sgemm in Debian's python3-torch) on the same shapes, in the
-# same order and with the same method as kernels/dev/bench_gemm_cpu.cpp (st-bench-gemm-cpu), so the two tables can be read side by side.
+# same order and with the same method as kernels/dev/bench_gemm_cpu.cpp (st-bench-gemm-cpu), so the two
+# tables can be read side by side.
 # Usage: kernels/dev/bench_gemm_cpu.py [--bt 4096] [--widths 128,256,512] [--threads 2] [--runs 21]
 import argparse
 import os
