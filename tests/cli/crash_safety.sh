@@ -11,14 +11,14 @@
 # any file system (a plain model is written in a millisecond where fsync costs nothing, as on tmpfs),
 # so that many kills land inside a save.
 # The delays come from $RANDOM seeded with CRASH_SEED (printed); they change the moments of the kills,
-# never what is checked.
+# never what is checked. They start at three quarters of the time a run of one step and one save takes
+# on this machine (start-up differs: a build with CUDA loads its libraries first) and span 400 ms.
 # Usage: crash_safety.sh BUILD_DIR
 . "$(dirname "$0")/lib/cases.sh" "$@"
 
 trials=100
 seed=${CRASH_SEED:-20240}
 RANDOM=$seed
-max_delay_ms=400
 model=(--layers 1 --d-model 128 --heads 2 --ctx 32 --block 32 --stride 16 --batch 1 --steps 1000000 --eval-every 0 --eval-windows 4)
 out=model.st.zst
 
@@ -103,7 +103,13 @@ st-train "${model[@]}" --stop-after 2 -q -o "$out" text.txt || { echo "$name: co
 cp "$out" first.st.zst
 step=$(model_step "$out") || { echo "$name: cannot read the step of the first model: $(cat "$tmp/probe")" >&2; exit 1; }
 first_step=$step
-echo "seed $seed: $trials kills of st-train --resume $out -o $out --save-every 1, 0 to $max_delay_ms ms after its start"
+# How long a run takes to start, make one step and save it, measured on a copy.
+cp "$out" timing.st.zst
+t0=$(date +%s%N)
+st-train --resume timing.st.zst -o timing.st.zst --stop-after 1 -q text.txt || { echo "$name: a timing run failed" >&2; exit 1; }
+min_delay_ms=$((($(date +%s%N) - t0) / 1000000 * 3 / 4)) span_ms=400
+rm -f timing.st.zst
+echo "seed $seed: $trials kills of st-train --resume $out -o $out --save-every 1, $min_delay_ms to $((min_delay_ms + span_ms)) ms after its start"
 
 in_save=0 stale=0 newer=0
 for n in $(seq "$trials"); do
@@ -111,7 +117,7 @@ for n in $(seq "$trials"); do
     before=$step
     st-train --resume "$out" -o "$out" --save-every 1 -q text.txt 2> "$tmp/stderr" &
     pid=$!
-    delay=$((RANDOM % max_delay_ms))
+    delay=$((min_delay_ms + RANDOM % span_ms))
     sleep "$((delay / 1000)).$(printf %03d $((delay % 1000)))"
     kill -KILL "$pid" 2> /dev/null
     wait "$pid" 2> /dev/null   # without bash's "Killed" line
