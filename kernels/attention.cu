@@ -2,6 +2,7 @@
 // and one switch per pass from the chosen kernel to its family's launcher.
 #include <cmath>
 #include <cstdlib>
+#include <optional>
 #include <string>
 
 #include "kernels/attention.h"
@@ -78,12 +79,15 @@ bool attention_hopper() {
 }
 
 AttnKernel attention_kernel_here(AttnPass pass, int head_size, int block) {
-    const char* env = std::getenv("ST_ATTENTION");
-    if (!env || !*env || std::string(env) == "auto")
-        return attention_kernel(pass, head_size, block, attention_hopper());
-    for (AttnKernel k : {AttnKernel::mma, AttnKernel::wgmma, AttnKernel::ws})
-        if (std::string(env) == attention_kernel_name(k)) return k;
-    fail("ST_ATTENTION=" + std::string(env) + ": not one of mma, wgmma, ws, auto");
+    // ST_ATTENTION is read once: this runs for every layer of every step.
+    static const std::optional<AttnKernel> forced = []() -> std::optional<AttnKernel> {
+        const char* env = std::getenv("ST_ATTENTION");
+        if (!env || !*env || std::string(env) == "auto") return std::nullopt;
+        for (AttnKernel k : {AttnKernel::mma, AttnKernel::wgmma, AttnKernel::ws})
+            if (std::string(env) == attention_kernel_name(k)) return k;
+        fail("ST_ATTENTION=" + std::string(env) + ": not one of mma, wgmma, ws, auto");
+    }();
+    return forced ? *forced : attention_kernel(pass, head_size, block, attention_hopper());
 }
 
 namespace {
@@ -157,16 +161,15 @@ void attention_backward(AttnKernel k, bf16* dqkv, const bf16* dout, const bf16* 
 
 void attention_forward(bf16* out, float* lse, const bf16* qkv, const AttnPlan& plan, int B, int T, int C, int NH,
                        cudaStream_t s) {
-    check_call(plan, T, C, NH);
-    attention_forward(attention_kernel_here(AttnPass::forward, C / NH, plan.block), out, lse, qkv, plan, B, T, C, NH,
-                      s);
+    const int D = NH > 0 ? C / NH : 0;  // the explicit overload checks the shape
+    attention_forward(attention_kernel_here(AttnPass::forward, D, plan.block), out, lse, qkv, plan, B, T, C, NH, s);
 }
 
 void attention_backward(bf16* dqkv, const bf16* dout, const bf16* qkv, const bf16* out, const float* lse, float* dsum,
                         const AttnPlan& plan, int B, int T, int C, int NH, cudaStream_t s) {
-    check_call(plan, T, C, NH);
-    attention_backward(attention_kernel_here(AttnPass::backward, C / NH, plan.block), dqkv, dout, qkv, out, lse, dsum,
-                       plan, B, T, C, NH, s);
+    const int D = NH > 0 ? C / NH : 0;  // the explicit overload checks the shape
+    attention_backward(attention_kernel_here(AttnPass::backward, D, plan.block), dqkv, dout, qkv, out, lse, dsum, plan,
+                       B, T, C, NH, s);
 }
 
 }  // namespace st::gpu

@@ -19,7 +19,6 @@ import json
 import os
 import statistics
 import sys
-import time
 
 import torch
 
@@ -30,10 +29,9 @@ import torch.nn.functional as F  # noqa: E402
 from torch.nn.attention.flex_attention import create_block_mask, flex_attention  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from peer_train_ddp import BS, CKPT, DM, ITERS, L, N, NH, NL, POS, B, V, Model, train_step  # noqa: E402
+from peer_train_ddp import BS, CKPT, DM, ITERS, L, N, NH, NL, POS, B, V, Model, train_step, warm_up  # noqa: E402
 
 KINDS = os.environ.get("KINDS", "fixed,dense").split(",")
-WARMUP = 3
 DEV = "cuda"
 
 
@@ -65,11 +63,7 @@ def measure(kind):
     def step():
         return train_step(step_fn, opt, idx, tgt)
 
-    t0 = time.perf_counter()
-    for _ in range(WARMUP):
-        step()
-    torch.cuda.synchronize()
-    warmup_s = time.perf_counter() - t0
+    warmup_s = warm_up(step)
     torch.cuda.reset_peak_memory_stats()
     events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(ITERS)]
     for e0, e1 in events:

@@ -55,6 +55,13 @@ def train_step(fn, opt, idx, tgt):
     opt.step()
     opt.zero_grad(set_to_none=True)
     return loss
+def warm_up(step):
+    """WARMUP steps (compilation included) and the seconds they took."""
+    t0 = time.perf_counter()
+    for _ in range(WARMUP):
+        step()
+    torch.cuda.synchronize()
+    return time.perf_counter() - t0
 def main():
     os.environ.setdefault("NCCL_NVLS_ENABLE", "0")  # NVLink multicast stays off
     dist.init_process_group("nccl")
@@ -78,11 +85,7 @@ def main():
         i = torch.randint(0, V, (B, N), device=dev, generator=g)
         t = torch.randint(0, V, (B, N), device=dev, generator=g)
         step = lambda: train_step(compiled, opt, i, t)
-        t0 = time.perf_counter()
-        for _ in range(WARMUP):
-            step()
-        torch.cuda.synchronize()
-        warmup_s = time.perf_counter() - t0
+        warmup_s = warm_up(step)
         torch.cuda.reset_peak_memory_stats()
         dist.barrier()
         torch.cuda.synchronize()
