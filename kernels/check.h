@@ -1,7 +1,6 @@
-// Every CUDA, cuBLASLt and launch result goes through these: a failure becomes an st::Error whose
+// Every CUDA and launch result goes through these: a failure becomes an st::Error whose
 // one-line message names the call, so the programs print it and exit 1 like any other error.
 #pragma once
-#include <cublasLt.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -51,10 +50,3 @@ inline int device_attr(cudaDeviceAttr attr) {
     return v;
 }
 }  // namespace st::gpu
-
-#define CUBLAS_CHECK(call)                                                                                  \
-    do {                                                                                                    \
-        cublasStatus_t st_st_ = (call);                                                                     \
-        if (st_st_ != CUBLAS_STATUS_SUCCESS)                                                                \
-            ::st::fail(std::string("cuBLASLt error in ") + #call + ": " + cublasLtGetStatusString(st_st_)); \
-    } while (0)

@@ -21,6 +21,7 @@
 #include <tuple>
 
 #include "kernels/check.h"
+#include "kernels/cublaslt.h"
 #include "kernels/gemm.h"
 #include "kernels/ops.h"
 
@@ -40,7 +41,7 @@ struct Plan {
 };
 
 template <class T> void set_attr(cublasLtMatmulDesc_t d, cublasLtMatmulDescAttributes_t attr, const T& v) {
-    CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(d, attr, &v, sizeof(v)));
+    CUBLAS_CHECK(cublaslt().desc_set(d, attr, &v, sizeof(v)));
 }
 
 // ---- Column sums for the bias gradients ----
@@ -94,22 +95,22 @@ struct Gemm::Impl {
     std::map<std::tuple<int, int64_t, int64_t, int64_t, int>, Plan> plans;  // (op, m, n, k, epilogue)
 
     Impl() {
-        CUBLAS_CHECK(cublasLtCreate(&handle));
+        CUBLAS_CHECK(cublaslt().create(&handle));
         cudaError_t e = cudaMalloc(&workspace, kWorkspace);
         if (e != cudaSuccess) {
-            cublasLtDestroy(handle);
+            cublaslt().destroy(handle);
             cuda_fail(e, "cudaMalloc (cuBLASLt workspace)");
         }
     }
     ~Impl() {
         for (auto& [key, p] : plans) {
-            cublasLtMatrixLayoutDestroy(p.a);
-            cublasLtMatrixLayoutDestroy(p.b);
-            cublasLtMatrixLayoutDestroy(p.c);
-            cublasLtMatmulDescDestroy(p.desc);
+            cublaslt().layout_destroy(p.a);
+            cublaslt().layout_destroy(p.b);
+            cublaslt().layout_destroy(p.c);
+            cublaslt().desc_destroy(p.desc);
         }
         cudaFree(workspace);
-        cublasLtDestroy(handle);
+        cublaslt().destroy(handle);
     }
 
     // The plan for D (m, n) = op(A) (m, k) . op(B) (k, n), column-major, made on first use.
@@ -120,7 +121,7 @@ struct Gemm::Impl {
         const cublasOperation_t ta = op == Op::forward ? CUBLAS_OP_T : CUBLAS_OP_N;
         const cublasOperation_t tb = op == Op::backward_weight ? CUBLAS_OP_T : CUBLAS_OP_N;
         const cudaDataType_t dtype = op == Op::backward_weight ? CUDA_R_32F : CUDA_R_16BF;
-        CUBLAS_CHECK(cublasLtMatmulDescCreate(&p.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+        CUBLAS_CHECK(cublaslt().desc_create(&p.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
         set_attr(p.desc, CUBLASLT_MATMUL_DESC_TRANSA, int32_t(ta));
         set_attr(p.desc, CUBLASLT_MATMUL_DESC_TRANSB, int32_t(tb));
         set_attr(p.desc, CUBLASLT_MATMUL_DESC_EPILOGUE, uint32_t(epilogue));
@@ -136,40 +137,37 @@ struct Gemm::Impl {
             set_attr(p.desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, int64_t(m));
             set_attr(p.desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, align16);
         }
-        CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.a, CUDA_R_16BF, ta == CUBLAS_OP_T ? k : m, ta == CUBLAS_OP_T ? m : k,
-                                                ta == CUBLAS_OP_T ? k : m));
-        CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.b, CUDA_R_16BF, tb == CUBLAS_OP_T ? n : k, tb == CUBLAS_OP_T ? k : n,
-                                                tb == CUBLAS_OP_T ? n : k));
-        CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.c, dtype, m, n, m));
+        CUBLAS_CHECK(cublaslt().layout_create(&p.a, CUDA_R_16BF, ta == CUBLAS_OP_T ? k : m, ta == CUBLAS_OP_T ? m : k,
+                                              ta == CUBLAS_OP_T ? k : m));
+        CUBLAS_CHECK(cublaslt().layout_create(&p.b, CUDA_R_16BF, tb == CUBLAS_OP_T ? n : k, tb == CUBLAS_OP_T ? k : n,
+                                              tb == CUBLAS_OP_T ? n : k));
+        CUBLAS_CHECK(cublaslt().layout_create(&p.c, dtype, m, n, m));
 
         cublasLtMatmulPreference_t pref;
-        CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
+        CUBLAS_CHECK(cublaslt().pref_create(&pref));
         const uint64_t ws = kWorkspace;
         // Split-K only where the pieces are reduced in a separate pass in a fixed order; the in-place
         // scheme serialises its pieces through counters, whose order is not promised.
         const uint32_t schemes = CUBLASLT_REDUCTION_SCHEME_NONE | CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE |
                                  CUBLASLT_REDUCTION_SCHEME_OUTPUT_TYPE;
         const uint32_t align = 16;
-        CUBLAS_CHECK(
-            cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws)));
-        CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK, &schemes,
-                                                          sizeof(schemes)));
+        CUBLAS_CHECK(cublaslt().pref_set(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof(ws)));
+        CUBLAS_CHECK(cublaslt().pref_set(pref, CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK, &schemes, sizeof(schemes)));
         for (auto attr : {CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES,
                           CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES})
-            CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, attr, &align, sizeof(align)));
+            CUBLAS_CHECK(cublaslt().pref_set(pref, attr, &align, sizeof(align)));
         cublasLtMatmulHeuristicResult_t result{};
         int found = 0;
-        cublasStatus_t st =
-            cublasLtMatmulAlgoGetHeuristic(handle, p.desc, p.a, p.b, p.c, p.c, pref, 1, &result, &found);
-        cublasLtMatmulPreferenceDestroy(pref);
+        cublasStatus_t st = cublaslt().heuristic(handle, p.desc, p.a, p.b, p.c, p.c, pref, 1, &result, &found);
+        cublaslt().pref_destroy(pref);
         if (st != CUBLAS_STATUS_SUCCESS || found == 0) {
-            cublasLtMatrixLayoutDestroy(p.a);
-            cublasLtMatrixLayoutDestroy(p.b);
-            cublasLtMatrixLayoutDestroy(p.c);
-            cublasLtMatmulDescDestroy(p.desc);
+            cublaslt().layout_destroy(p.a);
+            cublaslt().layout_destroy(p.b);
+            cublaslt().layout_destroy(p.c);
+            cublaslt().desc_destroy(p.desc);
             fail("cuBLASLt has no algorithm for a product of (" + std::to_string(m) + " x " + std::to_string(k) +
                  ") . (" + std::to_string(k) + " x " + std::to_string(n) + "), epilogue " +
-                 std::to_string(int(epilogue)) + ": " + cublasLtGetStatusString(st));
+                 std::to_string(int(epilogue)) + ": " + cublaslt().status_string(st));
         }
         p.algo = result.algo;
         return plans.emplace(key, p).first->second;
@@ -181,8 +179,8 @@ struct Gemm::Impl {
         if (bias) set_attr(p.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, bias);
         if (aux) set_attr(p.desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, aux);
         const float alpha = 1.0f;
-        CUBLAS_CHECK(cublasLtMatmul(handle, p.desc, &alpha, A, p.a, B, p.b, &beta, D, p.c, D, p.c, &p.algo, workspace,
-                                    kWorkspace, s));
+        CUBLAS_CHECK(cublaslt().matmul(handle, p.desc, &alpha, A, p.a, B, p.b, &beta, D, p.c, D, p.c, &p.algo,
+                                       workspace, kWorkspace, s));
     }
 };
 
