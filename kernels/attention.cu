@@ -39,9 +39,10 @@ bool attention_kernel_takes(AttnKernel k, AttnPass pass, int head_size, int bloc
 
 namespace {
 
-// D / 8 threads per (token, head), 16 bytes of dO and O each: D = sum over the head's columns of dO * O.
-template <int D>
-__global__ void dsum_kernel(float* dsum, const bf16* dout, const bf16* out, int64_t N, int T, int C, int NH) {
+// D / 8 threads per (token, head), 16 bytes of dO and O each: D = sum over the head's columns of dO * O,
+// for the tokens first .. first + N of the batch (dout and out point at the first).
+template <int D> __global__ void dsum_kernel(float* dsum, const bf16* dout, const bf16* out, int64_t first, int64_t N,
+                                             int T, int C, int NH) {
     constexpr int G = D / 8;  // threads a row: 4, 8 or 16 lanes of one warp
     const int64_t r = (int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / G;
     const int part = threadIdx.x % G;
@@ -60,7 +61,7 @@ __global__ void dsum_kernel(float* dsum, const bf16* dout, const bf16* out, int6
 #pragma unroll
     for (int k = G / 2; k > 0; k /= 2) acc += __shfl_xor_sync(0xffffffffu, acc, k);
     if (r < N * NH && part == 0) {
-        const int64_t n = r / NH;
+        const int64_t n = first + r / NH;
         dsum[(n / T * NH + r % NH) * T + n % T] = acc;
     }
 }
@@ -112,6 +113,21 @@ void check_call(const AttnPlan& plan, int T, int C, int NH) {
 
 }  // namespace
 
+void attention_dsum(float* dsum, const bf16* dout, const bf16* out, int64_t first, int64_t n, int T, int C, int NH,
+                    cudaStream_t s) {
+    const int D = C / NH;
+    if (!aligned16(dout) || !aligned16(out) || C % 8)
+        fail("attention_dsum: rows must be whole, aligned 16-byte pieces");
+    const int64_t threads_needed = n * NH * (D / 8);
+    const int threads = 256;
+    const unsigned grid = unsigned((threads_needed + threads - 1) / threads);
+    if (grid == 0) return;
+    if (D == 32) dsum_kernel<32><<<grid, threads, 0, s>>>(dsum, dout, out, first, n, T, C, NH);
+    if (D == 64) dsum_kernel<64><<<grid, threads, 0, s>>>(dsum, dout, out, first, n, T, C, NH);
+    if (D == 128) dsum_kernel<128><<<grid, threads, 0, s>>>(dsum, dout, out, first, n, T, C, NH);
+    CUDA_LAUNCH_CHECK();
+}
+
 void attention_forward(AttnKernel k, bf16* out, float* lse, const bf16* qkv, const AttnPlan& plan, int B, int T, int C,
                        int NH, cudaStream_t s) {
     check_call(plan, T, C, NH);
@@ -135,18 +151,11 @@ void attention_backward(AttnKernel k, bf16* dqkv, const bf16* dout, const bf16* 
     const int D = C / NH;
     const std::string why = refusal(k, AttnPass::backward, D, plan.block);
     if (!why.empty()) fail(why);
-    if (!aligned16(dqkv) || !aligned16(dout) || !aligned16(qkv) || !aligned16(out))
+    if (!aligned16(dqkv) || !aligned16(dout) || !aligned16(qkv))
         fail(
             "attention_backward: the kernels read and write whole 16-byte pieces of rows: pointers must be 16-byte "
             "aligned");
-    // D = rowsum(dO * O) per query, once per layer, in sequence order: what every family reads.
-    const int64_t N = int64_t(B) * T, threads_needed = N * NH * (D / 8);
-    const int threads = 256;
-    const unsigned grid = unsigned((threads_needed + threads - 1) / threads);
-    if (D == 32) dsum_kernel<32><<<grid, threads, 0, s>>>(dsum, dout, out, N, T, C, NH);
-    if (D == 64) dsum_kernel<64><<<grid, threads, 0, s>>>(dsum, dout, out, N, T, C, NH);
-    if (D == 128) dsum_kernel<128><<<grid, threads, 0, s>>>(dsum, dout, out, N, T, C, NH);
-    CUDA_LAUNCH_CHECK();
+    if (out) attention_dsum(dsum, dout, out, 0, int64_t(B) * T, T, C, NH, s);
     const double sc = 1.0 / std::sqrt(double(D));
     const BwdArgs a{dqkv, dout, qkv, lse, dsum, nullptr, T, C, NH, float(sc), float(sc * 1.4426950408889634), false};
     switch (k) {

@@ -44,6 +44,8 @@ class AttnPlan {
     AttnPlan& operator=(const AttnPlan&) = delete;
 
     int T = 0, block = 0, n_head = 0, nblk = 0, slots = 0;  // slots: the most components of any head
+    size_t bytes = 0;                                       // device memory it holds
+    static size_t bytes_for(const LayerLayout& lay);        // what a plan of lay would hold
     const AttnPartDev* slot(int k) const { return parts_ + size_t(k) * n_head; }  // device array of n_head
 
    private:
@@ -70,9 +72,15 @@ std::string attention_gpu_check(int block, int C, int NH);
 // the kernel attention_kernel_here picks (attention_kernel.h).
 void attention_forward(bf16* out, float* lse, const bf16* qkv, const AttnPlan& plan, int B, int T, int C, int NH,
                        cudaStream_t s);
-// dqkv (B, T, 3C) bf16 is written (not accumulated). dsum: scratch of B * NH * T floats.
+// dqkv (B, T, 3C) bf16 is written (not accumulated). dsum: B * NH * T floats, which the backward
+// fills from dout and out first; or, where out is null, already holds them (attention_dsum).
 void attention_backward(bf16* dqkv, const bf16* dout, const bf16* qkv, const bf16* out, const float* lse, float* dsum,
                         const AttnPlan& plan, int B, int T, int C, int NH, cudaStream_t s);
+// dsum (B, NH, T) for the tokens first .. first + n of the batch: each head's row sum of dout * out,
+// what the backward reads (D in FlashAttention-2's backward). dout and out point at the first token:
+// the recomputing engine makes it a chunk at a time, then overwrites out with dout.
+void attention_dsum(float* dsum, const bf16* dout, const bf16* out, int64_t first, int64_t n, int T, int C, int NH,
+                    cudaStream_t s);
 // The same on the kernel k names (tests, benchmarks); an error where k has no code for the shape.
 void attention_forward(AttnKernel k, bf16* out, float* lse, const bf16* qkv, const AttnPlan& plan, int B, int T, int C,
                        int NH, cudaStream_t s);

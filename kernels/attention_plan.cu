@@ -48,10 +48,16 @@ std::string attention_gpu_check(int block, int C, int NH) {
     return "";
 }
 
-AttnPlan::AttnPlan(const LayerLayout& lay) : T(lay.T), block(lay.block), n_head(int(lay.heads.size())) {
-    nblk = (T + block - 1) / block;
-    for (const auto& h : lay.heads) slots = std::max(slots, int(h.parts.size()));
-    // Host image of the one allocation: 8-byte aligned pieces, recorded as offsets, then rebased.
+namespace {
+
+// Offsets into the blob of a component's arrays (-1: absent), in AttnPartDev's order.
+struct Offs {
+    int64_t o[11];
+};
+
+// The host image of a plan's one allocation: 8-byte aligned pieces, recorded as offsets.
+std::vector<uint64_t> plan_blob(const LayerLayout& lay, int nblk, int slots, std::vector<Offs>* offs) {
+    const int n_head = int(lay.heads.size()), block = lay.block;
     std::vector<uint64_t> blob;
     auto put32 = [&](const std::vector<int32_t>& v) -> int64_t {
         if (v.empty()) return -1;
@@ -66,11 +72,8 @@ AttnPlan::AttnPlan(const LayerLayout& lay) : T(lay.T), block(lay.block), n_head(
         blob.insert(blob.end(), v.begin(), v.end());
         return off;
     };
-    struct Offs {
-        int64_t o[11];
-    };
-    std::vector<Offs> offs(size_t(slots) * n_head);
-    for (auto& o : offs) std::fill(o.o, o.o + 11, int64_t(-1));
+    offs->assign(size_t(slots) * n_head, Offs{});
+    for (auto& o : *offs) std::fill(o.o, o.o + 11, int64_t(-1));
     for (int h = 0; h < n_head; h++)
         for (size_t k = 0; k < lay.heads[h].parts.size(); k++) {
             const AttnComponent& c = lay.heads[h].parts[k];
@@ -79,7 +82,7 @@ AttnPlan::AttnPlan(const LayerLayout& lay) : T(lay.T), block(lay.block), n_head(
                      std::to_string(nblk));
             std::vector<uint64_t> masks;
             for (const auto& m : c.masks) masks.insert(masks.end(), m.begin(), m.end());
-            Offs& o = offs[k * n_head + h];
+            Offs& o = (*offs)[k * n_head + h];
             o.o[0] = put32(c.order);
             o.o[1] = put32(c.row_ptr);
             o.o[2] = put32(c.col);
@@ -95,6 +98,29 @@ AttnPlan::AttnPlan(const LayerLayout& lay) : T(lay.T), block(lay.block), n_head(
             o.o[10] = put64(transpose_masks(c.masks, block));
         }
     if (blob.empty()) blob.push_back(0);
+    return blob;
+}
+
+int plan_slots(const LayerLayout& lay) {
+    int slots = 0;
+    for (const auto& h : lay.heads) slots = std::max(slots, int(h.parts.size()));
+    return slots;
+}
+
+}  // namespace
+
+size_t AttnPlan::bytes_for(const LayerLayout& lay) {
+    std::vector<Offs> offs;
+    const int slots = plan_slots(lay);
+    return plan_blob(lay, (lay.T + lay.block - 1) / lay.block, slots, &offs).size() * 8 +
+           offs.size() * sizeof(AttnPartDev);
+}
+
+AttnPlan::AttnPlan(const LayerLayout& lay) : T(lay.T), block(lay.block), n_head(int(lay.heads.size())) {
+    nblk = (T + block - 1) / block;
+    slots = plan_slots(lay);
+    std::vector<Offs> offs;
+    const std::vector<uint64_t> blob = plan_blob(lay, nblk, slots, &offs);
     CUDA_CHECK(cudaMalloc(&ints_, blob.size() * 8));
     CUDA_CHECK(cudaMemcpy(ints_, blob.data(), blob.size() * 8, cudaMemcpyHostToDevice));
     std::vector<AttnPartDev> parts(offs.size());
@@ -110,6 +136,7 @@ AttnPlan::AttnPlan(const LayerLayout& lay) : T(lay.T), block(lay.block), n_head(
     }
     CUDA_CHECK(cudaMalloc(&parts_, parts.size() * sizeof(AttnPartDev)));
     CUDA_CHECK(cudaMemcpy(parts_, parts.data(), parts.size() * sizeof(AttnPartDev), cudaMemcpyHostToDevice));
+    bytes = blob.size() * 8 + parts.size() * sizeof(AttnPartDev);
 }
 
 void AttnPlan::release() {
@@ -126,7 +153,7 @@ AttnPlan::AttnPlan(AttnPlan&& o) noexcept { *this = std::move(o); }
 AttnPlan& AttnPlan::operator=(AttnPlan&& o) noexcept {
     if (this != &o) {
         release();
-        T = o.T, block = o.block, n_head = o.n_head, nblk = o.nblk, slots = o.slots;
+        T = o.T, block = o.block, n_head = o.n_head, nblk = o.nblk, slots = o.slots, bytes = o.bytes;
         ints_ = o.ints_, parts_ = o.parts_;
         o.ints_ = nullptr, o.parts_ = nullptr;
     }

@@ -260,8 +260,8 @@ template <bool Vec> __global__ void residual_backward_kernel(bf16* dy, const flo
 
 // ---- Embeddings ----
 
-__global__ void embedding_forward_kernel(float* out, const uint8_t* tok, const float* wte, PosTables pos, int64_t N,
-                                         int T, int C) {
+__global__ void embedding_forward_kernel(float* out, const uint8_t* tok, const float* wte, PosTables pos, int64_t first,
+                                         int64_t N, int T, int C) {
     const int groups = C / 8;
     for (int64_t g = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; g < N * groups;
          g += int64_t(gridDim.x) * blockDim.x) {
@@ -271,7 +271,7 @@ __global__ void embedding_forward_kernel(float* out, const uint8_t* tok, const f
         load8<true>(o, wte + int64_t(tok[i]) * C + c, 8);
         for (int k = 0; k < 3; k++) {  // a fixed trip count keeps pos's arrays out of local memory
             if (k >= pos.n) break;
-            load8<true>(p, pos.table[k] + int64_t(pos.index[k][i % T]) * C + c, 8);
+            load8<true>(p, pos.table[k] + int64_t(pos.index[k][(first + i) % T]) * C + c, 8);
             for (int j = 0; j < 8; j++) o[j] += p[j];
         }
         store8<true>(out + i * C + c, o, 8);
@@ -571,12 +571,12 @@ void residual_backward_branch(bf16* dy, const float* dout, float p, uint64_t see
     CUDA_LAUNCH_CHECK();
 }
 
-void embedding_forward(float* out, const uint8_t* tok, const float* wte, const PosTables& pos, int64_t N, int T, int C,
-                       cudaStream_t s) {
+void embedding_forward(float* out, const uint8_t* tok, const float* wte, const PosTables& pos, int64_t first, int64_t N,
+                       int T, int C, cudaStream_t s) {
     require_rows("embedding_forward", C, {out, wte, pos.table[0], pos.table[1], pos.table[2]});
     if (N <= 0) return;
     const unsigned blocks = unsigned(std::min<int64_t>(cdiv(N * (C / 8), 256), 1 << 16));
-    embedding_forward_kernel<<<blocks, 256, 0, s>>>(out, tok, wte, pos, N, T, C);
+    embedding_forward_kernel<<<blocks, 256, 0, s>>>(out, tok, wte, pos, first, N, T, C);
     CUDA_LAUNCH_CHECK();
 }
 

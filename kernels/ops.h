@@ -48,9 +48,10 @@ struct PosTables {
     const float* table[3] = {};
     const int32_t* index[3] = {};  // device, T entries each
 };
-// out (N, C) fp32 = wte[tok[i]] + sum_k pos.table[k][pos.index[k][i % T]].
-void embedding_forward(float* out, const uint8_t* tok, const float* wte, const PosTables& pos, int64_t N, int T, int C,
-                       cudaStream_t s);
+// out (N, C) fp32 = wte[tok[i]] + sum_k pos.table[k][pos.index[k][(first + i) % T]]: the tokens
+// first .. first + N of the batch (out and tok point at the first of them).
+void embedding_forward(float* out, const uint8_t* tok, const float* wte, const PosTables& pos, int64_t first, int64_t N,
+                       int T, int C, cudaStream_t s);
 // For each row r of a table: the items that read it, items[ptr[r] .. ptr[r+1]-1] ascending. The
 // trainer builds it on the host (tokens: a counting sort of the batch; positions: once per T).
 struct InverseIndex {

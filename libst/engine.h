@@ -33,6 +33,19 @@ struct DataParallel {
         false;  // ZeRO-1: each rank keeps and updates its part of the AdamW moments (parallel/shard.h)
 };
 
+// Device memory a training step of B windows of T tokens holds at its peak, by part, in bytes (GPU
+// engines: every allocation of st's own, what peak_gib counts; not the CUDA context).
+struct MemoryPlan {
+    int64_t weights = 0;      // fp32 master weights, their bf16 mirror, the gradients
+    int64_t optimizer = 0;    // the AdamW moments this process holds
+    int64_t activations = 0;  // one pass's activations and scratch, the batch and its indices
+    int64_t attention = 0;    // the attention layouts' index arrays
+    int64_t workspace = 0;    // the matrix products' workspace
+    int64_t chunk = 0;        // --recompute: tokens of the token-local work at a time
+    int64_t available = 0;    // what this process can hold on its card: what it holds now plus what is free
+    int64_t total() const { return weights + optimizer + activations + attention + workspace; }
+};
+
 class Engine {
    public:
     virtual ~Engine() = default;
@@ -62,6 +75,16 @@ class Engine {
     // the gradients of B / m passes before the update, holding the activations of m examples. m must
     // divide B.
     void set_micro_batch(int m) { micro_ = m; }
+    // --recompute: tokens whose token-local work (LayerNorms, products, MLP, head) runs at a time; 0
+    // lets the engine choose from the free memory.
+    void set_chunk(int64_t tokens) { chunk_ = tokens; }
+    // What a training step of B windows of T would hold (GPU engines; the CPU's is empty). With
+    // layouts, builds the attention layouts for T on the host (nothing on the device); without, leaves
+    // the attention part at 0, for a search over lengths to scale.
+    virtual MemoryPlan memory_plan(int B, int T, bool layouts) {
+        (void)B, (void)T, (void)layouts;
+        return {};
+    }
 
    protected:
     int passes(int B) const {
@@ -72,6 +95,7 @@ class Engine {
         return B / micro_;
     }
     int micro_ = 0;
+    int64_t chunk_ = 0;
 };
 
 // opt_m and opt_v (the AdamW moments) are resized to the model and updated by train_step.

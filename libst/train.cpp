@@ -18,6 +18,7 @@
 #include "evaluate.h"
 #include "io/file.h"
 #include "io/json.h"
+#include "memory.h"
 #include "parallel/shard.h"
 #include "records.h"
 #include "rng.h"
@@ -159,6 +160,8 @@ int train(Engine& e, Model<float>& m, std::vector<float>& opt_m, std::vector<flo
     const Range share = batch_share(B, rank, world);  // the examples of each step this process computes
     if (run.comm) e.set_data_parallel({run.comm, double(share.size()) / B, share.begin, run.shard_optimizer});
     e.set_micro_batch(run.micro_batch);
+    e.set_chunk(run.chunk);
+    check_memory(e, m.cfg, int(share.size()), T);  // now, not after minutes of work
     const int eval_batch =
         run.micro_batch > 0 ? std::min(B, run.micro_batch) : B;  // no more memory than a training pass
     const bool writer = rank == 0;

@@ -56,20 +56,28 @@ if has attention; then
     peer_py scripts/peer_attention.py 2>>"$out/peers.err" | tee "$out/peer_attention.jsonl" || status=1
 fi
 
-# A training step on random bytes (the speed does not depend on the data), tokens/s and peak memory.
+# A training step, tokens/s and peak memory: on random bytes (the speed does not depend on the data),
+# or on DATA where the loss must fall.
 st_train() {   # NAME ST-TRAIN-OPTIONS...
-    local name=$1
+    local name=$1 data=${DATA:-$tmp/random.bin}
     shift
-    head -c 40000000 /dev/urandom > "$tmp/random.bin"
-    "$build/st-train" --device cuda "$@" --steps 13 --warmup 1 --eval-every 0 --eval-windows 1 --quiet \
-        --log "$tmp/$name.log" -o "$tmp/$name.st" "$tmp/random.bin" || { echo "{\"impl\": \"st\", \"name\": \"$name\", \"error\": \"failed\"}"; return 1; }
+    [ -s "$tmp/random.bin" ] || head -c 40000000 /dev/urandom > "$tmp/random.bin"
+    "$build/st-train" --device cuda "$@" --steps "${STEPS:-13}" --warmup 1 --eval-every 0 --eval-windows 1 --quiet \
+        --log "$tmp/$name.log" -o "$tmp/$name.st" "$data" || { echo "{\"impl\": \"st\", \"name\": \"$name\", \"error\": \"failed\"}"; return 1; }
     $py - "$tmp/$name.log" "$name" <<'PY'
 import json, statistics, sys
-rows = [json.loads(l) for l in open(sys.argv[1]) if '"loss"' in l][3:]
+steps = [json.loads(l) for l in open(sys.argv[1]) if '"loss"' in l]
+rows = steps[3:] or steps[1:]  # after warm-up: the first steps choose algorithms and fill caches
 ms = statistics.median(r["ms"] for r in rows)
 print(json.dumps(dict(impl="st", name=sys.argv[2], step_ms=round(ms, 2), tokens_per_s=round(rows[0]["tokens_per_s"] * rows[0]["ms"] / ms),
-                      peak_gib=round(rows[-1]["peak_gib"], 2), loss=round(rows[-1]["loss"], 3))))
+                      peak_gib=round(steps[-1]["peak_gib"], 2), losses=[round(r["loss"], 3) for r in steps], loss=round(steps[-1]["loss"], 3))))
 PY
+}
+# Text to learn, for the runs whose loss must fall: gcide where it is there, else st's own sources, repeated.
+text_data() {
+    [ -s "$tmp/text.bin" ] && return
+    { cat data/gcide.txt 2>/dev/null; for i in $(seq 1 400); do cat libst/*.cpp libst/*/*.cpp kernels/*.cu docs/*.md; done; } |
+        head -c 60000000 > "$tmp/text.bin"
 }
 if has train; then
     echo "== training step: 12 layers, d 512, 8 heads, n 16384, batch 4, fixed"
@@ -88,18 +96,29 @@ fi
 
 if has long; then
     echo "== long sequences"
+    long262k=(--layers 8 --d-model 512 --heads 8 --ctx 262144 --pattern fixed --stride 4096 --summary 128 --block 128 --pos 2d --batch 1)
+    long1m=(--layers 4 --d-model 256 --heads 4 --ctx 1048576 --pattern fixed --stride 8192 --summary 128 --block 128 --pos 2d --batch 1)
     {
-        st_train long262k --layers 8 --d-model 512 --heads 8 --ctx 262144 --pattern fixed --stride 4096 --summary 128 \
-            --block 128 --pos 2d --batch 1
-        long1m=(--layers 4 --d-model 256 --heads 4 --ctx 1048576 --pattern fixed --stride 8192 --summary 128 --block 128 --pos 2d --batch 1)
+        st_train long262k "${long262k[@]}"
+        st_train long262k-rec "${long262k[@]}" --recompute   # beside the peer with activation checkpointing
         st_train long1m "${long1m[@]}"
-        st_train long1m-rec "${long1m[@]}" --recompute   # as the peer runs it there (activation checkpointing)
+        st_train long1m-rec "${long1m[@]}" --recompute
+        # 16M tokens on text: the loss must fall. Strided with stride 4096 (the paper's sqrt(n)); the
+        # held-out part must hold one window.
+        text_data
+        DATA=$tmp/text.bin STEPS=4 st_train long16m-rec --layers 4 --d-model 256 --heads 4 --ctx 16777216 --pattern strided \
+            --stride 4096 --block 128 --pos 2d --batch 1 --recompute --lr 0.002 --val-frac 0.3
+        # The same learning with and without --recompute: 200 steps at n 65,536 from the same start.
+        learn=(--layers 4 --d-model 256 --heads 4 --ctx 65536 --pattern fixed --stride 1024 --summary 128 --block 128 --pos 2d --batch 2 --lr 0.001)
+        DATA=$tmp/text.bin STEPS=200 st_train learn64k "${learn[@]}"
+        DATA=$tmp/text.bin STEPS=200 st_train learn64k-rec "${learn[@]}" --recompute
     } | tee "$out/st_long.jsonl" || status=1
     if [ "${LONG_PEERS:-1}" = 1 ]; then
         echo "== long sequences: PyTorch (FlexAttention, fixed)"
         {
             KINDS=fixed LAYERS=8 DMODEL=512 HEADS=8 SEQ=262144 BATCH=1 STRIDE_BLOCKS=32 POS=2d CKPT=0 peer_py scripts/peer_train.py
-            # the peer needs activation checkpointing here (CKPT=1); st's run beside it is long1m-rec
+            KINDS=fixed LAYERS=8 DMODEL=512 HEADS=8 SEQ=262144 BATCH=1 STRIDE_BLOCKS=32 POS=2d CKPT=1 peer_py scripts/peer_train.py
+            # at 1M the peer needs activation checkpointing (CKPT=1)
             KINDS=fixed LAYERS=4 DMODEL=256 HEADS=4 SEQ=1048576 BATCH=1 STRIDE_BLOCKS=64 POS=2d CKPT=1 peer_py scripts/peer_train.py
         } 2>>"$out/peers.err" | tee "$out/peer_long.jsonl" || status=1
     fi

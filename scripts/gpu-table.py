@@ -17,13 +17,16 @@ import sys
 PROG = "gpu-table.py"
 NAMES = ("attention", "train", "long", "sample")
 HEADER = "| date | card | commit | command | case | st | peer | ratio |\n|---|---|---|---|---|---|---|---|"
-# gpu-run.sh's st-train runs: what each is, and the length of the peer run set beside it
+# gpu-run.sh's st-train runs: what each is, and the peer run set beside it (length, checkpointing)
 RUNS = {
-    "step12": ("12 layers, d 512, 8 heads, n 16,384 x 4, fixed, 1-d positions", 16384),
-    "step12-mma": ("the same, st on its mma.sync attention (`ST_ATTENTION=mma`)", 16384),
-    "long262k": ("8 layers, d 512, 8 heads, n 262,144 x 1, fixed, 2-d positions", 262144),
-    "long1m": ("4 layers, d 256, 4 heads, n 1,048,576 x 1, fixed, 2-d positions", 1048576),
-    "long1m-rec": ("the same, st with `--recompute`", 1048576),
+    "step12": ("12 layers, d 512, 8 heads, n 16,384 x 4, fixed, 1-d positions", (16384, False)),
+    "step12-mma": ("the same, st on its mma.sync attention (`ST_ATTENTION=mma`)", (16384, False)),
+    "long262k": ("8 layers, d 512, 8 heads, n 262,144 x 1, fixed, 2-d positions", (262144, False)),
+    "long262k-rec": ("the same, st with `--recompute`, the peer with activation checkpointing", (262144, True)),
+    "long1m": ("4 layers, d 256, 4 heads, n 1,048,576 x 1, fixed, 2-d positions", (1048576, True)),
+    "long1m-rec": ("the same, st with `--recompute`", (1048576, True)),
+    "long16m-rec": ("4 layers, d 256, 4 heads, n 16,777,216 x 1, strided (stride 4096), 2-d positions, "
+                    "`--recompute`, on text", None),
 }
 
 
@@ -88,14 +91,29 @@ def step(r):
 
 
 def training(out, st_file, peer_file):
-    peer = {r["seq"]: r for r in rows(out, peer_file) if r.get("impl") == "torch_fixed"}
+    peer = {(r["seq"], bool(r.get("ckpt"))): r for r in rows(out, peer_file) if r.get("impl") == "torch_fixed"}
     failure = peer_failure(out, peer_file)
+    st = rows(out, st_file)
     cases = []
-    for s in rows(out, st_file):
-        label, seq = RUNS.get(s.get("name"), (s.get("name", "?"), None))
-        p = peer.get(seq)
+    for s in st:
+        if s.get("name", "").startswith("learn"):
+            continue
+        label, key = RUNS.get(s.get("name"), (s.get("name", "?"), None))
+        p = peer.get(key) if key else None
         ratio = f"{s['tokens_per_s'] / p['tokens_per_s']:.2f}" if p and "error" not in s and "error" not in p else ""
-        cases.append((label, step(s), step(p) if p else failure, ratio))
+        cell = step(s)
+        if key is None and "losses" in s:  # no peer: the losses say it learns
+            cell += ", losses " + " ".join(f"{x:.3f}" for x in s["losses"])
+        cases.append((label, cell, step(p) if p else (failure if key else "not run"), ratio))
+    # The same learning with and without --recompute (gpu-run.sh's learn64k runs).
+    runs = {s.get("name"): s for s in st if "losses" in s}
+    a, b = runs.get("learn64k"), runs.get("learn64k-rec")
+    if a and b and len(a["losses"]) == len(b["losses"]):
+        worst = max(abs(x - y) / y for x, y in zip(b["losses"], a["losses"]))
+        cases.append((f"the same learning: {len(a['losses'])} steps, 4 layers, d 256, n 65,536 x 2, on text, "
+                      "`--recompute` against not",
+                      f"every step's loss within {100 * worst:.2f}%; last {b['losses'][-1]:.3f} against "
+                      f"{a['losses'][-1]:.3f}", "", ""))
     return cases
 
 

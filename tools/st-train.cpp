@@ -13,6 +13,7 @@
 #include "heldout.h"
 #include "io/file.h"
 #include "io/json.h"
+#include "memory.h"
 #include "parallel/comm.h"
 #include "parallel/launch.h"
 #include "parallel/nccl.h"
@@ -47,6 +48,40 @@ static bool looks_like_text(std::span<const uint8_t> d) {
     return ctrl * 100 <= n;
 }
 
+static int64_t chunk_option(const cxxopts::ParseResult& r) {
+    return cli::to_int("--chunk", r["chunk"].as<std::string>(), 0, kMaxContext);
+}
+
+// st-train --plan: the model of the options (or of --resume) on this process's GPU, nothing trained.
+static int print_plan(const cxxopts::ParseResult& r, const std::string& device) {
+    if (device == "cpu") usage_fail("--plan: the plan is of a GPU's memory; add --device cuda");
+    Recipe recipe;
+    std::unique_ptr<Model<float>> model;
+    if (r.count("resume")) {
+        Checkpoint ck = checkpoint_load(r["resume"].as<std::string>());
+        model = std::move(ck.model);
+        if (auto rec = ck.metadata.find("recipe"); rec != ck.metadata.end())
+            recipe = recipe_from_json(json_parse(rec->second, "training recipe"));
+        recipe_from_options(r, &recipe, true);
+    } else {
+        recipe_from_options(r, &recipe, false);
+        model = std::make_unique<Model<float>>(cli::config_from_options(r));
+    }
+    model->recompute = r.count("recompute") > 0;
+    std::vector<float> opt_m, opt_v;
+    std::unique_ptr<Engine> engine = make_engine(device, *model, opt_m, opt_v);
+    engine->set_micro_batch(int(cli::to_int("--micro-batch", r["micro-batch"].as<std::string>(), 0, 1 << 20)));
+    engine->set_chunk(chunk_option(r));
+    const int B = recipe.batch, T = model->cfg.n_ctx;
+    const MemoryPlan p = engine->memory_plan(B, T, true);
+    const Fit f = memory_fit(*engine, model->cfg, B, T);
+    std::printf("st-train --plan: %lld parameters, batch %d of context %d on %s\n%s", (long long)model->num_params, B,
+                T, engine->name().c_str(), memory_plan_text(p).c_str());
+    std::printf("  fits: %s; the longest --ctx at --batch %d: %d; the largest --batch at --ctx %d: %d\n",
+                p.total() <= p.available ? "yes" : "no", B, f.ctx, T, f.batch);
+    return 0;
+}
+
 static int train_main(int argc, char** argv) {
     cxxopts::Options o("st-train", "Train a Sparse Transformer on a byte stream (a file, - for stdin, or FILE.zst).");
     o.positional_help("DATA").custom_help("[OPTIONS] -o MODEL");
@@ -73,7 +108,13 @@ static int train_main(int argc, char** argv) {
         ("eval-every", "evaluate on held-out data every K steps (0 = only at the end)",
             cxxopts::value<std::string>()->default_value("200"))
         ("eval-windows", "held-out windows per evaluation", cxxopts::value<std::string>()->default_value("64"))
-        ("recompute", "recompute attention and MLP in the backward pass (less memory)")
+        ("recompute", "keep only each layer's input, in bf16, and redo the layer in the backward pass; the "
+                      "token-local work runs in chunks (far less memory, about a third more time)")
+        ("chunk", "with --recompute: tokens whose LayerNorms, products, MLP and head run at a time (0: the "
+                  "largest of up to 32768 that fits)",
+         cxxopts::value<std::string>()->default_value("0"))
+        ("plan", "print the GPU memory a step will need, by part, and the longest --ctx and largest --batch "
+                 "that fit on the card; train nothing")
         ("micro-batch", "examples per forward and backward pass; the gradients of batch / M passes are added "
                         "before each update (less memory, the same learning)",
          cxxopts::value<std::string>()->default_value("0"));
@@ -94,6 +135,7 @@ static int train_main(int argc, char** argv) {
     cxxopts::ParseResult r;
     if (cli::parse(o, argc, argv, &r)) return 0;
     const std::string device = cli::setup(r);
+    if (r.count("plan")) return print_plan(r, device);
     if (!r.count("output")) usage_fail("missing -o MODEL: where to write the model");
     if (!r.count("data")) usage_fail("missing DATA: a file of training bytes, or - for stdin");
     const std::string out = r["output"].as<std::string>(), data_path = r["data"].as<std::string>();
@@ -213,6 +255,7 @@ static int train_main(int argc, char** argv) {
     run.comm = comm.get();
     run.shard_optimizer = r.count("shard-optimizer") > 0;
     run.micro_batch = int(cli::to_int("--micro-batch", r["micro-batch"].as<std::string>(), 0, 1 << 20));
+    run.chunk = chunk_option(r);
     std::unique_ptr<Engine> engine =
         make_engine(rank_device, *model, opt_m, opt_v);  // fails first where there is no GPU
     if (!run.quiet)

@@ -1,116 +1,22 @@
-// The GPU engine: the model's forward, backward and AdamW step on one card. Master weights, gradients
-// and Adam moments are fp32 in single buffers laid out as the host model's; a bf16 mirror of the
-// weights feeds the matrix products. Activations are bf16 except the fp32 residual stream. Every
-// kernel is deterministic, so a step gives the same bits on every run.
+// The GPU engine (engine_gpu.h): set-up, the step, the optimizer, data parallelism, and the passes
+// that keep every layer's activations for the backward. --recompute's passes: engine_gpu_recompute.cpp.
+#include "gpu/engine_gpu.h"
+
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
-#include "engine.h"
 #include "error.h"
-#include "gpu/buffer.h"
 #include "gpu/device.h"
-#include "gpu/profile.h"
-#include "kernels/attention.h"
 #include "kernels/check.h"
-#include "kernels/gemm.h"
-#include "kernels/ops.h"
-#include "parallel/nccl.h"
-#include "parallel/shard.h"
 #include "rng.h"
 
 namespace st {
 
 using gpu::bf16;
 using gpu::Buf;
-
-namespace {
-
-class GpuEngine final : public Engine {
-   public:
-    GpuEngine(Model<float>& m, std::vector<float>& om, std::vector<float>& ov, const GpuOptions& o);
-    ~GpuEngine() override {
-        cudaFreeHost(host_scalars_);
-        if (comm_s_) cudaStreamDestroy(comm_s_), cudaEventDestroy(ready_);
-        cudaStreamDestroy(s_);
-    }
-    std::string name() const override { return name_; }
-    double peak_gib() const override {
-        return double(gpu::memory_use().peak + gpu::Gemm::workspace_bytes()) / double(1 << 30);
-    }
-    StepStats train_step(const uint8_t* inp, const uint8_t* tgt, int B, int T, uint64_t dropout_seed,
-                         const AdamWStep& opt) override;
-    double loss(const uint8_t* inp, const uint8_t* tgt, int B, int T) override;
-    double gradient(const uint8_t* inp, const uint8_t* tgt, int B, int T, std::vector<float>* grad) override;
-    void sync_to_host() override;
-    void set_data_parallel(const DataParallel& dp) override;
-    double optimizer_gib() const override { return double(mom_.n + vel_.n) * 4 / double(1 << 30); }
-
-   private:
-    // Data-parallel training: NCCL sums each bucket of gradients (the last layers' first) on comm_s_
-    // while the backward goes on with the layers below. With a sharded optimizer (ZeRO-1) one
-    // reduce-scatter after the backward leaves each rank the sum of its part, which it updates with
-    // its part of the moments, and an all-gather hands the new weights round.
-    NcclComm* nccl_ = nullptr;
-    double share_ = 1;           // this rank's part of each batch
-    int64_t first_ = 0;          // this rank's first example in the global batch: numbers the dropout masks
-    int pass_ = 0, passes_ = 1;  // a step's forward and backward passes over its micro-batches
-    int arena_passes_ = 0;       // the passes whose losses the arena holds
-    bool shard_ = false;
-    Range own_{0, 0};   // sharded: the part of the padded parameter buffer this rank updates
-    int64_t part_ = 0;  // its size (every rank's is the same)
-    cudaStream_t comm_s_ = nullptr;
-    cudaEvent_t ready_ = nullptr;
-    bool reduce_in_backward_ = false;  // this backward's buckets go to NCCL as they finish
-    void bucket_done(int64_t begin, int64_t end);
-    struct Acts {  // one layer's saved activations
-        bf16 *ln1, *qkv, *att, *ln2, *fch;
-        float *ln1_mean, *ln1_rstd, *lse, *x1, *ln2_mean, *ln2_rstd;
-    };
-    void ensure(int B, int T);
-    void ensure_training();
-    void upload_batch(const uint8_t* inp, const uint8_t* tgt, bool train);
-    void forward(bool train);
-    void layer_forward(int l, Acts& a, const float* x, float* out, bool train);
-    void layer_backward(int l, Acts& a, const float* x);
-    void backward();
-    void reduce_gradients();
-    std::vector<float> gather_moment(const Buf<float>& part);
-
-    Model<float>& m_;
-    std::vector<float>&om_, &ov_;
-    const Config& cfg_;
-    AttnSpec attn_;     // cfg_.attn with the GPU's block size
-    std::string name_;  // first of the members that touch the device: select_device runs before the rest
-    cudaStream_t s_ = nullptr;
-    gpu::Gemm gemm_;
-    gpu::Profile profile_;  // ST_PROFILE=1: forward, backward and attention, ms a step, printed at the end
-    size_t npos_;
-    int64_t P_;
-    Buf<float> w_, g_, mom_, vel_;
-    Buf<bf16> w16_;
-    Buf<gpu::Segment> segs_;
-    Buf<double> scalars_;             // [0] loss sum, [1] sum of squared gradients
-    double* host_scalars_ = nullptr;  // pinned
-
-    int B_ = 0, T_ = 0;
-    uint64_t dropout_seed_ = 0;
-    float dropout_ = 0;  // this step's drop probability: the model's when training, 0 for gradient()
-    bool training_ = false;
-    std::vector<gpu::AttnPlan> plans_;  // by layer parity
-    Buf<uint8_t> tok_, tgt_;
-    Buf<int32_t> pos_index_, pos_inv_ptr_, pos_inv_items_, tok_inv_;  // tok_inv_: ptr (257) then items (N)
-    Buf<char> arena_;
-    std::vector<Acts> acts_;
-    std::vector<float*> resid_;
-    bf16 *lnf_ = nullptr, *logits_ = nullptr, *branch_ = nullptr, *fcg_ = nullptr, *datt_ = nullptr, *dqkv_ = nullptr,
-         *dln_ = nullptr, *dfc_ = nullptr, *dbranch_ = nullptr;
-    float *lnf_mean_ = nullptr, *lnf_rstd_ = nullptr, *losses_ = nullptr, *dresid_ = nullptr, *dsum_ = nullptr;
-    void *ln_scratch_ = nullptr, *red_scratch_ = nullptr, *emb_scratch_ = nullptr;
-    std::vector<gpu::InverseIndex> emb_inv_;  // the token table's, then each position table's
-    std::vector<int32_t> tok_inv_host_;
-};
 
 GpuEngine::GpuEngine(Model<float>& m, std::vector<float>& om, std::vector<float>& ov, const GpuOptions& o)
     : m_(m),
@@ -120,6 +26,7 @@ GpuEngine::GpuEngine(Model<float>& m, std::vector<float>& om, std::vector<float>
       name_(gpu::select_device(o.device)),
       npos_(m.pos_index().size()),
       P_(m.num_params) {
+    gpu::memory_use().peak = gpu::memory_use().now;  // peak_gib: this engine's peak, not an earlier one's
     own_ = {0, P_};
     // The block size is the kernels' tiling, not part of the model (every block size gives the same
     // element sets), so the GPU runs a model trained with blocks of 32 on its own 64s.
@@ -170,7 +77,110 @@ void GpuEngine::ensure_training() {
     B_ = 0;  // the activation arena grows the backward's buffers at the next ensure
 }
 
-// Activations for B windows of T: one arena, carved as Model<T>::ensure_buffers carves its own.
+GpuEngine::~GpuEngine() {
+    cudaFreeHost(host_scalars_);
+    if (comm_s_) cudaStreamDestroy(comm_s_), cudaEventDestroy(ready_);
+    cudaStreamDestroy(s_);
+}
+
+double GpuEngine::peak_gib() const {
+    size_t plans = 0;
+    for (const auto& p : plans_) plans += p.bytes;
+    return double(gpu::memory_use().peak + gpu::Gemm::workspace_bytes() + plans) / double(1 << 30);
+}
+
+// Lays out one pass's activations for B windows of T as a list of (pointer, bytes), 256-byte aligned,
+// and returns the arena's size. The kept path holds every layer's activations for all N tokens; the
+// recompute path (chunk > 0) each layer's input in bf16, what attention needs for all N, and the rest
+// for chunks of `chunk` tokens.
+size_t GpuEngine::carve(Arena* a, std::vector<std::pair<void**, size_t>>* plan, int B, int T, int64_t chunk,
+                        bool train) const {
+    const int64_t N = int64_t(B) * T, C = cfg_.d_model, F = cfg_.ff_dim(), V = cfg_.vocab, L = cfg_.n_layer,
+                  NH = cfg_.n_head;
+    const bool rec = chunk > 0;
+    const int64_t K = rec ? std::min(chunk, N) : N;  // tokens of the token-local buffers
+    a->chunk = K;
+    size_t bytes = 0;
+    plan->clear();
+    auto take = [&](auto** ptr, int64_t count) {
+        plan->push_back({reinterpret_cast<void**>(ptr), size_t(count) * sizeof(**ptr)});
+        bytes += (size_t(count) * sizeof(**ptr) + 255) / 256 * 256;
+    };
+    a->acts.assign(size_t(train && !rec ? L : 1), Acts{});
+    for (auto& x : a->acts) {
+        take(&x.ln1, K * C);
+        take(&x.qkv, N * 3 * C);
+        take(&x.att, N * C);
+        take(&x.ln2, K * C);
+        take(&x.fch, K * F);
+        take(&x.ln1_mean, K);
+        take(&x.ln1_rstd, K);
+        take(&x.lse, N * NH);
+        take(&x.x1, K * C);
+        take(&x.ln2_mean, K);
+        take(&x.ln2_rstd, K);
+    }
+    // Layer inputs: every one is kept when training (the backward, or its recomputation, starts from
+    // them); evaluation needs two. The kept path holds the last layer's output too.
+    a->resid.assign(rec ? 0 : size_t(train ? L + 1 : 2), nullptr);
+    for (auto& r : a->resid) take(&r, N * C);
+    a->ckpt.assign(rec ? size_t(train ? L : std::min<int64_t>(L, 2)) : 0, nullptr);
+    for (auto& r : a->ckpt) take(&r, N * C);
+    if (rec) {
+        take(&a->xc, K * C);
+        take(&a->outc, K * C);
+    }
+    take(&a->lnf, K * C);
+    take(&a->lnf_mean, K);
+    take(&a->lnf_rstd, K);
+    take(&a->logits, K * V);
+    take(&a->losses, N * passes_);  // every pass's, summed once at the end
+    take(&a->branch, K * C);
+    take(&a->fcg, K * F);
+    if (train) {
+        take(&a->dresid, N * C);
+        take(&a->dbranch, K * C);
+        take(&a->datt, K * C);
+        take(&a->dln, K * C);
+        take(&a->dqkv, N * 3 * C);
+        take(&a->dfc, K * F);
+        take(&a->dsum, N * NH);
+        take(reinterpret_cast<char**>(&a->ln_scratch), int64_t(gpu::layernorm_backward_scratch(K, int(C))));
+        take(reinterpret_cast<char**>(&a->red_scratch),
+             int64_t(gpu::reduce_scratch(std::max<int64_t>(P_, N * passes_))));
+        // The embedding backward's scratch grows with the rows of its tables and the terms it sums.
+        gpu::InverseIndex tokens{256, N, nullptr, nullptr};
+        size_t emb = gpu::embedding_backward_scratch(tokens, 1, int(C));
+        for (size_t k = 0; k < npos_; k++)
+            emb = std::max(
+                emb, gpu::embedding_backward_scratch({int(m_.offsets.wpe_rows[k]), T, nullptr, nullptr}, B, int(C)));
+        take(reinterpret_cast<char**>(&a->emb_scratch), int64_t(emb));
+    } else {
+        take(reinterpret_cast<char**>(&a->red_scratch), int64_t(gpu::reduce_scratch(N * passes_)));
+    }
+    return bytes;
+}
+
+// --recompute's chunk: the one asked for, else the largest power of two up to 32,768 tokens (past
+// which the products gain little) whose buffers take at most a sixteenth of what the whole sequence
+// needs, down to 4,096 (below, the launches cost more than the products), and fit beside what the
+// card has free.
+int64_t GpuEngine::choose_chunk(int B, int T, bool train) const {
+    if (!m_.recompute) return 0;
+    if (chunk_ > 0) return chunk_;
+    size_t free = 0, total = 0;
+    CUDA_CHECK(cudaMemGetInfo(&free, &total));
+    free += arena_.bytes();  // the arena in hand goes before the new one comes
+    Arena a;
+    std::vector<std::pair<void**, size_t>> plan;
+    const size_t whole = carve(&a, &plan, B, T, 1, train);  // the sequence's buffers, chunks of one token
+    int64_t k = 32768;
+    while (k > 4096 && carve(&a, &plan, B, T, k, train) - whole > whole / 16) k /= 2;
+    while (k > 256 && carve(&a, &plan, B, T, k, train) > free) k /= 2;
+    return k;
+}
+
+// Activations for B windows of T, in one arena (carve).
 void GpuEngine::ensure(int B, int T) {
     if (T < 1 || T > cfg_.n_ctx)
         fail("sequence length " + std::to_string(T) + " is outside 1.." + std::to_string(cfg_.n_ctx));
@@ -200,6 +210,10 @@ void GpuEngine::ensure(int B, int T) {
     T_ = T;
     arena_passes_ = passes_;
     const int64_t N = int64_t(B) * T;
+    tok_ = Buf<uint8_t>();  // the old batch and arena go before the new ones come
+    tgt_ = Buf<uint8_t>();
+    tok_inv_ = Buf<int32_t>();
+    arena_ = Buf<char>();
     tok_ = Buf<uint8_t>(size_t(N));
     tgt_ = Buf<uint8_t>(size_t(N));
     tok_inv_ = Buf<int32_t>(size_t(N) + 257);
@@ -210,64 +224,39 @@ void GpuEngine::ensure(int B, int T) {
         emb_inv_.push_back({rows, T, ptr, pos_inv_items_.p + k * size_t(T)});
         ptr += rows + 1;
     }
-    const int64_t C = cfg_.d_model, F = cfg_.ff_dim(), V = cfg_.vocab, L = cfg_.n_layer, NH = cfg_.n_head;
-    const bool rec = m_.recompute && training_;
-    const int64_t nacts = training_ ? (rec ? 1 : L) : 1;
-    arena_ = Buf<char>();  // free the old arena before taking the new one
-    size_t bytes = 0;
     std::vector<std::pair<void**, size_t>> plan;
-    auto take = [&](auto** ptr, int64_t count) {
-        plan.push_back({reinterpret_cast<void**>(ptr), size_t(count) * sizeof(**ptr)});
-        bytes += (size_t(count) * sizeof(**ptr) + 255) / 256 * 256;
-    };
-    acts_.assign(size_t(nacts), Acts{});
-    for (auto& a : acts_) {
-        take(&a.ln1, N * C);
-        take(&a.qkv, N * 3 * C);
-        take(&a.att, N * C);
-        take(&a.ln2, N * C);
-        take(&a.fch, N * F);
-        take(&a.ln1_mean, N);
-        take(&a.ln1_rstd, N);
-        take(&a.lse, N * NH);
-        take(&a.x1, N * C);
-        take(&a.ln2_mean, N);
-        take(&a.ln2_rstd, N);
-    }
-    // Residual streams: every layer's input is kept when training (recomputation restarts from them);
-    // evaluation needs two.
-    resid_.assign(size_t(training_ ? L + 1 : 2), nullptr);
-    for (auto& r : resid_) take(&r, N * C);
-    take(&lnf_, N * C);
-    take(&lnf_mean_, N);
-    take(&lnf_rstd_, N);
-    take(&logits_, N * V);
-    take(&losses_, N * passes_);  // every pass's, summed once at the end
-    take(&branch_, N * C);
-    take(&fcg_, N * F);
-    if (training_) {
-        take(&dresid_, N * C);
-        take(&dbranch_, N * C);
-        take(&datt_, N * C);
-        take(&dln_, N * C);
-        take(&dqkv_, N * 3 * C);
-        take(&dfc_, N * F);
-        take(&dsum_, N * NH);
-        take(reinterpret_cast<char**>(&ln_scratch_), int64_t(gpu::layernorm_backward_scratch(N, int(C))));
-        take(reinterpret_cast<char**>(&red_scratch_), int64_t(gpu::reduce_scratch(std::max<int64_t>(P_, N * passes_))));
-        size_t emb = 0;
-        for (size_t k = 0; k <= npos_; k++)
-            emb = std::max(emb, gpu::embedding_backward_scratch(emb_inv_[k], k ? B : 1, int(C)));
-        take(reinterpret_cast<char**>(&emb_scratch_), int64_t(emb));
-    } else {
-        take(reinterpret_cast<char**>(&red_scratch_), int64_t(gpu::reduce_scratch(N)));
-    }
+    const size_t bytes = carve(&a_, &plan, B, T, choose_chunk(B, T, training_), training_);
     arena_ = Buf<char>(bytes);
     char* p = arena_.p;
-    for (auto& [ptr, size] : plan) {
-        *ptr = p;
+    for (auto& [at, size] : plan) {
+        *at = p;
         p += (size + 255) / 256 * 256;
     }
+}
+
+MemoryPlan GpuEngine::memory_plan(int B, int T, bool layouts) {
+    const int M = micro_ > 0 ? std::min(B, micro_) : B;  // a pass's examples (passes() checks they divide B)
+    MemoryPlan mp;
+    const int64_t held = shard_ ? part_ : P_, gbuf = shard_ ? part_ * nccl_->world() : P_;
+    mp.weights = int64_t(w_.bytes() + w16_.bytes()) + gbuf * 4;
+    mp.optimizer = 2 * held * 4;
+    Arena a;
+    std::vector<std::pair<void**, size_t>> plan;
+    mp.chunk = choose_chunk(M, T, true);
+    const int64_t N = int64_t(M) * T;
+    // The arena, the batch and its index, the position tables' rows for each t and their inverse.
+    mp.activations = int64_t(carve(&a, &plan, M, T, mp.chunk, true)) + 2 * N + (N + 257) * 4 +
+                     int64_t(pos_index_.bytes());
+    for (size_t k = 0; k < npos_; k++) mp.activations += (m_.offsets.wpe_rows[k] + 1 + T) * 4;
+    for (int l = 0; layouts && l < std::min(cfg_.n_layer, 2); l++)
+        mp.attention += int64_t(gpu::AttnPlan::bytes_for(layout_build(attn_, T, cfg_.n_head, l)));
+    mp.workspace = int64_t(gpu::Gemm::workspace_bytes());
+    size_t free = 0, total = 0;
+    CUDA_CHECK(cudaMemGetInfo(&free, &total));
+    size_t plans = 0;
+    for (const auto& p : plans_) plans += p.bytes;
+    mp.available = int64_t(free + gpu::memory_use().now + gpu::Gemm::workspace_bytes() + plans);
+    return mp;
 }
 
 void GpuEngine::upload_batch(const uint8_t* inp, const uint8_t* tgt, bool train) {
@@ -286,107 +275,154 @@ void GpuEngine::upload_batch(const uint8_t* inp, const uint8_t* tgt, bool train)
     CUDA_CHECK(cudaMemcpyAsync(tok_inv_.p, ptr, tok_inv_host_.size() * 4, cudaMemcpyHostToDevice, s_));
 }
 
-void GpuEngine::layer_forward(int l, Acts& a, const float* x, float* out, bool train) {
-    const int64_t N = int64_t(B_) * T_;
-    const int C = cfg_.d_model, F = cfg_.ff_dim();
-    const auto w = at(w_.p, m_.offsets.layers[size_t(l)]);    // fp32 master: the LayerNorms read it
-    const auto h = at(w16_.p, m_.offsets.layers[size_t(l)]);  // its bf16 mirror: the products read it
-    const float p = train ? dropout_ : 0.0f;
-    const int64_t drop0 = (first_ + int64_t(pass_) * B_) * T_ * C;  // the number one process gives element 0
-    gpu::layernorm_forward(a.ln1, a.ln1_mean, a.ln1_rstd, x, w.ln1_w, w.ln1_b, N, C, s_);
-    gemm_.forward(a.qkv, a.ln1, h.qkv_w, h.qkv_b, N, C, 3 * C, nullptr, s_);
-    profile_.phase("attention-fwd", s_, [&] {
-        gpu::attention_forward(a.att, a.lse, a.qkv, plans_[size_t(l % 2)], B_, T_, C, cfg_.n_head, s_);
-    });
-    gemm_.forward(branch_, a.att, h.proj_w, h.proj_b, N, C, C, nullptr, s_);
-    gpu::residual_forward(a.x1, x, branch_, p, hash64(dropout_seed_, uint64_t(l), 0), N * C, drop0, s_);
-    gpu::layernorm_forward(a.ln2, a.ln2_mean, a.ln2_rstd, a.x1, w.ln2_w, w.ln2_b, N, C, s_);
-    gemm_.forward(fcg_, a.ln2, h.fc_w, h.fc_b, N, C, F, a.fch, s_);  // fcg_ = gelu(fch); fch kept for the backward
-    gemm_.forward(branch_, fcg_, h.fp_w, h.fp_b, N, F, C, nullptr, s_);
-    gpu::residual_forward(out, a.x1, branch_, p, hash64(dropout_seed_, uint64_t(l), 1), N * C, drop0, s_);
-}
-
-// dresid_ holds dL/d(layer output) on entry and dL/d(layer input) on return.
-void GpuEngine::layer_backward(int l, Acts& a, const float* x) {
-    const int64_t N = int64_t(B_) * T_;
-    const int C = cfg_.d_model, F = cfg_.ff_dim();
-    const auto w = at(w_.p, m_.offsets.layers[size_t(l)]);
-    const auto h = at(w16_.p, m_.offsets.layers[size_t(l)]);
-    const auto g = at(g_.p, m_.offsets.layers[size_t(l)]);
-    const float p = dropout_;
-    const int64_t drop0 = (first_ + int64_t(pass_) * B_) * T_ * C;
-    // MLP branch: out = x1 + dropout(proj(gelu(fc(ln2(x1)))))
-    gpu::residual_backward_branch(dbranch_, dresid_, p, hash64(dropout_seed_, uint64_t(l), 1), N * C, drop0, s_);
-    gpu::gelu_forward(fcg_, a.fch, N * F, s_);  // the GELU output, recomputed rather than kept per layer
-    gemm_.backward_weight(g.fp_w, g.fp_b, dbranch_, fcg_, N, F, C, s_);
-    gemm_.backward_input(dfc_, dbranch_, h.fp_w, N, F, C, a.fch, g.fc_b,
-                         s_);  // through the GELU, with fc's bias gradient
-    gemm_.backward_weight(g.fc_w, nullptr, dfc_, a.ln2, N, C, F, s_);
-    gemm_.backward_input(dln_, dfc_, h.fc_w, N, C, F, nullptr, nullptr, s_);
-    gpu::layernorm_backward(dresid_, g.ln2_w, g.ln2_b, dln_, a.x1, w.ln2_w, a.ln2_mean, a.ln2_rstd, N, C, ln_scratch_,
-                            s_);
-    // Attention branch: x1 = x + dropout(proj(attend(qkv(ln1(x)))))
-    gpu::residual_backward_branch(dbranch_, dresid_, p, hash64(dropout_seed_, uint64_t(l), 0), N * C, drop0, s_);
-    gemm_.backward_weight(g.proj_w, g.proj_b, dbranch_, a.att, N, C, C, s_);
-    gemm_.backward_input(datt_, dbranch_, h.proj_w, N, C, C, nullptr, nullptr, s_);
-    profile_.phase("attention-bwd", s_, [&] {
-        gpu::attention_backward(dqkv_, datt_, a.qkv, a.att, a.lse, dsum_, plans_[size_t(l % 2)], B_, T_, C, cfg_.n_head,
-                                s_);
-    });
-    gemm_.backward_weight(g.qkv_w, g.qkv_b, dqkv_, a.ln1, N, C, 3 * C, s_);
-    gemm_.backward_input(dln_, dqkv_, h.qkv_w, N, C, 3 * C, nullptr, nullptr, s_);
-    gpu::layernorm_backward(dresid_, g.ln1_w, g.ln1_b, dln_, x, w.ln1_w, a.ln1_mean, a.ln1_rstd, N, C, ln_scratch_, s_);
-}
-
-void GpuEngine::forward(bool train) {
-    const int64_t N = int64_t(B_) * T_;
-    const int C = cfg_.d_model, V = cfg_.vocab, L = cfg_.n_layer;
+gpu::PosTables GpuEngine::pos_tables() const {
     gpu::PosTables pos;
     pos.n = int(npos_);
     for (size_t k = 0; k < npos_; k++) {
         pos.table[k] = w_.p + m_.offsets.wpe[k];
         pos.index[k] = pos_index_.p + k * size_t(cfg_.n_ctx);
     }
-    gpu::embedding_forward(resid_[0], tok_.p, w_.p + m_.offsets.wte, pos, N, T_, C, s_);
+    return pos;
+}
+
+// ---- The token-local parts of a layer and the head (both paths) ----
+
+void GpuEngine::forward_to_qkv(int l, const Acts& a, const float* x, int64_t n) {
+    const int C = cfg_.d_model;
+    const auto w = at(w_.p, m_.offsets.layers[size_t(l)]);    // fp32 master: the LayerNorms read it
+    const auto h = at(w16_.p, m_.offsets.layers[size_t(l)]);  // its bf16 mirror: the products read it
+    gpu::layernorm_forward(a.ln1, a.ln1_mean, a.ln1_rstd, x, w.ln1_w, w.ln1_b, n, C, s_);
+    gemm_.forward(a.qkv, a.ln1, h.qkv_w, h.qkv_b, n, C, 3 * C, nullptr, s_);
+}
+
+void GpuEngine::forward_from_attention(int l, const Acts& a, const float* x, float* out, int64_t first, int64_t n,
+                                       bool train) {
+    const int C = cfg_.d_model, F = cfg_.ff_dim();
+    const auto w = at(w_.p, m_.offsets.layers[size_t(l)]);
+    const auto h = at(w16_.p, m_.offsets.layers[size_t(l)]);
+    const float p = train ? dropout_ : 0.0f;
+    const int64_t drop0 = drop_first() + first * C;  // the number one process gives this call's element 0
+    gemm_.forward(a_.branch, a.att, h.proj_w, h.proj_b, n, C, C, nullptr, s_);
+    gpu::residual_forward(a.x1, x, a_.branch, p, hash64(dropout_seed_, uint64_t(l), 0), n * C, drop0, s_);
+    gpu::layernorm_forward(a.ln2, a.ln2_mean, a.ln2_rstd, a.x1, w.ln2_w, w.ln2_b, n, C, s_);
+    gemm_.forward(a_.fcg, a.ln2, h.fc_w, h.fc_b, n, C, F, a.fch, s_);  // fcg = gelu(fch); fch kept for the backward
+    if (!out) return;
+    gemm_.forward(a_.branch, a_.fcg, h.fp_w, h.fp_b, n, F, C, nullptr, s_);
+    gpu::residual_forward(out, a.x1, a_.branch, p, hash64(dropout_seed_, uint64_t(l), 1), n * C, drop0, s_);
+}
+
+void GpuEngine::backward_to_attention(int l, const Acts& a, float* dresid, bf16* datt, int64_t first, int64_t n) {
+    const int C = cfg_.d_model, F = cfg_.ff_dim();
+    const auto w = at(w_.p, m_.offsets.layers[size_t(l)]);
+    const auto h = at(w16_.p, m_.offsets.layers[size_t(l)]);
+    const auto g = at(g_.p, m_.offsets.layers[size_t(l)]);
+    const float p = dropout_;
+    const int64_t drop0 = drop_first() + first * C;
+    // MLP branch: out = x1 + dropout(proj(gelu(fc(ln2(x1)))))
+    gpu::residual_backward_branch(a_.dbranch, dresid, p, hash64(dropout_seed_, uint64_t(l), 1), n * C, drop0, s_);
+    gpu::gelu_forward(a_.fcg, a.fch, n * F, s_);  // the GELU output, recomputed rather than kept per layer
+    gemm_.backward_weight(g.fp_w, g.fp_b, a_.dbranch, a_.fcg, n, F, C, s_);
+    // Through the GELU, with fc's bias gradient:
+    gemm_.backward_input(a_.dfc, a_.dbranch, h.fp_w, n, F, C, a.fch, g.fc_b, s_);
+    gemm_.backward_weight(g.fc_w, nullptr, a_.dfc, a.ln2, n, C, F, s_);
+    gemm_.backward_input(a_.dln, a_.dfc, h.fc_w, n, C, F, nullptr, nullptr, s_);
+    gpu::layernorm_backward(dresid, g.ln2_w, g.ln2_b, a_.dln, a.x1, w.ln2_w, a.ln2_mean, a.ln2_rstd, n, C,
+                            a_.ln_scratch, s_);
+    // Attention branch: x1 = x + dropout(proj(attend(qkv(ln1(x)))))
+    gpu::residual_backward_branch(a_.dbranch, dresid, p, hash64(dropout_seed_, uint64_t(l), 0), n * C, drop0, s_);
+    gemm_.backward_weight(g.proj_w, g.proj_b, a_.dbranch, a.att, n, C, C, s_);
+    gemm_.backward_input(datt, a_.dbranch, h.proj_w, n, C, C, nullptr, nullptr, s_);
+}
+
+void GpuEngine::backward_from_qkv(int l, const Acts& a, const float* x, float* dresid, const bf16* dqkv, int64_t n) {
+    const int C = cfg_.d_model;
+    const auto w = at(w_.p, m_.offsets.layers[size_t(l)]);
+    const auto h = at(w16_.p, m_.offsets.layers[size_t(l)]);
+    const auto g = at(g_.p, m_.offsets.layers[size_t(l)]);
+    gemm_.backward_weight(g.qkv_w, g.qkv_b, dqkv, a.ln1, n, C, 3 * C, s_);
+    gemm_.backward_input(a_.dln, dqkv, h.qkv_w, n, C, 3 * C, nullptr, nullptr, s_);
+    gpu::layernorm_backward(dresid, g.ln1_w, g.ln1_b, a_.dln, x, w.ln1_w, a.ln1_mean, a.ln1_rstd, n, C, a_.ln_scratch,
+                            s_);
+}
+
+void GpuEngine::head_forward(const float* x, int64_t first, int64_t n, bool train) {
+    const int C = cfg_.d_model, V = cfg_.vocab;
+    const ParamOffsets& o = m_.offsets;
+    gpu::layernorm_forward(a_.lnf, a_.lnf_mean, a_.lnf_rstd, x, w_.p + o.lnf_w, w_.p + o.lnf_b, n, C, s_);
+    gemm_.forward(a_.logits, a_.lnf, w16_.p + o.head, nullptr, n, C, V, nullptr, s_);
+    // The gradient of the mean over the whole batch: on a data-parallel rank, share_ of it is here, in
+    // passes_ parts.
+    const double N = double(B_) * T_;
+    float* losses = a_.losses + int64_t(pass_) * B_ * T_ + first;
+    gpu::crossentropy(losses, train ? a_.logits : nullptr, a_.logits, tgt_.p + first, float(share_ / (N * passes_)), n,
+                      V, s_);
+}
+
+void GpuEngine::head_backward(const float* x, float* dresid, int64_t n) {
+    const int C = cfg_.d_model, V = cfg_.vocab;
+    const ParamOffsets& o = m_.offsets;
+    // a_.logits holds dL/dlogits (crossentropy wrote it in place).
+    gemm_.backward_weight(g_.p + o.head, nullptr, a_.logits, a_.lnf, n, C, V, s_);
+    gemm_.backward_input(a_.dln, a_.logits, w16_.p + o.head, n, C, V, nullptr, nullptr, s_);
+    CUDA_CHECK(cudaMemsetAsync(dresid, 0, size_t(n) * C * 4, s_));
+    gpu::layernorm_backward(dresid, g_.p + o.lnf_w, g_.p + o.lnf_b, a_.dln, x, w_.p + o.lnf_w, a_.lnf_mean, a_.lnf_rstd,
+                            n, C, a_.ln_scratch, s_);
+}
+
+// ---- The kept path: every layer's activations for all N tokens ----
+
+void GpuEngine::forward_kept(bool train) {
+    const int64_t N = int64_t(B_) * T_;
+    const int C = cfg_.d_model, L = cfg_.n_layer;
+    gpu::embedding_forward(a_.resid[0], tok_.p, w_.p + m_.offsets.wte, pos_tables(), 0, N, T_, C, s_);
     const bool keep = train;  // evaluation runs through two residual buffers and one set of activations
     for (int l = 0; l < L; l++) {
-        Acts& a = acts_[keep && !m_.recompute ? size_t(l) : 0];
-        const float* x = keep ? resid_[size_t(l)] : resid_[size_t(l % 2)];
-        float* out = keep ? resid_[size_t(l + 1)] : resid_[size_t((l + 1) % 2)];
-        layer_forward(l, a, x, out, train);
+        const Acts& a = a_.acts[keep ? size_t(l) : 0];
+        const float* x = keep ? a_.resid[size_t(l)] : a_.resid[size_t(l % 2)];
+        float* out = keep ? a_.resid[size_t(l + 1)] : a_.resid[size_t((l + 1) % 2)];
+        forward_to_qkv(l, a, x, N);
+        profile_.phase("attention-fwd", s_, [&] {
+            gpu::attention_forward(a.att, a.lse, a.qkv, plans_[size_t(l % 2)], B_, T_, C, cfg_.n_head, s_);
+        });
+        forward_from_attention(l, a, x, out, 0, N, train);
     }
-    const float* last = keep ? resid_[size_t(L)] : resid_[size_t(L % 2)];
-    const ParamOffsets& o = m_.offsets;
-    gpu::layernorm_forward(lnf_, lnf_mean_, lnf_rstd_, last, w_.p + o.lnf_w, w_.p + o.lnf_b, N, C, s_);
-    gemm_.forward(logits_, lnf_, w16_.p + o.head, nullptr, N, C, V, nullptr, s_);
-    // The gradient of the mean over the whole batch: on a data-parallel rank, share_ of it is here, in
-    // passes_ parts. The loss sum covers the passes so far.
-    float* losses = losses_ + int64_t(pass_) * N;
-    gpu::crossentropy(losses, train ? logits_ : nullptr, logits_, tgt_.p, float(share_ / (double(N) * passes_)), N, V,
-                      s_);
-    gpu::sum_f64(scalars_.p, losses_, N * (pass_ + 1), red_scratch_, s_);
+    head_forward(keep ? a_.resid[size_t(L)] : a_.resid[size_t(L % 2)], 0, N, train);
+}
+
+void GpuEngine::backward_kept() {
+    const int64_t N = int64_t(B_) * T_;
+    const int C = cfg_.d_model, L = cfg_.n_layer;
+    head_backward(a_.resid[size_t(L)], a_.dresid, N);
+    bucket_done(m_.offsets.lnf_w, P_);  // the final LayerNorm and the head
+    for (int l = L - 1; l >= 0; l--) {
+        const Acts& a = a_.acts[size_t(l)];
+        backward_to_attention(l, a, a_.dresid, a_.datt, 0, N);
+        profile_.phase("attention-bwd", s_, [&] {
+            gpu::attention_backward(a_.dqkv, a_.datt, a.qkv, a.att, a.lse, a_.dsum, plans_[size_t(l % 2)], B_, T_, C,
+                                    cfg_.n_head, s_);
+        });
+        backward_from_qkv(l, a, a_.resid[size_t(l)], a_.dresid, a_.dqkv, N);
+        bucket_done(m_.offsets.layer_begin(l), m_.offsets.layer_end(l));
+    }
+}
+
+void GpuEngine::forward(bool train) {
+    if (a_.ckpt.empty())
+        forward_kept(train);
+    else
+        forward_recompute(train);
+    gpu::sum_f64(scalars_.p, a_.losses, int64_t(B_) * T_ * (pass_ + 1), a_.red_scratch, s_);  // the passes so far
 }
 
 void GpuEngine::backward() {
-    const int64_t N = int64_t(B_) * T_;
-    const int C = cfg_.d_model, V = cfg_.vocab, L = cfg_.n_layer;
+    if (a_.ckpt.empty())
+        backward_kept();
+    else
+        backward_recompute();
     const ParamOffsets& o = m_.offsets;
-    // logits_ holds dL/dlogits (crossentropy wrote it in place).
-    gemm_.backward_weight(g_.p + o.head, nullptr, logits_, lnf_, N, C, V, s_);
-    gemm_.backward_input(dln_, logits_, w16_.p + o.head, N, C, V, nullptr, nullptr, s_);
-    CUDA_CHECK(cudaMemsetAsync(dresid_, 0, size_t(N) * C * 4, s_));
-    gpu::layernorm_backward(dresid_, g_.p + o.lnf_w, g_.p + o.lnf_b, dln_, resid_[size_t(L)], w_.p + o.lnf_w, lnf_mean_,
-                            lnf_rstd_, N, C, ln_scratch_, s_);
-    bucket_done(o.lnf_w, P_);  // the final LayerNorm and the head
-    for (int l = L - 1; l >= 0; l--) {
-        Acts& a = acts_[m_.recompute ? 0 : size_t(l)];
-        if (m_.recompute) layer_forward(l, a, resid_[size_t(l)], resid_[size_t(l + 1)], true);  // the same bits again
-        layer_backward(l, a, resid_[size_t(l)]);
-        bucket_done(o.layer_begin(l), o.layer_end(l));
-    }
     for (size_t k = 0; k <= npos_; k++) {  // the token table, then each position table (emb_inv_'s order)
         const int64_t table = k ? o.wpe[k - 1] : o.wte;
-        gpu::embedding_backward(g_.p + table, dresid_, emb_inv_[k], k ? B_ : 1, T_, C, emb_scratch_, s_);
+        gpu::embedding_backward(g_.p + table, a_.dresid, emb_inv_[k], k ? B_ : 1, T_, cfg_.d_model, a_.emb_scratch, s_);
     }
     bucket_done(0, o.layer_begin(0));  // the embeddings
 }
@@ -411,7 +447,7 @@ void GpuEngine::reduce_gradients() {
         nccl_->reduce_scatter_sum_device(g_.p, size_t(part_), s_);
         nccl_->allreduce_sum_device(scalars_.p, 1, s_);
     }
-    gpu::sum_squares_f64(scalars_.p + 1, g_.p + own_.begin, own_.size(), red_scratch_, s_);
+    gpu::sum_squares_f64(scalars_.p + 1, g_.p + own_.begin, own_.size(), a_.red_scratch, s_);
     if (shard_) nccl_->allreduce_sum_device(scalars_.p + 1, 1, s_);  // the parts' squared norms, added
 }
 
@@ -518,8 +554,6 @@ void GpuEngine::set_data_parallel(const DataParallel& dp) {
     CUDA_CHECK(cudaMemcpy(w.p, w_.p, size_t(P_) * 4, cudaMemcpyDeviceToDevice));
     w_ = std::move(w);
 }
-
-}  // namespace
 
 std::unique_ptr<Engine> make_gpu_engine(Model<float>& m, std::vector<float>& opt_m, std::vector<float>& opt_v,
                                         const GpuOptions& o) {
