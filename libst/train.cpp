@@ -222,7 +222,9 @@ int train(Engine& e, Model<float>& m, std::vector<float>& opt_m, std::vector<flo
     g_signal = 0;
 
     const int Bl = int(share.size());
-    std::vector<uint8_t> inp(size_t(Bl) * T), tgt(size_t(Bl) * T);
+    // Several windows a step are gathered into inp and tgt; one (the long-sequence runs) is read where
+    // it lies in the data, tgt being inp one byte on, so a window of 16M bytes is never copied.
+    std::vector<uint8_t> inp(Bl > 1 ? size_t(Bl) * T : 0), tgt(inp.size());
     const auto t_start = std::chrono::steady_clock::now();
     int status = 0;
     int64_t step = start_step;
@@ -234,16 +236,20 @@ int train(Engine& e, Model<float>& m, std::vector<float>& opt_m, std::vector<flo
     try {
         while (step < r.steps) {
             auto t0 = std::chrono::steady_clock::now();
+            const uint8_t *x = inp.data(), *y = tgt.data();
             for (int i = 0; i < Bl; i++) {  // example b of the global batch: the same windows on any number of ranks
                 const int64_t b = share.begin + i;
                 int64_t off = int64_t(hash64(r.seed, uint64_t(step), uint64_t(b)) % uint64_t(span)) * stride;
+                if (Bl == 1) {
+                    x = &train_bytes[off], y = x + 1;
+                    break;
+                }
                 std::copy(&train_bytes[off], &train_bytes[off] + T, inp.begin() + size_t(i) * T);
                 std::copy(&train_bytes[off + 1], &train_bytes[off + 1] + T, tgt.begin() + size_t(i) * T);
             }
             const float lr = lr_at(r, step);
-            const StepStats st =
-                e.train_step(inp.data(), tgt.data(), Bl, T, hash64(r.seed ^ 0xd5a61266f0c9392cull, uint64_t(step)),
-                             {lr, r.beta1, r.beta2, r.eps, r.weight_decay, r.clip, step + 1});
+            const StepStats st = e.train_step(x, y, Bl, T, hash64(r.seed ^ 0xd5a61266f0c9392cull, uint64_t(step)),
+                                              {lr, r.beta1, r.beta2, r.eps, r.weight_decay, r.clip, step + 1});
             const double loss = st.loss, norm = st.grad_norm;
             step++;
             if (!std::isfinite(loss) || !std::isfinite(norm)) {

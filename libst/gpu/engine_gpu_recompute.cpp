@@ -2,8 +2,9 @@
 // backward redoes the layer from it. Attention reads the whole sequence, so a layer's qkv, attention
 // output and log-sum-exp exist for all N tokens, one layer at a time; everything else (LayerNorms,
 // products, MLP, head, cross-entropy) runs on chunks of a_.chunk tokens, so that nothing of size
-// N x (d_ff or vocabulary) is ever held. Per token this keeps 2C bytes a layer, plus about 8C + 8 x
-// heads bytes for the layer at work (qkv and its gradient, the attention output, the residual gradient).
+// N x (d_ff or vocabulary) is ever held. Per token this keeps 2C bytes a layer, plus about 18C + 8 x
+// heads bytes for the layer at work (qkv and its gradient, the attention output, the fp32 residual
+// gradient, the log-sum-exp and the backward's row sums).
 //
 // The layer inputs are rounded to bf16 in the forward as well, so the backward's recomputation sees
 // exactly what the forward saw and the gradient is that of the function computed.

@@ -162,7 +162,10 @@ usage_cases() {
         check_same_file good.st keep.st
         expect_fail "st-sample: --device cuda without a GPU" 1 "no CUDA (GPU found|support)" "" -- st-sample --device cuda -n 5 good.st
         expect_fail "st-eval: --device cuda without a GPU" 1 "no CUDA (GPU found|support)" "" -- st-eval --device cuda good.st text.txt
+        expect_fail "st-train --plan without a GPU" 1 "no CUDA (GPU found|support)" "" -- st-train "${tiny[@]}" --plan --device cuda
     fi
+    expect_fail "st-train: --plan on the CPU" 2 "plan is of a GPU's memory" "" -- st-train "${tiny[@]}" --plan --device cpu
+    expect_fail "st-train: --chunk -1" 2 "chunk -1" out.st -- st-train "${tiny[@]}" --recompute --chunk -1 -o out.st text.txt
     expect_fail "st-train: no -o" 2 "missing -o MODEL" "" -- st-train "${tiny[@]}" text.txt
     expect_fail "st-train: no data" 2 "missing DATA" out.st -- st-train "${tiny[@]}" -o out.st
     expect_fail "st-eval: no data" 2 "usage: st-eval MODEL DATA" "" -- st-eval good.st
