@@ -51,6 +51,18 @@ GpuEngine::GpuEngine(Model<float>& m, std::vector<float>& om, std::vector<float>
     CUDA_CHECK(cudaStreamSynchronize(s_));
 }
 
+GpuEngine::~GpuEngine() {
+    cudaFreeHost(host_scalars_);
+    if (comm_s_) cudaStreamDestroy(comm_s_), cudaEventDestroy(ready_);
+    cudaStreamDestroy(s_);
+}
+
+double GpuEngine::peak_gib() const {
+    size_t plans = 0;
+    for (const auto& p : plans_) plans += p.bytes;
+    return double(gpu::memory_use().peak + gpu::Gemm::workspace_bytes() + plans) / double(1 << 30);
+}
+
 void GpuEngine::ensure_training() {
     if (training_) return;
     // The moments of the parameters [own_.begin, own_.end): all of them, or this rank's part. The
@@ -75,18 +87,6 @@ void GpuEngine::ensure_training() {
     CUDA_CHECK(cudaMemcpy(segs_.p, segs.data(), segs.size() * sizeof(gpu::Segment), cudaMemcpyHostToDevice));
     training_ = true;
     B_ = 0;  // the activation arena grows the backward's buffers at the next ensure
-}
-
-GpuEngine::~GpuEngine() {
-    cudaFreeHost(host_scalars_);
-    if (comm_s_) cudaStreamDestroy(comm_s_), cudaEventDestroy(ready_);
-    cudaStreamDestroy(s_);
-}
-
-double GpuEngine::peak_gib() const {
-    size_t plans = 0;
-    for (const auto& p : plans_) plans += p.bytes;
-    return double(gpu::memory_use().peak + gpu::Gemm::workspace_bytes() + plans) / double(1 << 30);
 }
 
 // Lays out one pass's activations for B windows of T as a list of (pointer, bytes), 256-byte aligned,

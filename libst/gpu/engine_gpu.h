@@ -114,6 +114,7 @@ class GpuEngine final : public Engine {
     void forward_recompute(bool train);
     void backward_recompute();
     Acts chunk_view(int64_t first) const;  // acts[0] with qkv and att at token first
+    void forward_to_attention_output(int l, const bf16* x);
 
     Model<float>& m_;
     std::vector<float>&om_, &ov_;

@@ -29,10 +29,23 @@ template <class F> static void each_chunk(int64_t N, int64_t K, F f) {
     for (int64_t first = 0; first < N; first += K) f(first, std::min(K, N - first));
 }
 
+// Layer l from its bf16 input x to the attention output: the qkv product chunk by chunk, then
+// attention over the whole sequence into acts[0].att and .lse.
+void GpuEngine::forward_to_attention_output(int l, const bf16* x) {
+    const int C = cfg_.d_model;
+    const Acts& a = a_.acts[0];
+    each_chunk(int64_t(B_) * T_, a_.chunk, [&](int64_t i, int64_t n) {
+        gpu::bf16_to_f32(a_.xc, x + i * C, n * C, s_);
+        forward_to_qkv(l, chunk_view(i), a_.xc, n);
+    });
+    profile_.phase("attention-fwd", s_, [&] {
+        gpu::attention_forward(a.att, a.lse, a.qkv, plans_[size_t(l % 2)], B_, T_, C, cfg_.n_head, s_);
+    });
+}
+
 void GpuEngine::forward_recompute(bool train) {
     const int64_t N = int64_t(B_) * T_;
     const int C = cfg_.d_model, L = cfg_.n_layer;
-    const Acts& a = a_.acts[0];
     const gpu::PosTables pos = pos_tables();
     each_chunk(N, a_.chunk, [&](int64_t i, int64_t n) {
         gpu::embedding_forward(a_.xc, tok_.p + i, w_.p + m_.offsets.wte, pos, i, n, T_, C, s_);
@@ -42,13 +55,7 @@ void GpuEngine::forward_recompute(bool train) {
     auto input = [&](int l) { return a_.ckpt[size_t(train ? l : l % 2)]; };
     for (int l = 0; l < L; l++) {
         const bf16* x = input(l);
-        each_chunk(N, a_.chunk, [&](int64_t i, int64_t n) {
-            gpu::bf16_to_f32(a_.xc, x + i * C, n * C, s_);
-            forward_to_qkv(l, chunk_view(i), a_.xc, n);
-        });
-        profile_.phase("attention-fwd", s_, [&] {
-            gpu::attention_forward(a.att, a.lse, a.qkv, plans_[size_t(l % 2)], B_, T_, C, cfg_.n_head, s_);
-        });
+        forward_to_attention_output(l, x);
         each_chunk(N, a_.chunk, [&](int64_t i, int64_t n) {
             gpu::bf16_to_f32(a_.xc, x + i * C, n * C, s_);
             forward_from_attention(l, chunk_view(i), a_.xc, a_.outc, i, n, train);
@@ -68,14 +75,7 @@ void GpuEngine::backward_recompute() {
     bucket_done(m_.offsets.lnf_w, P_);  // the head's gradients were made in the forward
     for (int l = L - 1; l >= 0; l--) {
         const bf16* x = a_.ckpt[size_t(l)];
-        // The layer again, as the forward ran it, up to the attention output.
-        each_chunk(N, a_.chunk, [&](int64_t i, int64_t n) {
-            gpu::bf16_to_f32(a_.xc, x + i * C, n * C, s_);
-            forward_to_qkv(l, chunk_view(i), a_.xc, n);
-        });
-        profile_.phase("attention-fwd", s_, [&] {
-            gpu::attention_forward(a.att, a.lse, a.qkv, plans_[size_t(l % 2)], B_, T_, C, cfg_.n_head, s_);
-        });
+        forward_to_attention_output(l, x);  // the layer again, as the forward ran it
         // Chunk by chunk: the rest of the layer forward, then back to the attention output. Its gradient
         // dO takes O's place once the backward's row sums of dO * O are made, so the two are never
         // held whole at once.
