@@ -17,6 +17,24 @@ namespace {
 constexpr Rgb kWhite{255, 255, 255}, kBlack{0, 0, 0}, kAbove{72, 72, 72}, kFuture{208, 208, 208}, kMark{255, 32, 32};
 constexpr int kFontScale = 2;  // stb_easy_font's glyphs are about 5 x 7 units: doubled, they read at a glance
 
+void put(Image* im, int64_t y, int64_t x, Rgb c) {
+    uint8_t* p = &im->px[(size_t(y) * size_t(im->w) + size_t(x)) * 3];
+    p[0] = c.r;
+    p[1] = c.g;
+    p[2] = c.b;
+}
+
+// stb_easy_font has glyphs for printable ASCII alone, and reads its table out of bounds for any
+// other byte.
+std::string printable(const std::string& s) {
+    std::string out = s;
+    for (char& ch : out)
+        if (ch < 32 || ch > 126) ch = '?';
+    return out;
+}
+
+}  // namespace
+
 Image rgb_image(int h, int w, Rgb fill) {
     Image im;
     im.h = h;
@@ -31,14 +49,6 @@ Image rgb_image(int h, int w, Rgb fill) {
     return im;
 }
 
-void put(Image* im, int64_t y, int64_t x, Rgb c) {
-    uint8_t* p = &im->px[(size_t(y) * size_t(im->w) + size_t(x)) * 3];
-    p[0] = c.r;
-    p[1] = c.g;
-    p[2] = c.b;
-}
-
-// Fills the rectangle [y0, y1) x [x0, x1), clipped to the image.
 void fill_rect(Image* im, int64_t y0, int64_t x0, int64_t y1, int64_t x1, Rgb c) {
     for (int64_t y = std::max<int64_t>(y0, 0); y < std::min<int64_t>(y1, im->h); y++)
         for (int64_t x = std::max<int64_t>(x0, 0); x < std::min<int64_t>(x1, im->w); x++) put(im, y, x, c);
@@ -47,8 +57,10 @@ void fill_rect(Image* im, int64_t y0, int64_t x0, int64_t y1, int64_t x1, Rgb c)
 // stb_easy_font describes text as quads (4 vertices of 16 bytes: x, y, z floats and a colour) on a
 // unit grid; each quad is a rectangle of whole units.
 void draw_text(Image* im, int y0, int x0, const std::string& s, Rgb c) {
-    std::string text = s;
-    std::vector<char> buf(300 * (s.size() + 1));  // stb_easy_font's documented ~270 bytes a character
+    std::string text = printable(s);
+    // A quad a stroke, and up to 11 strokes a glyph ('X'): with stb_easy_font's documented average
+    // (~270 bytes a character) a line of digits such as "2000" lost its last strokes.
+    std::vector<char> buf(64 * 11 * (s.size() + 1));
     int quads = stb_easy_font_print(0, 0, text.data(), nullptr, buf.data(), int(buf.size()));
     for (int q = 0; q < quads; q++) {
         const char* v = buf.data() + size_t(q) * 64;
@@ -61,8 +73,6 @@ void draw_text(Image* im, int y0, int x0, const std::string& s, Rgb c) {
         fill_rect(im, y0 + at(y[0]), x0 + at(x[0]), y0 + at(y[1]), x0 + at(x[1]), c);
     }
 }
-
-}  // namespace
 
 Rgb viridis(double x) {
     // matplotlib's table at x = 0, 1/8, ..., 1; between them, linear (luminance is linear in RGB, so
@@ -129,7 +139,7 @@ Image draw_seen_image(const uint8_t* px, int h, int w, int c, int64_t seen) {
 int label_height() { return 10 * kFontScale + 4; }  // glyphs with descenders reach 10 units down
 
 int text_width(const std::string& s) {
-    std::string text = s;
+    std::string text = printable(s);
     return stb_easy_font_width(text.data()) * kFontScale;
 }
 

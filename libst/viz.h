@@ -45,6 +45,14 @@ inline constexpr int kGridPad = 8;  // pixels between panels and around the grid
 int label_height();                 // pixels of a line of text with the gap below it
 int text_width(const std::string& s);
 
+// The drawing that panel_grid does, for other pictures (plot.h's curves) to share.
+Image rgb_image(int h, int w, Rgb fill);
+// Fills the rectangle [y0, y1) x [x0, x1), clipped to the image.
+void fill_rect(Image* im, int64_t y0, int64_t x0, int64_t y1, int64_t x1, Rgb c);
+// Draws s in stb_easy_font's glyphs at twice their size, its top left corner at (y0, x0), clipped to the
+// image. A byte the font has no glyph for (outside printable ASCII) is drawn, and measured, as '?'.
+void draw_text(Image* im, int y0, int x0, const std::string& s, Rgb c);
+
 // Panels in a grid of `cols` columns, filled row by row, each scaled up by `scale` (nearest
 // neighbour) under its label, on white, with `title` (when not empty) on a line above them all.
 // Every place is as large as the largest panel and wider than the widest label. A grid beyond
