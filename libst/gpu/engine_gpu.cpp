@@ -245,8 +245,8 @@ MemoryPlan GpuEngine::memory_plan(int B, int T, bool layouts) {
     mp.chunk = choose_chunk(M, T, true);
     const int64_t N = int64_t(M) * T;
     // The arena, the batch and its index, the position tables' rows for each t and their inverse.
-    mp.activations = int64_t(carve(&a, &plan, M, T, mp.chunk, true)) + 2 * N + (N + 257) * 4 +
-                     int64_t(pos_index_.bytes());
+    mp.activations =
+        int64_t(carve(&a, &plan, M, T, mp.chunk, true)) + 2 * N + (N + 257) * 4 + int64_t(pos_index_.bytes());
     for (size_t k = 0; k < npos_; k++) mp.activations += (m_.offsets.wpe_rows[k] + 1 + T) * 4;
     for (int l = 0; layouts && l < std::min(cfg_.n_layer, 2); l++)
         mp.attention += int64_t(gpu::AttnPlan::bytes_for(layout_build(attn_, T, cfg_.n_head, l)));
