@@ -16,12 +16,30 @@ namespace {
 
 constexpr Rgb kWhite{255, 255, 255}, kBlack{0, 0, 0}, kAbove{72, 72, 72}, kFuture{208, 208, 208}, kMark{255, 32, 32};
 constexpr int kFontScale = 2;  // stb_easy_font's glyphs are about 5 x 7 units: doubled, they read at a glance
+// draw_attn_overlay's opacity of the least weight
+constexpr double kOverlayFloor = 0.25;
 
 void put(Image* im, int64_t y, int64_t x, Rgb c) {
     uint8_t* p = &im->px[(size_t(y) * size_t(im->w) + size_t(x)) * 3];
     p[0] = c.r;
     p[1] = c.g;
     p[2] = c.b;
+}
+
+// The weight of each of `cells` cells, position t in cell t / group: the sum of its keys' weights over
+// the largest such sum, or -1 for a cell with no key of the set.
+std::vector<double> cell_weights(const std::vector<int64_t>& keys, const std::vector<float>& probs, int group,
+                                 size_t cells) {
+    std::vector<double> sum(cells, -1.0);
+    for (size_t a = 0; a < keys.size(); a++) {
+        double& s = sum[size_t(keys[a] / group)];
+        s = std::max(s, 0.0) + probs[a];
+    }
+    // Relative to the largest: a head's weights spread over many keys would otherwise all look dark.
+    const double top = std::max(*std::max_element(sum.begin(), sum.end()), 1e-30);
+    for (double& s : sum)
+        if (s >= 0) s /= top;
+    return sum;
 }
 
 // stb_easy_font has glyphs for printable ASCII alone, and reads its table out of bounds for any
@@ -109,19 +127,11 @@ Image draw_attn_set(const AttnSpec& spec, int n_head, int layer, int head, int n
 Image draw_attn_weights(const std::vector<int64_t>& keys, const std::vector<float>& probs, int64_t query, int group,
                         int width, int rows) {
     const size_t cells = size_t(width) * size_t(rows);
-    std::vector<double> sum(cells, 0.0);
-    std::vector<bool> in_set(cells, false);
-    for (size_t a = 0; a < keys.size(); a++) {
-        size_t cell = size_t(keys[a] / group);
-        sum[cell] += probs[a];
-        in_set[cell] = true;
-    }
-    // Relative to the largest: a head's weights spread over many keys would otherwise all look dark.
-    const double top = std::max(*std::max_element(sum.begin(), sum.end()), 1e-30);
+    const std::vector<double> weight = cell_weights(keys, probs, group, cells);
     Image im = rgb_image(rows, width, kFuture);
     for (size_t cell = 0; cell < cells; cell++)
         if (int64_t(cell) * group <= query)
-            put(&im, int64_t(cell) / width, int64_t(cell) % width, in_set[cell] ? viridis(sum[cell] / top) : kBlack);
+            put(&im, int64_t(cell) / width, int64_t(cell) % width, weight[cell] >= 0 ? viridis(weight[cell]) : kBlack);
     return im;
 }
 
@@ -132,6 +142,23 @@ Image draw_seen_image(const uint8_t* px, int h, int w, int c, int64_t seen) {
         int v = c >= 3 ? (299 * p[0] + 587 * p[1] + 114 * p[2]) / 1000 : p[0];
         if ((k + 1) * c > seen) v /= 3;
         put(&im, k / w, k % w, {uint8_t(v), uint8_t(v), uint8_t(v)});
+    }
+    return im;
+}
+
+Image draw_attn_overlay(const uint8_t* px, int h, int w, int c, const std::vector<int64_t>& keys,
+                        const std::vector<float>& probs, int64_t query) {
+    Image im = draw_seen_image(px, h, w, c, query);
+    const std::vector<double> weight = cell_weights(keys, probs, c, size_t(h) * size_t(w));
+    for (size_t cell = 0; cell < weight.size(); cell++) {
+        if (weight[cell] < 0) continue;
+        // A floor under the opacity: a key of little weight still tints its pixel, so that the head's set
+        // (a strided head's row to the left and column above) shows beside the few keys that carry the weight.
+        const double alpha = kOverlayFloor + (1 - kOverlayFloor) * weight[cell];
+        const Rgb top = viridis(weight[cell]);
+        const uint8_t over[3] = {top.r, top.g, top.b};
+        uint8_t* p = &im.px[cell * 3];
+        for (int k = 0; k < 3; k++) p[k] = uint8_t(std::lround(p[k] + (over[k] - p[k]) * alpha));
     }
     return im;
 }

@@ -35,6 +35,13 @@ Image draw_attn_weights(const std::vector<int64_t>& keys, const std::vector<floa
 // first `seen` bytes dimmed: what the model has read before the query.
 Image draw_seen_image(const uint8_t* px, int h, int w, int c, int64_t seen);
 
+// The picture of draw_seen_image(px, h, w, c, query) with one query's attention weights (as
+// draw_attn_weights draws an image's, a pixel showing its channels' keys together) blended on top:
+// viridis of the pixel's weight, its opacity rising from a quarter for the least weight to whole for
+// the largest. Pixels with no key of the set stay as draw_seen_image draws them, in grey.
+Image draw_attn_overlay(const uint8_t* px, int h, int w, int c, const std::vector<int64_t>& keys,
+                        const std::vector<float>& probs, int64_t query);
+
 struct Panel {
     Image im;                      // RGB; an empty one (h == 0) leaves its place blank
     std::string label;             // drawn above it

@@ -1,5 +1,6 @@
 // Pictures of attention (libst/viz) and the Decoder's kept attention weights: drawn sets against
-// attn_allowed, weights against a float64 forward written out here, the colour map, panel sizes.
+// attn_allowed, weights against a float64 forward written out here, the overlay on the picture, the
+// colour map, panel sizes.
 #include <catch2/catch.hpp>
 
 #include <cmath>
@@ -205,6 +206,46 @@ TEST_CASE("weights are drawn per cell, relative to the largest", "[viz]") {
     CHECK(same(pixel(im, 0, 1), viridis(1)));
     CHECK(same(pixel(im, 0, 0), viridis(0.4 / 0.6)));
     CHECK(same(pixel(im, 1, 0), pixel(t, 1, 3)));
+}
+
+TEST_CASE("an overlay colours the attended pixels of the picture and leaves the others grey", "[viz]") {
+    // A 3 x 3 RGB picture; the query is pixel 1,1's first channel (position 12). Keys 0..2 are pixel 0,
+    // key 9 pixel 3, key 12 the query's own pixel; pixels 1 and 2 are seen but not attended.
+    const int h = 3, w = 3, c = 3;
+    std::vector<uint8_t> px;
+    for (int k = 0; k < h * w; k++) px.insert(px.end(), {uint8_t(200 - 20 * k), uint8_t(30 + 25 * k), uint8_t(90)});
+    const int64_t query = 12;
+    const Image im = draw_attn_overlay(px.data(), h, w, c, {0, 1, 2, 9, 12}, {0.1f, 0.1f, 0.1f, 0.5f, 0.2f}, query);
+    REQUIRE((im.h == h && im.w == w && im.c == 3));
+    auto grey = [&](int k) {
+        const uint8_t* p = &px[size_t(k) * c];
+        const int v = (299 * p[0] + 587 * p[1] + 114 * p[2]) / 1000;
+        return k >= 4 ? v / 3 : v;  // pixels 4.. are not wholly read before the query: dimmed
+    };
+    auto coloured = [](Rgb p) { return p.r != p.g || p.g != p.b; };
+    for (int k : {1, 2, 5, 6, 7, 8}) {
+        INFO("pixel " << k);
+        const Rgb p = pixel(im, k / w, k % w);
+        CHECK((p.r == grey(k) && p.g == grey(k) && p.b == grey(k)));
+    }
+    // The dimming shows: pixel 6 is brighter than pixel 1 in the picture, darker drawn.
+    CHECK(grey(6) < grey(1));
+    CHECK(same(pixel(im, 1, 0), viridis(1)));  // the largest weight, wholly opaque
+    for (int k : {0, 4}) {
+        INFO("pixel " << k);
+        CHECK(coloured(pixel(im, k / w, k % w)));
+    }
+    // A larger weight is more opaque: pixel 0 (0.6 of the largest) has gone further from its grey
+    // towards its viridis colour than the query's own pixel (0.4) from its dimmed grey; both past the
+    // floor of a quarter that keeps the least weight visible.
+    const Rgb p0 = pixel(im, 0, 0), p4 = pixel(im, 1, 1);
+    const Rgb v0 = viridis(0.6), v4 = viridis(0.4);
+    const double a0 = double(p0.g - grey(0)) / (v0.g - grey(0)), a4 = double(p4.g - grey(4)) / (v4.g - grey(4));
+    CHECK(a0 > a4);
+    CHECK(a4 > 0.25);
+    // The grey underneath is draw_seen_image's.
+    const Image seen = draw_seen_image(px.data(), h, w, c, query);
+    for (int k : {1, 2, 5, 6, 7, 8}) CHECK(same(pixel(im, k / w, k % w), pixel(seen, k / w, k % w)));
 }
 
 TEST_CASE("the panel grid has the asked sizes and holds the scaled panels", "[viz]") {

@@ -107,9 +107,10 @@ static void check_size(const cxxopts::ParseResult& r, const Drawing& d, size_t n
     }
 }
 
-// An image model's attention of one pixel: the input beside a panel per layer and head.
+// An image model's attention of one pixel: the input beside a panel per layer and head, the weights
+// over the picture (OVERLAY) or alone.
 static Drawing image_attention(const cxxopts::ParseResult& r, Decoder& dec, const Config& c,
-                               const std::vector<int>& layers, const std::vector<int>& heads, int64_t at,
+                               const std::vector<int>& layers, const std::vector<int>& heads, int64_t at, bool overlay,
                                const std::string& model_name) {
     const int H = c.image_h, W = c.image_w, C = c.image_c;
     const long long record = cli::to_int("--record", arg(r, "record", "0"), 0, 1ll << 40);
@@ -142,8 +143,9 @@ static Drawing image_attention(const cxxopts::ParseResult& r, Decoder& dec, cons
         d.panels.push_back(li == 0 ? Panel{draw_seen_image(px.data(), H, W, C, query), "input", my, mx} : Panel{});
         for (int h : heads) {
             const Decoder::Attention& a = dec.attention(layers[li], h);
-            d.panels.push_back(
-                {draw_attn_weights(a.keys, a.probs, query, C, W, H), panel_label(layers[li], h), my, mx});
+            d.panels.push_back({overlay ? draw_attn_overlay(px.data(), H, W, C, a.keys, a.probs, query)
+                                        : draw_attn_weights(a.keys, a.probs, query, C, W, H),
+                                panel_label(layers[li], h), my, mx});
         }
     }
     return d;
@@ -186,11 +188,15 @@ static Drawing learned_attention(const cxxopts::ParseResult& r, const Model<floa
     if (r.count("pixel") && !image)
         usage_fail("--pixel: only for image models (this one reads text or other bytes; use --at)");
     if (r.count("pixel") && r.count("at")) usage_fail("--pixel and --at: give one of them");
+    const std::string style = arg(r, "style", image ? "overlay" : "weights");
+    if (style != "overlay" && style != "weights") usage_fail("--style " + style + ": expected overlay or weights");
+    if (style == "overlay" && !image)
+        usage_fail("--style overlay: only for image models (this one reads text or other bytes)");
     const std::vector<int> layers = pick(r, "layers", c.n_layer), heads = pick(r, "heads", c.n_head);
     const int64_t at = r.count("at") ? cli::to_int("--at", r["at"].as<std::string>(), 0, c.n_ctx - 1) : -1;
     Decoder dec(m);
     dec.keep_attention(true);
-    return image ? image_attention(r, dec, c, layers, heads, at, model_name)
+    return image ? image_attention(r, dec, c, layers, heads, at, style == "overlay", model_name)
                  : text_attention(r, dec, c, layers, heads, at, model_name);
 }
 
@@ -233,7 +239,9 @@ static int viz_main(int argc, char** argv) {
         ("at", "the query position (default: the last of the input, or the image's centre pixel)",
             cxxopts::value<std::string>())
         ("pixel", "image models: the query pixel ROW,COL", cxxopts::value<std::string>())
-        ("record", "image models: which image of the input (default 0)", cxxopts::value<std::string>());
+        ("record", "image models: which image of the input (default 0)", cxxopts::value<std::string>())
+        ("style", "image models: overlay (the default: the weights in colour over the picture in grey) "
+            "or weights (the weights alone)", cxxopts::value<std::string>());
     // clang-format on
     cli::add_common(o);
     o.parse_positional({"model"});
@@ -242,7 +250,7 @@ static int viz_main(int argc, char** argv) {
     cli::setup(r);  // --threads; the work is on the CPU whatever --device says
     if (!r.count("output")) usage_fail("missing -o FILE: where to write the PNG");
     const bool learned = r.count("input") > 0, with_model = r.count("model") > 0;
-    for (const char* n : {"at", "pixel", "record"})
+    for (const char* n : {"at", "pixel", "record", "style"})
         if (r.count(n) && !learned) usage_fail(std::string("--") + n + ": only with --input (learned attention)");
     if (learned && r.count("window")) usage_fail("--window: only without --input (attention sets)");
     if (learned && !with_model) usage_fail("--input needs MODEL: the model whose attention to draw");

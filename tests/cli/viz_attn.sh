@@ -87,11 +87,24 @@ expect_png "sets of a model, one head" -$((pad + 256 + pad)) $((pad + label + la
 # Text: the query is the last of 64 positions, in one row of the stride (64) at 6 pixels a position.
 expect_png "text model: 2 heads of the last position" $((pad + 2 * (384 + pad))) $((pad + label + label + 6 + pad)) -- \
     st-viz-attn text.st --input text.txt
+expect_png "text model: --style weights (its only style)" $((pad + 2 * (384 + pad))) $((pad + label + label + 6 + pad)) -- \
+    st-viz-attn text.st --input text.txt --style weights
 expect_png "text model: --at 10 --layers 0 --heads 1 --scale 3" -$((pad + 192 + pad)) $((pad + label + label + 3 + pad)) -- \
     st-viz-attn text.st --input text.txt --at 10 --layers 0 --heads 1 --scale 3
-# Images: 8 x 8 panels at 16 pixels a pixel; a column for the input beside the heads.
-expect_png "image model: records, --pixel 5,3" -$((pad + 3 * (128 + pad))) $((pad + label + 2 * (label + 128 + pad))) -- \
+# Images: 8 x 8 panels at 16 pixels a pixel; a column for the input beside the heads. The weights are
+# drawn over the picture (--style overlay) unless --style weights asks for them alone: the same
+# layout, other pixels.
+expect_png "image model: records, --pixel 5,3 (overlay, the default)" -$((pad + 3 * (128 + pad))) $((pad + label + 2 * (label + 128 + pad))) -- \
     st-viz-attn image.st --input images.bin --pixel 5,3
+cp out.png default.png
+expect_png "image model: --style overlay" -$((pad + 3 * (128 + pad))) $((pad + label + 2 * (label + 128 + pad))) -- \
+    st-viz-attn image.st --input images.bin --pixel 5,3 --style overlay
+cmp -s out.png default.png || problems+=("--style overlay is not the default")
+report "image model: --style overlay is the default"
+expect_png "image model: --style weights" -$((pad + 3 * (128 + pad))) $((pad + label + 2 * (label + 128 + pad))) -- \
+    st-viz-attn image.st --input images.bin --pixel 5,3 --style weights
+! cmp -s out.png default.png || problems+=("--style weights draws the same picture as the overlay")
+report "image model: --style weights draws other pixels"
 expect_png "image model: record 7, --at 20, layer 1, head 0" -$((pad + 2 * (128 + pad))) $((pad + label + label + 128 + pad)) -- \
     st-viz-attn image.st --input images.bin --record 7 --at 20 --layers 1 --heads 0
 expect_png "image model: a PNG as input" -$((pad + 3 * (128 + pad))) $((pad + label + 2 * (label + 128 + pad))) -- \
@@ -110,6 +123,11 @@ expect_fail "--at beyond the context" 2 "--at 64: must be between 0 and 63" -- s
 expect_fail "--at beyond the input" 1 "short\.txt: 20 bytes; --at 30 needs at least 31" -- st-viz-attn text.st --input short.txt --at 30 -o out.png
 expect_fail "--pixel outside the image" 2 "--pixel 8,0: expected ROW,COL" -- st-viz-attn image.st --input images.bin --pixel 8,0 -o out.png
 expect_fail "--pixel on a text model" 2 "--pixel: only for image models" -- st-viz-attn text.st --input text.txt --pixel 1,1 -o out.png
+expect_fail "--style overlay on a text model" 2 "--style overlay: only for image models" -- \
+    st-viz-attn text.st --input text.txt --style overlay -o out.png
+expect_fail "--style unknown" 2 "--style heat: expected overlay or weights" -- \
+    st-viz-attn image.st --input images.bin --style heat -o out.png
+expect_fail "--style without --input" 2 "--style: only with --input" -- st-viz-attn image.st --style weights -o out.png
 expect_fail "a picture of the wrong size" 1 "four\.png: a 4x4 picture, the model takes 8x8" -- \
     st-viz-attn image.st --input four.png -o out.png
 expect_fail "--record beyond the input" 1 "images\.bin: 300 records of 64 bytes; --record 300 is beyond them" -- \
