@@ -1,9 +1,11 @@
 // st-train: train a Sparse Transformer on a byte stream and write a model file.
 #include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <thread>
 
 #include <unistd.h>
 
@@ -272,8 +274,11 @@ static int train_main(int argc, char** argv) {
     try {
         return train(*engine, *model, opt_m, opt_v, start, recipe, run, bytes, val);
     } catch (const JobError&) {
-        if (job.rank > 0) return 1;  // rank 0 says it for the job
-        throw;
+        if (job.rank == 0) throw;
+        // Rank 0 says it for the job. Leaving at once would have the launcher stop the job, rank 0
+        // perhaps before its message is out; the launcher ends this rank when rank 0 has left.
+        std::this_thread::sleep_for(std::chrono::seconds(5));
+        return 1;
     }
 }
 
