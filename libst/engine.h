@@ -42,6 +42,7 @@ struct MemoryPlan {
     int64_t attention = 0;    // the attention layouts' index arrays
     int64_t workspace = 0;    // the matrix products' workspace
     int64_t chunk = 0;        // --recompute: tokens of the token-local work at a time
+    int64_t host = 0;         // --offload: the layer inputs kept in pinned host memory (not in total())
     int64_t available = 0;    // what this process can hold on its card: what it holds now plus what is free
     int64_t total() const { return weights + optimizer + activations + attention + workspace; }
 };
@@ -78,6 +79,9 @@ class Engine {
     // --recompute: tokens whose token-local work (LayerNorms, products, MLP, head) runs at a time; 0
     // lets the engine choose from the free memory.
     void set_chunk(int64_t tokens) { chunk_ = tokens; }
+    // --offload (with --recompute): a training pass keeps its layer inputs in pinned host memory, all
+    // but the last two, copied out in the forward and back in the backward behind the compute.
+    void set_offload(bool on) { offload_ = on; }
     // What a training step of B windows of T would hold (GPU engines; the CPU's is empty). With
     // layouts, builds the attention layouts for T on the host (nothing on the device); without, leaves
     // the attention part at 0, for a search over lengths to scale.
@@ -96,6 +100,7 @@ class Engine {
     }
     int micro_ = 0;
     int64_t chunk_ = 0;
+    bool offload_ = false;
 };
 
 // opt_m and opt_v (the AdamW moments) are resized to the model and updated by train_step.

@@ -61,7 +61,13 @@ std::string memory_plan_text(const MemoryPlan& p) {
                   gib(p.weights), gib(p.optimizer), gib(p.activations),
                   p.chunk > 0 ? (" (--recompute, chunks of " + std::to_string(p.chunk) + " tokens)").c_str() : "",
                   gib(p.attention), gib(p.workspace), gib(p.total()), gib(p.available));
-    return buf;
+    std::string text = buf;
+    if (p.host > 0) {
+        std::snprintf(buf, sizeof buf, "  and on the host       %9.3f GiB of layer inputs, pinned (--offload)\n",
+                      gib(p.host));
+        text += buf;
+    }
+    return text;
 }
 
 void check_memory(Engine& e, const Config& cfg, int B, int T) {

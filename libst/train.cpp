@@ -161,6 +161,7 @@ int train(Engine& e, Model<float>& m, std::vector<float>& opt_m, std::vector<flo
     if (run.comm) e.set_data_parallel({run.comm, double(share.size()) / B, share.begin, run.shard_optimizer});
     e.set_micro_batch(run.micro_batch);
     e.set_chunk(run.chunk);
+    e.set_offload(run.offload);
     check_memory(e, m.cfg, int(share.size()), T);  // now, not after minutes of work
     const int eval_batch =
         run.micro_batch > 0 ? std::min(B, run.micro_batch) : B;  // no more memory than a training pass

@@ -49,6 +49,7 @@ struct TrainRun {
     bool shard_optimizer = false;  // ZeRO-1: each rank holds and updates its part of the AdamW moments
     int micro_batch = 0;           // > 0: examples per forward/backward pass (Engine::set_micro_batch)
     int64_t chunk = 0;             // --recompute's tokens at a time (Engine::set_chunk; 0: the engine's choice)
+    bool offload = false;          // --offload (Engine::set_offload)
 };
 
 // Runs from ck_step to recipe.steps (or until stopped) on the engine, which works on m, opt_m and

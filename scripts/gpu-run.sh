@@ -5,8 +5,9 @@
 #   scripts/gpu-run.sh [BUILD_DIR] [PARTS]
 # BUILD_DIR: a `make gpu` build (default build-gpu). PARTS: a comma list of tests, attention, train,
 # long, sample, dist (default: all; dist, scripts/bench-dist.sh on every GPU of the host, only where
-# there are two or more). SEQS: attention lengths (default 4096,16384,65536); LONG_PEERS=0 skips
-# PyTorch's long runs; T1, T16: the sampling peer's tokens at batch 1 and 16 (default 4096 each);
+# there are two or more). SEQS: attention lengths (default 4096,16384,65536); LONG: the long part's
+# rows (262k,1m,16m,offload,learn); LONG_PEERS=0 skips PyTorch's long runs; T1, T16: the sampling
+# peer's tokens at batch 1 and 16 (default 4096 each);
 # PEER_TIMEOUT: seconds a peer program may take (default 300). COMMIT: the commit the build was made
 # from (default: git rev-parse --short HEAD here, where there is a .git; else unknown).
 # OUT: where logs go (default runs/gpu). Every number is a median of timed runs after warm-up.
@@ -62,7 +63,7 @@ st_train() {   # NAME ST-TRAIN-OPTIONS...
     local name=$1 data=${DATA:-$tmp/random.bin}
     shift
     [ -s "$tmp/random.bin" ] || head -c 40000000 /dev/urandom > "$tmp/random.bin"
-    "$build/st-train" --device cuda "$@" --steps "${STEPS:-13}" --warmup 1 --eval-every 0 --eval-windows 1 --quiet \
+    "$build/st-train" --device cuda "$@" --steps "${STEPS:-13}" --warmup "${WARMUP:-1}" --eval-every 0 --eval-windows 1 --quiet \
         --log "$tmp/$name.log" -o "$tmp/$name.st" "$data" || { echo "{\"impl\": \"st\", \"name\": \"$name\", \"error\": \"failed\"}"; return 1; }
     $py - "$tmp/$name.log" "$name" <<'PY'
 import json, statistics, sys
@@ -76,8 +77,8 @@ PY
 # Text to learn, for the runs whose loss must fall: gcide where it is there, else st's own sources, repeated.
 text_data() {
     [ -s "$tmp/text.bin" ] && return
-    { cat data/gcide.txt 2>/dev/null; for i in $(seq 1 400); do cat libst/*.cpp libst/*/*.cpp kernels/*.cu docs/*.md; done; } |
-        head -c 60000000 > "$tmp/text.bin"
+    { cat data/gcide.txt 2>/dev/null; for i in $(seq 1 800); do cat libst/*.cpp libst/*/*.cpp kernels/*.cu docs/*.md; done; } |
+        head -c 80000000 > "$tmp/text.bin"
 }
 if has train; then
     echo "== training step: 12 layers, d 512, 8 heads, n 16384, batch 4, fixed"
@@ -98,20 +99,36 @@ if has long; then
     echo "== long sequences"
     long262k=(--layers 8 --d-model 512 --heads 8 --ctx 262144 --pattern fixed --stride 4096 --summary 128 --block 128 --pos 2d --batch 1)
     long1m=(--layers 4 --d-model 256 --heads 4 --ctx 1048576 --pattern fixed --stride 8192 --summary 128 --block 128 --pos 2d --batch 1)
+    # LONG: the rows to run (default 262k,1m,16m,offload,learn).
+    rows=${LONG:-262k,1m,16m,offload,learn}
+    row() { [[ ",$rows," == *",$1,"* ]]; }
+    # 16M tokens and past on text: the loss must fall. Strided with stride 4096 (the paper's sqrt(n));
+    # the held-out part must hold one window.
+    long16m=(--layers 4 --d-model 256 --heads 4 --pattern strided --stride 4096 --block 128 --pos 2d --batch 1 --recompute --lr 0.001)
     {
-        st_train long262k "${long262k[@]}"
-        st_train long262k-rec "${long262k[@]}" --recompute   # beside the peer with activation checkpointing
-        st_train long1m "${long1m[@]}"
-        st_train long1m-rec "${long1m[@]}" --recompute
-        # 16M tokens on text: the loss must fall. Strided with stride 4096 (the paper's sqrt(n)); the
-        # held-out part must hold one window.
+        if row 262k; then
+            st_train long262k "${long262k[@]}"
+            st_train long262k-rec "${long262k[@]}" --recompute   # beside the peer with activation checkpointing
+        fi
+        if row 1m; then
+            st_train long1m "${long1m[@]}"
+            st_train long1m-rec "${long1m[@]}" --recompute
+        fi
         text_data
-        DATA=$tmp/text.bin STEPS=4 st_train long16m-rec --layers 4 --d-model 256 --heads 4 --ctx 16777216 --pattern strided \
-            --stride 4096 --block 128 --pos 2d --batch 1 --recompute --lr 0.002 --val-frac 0.3
-        # The same learning with and without --recompute: 200 steps at n 65,536 from the same start.
-        learn=(--layers 4 --d-model 256 --heads 4 --ctx 65536 --pattern fixed --stride 1024 --summary 128 --block 128 --pos 2d --batch 2 --lr 0.001)
-        DATA=$tmp/text.bin STEPS=200 st_train learn64k "${learn[@]}"
-        DATA=$tmp/text.bin STEPS=200 st_train learn64k-rec "${learn[@]}" --recompute
+        row 16m && DATA=$tmp/text.bin STEPS=5 WARMUP=2 st_train long16m-rec "${long16m[@]}" --ctx 16777216 --val-frac 0.3
+        if row offload; then
+            DATA=$tmp/text.bin STEPS=5 WARMUP=2 st_train long16m-off "${long16m[@]}" --ctx 16777216 --val-frac 0.3 --offload
+            # The longest context --offload fits on this card, as st-train --plan finds it.
+            longest=$("$build/st-train" --plan --device cuda "${long16m[@]}" --offload --ctx $((1 << 25)) |
+                sed -n 's/.*the longest --ctx at --batch 1: \([0-9]*\).*/\1/p')
+            DATA=$tmp/text.bin STEPS=4 WARMUP=2 st_train "longest-off-$longest" "${long16m[@]}" --ctx "$longest" --val-frac 0.45 --offload
+        fi
+        if row learn; then
+            # The same learning with and without --recompute: 200 steps at n 65,536 from the same start.
+            learn=(--layers 4 --d-model 256 --heads 4 --ctx 65536 --pattern fixed --stride 1024 --summary 128 --block 128 --pos 2d --batch 2 --lr 0.001)
+            DATA=$tmp/text.bin STEPS=200 WARMUP=20 st_train learn64k "${learn[@]}"
+            DATA=$tmp/text.bin STEPS=200 WARMUP=20 st_train learn64k-rec "${learn[@]}" --recompute
+        fi
     } | tee "$out/st_long.jsonl" || status=1
     if [ "${LONG_PEERS:-1}" = 1 ]; then
         echo "== long sequences: PyTorch (FlexAttention, fixed)"

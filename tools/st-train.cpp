@@ -54,6 +54,13 @@ static int64_t chunk_option(const cxxopts::ParseResult& r) {
     return cli::to_int("--chunk", r["chunk"].as<std::string>(), 0, kMaxContext);
 }
 
+static bool offload_option(const cxxopts::ParseResult& r, const std::string& device) {
+    if (!r.count("offload")) return false;
+    if (!r.count("recompute")) usage_fail("--offload moves --recompute's layer inputs to the host: add --recompute");
+    if (device == "cpu") usage_fail("--offload moves layer inputs off a GPU; add --device cuda");
+    return true;
+}
+
 // st-train --plan: the model of the options (or of --resume) on this process's GPU, nothing trained.
 static int print_plan(const cxxopts::ParseResult& r, const std::string& device) {
     if (device == "cpu") usage_fail("--plan: the plan is of a GPU's memory; add --device cuda");
@@ -74,6 +81,7 @@ static int print_plan(const cxxopts::ParseResult& r, const std::string& device) 
     std::unique_ptr<Engine> engine = make_engine(device, *model, opt_m, opt_v);
     engine->set_micro_batch(int(cli::to_int("--micro-batch", r["micro-batch"].as<std::string>(), 0, 1 << 20)));
     engine->set_chunk(chunk_option(r));
+    engine->set_offload(offload_option(r, device));
     const int B = recipe.batch, T = model->cfg.n_ctx;
     const MemoryPlan p = engine->memory_plan(B, T, true);
     const Fit f = memory_fit(*engine, model->cfg, B, T);
@@ -115,6 +123,8 @@ static int train_main(int argc, char** argv) {
         ("chunk", "with --recompute: tokens whose LayerNorms, products, MLP and head run at a time (0: the "
                   "largest of up to 32768 that fits)",
          cxxopts::value<std::string>()->default_value("0"))
+        ("offload", "with --recompute: keep the layer inputs, all but the last two, in pinned host memory, "
+                    "copied out and back behind the compute (longer sequences on one GPU)")
         ("plan", "print the GPU memory a step will need, by part, and the longest --ctx and largest --batch "
                  "that fit on the card; train nothing")
         ("micro-batch", "examples per forward and backward pass; the gradients of batch / M passes are added "
@@ -258,6 +268,7 @@ static int train_main(int argc, char** argv) {
     run.shard_optimizer = r.count("shard-optimizer") > 0;
     run.micro_batch = int(cli::to_int("--micro-batch", r["micro-batch"].as<std::string>(), 0, 1 << 20));
     run.chunk = chunk_option(r);
+    run.offload = offload_option(r, device);
     std::unique_ptr<Engine> engine =
         make_engine(rank_device, *model, opt_m, opt_v);  // fails first where there is no GPU
     if (!run.quiet)

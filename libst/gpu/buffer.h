@@ -63,4 +63,32 @@ template <class T> struct Buf {
     }
 };
 
+// Pinned host memory (the copies to and from it run asynchronously), freed with it; not device memory.
+template <class T> struct HostBuf {
+    T* p = nullptr;
+    size_t n = 0;
+    HostBuf() = default;
+    HostBuf(size_t count, const char* what) : n(count) {
+        if (cudaHostAlloc(&p, n * sizeof(T), cudaHostAllocDefault) != cudaSuccess) {
+            cudaGetLastError();
+            p = nullptr;
+            char msg[256];
+            std::snprintf(msg, sizeof msg, "%s: could not pin %.2f GiB of host memory", what,
+                          double(n * sizeof(T)) / (1 << 30));
+            fail(msg);
+        }
+    }
+    ~HostBuf() {
+        if (p) cudaFreeHost(p);
+    }
+    HostBuf(HostBuf&& o) noexcept : p(o.p), n(o.n) { o.p = nullptr; }
+    HostBuf& operator=(HostBuf&& o) noexcept {
+        std::swap(p, o.p);
+        std::swap(n, o.n);
+        return *this;
+    }
+    HostBuf(const HostBuf&) = delete;
+    HostBuf& operator=(const HostBuf&) = delete;
+};
+
 }  // namespace st::gpu

@@ -54,6 +54,10 @@ GpuEngine::GpuEngine(Model<float>& m, std::vector<float>& om, std::vector<float>
 GpuEngine::~GpuEngine() {
     cudaFreeHost(host_scalars_);
     if (comm_s_) cudaStreamDestroy(comm_s_), cudaEventDestroy(ready_);
+    if (copy_s_) {
+        cudaStreamDestroy(copy_s_);
+        for (cudaEvent_t e : {issued_, saved_[0], saved_[1], loaded_[0], loaded_[1]}) cudaEventDestroy(e);
+    }
     cudaStreamDestroy(s_);
 }
 
@@ -121,10 +125,11 @@ size_t GpuEngine::carve(Arena* a, std::vector<std::pair<void**, size_t>>* plan, 
         take(&x.ln2_rstd, K);
     }
     // Layer inputs: every one is kept when training (the backward, or its recomputation, starts from
-    // them); evaluation needs two. The kept path holds the last layer's output too.
+    // them), all but two of them in host memory with --offload; evaluation needs two. The kept path
+    // holds the last layer's output too.
     a->resid.assign(rec ? 0 : size_t(train ? L + 1 : 2), nullptr);
     for (auto& r : a->resid) take(&r, N * C);
-    a->ckpt.assign(rec ? size_t(train ? L : std::min<int64_t>(L, 2)) : 0, nullptr);
+    a->ckpt.assign(rec ? size_t(train ? L - offloaded_layers(true) : std::min<int64_t>(L, 2)) : 0, nullptr);
     for (auto& r : a->ckpt) take(&r, N * C);
     if (rec) {
         take(&a->xc, K * C);
@@ -232,6 +237,15 @@ void GpuEngine::ensure(int B, int T) {
         *at = p;
         p += (size + 255) / 256 * 256;
     }
+    host_ckpt_ = gpu::HostBuf<bf16>();
+    if (const int64_t k = offloaded_layers(training_)) {
+        if (!copy_s_) {
+            CUDA_CHECK(cudaStreamCreateWithFlags(&copy_s_, cudaStreamNonBlocking));
+            for (cudaEvent_t* e : {&issued_, &saved_[0], &saved_[1], &loaded_[0], &loaded_[1]})
+                CUDA_CHECK(cudaEventCreateWithFlags(e, cudaEventDisableTiming));
+        }
+        host_ckpt_ = gpu::HostBuf<bf16>(size_t(k * N * cfg_.d_model), "--offload (the layer inputs)");
+    }
 }
 
 MemoryPlan GpuEngine::memory_plan(int B, int T, bool layouts) {
@@ -251,6 +265,7 @@ MemoryPlan GpuEngine::memory_plan(int B, int T, bool layouts) {
     for (int l = 0; layouts && l < std::min(cfg_.n_layer, 2); l++)
         mp.attention += int64_t(gpu::AttnPlan::bytes_for(layout_build(attn_, T, cfg_.n_head, l)));
     mp.workspace = int64_t(gpu::Gemm::workspace_bytes());
+    mp.host = offloaded_layers(true) * N * cfg_.d_model * int64_t(sizeof(bf16));
     size_t free = 0, total = 0;
     CUDA_CHECK(cudaMemGetInfo(&free, &total));
     size_t plans = 0;

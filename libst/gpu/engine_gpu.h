@@ -53,6 +53,7 @@ class GpuEngine final : public Engine {
         std::vector<Acts> acts;     // per layer (kept path), or one
         std::vector<float*> resid;  // kept path: every layer's input and the last output (training), or two
         std::vector<bf16*> ckpt;    // recompute path: every layer's input in bf16 (training), or two
+                                    // (evaluation, --offload)
         bf16 *lnf = nullptr, *logits = nullptr, *branch = nullptr, *fcg = nullptr, *datt = nullptr, *dqkv = nullptr,
              *dln = nullptr, *dfc = nullptr, *dbranch = nullptr;
         float *lnf_mean = nullptr, *lnf_rstd = nullptr, *losses = nullptr, *dresid = nullptr, *dsum = nullptr,
@@ -115,6 +116,15 @@ class GpuEngine final : public Engine {
     void backward_recompute();
     Acts chunk_view(int64_t first) const;  // acts[0] with qkv and att at token first
     void forward_to_attention_output(int l, const bf16* x);
+    // --offload: layer inputs 0 .. L-3 of a training pass go to pinned host memory (host_ckpt_); the
+    // card keeps two, taking turns, so the last two layers' never leave it. copy_s_ moves them behind
+    // the compute; saved_[k] and loaded_[k] mark the last copy out of and into device buffer k.
+    int64_t offloaded_layers(bool train) const;
+    void save_input(int l);
+    void load_input(int l);
+    gpu::HostBuf<bf16> host_ckpt_;
+    cudaStream_t copy_s_ = nullptr;
+    cudaEvent_t issued_ = nullptr, saved_[2] = {}, loaded_[2] = {};
 
     Model<float>& m_;
     std::vector<float>&om_, &ov_;

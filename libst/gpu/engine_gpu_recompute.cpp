@@ -8,6 +8,10 @@
 //
 // The layer inputs are rounded to bf16 in the forward as well, so the backward's recomputation sees
 // exactly what the forward saw and the gradient is that of the function computed.
+//
+// With --offload a training pass keeps the card's share of that to two layer inputs: the others go
+// to pinned host memory while the next layer computes, and come back while the layer above them
+// does its backward.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -27,6 +31,31 @@ GpuEngine::Acts GpuEngine::chunk_view(int64_t first) const {
 // Calls f(first, n) for each chunk of the pass's tokens, in order.
 template <class F> static void each_chunk(int64_t N, int64_t K, F f) {
     for (int64_t first = 0; first < N; first += K) f(first, std::min(K, N - first));
+}
+
+int64_t GpuEngine::offloaded_layers(bool train) const {
+    return offload_ && m_.recompute && train ? std::max(cfg_.n_layer - 2, 0) : 0;
+}
+
+// Layer l's input (in device buffer l % 2) out to the host, once the stream has made it.
+void GpuEngine::save_input(int l) {
+    const size_t n = size_t(B_) * T_ * cfg_.d_model;
+    CUDA_CHECK(cudaEventRecord(issued_, s_));
+    CUDA_CHECK(cudaStreamWaitEvent(copy_s_, issued_));
+    CUDA_CHECK(cudaMemcpyAsync(host_ckpt_.p + size_t(l) * n, a_.ckpt[size_t(l % 2)], n * sizeof(bf16),
+                               cudaMemcpyDeviceToHost, copy_s_));
+    CUDA_CHECK(cudaEventRecord(saved_[l % 2], copy_s_));
+}
+
+// Layer l's input back into device buffer l % 2, once the stream is done with what it held (the
+// input of layer l + 2).
+void GpuEngine::load_input(int l) {
+    const size_t n = size_t(B_) * T_ * cfg_.d_model;
+    CUDA_CHECK(cudaEventRecord(issued_, s_));
+    CUDA_CHECK(cudaStreamWaitEvent(copy_s_, issued_));
+    CUDA_CHECK(cudaMemcpyAsync(a_.ckpt[size_t(l % 2)], host_ckpt_.p + size_t(l) * n, n * sizeof(bf16),
+                               cudaMemcpyHostToDevice, copy_s_));
+    CUDA_CHECK(cudaEventRecord(loaded_[l % 2], copy_s_));
 }
 
 // Layer l from its bf16 input x to the attention output: the qkv product chunk by chunk, then
@@ -51,11 +80,15 @@ void GpuEngine::forward_recompute(bool train) {
         gpu::embedding_forward(a_.xc, tok_.p + i, w_.p + m_.offsets.wte, pos, i, n, T_, C, s_);
         gpu::f32_to_bf16(a_.ckpt[0] + i * C, a_.xc, n * C, s_);
     });
-    // Training keeps every layer's input; evaluation goes back and forth between two.
-    auto input = [&](int l) { return a_.ckpt[size_t(train ? l : l % 2)]; };
+    // Training keeps every layer's input; evaluation, and --offload's card, go back and forth between two.
+    const int64_t off = offloaded_layers(train);
+    auto input = [&](int l) { return a_.ckpt[size_t(train && !off ? l : l % 2)]; };
     for (int l = 0; l < L; l++) {
         const bf16* x = input(l);
+        if (l < off) save_input(l);
         forward_to_attention_output(l, x);
+        // Layer l + 1's input takes the buffer of layer l - 1's, which must be out first.
+        if (l >= 1 && l - 1 < off) CUDA_CHECK(cudaStreamWaitEvent(s_, saved_[(l + 1) % 2]));
         each_chunk(N, a_.chunk, [&](int64_t i, int64_t n) {
             gpu::bf16_to_f32(a_.xc, x + i * C, n * C, s_);
             forward_from_attention(l, chunk_view(i), a_.xc, a_.outc, i, n, train);
@@ -73,8 +106,11 @@ void GpuEngine::backward_recompute() {
     const int C = cfg_.d_model, L = cfg_.n_layer;
     const Acts& a = a_.acts[0];
     bucket_done(m_.offsets.lnf_w, P_);  // the head's gradients were made in the forward
+    const int64_t off = offloaded_layers(true);
     for (int l = L - 1; l >= 0; l--) {
-        const bf16* x = a_.ckpt[size_t(l)];
+        if (l < off) CUDA_CHECK(cudaStreamWaitEvent(s_, loaded_[l % 2]));
+        if (l - 1 < off && l >= 1) load_input(l - 1);  // behind this layer's work
+        const bf16* x = a_.ckpt[size_t(off ? l % 2 : l)];
         forward_to_attention_output(l, x);  // the layer again, as the forward ran it
         // Chunk by chunk: the rest of the layer forward, then back to the attention output. Its gradient
         // dO takes O's place once the backward's row sums of dO * O are made, so the two are never

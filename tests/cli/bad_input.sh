@@ -166,6 +166,8 @@ usage_cases() {
     fi
     expect_fail "st-train: --plan on the CPU" 2 "plan is of a GPU's memory" "" -- st-train "${tiny[@]}" --plan --device cpu
     expect_fail "st-train: --chunk -1" 2 "chunk -1" out.st -- st-train "${tiny[@]}" --recompute --chunk -1 -o out.st text.txt
+    expect_fail "st-train: --offload without --recompute" 2 "add --recompute" out.st -- st-train "${tiny[@]}" --offload --device cpu -o out.st text.txt
+    expect_fail "st-train: --offload on the CPU" 2 "add --device cuda" out.st -- st-train "${tiny[@]}" --recompute --offload --device cpu -o out.st text.txt
     expect_fail "st-train: no -o" 2 "missing -o MODEL" "" -- st-train "${tiny[@]}" text.txt
     expect_fail "st-train: no data" 2 "missing DATA" out.st -- st-train "${tiny[@]}" -o out.st
     expect_fail "st-eval: no data" 2 "usage: st-eval MODEL DATA" "" -- st-eval good.st

@@ -137,6 +137,50 @@ TEST_CASE("GPU training steps give the same bits on every run, with the profile 
     CHECK(rel_diff(results[3], results[0], m0.w) < 5e-2);
 }
 
+TEST_CASE("--offload gives the bits of --recompute, with less on the card", "[gpu]") {
+    ST_REQUIRE_GPU();
+    Config c = small_config(Pattern::fixed, PosKind::p2d, 64, 2);
+    c.n_layer = 5;  // three inputs go to the host, through both device buffers in turn
+    const int B = 4, T = 256;
+    struct Out {
+        std::vector<float> w;
+        double eval, peak;
+        MemoryPlan plan;
+    };
+    auto run = [&](bool offload) {
+        Out o;
+        Model<float> m(c);
+        m.init_weights(3);
+        m.recompute = true;
+        {
+            std::vector<float> om, ov;
+            auto e = make_gpu_engine(m, om, ov, {});
+            e->set_chunk(96);
+            e->set_offload(offload);
+            e->set_micro_batch(2);  // two passes a step: the copies of one pass must not race the next's
+            o.plan = e->memory_plan(B, T, true);
+            std::vector<uint8_t> inp, tgt;
+            for (int step = 0; step < 3; step++) {
+                batch(&inp, &tgt, B, T, uint64_t(step));
+                e->train_step(inp.data(), tgt.data(), B, T, uint64_t(step),
+                              {1e-3f, 0.9f, 0.95f, 1e-8f, 0.01f, 1.0f, step + 1});
+            }
+            o.eval = e->loss(inp.data(), tgt.data(), 2, T);
+            o.peak = e->peak_gib();
+            e->sync_to_host();
+        }
+        o.w = m.w;
+        return o;
+    };
+    const Out kept = run(false), off = run(true);
+    CHECK(std::memcmp(kept.w.data(), off.w.data(), kept.w.size() * 4) == 0);
+    CHECK(kept.eval == off.eval);
+    CHECK(kept.plan.host == 0);
+    CHECK(off.plan.host == int64_t(3) * 2 * T * c.d_model * 2);  // three inputs of a pass of 2 windows, bf16
+    CHECK(off.plan.activations < kept.plan.activations);
+    CHECK(std::fabs(double(off.plan.total()) / double(1 << 30) - off.peak) < 0.1 * off.peak);
+}
+
 TEST_CASE("the GPU memory plan is the peak a step reaches, within 10%, kept and recomputed", "[gpu]") {
     ST_REQUIRE_GPU();
     Config c = small_config(Pattern::fixed, PosKind::p2d, 64, 2);
