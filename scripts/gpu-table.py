@@ -27,7 +27,16 @@ RUNS = {
     "long1m-rec": ("the same, st with `--recompute`", (1048576, True)),
     "long16m-rec": ("4 layers, d 256, 4 heads, n 16,777,216 x 1, strided (stride 4096), 2-d positions, "
                     "`--recompute`, on text", None),
+    "long16m-off": ("the same with `--offload`", None),
 }
+
+
+def run_label(name):
+    """RUNS' entry for a gpu-run.sh run; longest-off-N: the longest length st-train --plan fits with --offload."""
+    if name.startswith("longest-off-"):
+        n = int(name.rsplit("-", 1)[1])
+        return (f"the same at n {n:,}, the longest `st-train --plan` fits with `--offload`", None)
+    return RUNS.get(name, (name or "?", None))
 
 
 def rows(out, name):
@@ -98,7 +107,7 @@ def training(out, st_file, peer_file):
     for s in st:
         if s.get("name", "").startswith("learn"):
             continue
-        label, key = RUNS.get(s.get("name"), (s.get("name", "?"), None))
+        label, key = run_label(s.get("name", ""))
         p = peer.get(key) if key else None
         ratio = f"{s['tokens_per_s'] / p['tokens_per_s']:.2f}" if p and "error" not in s and "error" not in p else ""
         cell = step(s)
