@@ -35,6 +35,13 @@ int sample_byte(const float* logits, int vocab, const SampleOptions& o, Rng& rng
             }
         }
     }
+    if (o.min_p > 0.0f) {  // the likeliest byte's weight is exp(0) = 1: the others are kept from min_p up
+        int i = 1;
+        while (i < keep && probs[order[i]] >= o.min_p) i++;
+        keep = i;
+        total = 0;
+        for (int j = 0; j < keep; j++) total += probs[order[j]];
+    }
     double u = rng.uniform() * total, acc = 0;
     for (int i = 0; i < keep; i++) {
         acc += probs[order[i]];

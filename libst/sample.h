@@ -15,6 +15,7 @@ struct SampleOptions {
     float temperature = 1.0f;  // 0: always the most likely byte
     int top_k = 0;             // 0: no limit
     float top_p = 1.0f;        // nucleus: the smallest set of bytes whose probability reaches top_p
+    float min_p = 0.0f;        // only bytes at least min_p times as likely as the likeliest (0: off)
 };
 
 // B sequences decoded in lockstep, on the CPU (B Decoders) or the GPU (one batched step, a KV cache
@@ -33,7 +34,8 @@ std::unique_ptr<Sampler> make_sampler(const std::string& device, const Model<flo
 // The first position of the window kept when a full context of n_ctx slides (Decoder's rule).
 int slide_drop(const Config& c);
 
-// Draws a byte from logits (vocab); probs is scratch.
+// Draws a byte from logits (vocab) at o's temperature, among the bytes that top-k, then top-p, then
+// min-p keep (the likeliest is always kept); probs is scratch.
 int sample_byte(const float* logits, int vocab, const SampleOptions& o, Rng& rng, std::vector<float>& probs);
 
 }  // namespace st

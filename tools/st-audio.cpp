@@ -1,6 +1,8 @@
 // st-audio: sound to bytes and back. encode: sound files (what libsndfile reads: WAV, FLAC, OGG/Vorbis,
 // ...) mixed to mono, resampled to --rate and written as one mu-law (or linear) byte a sample on
 // stdout; decode: such bytes to a WAV or FLAC file.
+#include <unistd.h>
+
 #include <cstdio>
 
 #include "audio/audio.h"
@@ -8,6 +10,7 @@
 #include "error.h"
 #include "io/file.h"
 #include "io/mulaw.h"
+#include "io/wav_stream.h"
 
 using namespace st;
 
@@ -111,6 +114,13 @@ static int decode_main(int argc, char** argv) {
 
     const std::string path = r.count("input") ? r["input"].as<std::string>() : "-";
     refuse_input_as_output("-o", out, {{"the audio bytes", path}});
+    if (path == "-" && out == "-" && format == SoundFormat::wav) {  // a pipe: play as it comes
+        const int64_t n = stream_wav(STDIN_FILENO, input_name(path), STDOUT_FILENO, output_name(out), rate, linear);
+        if (!r.count("quiet"))
+            std::fprintf(stderr, "st-audio: %s: WAV, %lld samples, %.1f s at %d Hz (from %s), streamed\n",
+                         output_name(out).c_str(), (long long)n, double(n) / rate, rate, codes_name(linear));
+        return 0;
+    }
     const std::vector<uint8_t> codes = read_file(path);
     if (codes.empty()) fail(input_name(path) + ": no samples (empty input)");
     std::vector<float> samples(codes.size());

@@ -35,6 +35,8 @@ static int complete_main(int argc, char** argv) {
         ("top-k", "sample among the k most likely bytes (0 = all)", cxxopts::value<std::string>()->default_value("0"))
         ("top-p", "sample among the most likely bytes whose probability reaches p",
             cxxopts::value<std::string>()->default_value("1"))
+        ("min-p", "sample among the bytes at least p times as likely as the likeliest (0 = all)",
+            cxxopts::value<std::string>()->default_value("0"))
         ("scale", "each picture drawn this many times larger (default: about 96 pixels a side)",
             cxxopts::value<std::string>())
         ("seed", "random seed", cxxopts::value<std::string>()->default_value("1"));
@@ -57,6 +59,7 @@ static int complete_main(int argc, char** argv) {
     so.temperature = float(cli::to_real("--temperature", r["temperature"].as<std::string>(), 0, 100));
     so.top_k = int(cli::to_int("--top-k", r["top-k"].as<std::string>(), 0, 256));
     so.top_p = float(cli::to_real("--top-p", r["top-p"].as<std::string>(), 1e-6, 1));
+    so.min_p = float(cli::to_real("--min-p", r["min-p"].as<std::string>(), 0, 1));
     Rng rng(uint64_t(cli::to_int("--seed", r["seed"].as<std::string>(), 0, 1ll << 62)));
 
     const std::string model_path = r["model"].as<std::string>();

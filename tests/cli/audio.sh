@@ -94,13 +94,30 @@ round_trips() {
     check_same_file fixtures/codes.bin "$tmp/out2"
     report "stdin to stdout: WAV by default, --format flac; encode - reads stdin"
 
+    # stdin to stdout as WAV is streamed: into a file the same bytes as libsndfile's whole file; into
+    # a pipe the lengths say "unknown" and the samples are the same; and it writes before its input ends.
+    st-audio decode -q < fixtures/codes.bin | cat > p.wav
+    check_status $? 0
+    check_same_file a.wav s.wav
+    check_same_file <(tail -c +45 a.wav) <(tail -c +45 p.wav)
+    [ "$(head -c 44 p.wav | tail -c 4 | od -An -tx1 | tr -d ' \n')" = ffffffff ] || problems+=("p.wav: data length not 0xFFFFFFFF")
+    st-audio encode -q p.wav > "$tmp/out" && check_same_file fixtures/codes.bin "$tmp/out"
+    mkfifo "$tmp/fifo"
+    { head -c 1000 fixtures/codes.bin; sleep 4; } > "$tmp/fifo" &
+    st-audio decode -q < "$tmp/fifo" > live.wav &
+    sleep 2
+    check_size live.wav 2044 0   # header and the first 1000 samples, while the writer still holds the pipe
+    wait
+    check_size live.wav 2044 0
+    report "decode stdin to stdout streams: a file as libsndfile writes it, a pipe with unknown lengths, at once"
+
     st-audio encode -q a.wav a.flac > "$tmp/out"
     check_same_file <(cat fixtures/codes.bin fixtures/codes.bin) "$tmp/out"
     if command -v zstd > /dev/null; then
         zstd -q a.wav -o a.wav.zst && st-audio encode -q a.wav.zst > "$tmp/out"
         check_same_file fixtures/codes.bin "$tmp/out"
     fi
-    rm -f a.wav a.flac l.wav s.wav s.flac a.wav.zst
+    rm -f a.wav a.flac l.wav s.wav s.flac a.wav.zst p.wav live.wav
     report "encode: several files one after another; a .zst file decompressed"
 
     st-audio encode fixtures/stereo.wav > "$tmp/out" 2> "$tmp/stderr"

@@ -155,6 +155,7 @@ usage_cases() {
         expect_fail "$p: --device tpu" 2 "expected auto, cpu or cuda" "" -- "$p" --device tpu good.st
     done
     expect_fail "st-sample: --batch 0" 2 "batch 0" "" -- st-sample --batch 0 good.st
+    expect_fail "st-sample: --min-p 2" 2 "min-p 2" "" -- st-sample --min-p 2 good.st
     if ! nvidia-smi -L > /dev/null 2>&1; then   # a machine without a GPU (CI): asking for one fails cleanly
         cp good.st keep.st
         expect_fail "st-train: --device cuda without a GPU" 1 "no CUDA (GPU found|support)" "" -- \
