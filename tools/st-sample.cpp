@@ -13,6 +13,20 @@
 
 using namespace st;
 
+// --primes: the lines of a file, each without its newline (a last line may lack one).
+static std::vector<std::vector<uint8_t>> prime_lines(const std::vector<uint8_t>& bytes, const std::string& path) {
+    std::vector<std::vector<uint8_t>> lines(1);
+    for (uint8_t c : bytes) {
+        if (c == '\n')
+            lines.emplace_back();
+        else
+            lines.back().push_back(c);
+    }
+    if (lines.back().empty()) lines.pop_back();
+    if (lines.empty()) fail(path + ": no primes (an empty file)");
+    return lines;
+}
+
 static int sample_main(int argc, char** argv) {
     cxxopts::Options o("st-sample", "Generate bytes from a model; they go to stdout.");
     o.positional_help("MODEL").custom_help("[OPTIONS]");
@@ -20,6 +34,8 @@ static int sample_main(int argc, char** argv) {
     o.add_options()
         ("model", "model file", cxxopts::value<std::string>())
         ("p,prime", "continue these bytes: a file, or - for stdin", cxxopts::value<std::string>())
+        ("primes", "a file of primes, one a line (without its newline), each continued by a sequence of its own: "
+                   "the batch is one a line", cxxopts::value<std::string>())
         ("n,bytes", "bytes to generate (image models: the rest of one picture)",
             cxxopts::value<std::string>()->default_value("1000"))
         ("t,temperature", "sampling temperature (0 = always the most likely byte)",
@@ -41,7 +57,7 @@ static int sample_main(int argc, char** argv) {
     const std::string device = cli::setup(r);
     if (!r.count("model")) usage_fail("missing MODEL: the model file to sample from");
     long long n = cli::to_int("--bytes", r["bytes"].as<std::string>(), 0, 1ll << 40);
-    const int B = int(cli::to_int("--batch", r["batch"].as<std::string>(), 1, 1 << 16));
+    int B = int(cli::to_int("--batch", r["batch"].as<std::string>(), 1, 1 << 16));
     SampleOptions so;
     so.temperature = float(cli::to_real("--temperature", r["temperature"].as<std::string>(), 0, 100));
     so.top_k = int(cli::to_int("--top-k", r["top-k"].as<std::string>(), 0, 256));
@@ -53,10 +69,21 @@ static int sample_main(int argc, char** argv) {
     const Model<float>& m = *ck.model;
     bool binary = reads_records(m.cfg) || (ck.metadata.count("data") && ck.metadata["data"] == "binary");
     if (binary) cli::refuse_terminal_stdout("binary samples (this model was trained on binary data)");
-    std::vector<uint8_t> prime;
     // Only the last n_ctx bytes of a prime reach the model's context; a prime far larger is a mistake
     // (or /dev/zero), not something to hold in memory.
+    std::vector<uint8_t> prime;
+    std::vector<std::vector<uint8_t>> primes;  // --primes: one a sequence
     if (r.count("prime")) prime = read_file(r["prime"].as<std::string>(), size_t(64) << 20);
+    if (r.count("primes")) {
+        if (r.count("prime")) usage_fail("--prime and --primes: give one of them");
+        if (reads_records(m.cfg)) usage_fail("--primes: a model of pictures continues one --prime");
+        primes = prime_lines(read_file(r["primes"].as<std::string>(), size_t(64) << 20), r["primes"].as<std::string>());
+        if (r.count("batch") && size_t(B) != primes.size())
+            usage_fail("--batch " + std::to_string(B) + ": --primes gives " + std::to_string(primes.size()) +
+                       " primes, a sequence each");
+        if (primes.size() > (size_t(1) << 16)) fail("--primes: more than 65536 primes");
+        B = int(primes.size());
+    }
     if (reads_records(m.cfg)) {  // a picture: the rest of one record after the prime, no more
         const long long rest = m.cfg.n_ctx - (long long)prime.size();
         if (rest < 0)
@@ -73,17 +100,17 @@ static int sample_main(int argc, char** argv) {
     std::unique_ptr<Sampler> dec = make_sampler(device, m, B);
     std::vector<float> probs;
     std::vector<uint8_t> step(static_cast<size_t>(B));
-    auto push = [&](uint8_t byte) {
-        std::fill(step.begin(), step.end(), byte);
-        return dec->push(step.data());
+    // What each sequence is fed before its first draw. The model predicts each byte from those before
+    // it, so the first needs something before it: with no prime, a newline for text models and a zero
+    // byte otherwise (neither is written). A picture always starts from the start byte 0 it was
+    // trained with (records.h), prime or not.
+    auto feed_of = [&](const std::vector<uint8_t>& p) {
+        std::vector<uint8_t> f;
+        if (reads_records(m.cfg)) f.push_back(0);
+        f.insert(f.end(), p.begin(), p.end());
+        if (f.empty()) f.push_back(binary ? 0 : '\n');
+        return f;
     };
-    // The model predicts each byte from those before it, so the first needs something before it:
-    // with no prime, a newline for text models and a zero byte otherwise (neither is written). A
-    // picture always starts from the start byte 0 it was trained with (records.h), prime or not.
-    const float* logits = nullptr;
-    if (reads_records(m.cfg)) logits = push(0);
-    for (uint8_t b : prime) logits = push(b);
-    if (!logits) logits = push(binary ? 0 : '\n');
     // A terminal acts on control bytes (ESC starts sequences that move the cursor, retitle the window
     // or reprogram keys), and a text model can make any byte: there they are shown as ^X (DEL as ^?),
     // as cat -v shows them; tab and newline pass. A file or a pipe gets every byte as it was made.
@@ -107,7 +134,9 @@ static int sample_main(int argc, char** argv) {
     };
     const bool echo = r.count("echo") > 0;
     const int V = m.cfg.vocab;
-    if (B == 1) {  // one sequence streams out as it is made
+    if (B == 1 && primes.empty()) {  // one sequence streams out as it is made
+        const float* logits = nullptr;
+        for (uint8_t b : feed_of(prime)) step[0] = b, logits = dec->push(step.data());
         if (echo) write(prime.data(), prime.size());
         // A byte waits at most kLatency (a terminal: not at all) or for 4096 others before it goes
         // out, so a pipe (st-audio decode | play) gets a steady stream without a write per byte.
@@ -127,18 +156,29 @@ static int sample_main(int argc, char** argv) {
         }
         return 0;
     }
-    // Many sequences grow side by side and go out one after another at the end.
-    std::vector<std::vector<uint8_t>> seqs(static_cast<size_t>(B));
-    for (long long i = 0; i < n; i++) {
-        for (int b = 0; b < B; b++) {
-            step[size_t(b)] = uint8_t(sample_byte(logits + size_t(b) * V, V, so, rng, probs));
-            seqs[size_t(b)].push_back(step[size_t(b)]);
+    // Many sequences grow side by side, in lockstep: each is fed its prime, then draws, so one with a
+    // shorter prime starts drawing sooner. They go out one after another at the end.
+    if (primes.empty()) primes.assign(size_t(B), prime);
+    std::vector<std::vector<uint8_t>> feeds, seqs(static_cast<size_t>(B));
+    for (const auto& p : primes) feeds.push_back(feed_of(p));
+    std::vector<size_t> fed(static_cast<size_t>(B), 0);
+    const float* logits = nullptr;
+    for (bool drawing = n > 0; drawing;) {
+        drawing = false;
+        for (size_t b = 0; b < size_t(B); b++) {
+            if (fed[b] < feeds[b].size()) {
+                step[b] = feeds[b][fed[b]++];
+            } else {
+                step[b] = uint8_t(sample_byte(logits + b * size_t(V), V, so, rng, probs));
+                if (seqs[b].size() < size_t(n)) seqs[b].push_back(step[b]);
+            }
+            drawing = drawing || seqs[b].size() < size_t(n);
         }
-        if (i + 1 < n) logits = dec->push(step.data());
+        if (drawing) logits = dec->push(step.data());
     }
-    for (const auto& q : seqs) {
-        if (echo) write(prime.data(), prime.size());
-        write(q.data(), q.size());
+    for (size_t b = 0; b < size_t(B); b++) {
+        if (echo) write(primes[b].data(), primes[b].size());
+        write(seqs[b].data(), seqs[b].size());
     }
     return 0;
 }
