@@ -6,6 +6,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 
 #include "error.h"
@@ -466,6 +468,34 @@ void GpuEngine::reduce_gradients() {
     if (shard_) nccl_->allreduce_sum_device(scalars_.p + 1, 1, s_);  // the parts' squared norms, added
 }
 
+// ST_NORMS=K, a diagnostic of a run that grows unstable: every K steps, each parameter's gradient and
+// weight norms (before the update) as one JSON line on stderr, {"step": t, "norms": {name: [grad,
+// weight], ...}}. One process, or a data-parallel rank that holds the whole gradient (not sharded).
+void GpuEngine::report_norms(int64_t t) {
+    static const int64_t every = [] {
+        const char* e = std::getenv("ST_NORMS");
+        return e ? std::max<int64_t>(0, std::atoll(e)) : 0;
+    }();
+    if (every <= 0 || t % every || shard_) return;
+    const size_t n = m_.params.size();
+    if (norms_.n < 2 * n) norms_ = Buf<double>(2 * n);
+    for (size_t i = 0; i < n; i++) {
+        const auto& p = m_.params[i];
+        gpu::sum_squares_f64(norms_.p + 2 * i, g_.p + p.offset, p.numel, a_.red_scratch, s_);
+        gpu::sum_squares_f64(norms_.p + 2 * i + 1, w_.p + p.offset, p.numel, a_.red_scratch, s_);
+    }
+    std::vector<double> h(2 * n);
+    CUDA_CHECK(cudaMemcpyAsync(h.data(), norms_.p, h.size() * sizeof(double), cudaMemcpyDeviceToHost, s_));
+    CUDA_CHECK(cudaStreamSynchronize(s_));
+    std::string line = "{\"step\":" + std::to_string(t) + ",\"norms\":{";
+    char num[64];
+    for (size_t i = 0; i < n; i++) {
+        std::snprintf(num, sizeof num, "[%.6g,%.6g]", std::sqrt(h[2 * i]), std::sqrt(h[2 * i + 1]));
+        line += (i ? ",\"" : "\"") + m_.params[i].name + "\":" + num;
+    }
+    std::fprintf(stderr, "%s}}\n", line.c_str());
+}
+
 StepStats GpuEngine::train_step(const uint8_t* inp, const uint8_t* tgt, int B, int T, uint64_t dropout_seed,
                                 const AdamWStep& o) {
     ensure_training();
@@ -485,6 +515,7 @@ StepStats GpuEngine::train_step(const uint8_t* inp, const uint8_t* tgt, int B, i
     pass_ = 0;
     reduce_in_backward_ = false;
     reduce_gradients();
+    report_norms(o.t);
     CUDA_CHECK(cudaMemcpyAsync(host_scalars_, scalars_.p, 2 * sizeof(double), cudaMemcpyDeviceToHost, s_));
     CUDA_CHECK(cudaStreamSynchronize(s_));
     profile_.end_step();

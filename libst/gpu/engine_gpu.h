@@ -87,6 +87,8 @@ class GpuEngine final : public Engine {
     void forward(bool train);
     void backward();
     void reduce_gradients();
+    void report_norms(int64_t t);
+    Buf<double> norms_;  // ST_NORMS: each parameter's squared gradient and weight norms
     std::vector<float> gather_moment(const Buf<float>& part);
     gpu::PosTables pos_tables() const;
     int64_t drop_first() const { return (first_ + int64_t(pass_) * B_) * T_ * cfg_.d_model; }
