@@ -58,14 +58,19 @@ TEST_CASE("a GPU training step matches the CPU step", "[gpu]") {
     struct K {
         Pattern p;
         PosKind pos;
-        int block, heads;
+        int block, heads, d_model;  // d_model 0: small_config's
     };
     // --recompute in chunks of 100 tokens: 750 is not a multiple, and chunks start inside windows.
-    for (K k : {K{Pattern::fixed, PosKind::p2d, 64, 2}, K{Pattern::strided, PosKind::p1d, 128, 4},
-                K{Pattern::dense, PosKind::p1d, 64, 2}})
+    // Head sizes 32 (the mma.sync kernels), and 64 with blocks of 64 and 128 (on a Hopper, the
+    // wgmma and the warp-specialised kernels).
+    for (K k : {K{Pattern::fixed, PosKind::p2d, 64, 2, 0}, K{Pattern::strided, PosKind::p1d, 128, 4, 0},
+                K{Pattern::dense, PosKind::p1d, 64, 2, 0}, K{Pattern::fixed, PosKind::p2d, 64, 2, 128},
+                K{Pattern::strided, PosKind::p2d, 128, 2, 128}})
         for (int64_t chunk : {0, 100}) {
             Config c = small_config(k.p, k.pos, k.block, k.heads);
-            INFO(pattern_name(k.p) << " block " << k.block << " heads " << k.heads << " recompute chunk " << chunk);
+            if (k.d_model) c.d_model = k.d_model;
+            INFO(pattern_name(k.p) << " block " << k.block << " heads " << k.heads << " d_model " << c.d_model
+                                   << " recompute chunk " << chunk);
             Model<float> cpu(c), gpu(c);
             gpu.recompute = chunk > 0;
             cpu.init_weights(5);
