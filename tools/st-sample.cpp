@@ -130,6 +130,7 @@ static int sample_main(int argc, char** argv) {
             }
             p = shown.data(), k = shown.size();
         }
+        if (k == 0) return;  // an empty prime under --echo: no bytes (and perhaps no buffer) to write
         if (std::fwrite(p, 1, k, stdout) != k || std::fflush(stdout) != 0) fail("stdout: write failed");
     };
     const bool echo = r.count("echo") > 0;
