@@ -122,8 +122,9 @@ class GpuEngine final : public Engine {
     // card keeps two, taking turns, so the last two layers' never leave it. copy_s_ moves them behind
     // the compute; saved_[k] and loaded_[k] mark the last copy out of and into device buffer k.
     int64_t offloaded_layers(bool train) const;
-    void save_input(int l);
-    void load_input(int l);
+    // Where layer l's input is: training keeps every one (--offload: two, taking turns), evaluation two.
+    bf16* layer_input(int l, bool train) const;
+    void copy_input(int l, bool out, cudaEvent_t done);
     gpu::HostBuf<bf16> host_ckpt_;
     cudaStream_t copy_s_ = nullptr;
     cudaEvent_t issued_ = nullptr, saved_[2] = {}, loaded_[2] = {};

@@ -37,25 +37,21 @@ int64_t GpuEngine::offloaded_layers(bool train) const {
     return offload_ && m_.recompute && train ? std::max(cfg_.n_layer - 2, 0) : 0;
 }
 
-// Layer l's input (in device buffer l % 2) out to the host, once the stream has made it.
-void GpuEngine::save_input(int l) {
-    const size_t n = size_t(B_) * T_ * cfg_.d_model;
-    CUDA_CHECK(cudaEventRecord(issued_, s_));
-    CUDA_CHECK(cudaStreamWaitEvent(copy_s_, issued_));
-    CUDA_CHECK(cudaMemcpyAsync(host_ckpt_.p + size_t(l) * n, a_.ckpt[size_t(l % 2)], n * sizeof(bf16),
-                               cudaMemcpyDeviceToHost, copy_s_));
-    CUDA_CHECK(cudaEventRecord(saved_[l % 2], copy_s_));
+bf16* GpuEngine::layer_input(int l, bool train) const {
+    return a_.ckpt[size_t(train && !offloaded_layers(train) ? l : l % 2)];
 }
 
-// Layer l's input back into device buffer l % 2, once the stream is done with what it held (the
-// input of layer l + 2).
-void GpuEngine::load_input(int l) {
+// Layer l's input between device buffer l % 2 and its place on the host (out: to the host), on copy_s_
+// once the stream is done with what comes before: making the input (out), or reading the input of
+// layer l + 2 that the buffer held (in). done is recorded when the copy has landed.
+void GpuEngine::copy_input(int l, bool out, cudaEvent_t done) {
     const size_t n = size_t(B_) * T_ * cfg_.d_model;
+    bf16 *dev = a_.ckpt[size_t(l % 2)], *host = host_ckpt_.p + size_t(l) * n;
     CUDA_CHECK(cudaEventRecord(issued_, s_));
     CUDA_CHECK(cudaStreamWaitEvent(copy_s_, issued_));
-    CUDA_CHECK(cudaMemcpyAsync(a_.ckpt[size_t(l % 2)], host_ckpt_.p + size_t(l) * n, n * sizeof(bf16),
-                               cudaMemcpyHostToDevice, copy_s_));
-    CUDA_CHECK(cudaEventRecord(loaded_[l % 2], copy_s_));
+    CUDA_CHECK(cudaMemcpyAsync(out ? host : dev, out ? dev : host, n * sizeof(bf16),
+                               out ? cudaMemcpyDeviceToHost : cudaMemcpyHostToDevice, copy_s_));
+    CUDA_CHECK(cudaEventRecord(done, copy_s_));
 }
 
 // Layer l from its bf16 input x to the attention output: the qkv product chunk by chunk, then
@@ -80,19 +76,17 @@ void GpuEngine::forward_recompute(bool train) {
         gpu::embedding_forward(a_.xc, tok_.p + i, w_.p + m_.offsets.wte, pos, i, n, T_, C, s_);
         gpu::f32_to_bf16(a_.ckpt[0] + i * C, a_.xc, n * C, s_);
     });
-    // Training keeps every layer's input; evaluation, and --offload's card, go back and forth between two.
     const int64_t off = offloaded_layers(train);
-    auto input = [&](int l) { return a_.ckpt[size_t(train && !off ? l : l % 2)]; };
     for (int l = 0; l < L; l++) {
-        const bf16* x = input(l);
-        if (l < off) save_input(l);
+        const bf16* x = layer_input(l, train);
+        if (l < off) copy_input(l, true, saved_[l % 2]);
         forward_to_attention_output(l, x);
         // Layer l + 1's input takes the buffer of layer l - 1's, which must be out first.
         if (l >= 1 && l - 1 < off) CUDA_CHECK(cudaStreamWaitEvent(s_, saved_[(l + 1) % 2]));
         each_chunk(N, a_.chunk, [&](int64_t i, int64_t n) {
             gpu::bf16_to_f32(a_.xc, x + i * C, n * C, s_);
             forward_from_attention(l, chunk_view(i), a_.xc, a_.outc, i, n, train);
-            if (l + 1 < L) return gpu::f32_to_bf16(input(l + 1) + i * C, a_.outc, n * C, s_);
+            if (l + 1 < L) return gpu::f32_to_bf16(layer_input(l + 1, train) + i * C, a_.outc, n * C, s_);
             // The last layer's output goes straight into the head; when training, the head's backward
             // follows at once, leaving dL/d(last output) in dresid for backward_recompute.
             head_forward(a_.outc, i, n, train);
@@ -109,8 +103,8 @@ void GpuEngine::backward_recompute() {
     const int64_t off = offloaded_layers(true);
     for (int l = L - 1; l >= 0; l--) {
         if (l < off) CUDA_CHECK(cudaStreamWaitEvent(s_, loaded_[l % 2]));
-        if (l - 1 < off && l >= 1) load_input(l - 1);  // behind this layer's work
-        const bf16* x = a_.ckpt[size_t(off ? l % 2 : l)];
+        if (l - 1 < off && l >= 1) copy_input(l - 1, false, loaded_[(l - 1) % 2]);  // behind this layer's work
+        const bf16* x = layer_input(l, true);
         forward_to_attention_output(l, x);  // the layer again, as the forward ran it
         // Chunk by chunk: the rest of the layer forward, then back to the attention output. Its gradient
         // dO takes O's place once the backward's row sums of dO * O are made, so the two are never

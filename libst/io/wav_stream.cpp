@@ -60,7 +60,7 @@ int64_t stream_wav(int in_fd, const std::string& in_name, int out_fd, const std:
                    bool linear) {
     // Samples past 2^31 - 1 bytes of data no longer fit the header's lengths: still written, and the
     // lengths stay "unknown", as a player reading a stream expects.
-    constexpr int64_t kMaxHeaderSamples = (int64_t(1) << 31) - 23;
+    constexpr int64_t kMaxHeaderSamples = (int64_t(0xFFFFFFFF) - 36) / 2;  // the RIFF length: 36 + data bytes
     uint8_t header[44];
     wav_header(header, rate, -1);
     bool started = false;
