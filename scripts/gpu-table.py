@@ -119,7 +119,7 @@ def training(out, st_file, peer_file):
     a, b = runs.get("learn64k"), runs.get("learn64k-rec")
     if a and b and len(a["losses"]) == len(b["losses"]):
         worst = max(abs(x - y) / y for x, y in zip(b["losses"], a["losses"]))
-        cases.append((f"the same learning: {len(a['losses'])} steps, 4 layers, d 256, n 65,536 x 2, on text, "
+        cases.append((f"the same learning: {len(a['losses'])} steps, 4 layers, d 256, n 65,536 x 2, fixed l 128 c 32, on text, "
                       "`--recompute` against not",
                       f"every step's loss within {100 * worst:.2f}%; last {b['losses'][-1]:.3f} against "
                       f"{a['losses'][-1]:.3f}", "", ""))
