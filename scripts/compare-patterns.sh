@@ -7,7 +7,8 @@
 # Data (scripts/get-data.sh): TEXT (data/gcide.txt), IMAGES (data/fashion-mnist, its IDX files),
 # AUDIO (mu-law bytes, e.g. st-audio encode data/music/*.ogg > music.bytes; none: the kind is skipped).
 # Environment: DEVICE (cuda), KINDS (text,images,audio), PATTERNS (dense,fixed,strided,local), STEPS
-# (1000), LAYERS (8), DMODEL (256), HEADS (4), BATCH (16), LR (0.001), CTX (8192, text and audio;
+# (1000), LAYERS (8), DMODEL (256), HEADS (4), BATCH (16; pictures: IMAGE_BATCH, 128, about as many bytes a
+# step as 16 windows of text), LR (0.001), CTX (8192, text and audio;
 # pictures are 28x28x1), STRIDE (128, text and audio; pictures: one row), EVAL_WINDOWS (64), OUT
 # (runs/patterns).
 # Writes OUT/KIND-PATTERN.jsonl (st-train's logs), OUT/results.jsonl (a line a run), OUT/table.md
@@ -28,7 +29,7 @@ trap 'rm -rf "$tmp"' EXIT
 : > "$out/results.jsonl"
 
 model=(--layers "${LAYERS:-8}" --d-model "${DMODEL:-256}" --heads "${HEADS:-4}" --block 64)
-recipe=(--steps "$steps" --batch "${BATCH:-16}" --lr "${LR:-0.001}" --warmup $((steps / 20 + 1)) --eval-every $((steps / 10 + 1))
+recipe=(--steps "$steps" --lr "${LR:-0.001}" --warmup $((steps / 20 + 1)) --eval-every $((steps / 10 + 1))
     --eval-windows "${EVAL_WINDOWS:-64}" --device "$device" -q)
 
 # KIND PATTERN DATA ST-TRAIN-OPTIONS...: one run, its log and a result line.
@@ -55,19 +56,21 @@ has() { [[ ",$kinds," == *",$1,"* ]]; }
 for pattern in ${patterns//,/ }; do
     if has text; then
         # fixed: a summary of 16 positions a stride (the paper's c = 8 for stride 128, doubled for heads)
-        run text "$pattern" "${TEXT:-data/gcide.txt}" --ctx "$ctx" --stride "$stride" --summary 16 --pos 2d
+        run text "$pattern" "${TEXT:-data/gcide.txt}" --ctx "$ctx" --stride "$stride" --summary 16 --pos 2d \
+            --batch "${BATCH:-16}"
     fi
     if has images; then
         dir=${IMAGES:-data/fashion-mnist}
         [ -s "$tmp/train.bin" ] || "$build/st-image" encode -q "$dir/train-images-idx3-ubyte.gz" > "$tmp/train.bin"
         [ -s "$tmp/test.bin" ] || "$build/st-image" encode -q "$dir/t10k-images-idx3-ubyte.gz" > "$tmp/test.bin"
-        run images "$pattern" "$tmp/train.bin" --image 28x28x1 --stride 28 --summary 4 --val "$tmp/test.bin"
+        run images "$pattern" "$tmp/train.bin" --image 28x28x1 --stride 28 --summary 4 --val "$tmp/test.bin" \
+            --batch "${IMAGE_BATCH:-128}"
     fi
     if has audio; then
         if [ -z "${AUDIO:-}" ]; then
             echo "compare-patterns: no AUDIO bytes given; the audio runs are skipped" >&2
         else
-            run audio "$pattern" "$AUDIO" --ctx "$ctx" --stride "$stride" --summary 16 --pos 2d
+            run audio "$pattern" "$AUDIO" --ctx "$ctx" --stride "$stride" --summary 16 --pos 2d --batch "${BATCH:-16}"
         fi
     fi
 done
