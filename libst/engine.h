@@ -71,6 +71,14 @@ class Engine {
         (void)dp;
         fail(name() + ": data-parallel training is not supported on this device yet");
     }
+    // Context parallelism: the processes of comm share every sequence, each running its consecutive
+    // part of the positions in every layer (Model::split_sum); train_step, loss and gradient then
+    // give what one process would give on the whole sequences, and every process makes the same
+    // update. Not together with data parallelism yet.
+    virtual void set_context_parallel(Comm* comm) {
+        (void)comm;
+        fail(name() + ": context parallelism is not supported on this device yet");
+    }
     virtual double optimizer_gib() const { return 0; }  // the AdamW moments this process holds (GPU engines)
     // Examples per forward and backward pass (0: all B of a step at once): train_step then adds up
     // the gradients of B / m passes before the update, holding the activations of m examples. m must

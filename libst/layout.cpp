@@ -373,4 +373,39 @@ LayerLayout layout_build(const AttnSpec& spec, int T, int n_head, int layer) {
     return lay;
 }
 
+SequencePart sequence_part(int seq, int rank, int world) {
+    return {int(int64_t(seq) * rank / world), int(int64_t(seq) * (rank + 1) / world)};
+}
+
+std::vector<int32_t> shared_positions(const LayerLayout& lay, int world) {
+    const int T = lay.T, bs = lay.block;
+    std::vector<int32_t> owner(static_cast<size_t>(T));
+    for (int r = 0; r < world; r++) {
+        const SequencePart p = sequence_part(T, r, world);
+        std::fill(owner.begin() + p.lo, owner.begin() + p.hi, r);
+    }
+    std::vector<char> shared(static_cast<size_t>(T), 0);
+    for (const HeadLayout& head : lay.heads)
+        for (const AttnComponent& part : head.parts) {
+            auto pos = [&](int64_t t) { return part.order.empty() ? int32_t(t) : part.order[size_t(t)]; };
+            for (int qb = 0; qb < part.nblk; qb++)
+                for (int32_t e = part.row_ptr[size_t(qb)]; e < part.row_ptr[size_t(qb) + 1]; e++) {
+                    const int64_t q0 = int64_t(qb) * bs, k0 = int64_t(part.col[size_t(e)]) * bs;
+                    const int nr = int(std::min<int64_t>(bs, T - q0)), nk = int(std::min<int64_t>(bs, T - k0));
+                    const int32_t m = part.mask[size_t(e)];
+                    for (int r = 0; r < nr; r++)
+                        for (int c = 0; c < nk; c++) {
+                            const int bit = r * bs + c;
+                            if (m >= 0 && !((part.masks[size_t(m)][size_t(bit >> 6)] >> (bit & 63)) & 1)) continue;
+                            const int32_t j = pos(k0 + c);
+                            if (owner[size_t(pos(q0 + r))] != owner[size_t(j)]) shared[size_t(j)] = 1;
+                        }
+                }
+        }
+    std::vector<int32_t> out;
+    for (int32_t j = 0; j < T; j++)
+        if (shared[size_t(j)]) out.push_back(j);
+    return out;
+}
+
 }  // namespace st

@@ -76,4 +76,16 @@ struct LayerLayout {
 // proportional to the stored blocks, never T^2 candidates. Throws st::Error when the spec is unusable.
 LayerLayout layout_build(const AttnSpec& spec, int T, int n_head, int layer);
 
+// Context parallelism: the positions [lo, hi) of a sequence of seq that process rank of world runs,
+// consecutive parts whose lengths differ by at most one.
+struct SequencePart {
+    int lo, hi;
+};
+SequencePart sequence_part(int seq, int rank, int world);
+// The sequence of lay.T split into world such parts: the
+// positions whose keys and values a query of another part attends to in some head of the layout,
+// ascending: what the processes must exchange, and no more (the fixed pattern's summaries and the
+// chunks cut by a part's edge; the strided pattern's columns).
+std::vector<int32_t> shared_positions(const LayerLayout& lay, int world);
+
 }  // namespace st

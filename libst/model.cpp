@@ -132,20 +132,23 @@ template <class T> const LayerLayout& Model<T>::layout(int layer, int seq) {
         for (int l = 0; l < std::min(cfg.n_layer, 2); l++)
             layouts_.push_back(layout_build(cfg.attn, seq, cfg.n_head, l));
         layouts_seq_ = seq;
+        shared_.clear();
     }
     return layouts_[layer % 2];
 }
 
-template <class T> void Model<T>::ensure_buffers(int B, int seq) {
-    const int64_t N = int64_t(B) * seq;
+template <class T> void Model<T>::ensure_buffers(int B, int seq, int local) {
+    const int64_t N = int64_t(B) * local, Nf = int64_t(B) * seq;
     batch_ = B;
     seq_ = seq;
-    if (N <= cap_tokens_ && recompute == cap_recompute_) return;
+    if (N <= cap_tokens_ && Nf <= cap_full_ && recompute == cap_recompute_) return;
     const int64_t C = cfg.d_model, F = cfg.ff_dim(), V = cfg.vocab, L = cfg.n_layer, NH = cfg.n_head;
     const int64_t nacts = recompute ? 1 : L;
-    int64_t per_layer = N * (7 * C + 2 * F) + 4 * N + N * NH;                                // the fields of Acts
+    const int64_t whole = split() ? Nf : N;  // the attention's tensors hold every position when split
+    int64_t per_layer = N * (3 * C + 2 * F) + 4 * N + whole * (4 * C + NH);                  // the fields of Acts
     int64_t total = nacts * per_layer + (L + 1) * N * C + N * C + 2 * N + N * V + N + N * C  // forward
-                    + N * C * 4 + N * 3 * C + N * F;                                         // backward scratch
+                    + N * C * 4 + N * 3 * C + N * F                                          // backward scratch
+                    + (split() ? N * 4 * C + Nf * 4 * C : 0);                                // split's rows
     arena_.assign(total, T(0));
     T* p = arena_.data();
     auto take = [&](int64_t n) {
@@ -158,9 +161,9 @@ template <class T> void Model<T>::ensure_buffers(int B, int seq) {
         a.ln1 = take(N * C);
         a.ln1_mean = take(N);
         a.ln1_rstd = take(N);
-        a.qkv = take(N * 3 * C);
-        a.att = take(N * C);
-        a.lse = take(N * NH);
+        a.qkv = take(whole * 3 * C);
+        a.att = take(whole * C);
+        a.lse = take(whole * NH);
         a.x1 = take(N * C);
         a.ln2 = take(N * C);
         a.ln2_mean = take(N);
@@ -182,38 +185,96 @@ template <class T> void Model<T>::ensure_buffers(int B, int seq) {
     dln_ = take(N * C);
     dqkv_ = take(N * 3 * C);
     dfc_ = take(N * F);
+    if (split()) {
+        qkv_local_ = take(N * 3 * C);
+        att_local_ = take(N * C);
+        datt_full_ = take(Nf * C);
+        dqkv_full_ = take(Nf * 3 * C);
+    }
     cap_tokens_ = N;
+    cap_full_ = whole;
     cap_recompute_ = recompute;
 }
 
+template <class T> T* Model<T>::local_rows(T* dst, const T* full, int64_t width) const {
+    for (int64_t b = 0; b < batch_; b++)
+        std::memcpy(dst + b * local_ * width, full + (b * seq_ + lo_) * width, sizeof(T) * size_t(local_ * width));
+    return dst;
+}
+
+template <class T> T* Model<T>::full_rows(T* dst, const T* local, int64_t width) const {
+    std::memset(dst, 0, sizeof(T) * size_t(int64_t(batch_) * seq_ * width));
+    for (int64_t b = 0; b < batch_; b++)
+        std::memcpy(dst + (b * seq_ + lo_) * width, local + b * local_ * width, sizeof(T) * size_t(local_ * width));
+    return dst;
+}
+
+// The dropout masks number each element by its place in the whole global batch (examples, positions,
+// channels), so that data- and context-parallel processes draw the masks one process would.
+template <class T> void Model<T>::residual(T* out, const T* x, const T* y, float p, uint64_t seed) const {
+    const int64_t C = cfg.d_model, n = int64_t(local_) * C;
+    for (int64_t b = 0; b < batch_; b++)
+        residual_forward(out + b * n, x + b * n, y + b * n, p, seed, n, ((dropout_first + b) * seq_ + lo_) * C);
+}
+
+template <class T> void Model<T>::residual_branch(T* dy, const T* dout, float p, uint64_t seed) const {
+    const int64_t C = cfg.d_model, n = int64_t(local_) * C;
+    for (int64_t b = 0; b < batch_; b++)
+        residual_backward_branch(dy + b * n, dout + b * n, p, seed, n, ((dropout_first + b) * seq_ + lo_) * C);
+}
+
+// The key and value columns of the shared positions' rows of a (B, seq_, 3C) buffer, added over the
+// processes and put back: in the forward each such row is its owner's (the others hold zeros there),
+// in the backward each process's queries' share of its gradient. Each process's own rows need no
+// exchange in the backward: only its queries read the rows nobody shares.
+template <class T> T* Model<T>::exchange_shared(T* qkv, int layer) {
+    layout(layer, seq_);
+    if (shared_.empty())
+        for (const LayerLayout& lay : layouts_) shared_.push_back(shared_positions(lay, split_world));
+    const std::vector<int32_t>& rows = shared_[size_t(layer % 2)];
+    const int64_t C = cfg.d_model, n = int64_t(rows.size());
+    if (n == 0) return qkv;
+    exchange_.resize(size_t(batch_ * n * 2 * C));
+    auto row = [&](int64_t b, int64_t i) { return qkv + (b * seq_ + rows[size_t(i)]) * 3 * C + C; };
+    for (int64_t b = 0; b < batch_; b++)
+        for (int64_t i = 0; i < n; i++)
+            std::memcpy(&exchange_[size_t((b * n + i) * 2 * C)], row(b, i), sizeof(T) * 2 * C);
+    split_sum(exchange_.data(), exchange_.size());
+    for (int64_t b = 0; b < batch_; b++)
+        for (int64_t i = 0; i < n; i++)
+            std::memcpy(row(b, i), &exchange_[size_t((b * n + i) * 2 * C)], sizeof(T) * 2 * C);
+    return qkv;
+}
+
 template <class T> void Model<T>::layer_forward(int l, Acts& a, const T* x, T* out, bool train) {
-    const int64_t N = int64_t(batch_) * seq_;
+    const int64_t N = int64_t(batch_) * local_;
     const int C = cfg.d_model, F = cfg.ff_dim();
     const auto lw = at(w.data(), offsets.layers[size_t(l)]);
     const float p = train ? cfg.dropout : 0.0f;
-    const int64_t drop0 = dropout_first * seq_ * C;  // the masks' numbering of element 0
     layernorm_forward(a.ln1, a.ln1_mean, a.ln1_rstd, x, lw.ln1_w, lw.ln1_b, N, C);
-    linear_forward(a.qkv, a.ln1, lw.qkv_w, lw.qkv_b, N, C, 3 * C);
-    attention_forward(a.att, a.lse, a.qkv, layout(l, seq_), batch_, seq_, C, cfg.n_head);
-    linear_forward(branch_, a.att, lw.proj_w, lw.proj_b, N, C, C);
-    residual_forward(a.x1, x, branch_, p, hash64(dropout_seed, uint64_t(l), 0), N * C, drop0);
+    // Split: this process's queries, keys and values, then the keys and values its queries read from
+    // the others, and the attention of its queries alone.
+    linear_forward(split() ? qkv_local_ : a.qkv, a.ln1, lw.qkv_w, lw.qkv_b, N, C, 3 * C);
+    if (split()) exchange_shared(full_rows(a.qkv, qkv_local_, 3 * C), l);
+    attention_forward(a.att, a.lse, a.qkv, layout(l, seq_), batch_, seq_, C, cfg.n_head, {lo_, lo_ + local_});
+    linear_forward(branch_, split() ? local_rows(att_local_, a.att, C) : a.att, lw.proj_w, lw.proj_b, N, C, C);
+    residual(a.x1, x, branch_, p, hash64(dropout_seed, uint64_t(l), 0));
     layernorm_forward(a.ln2, a.ln2_mean, a.ln2_rstd, a.x1, lw.ln2_w, lw.ln2_b, N, C);
     linear_forward(a.fch, a.ln2, lw.fc_w, lw.fc_b, N, C, F);
     gelu_forward(a.fcg, a.fch, N * F);
     linear_forward(branch_, a.fcg, lw.fp_w, lw.fp_b, N, F, C);
-    residual_forward(out, a.x1, branch_, p, hash64(dropout_seed, uint64_t(l), 1), N * C, drop0);
+    residual(out, a.x1, branch_, p, hash64(dropout_seed, uint64_t(l), 1));
 }
 
 // dresid_ holds dL/d(layer output) on entry and dL/d(layer input) on return.
 template <class T> void Model<T>::layer_backward(int l, Acts& a, const T* x) {
-    const int64_t N = int64_t(batch_) * seq_;
+    const int64_t N = int64_t(batch_) * local_;
     const int C = cfg.d_model, F = cfg.ff_dim();
     const auto lw = at(w.data(), offsets.layers[size_t(l)]);
     const auto lg = at(g.data(), offsets.layers[size_t(l)]);
     const float p = cfg.dropout;
-    const int64_t drop0 = dropout_first * seq_ * C;
     // MLP branch: out = x1 + dropout(proj(gelu(fc(ln2(x1)))))
-    residual_backward_branch(dbranch_, dresid_, p, hash64(dropout_seed, uint64_t(l), 1), N * C, drop0);
+    residual_branch(dbranch_, dresid_, p, hash64(dropout_seed, uint64_t(l), 1));
     std::memset(dfc_, 0, sizeof(T) * N * F);
     linear_backward(dfc_, lg.fp_w, lg.fp_b, dbranch_, a.fcg, lw.fp_w, N, F, C);
     gelu_backward(dfc_, a.fch, dfc_, N * F);  // in place: d(gelu output) -> d(fc output)
@@ -221,11 +282,17 @@ template <class T> void Model<T>::layer_backward(int l, Acts& a, const T* x) {
     linear_backward(dln_, lg.fc_w, lg.fc_b, dfc_, a.ln2, lw.fc_w, N, C, F);
     layernorm_backward(dresid_, lg.ln2_w, lg.ln2_b, dln_, a.x1, lw.ln2_w, a.ln2_mean, a.ln2_rstd, N, C);
     // Attention branch: x1 = x + dropout(proj(attend(qkv(ln1(x)))))
-    residual_backward_branch(dbranch_, dresid_, p, hash64(dropout_seed, uint64_t(l), 0), N * C, drop0);
+    residual_branch(dbranch_, dresid_, p, hash64(dropout_seed, uint64_t(l), 0));
     std::memset(datt_, 0, sizeof(T) * N * C);
-    linear_backward(datt_, lg.proj_w, lg.proj_b, dbranch_, a.att, lw.proj_w, N, C, C);
-    std::memset(dqkv_, 0, sizeof(T) * N * 3 * C);
-    attention_backward(dqkv_, datt_, a.qkv, a.att, a.lse, layout(l, seq_), batch_, seq_, C, cfg.n_head);
+    linear_backward(datt_, lg.proj_w, lg.proj_b, dbranch_, split() ? local_rows(att_local_, a.att, C) : a.att,
+                    lw.proj_w, N, C, C);
+    // Split: this process's queries give gradients to the keys and values of the shared positions
+    // too; the exchange adds them up for their owners.
+    T* dqkv = split() ? dqkv_full_ : dqkv_;
+    std::memset(dqkv, 0, sizeof(T) * size_t(int64_t(batch_) * seq_ * 3 * C));
+    attention_backward(dqkv, split() ? full_rows(datt_full_, datt_, C) : datt_, a.qkv, a.att, a.lse, layout(l, seq_),
+                       batch_, seq_, C, cfg.n_head, {lo_, lo_ + local_});
+    if (split()) local_rows(dqkv_, exchange_shared(dqkv_full_, l), 3 * C);
     std::memset(dln_, 0, sizeof(T) * N * C);
     linear_backward(dln_, lg.qkv_w, lg.qkv_b, dqkv_, a.ln1, lw.qkv_w, N, C, 3 * C);
     layernorm_backward(dresid_, lg.ln1_w, lg.ln1_b, dln_, x, lw.ln1_w, a.ln1_mean, a.ln1_rstd, N, C);
@@ -234,18 +301,24 @@ template <class T> void Model<T>::layer_backward(int l, Acts& a, const T* x) {
 template <class T> void Model<T>::run_forward(const uint8_t* inp, int B, int seq, bool train) {
     if (seq < 1 || seq > cfg.n_ctx)
         fail("sequence length " + std::to_string(seq) + " is outside 1.." + std::to_string(cfg.n_ctx));
-    ensure_buffers(B, seq);
-    const int64_t N = int64_t(B) * seq;
+    const SequencePart part = split() ? sequence_part(seq, split_rank, split_world) : SequencePart{0, seq};
+    if (part.hi <= part.lo)
+        fail("a sequence of " + std::to_string(seq) + " positions cannot be split among " +
+             std::to_string(split_world) + " processes");
+    lo_ = part.lo, local_ = part.hi - part.lo;
+    ensure_buffers(B, seq, local_);
+    const int64_t N = int64_t(B) * local_;
     const int C = cfg.d_model;
-    inp_.assign(inp, inp + N);
+    inp_.resize(size_t(N));
+    for (int64_t b = 0; b < B; b++) std::memcpy(inp_.data() + b * local_, inp + b * seq + lo_, size_t(local_));
     const ParamOffsets& o = offsets;
     std::vector<const T*> pos;
     std::vector<const int32_t*> idx;
     for (size_t k = 0; k < pos_index_.size(); k++) {
         pos.push_back(w.data() + o.wpe[k]);
-        idx.push_back(pos_index_[k].data());
+        idx.push_back(pos_index_[k].data() + lo_);
     }
-    embedding_forward(resid_[0], inp_.data(), w.data() + o.wte, pos.data(), idx.data(), int(pos.size()), N, seq, C);
+    embedding_forward(resid_[0], inp_.data(), w.data() + o.wte, pos.data(), idx.data(), int(pos.size()), N, local_, C);
     for (int l = 0; l < cfg.n_layer; l++) layer_forward(l, acts_[recompute ? 0 : l], resid_[l], resid_[l + 1], train);
     layernorm_forward(lnf_, lnf_mean_, lnf_rstd_, resid_[cfg.n_layer], w.data() + o.lnf_w, w.data() + o.lnf_b, N, C);
     linear_forward(logits_, lnf_, w.data() + o.head, (const T*)nullptr, N, C, cfg.vocab);
@@ -253,8 +326,9 @@ template <class T> void Model<T>::run_forward(const uint8_t* inp, int B, int seq
 
 template <class T> double Model<T>::forward(const uint8_t* inp, const uint8_t* tgt, int B, int seq, bool train) {
     run_forward(inp, B, seq, train);
-    const int64_t N = int64_t(B) * seq;
-    tgt_.assign(tgt, tgt + N);
+    const int64_t N = int64_t(B) * local_;
+    tgt_.resize(size_t(N));
+    for (int64_t b = 0; b < B; b++) std::memcpy(tgt_.data() + b * local_, tgt + b * seq + lo_, size_t(local_));
     crossentropy_forward(losses_, logits_, tgt_.data(), N, cfg.vocab);
     double s = 0;
     for (int64_t i = 0; i < N; i++) s += losses_[i];
@@ -262,12 +336,13 @@ template <class T> double Model<T>::forward(const uint8_t* inp, const uint8_t* t
 }
 
 template <class T> const T* Model<T>::logits(const uint8_t* inp, int B, int seq) {
+    if (split()) fail("logits: a model split among processes has only its part of each sequence's");
     run_forward(inp, B, seq, false);
     return logits_;
 }
 
 template <class T> void Model<T>::backward() {
-    const int64_t N = int64_t(batch_) * seq_;
+    const int64_t N = int64_t(batch_) * local_;
     const int C = cfg.d_model, V = cfg.vocab;
     const ParamOffsets& o = offsets;
     crossentropy_backward(logits_, logits_, tgt_.data(), T(1.0 / double(N)), N, V);  // logits_ now holds dlogits
@@ -285,9 +360,9 @@ template <class T> void Model<T>::backward() {
     std::vector<const int32_t*> idx;
     for (size_t k = 0; k < pos_index_.size(); k++) {
         dpos.push_back(g.data() + o.wpe[k]);
-        idx.push_back(pos_index_[k].data());
+        idx.push_back(pos_index_[k].data() + lo_);
     }
-    embedding_backward(g.data() + o.wte, dpos.data(), dresid_, inp_.data(), idx.data(), int(dpos.size()), N, seq_, C);
+    embedding_backward(g.data() + o.wte, dpos.data(), dresid_, inp_.data(), idx.data(), int(dpos.size()), N, local_, C);
 }
 
 template struct Model<float>;

@@ -3,6 +3,7 @@
 // finite-difference reference).
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -65,6 +66,15 @@ template <class T> struct Model {
     bool recompute = false;     // keep only each layer's input; redo the layer in the backward
     uint64_t dropout_seed = 0;  // set per step: the dropout masks are a function of it
     int64_t dropout_first = 0;  // data-parallel: this process's first example in the global batch (same masks)
+    // Context parallelism: split_world processes share each sequence, this one (split_rank) running
+    // its positions, sequence_part's. split_sum adds a buffer over them (each holding its rows, zeros
+    // elsewhere): it brings every one the keys and values its queries read from the others (the
+    // layout's shared_positions) and adds up their gradients. forward still takes whole windows, and
+    // returns the mean loss of this process's positions; backward leaves the gradient of that mean
+    // (the engine weighs and adds them as it does data parallelism's). Without split_sum, the whole
+    // sequence runs here.
+    int split_rank = 0, split_world = 1;
+    std::function<void(T*, size_t)> split_sum;
 
     explicit Model(const Config& c);
     void init_weights(uint64_t seed);  // the paper's initialisation
@@ -84,7 +94,7 @@ template <class T> struct Model {
     const std::vector<std::vector<int32_t>>& pos_index() const { return pos_index_; }
 
    private:
-    struct Acts {     // one layer's saved activations, for N = B * seq tokens
+    struct Acts {     // one layer's saved activations, for N = B * local_ tokens (qkv, att, lse: B * seq_)
         T* ln1;       // (N, C)
         T* ln1_mean;  // (N)
         T* ln1_rstd;  // (N)
@@ -98,13 +108,20 @@ template <class T> struct Model {
         T* fch;       // (N, F) before GELU
         T* fcg;       // (N, F) after GELU
     };
-    void ensure_buffers(int B, int seq);
+    bool split() const { return bool(split_sum); }
+    void ensure_buffers(int B, int seq, int local);
+    // The rows [lo_, lo_ + local_) of each sequence of a (B, seq_, width) buffer, and back (zeros elsewhere).
+    T* local_rows(T* dst, const T* full, int64_t width) const;
+    T* full_rows(T* dst, const T* local, int64_t width) const;
+    void residual(T* out, const T* x, const T* y, float p, uint64_t seed) const;
+    void residual_branch(T* dy, const T* dout, float p, uint64_t seed) const;
     void layer_forward(int l, Acts& a, const T* x, T* out, bool train);
     void layer_backward(int l, Acts& a, const T* x);
     void run_forward(const uint8_t* inp, int B, int seq, bool train);
 
     int batch_ = 0, seq_ = 0;
-    int64_t cap_tokens_ = 0;
+    int lo_ = 0, local_ = 0;  // this process's positions of each sequence: [lo_, lo_ + local_)
+    int64_t cap_tokens_ = 0, cap_full_ = 0;
     bool cap_recompute_ = false;
     std::vector<T> arena_;
     std::vector<Acts> acts_;  // n_layer of them, or one shared when recomputing
@@ -112,10 +129,14 @@ template <class T> struct Model {
     T *lnf_ = nullptr, *lnf_mean_ = nullptr, *lnf_rstd_ = nullptr, *logits_ = nullptr, *losses_ = nullptr,
       *branch_ = nullptr;
     T *dresid_ = nullptr, *dbranch_ = nullptr, *datt_ = nullptr, *dqkv_ = nullptr, *dln_ = nullptr, *dfc_ = nullptr;
+    T *qkv_local_ = nullptr, *att_local_ = nullptr, *datt_full_ = nullptr, *dqkv_full_ = nullptr;  // split only
     std::vector<uint8_t> tgt_, inp_;
     std::vector<std::vector<int32_t>> pos_index_;  // per position table: row of the table for each t < n_ctx
     std::vector<LayerLayout> layouts_;
     int layouts_seq_ = -1;
+    std::vector<std::vector<int32_t>> shared_;  // split: each layout's shared_positions
+    std::vector<T> exchange_;                   // split: the shared rows' keys and values (or their gradients)
+    T* exchange_shared(T* qkv, int layer);
 };
 
 extern template struct Model<float>;

@@ -144,21 +144,29 @@ int train(Engine& e, Model<float>& m, std::vector<float>& opt_m, std::vector<flo
           const std::vector<uint8_t>& val_bytes) {
     const int T = m.cfg.n_ctx, B = r.batch;
     const int rank = run.comm ? run.comm->rank() : 0, world = run.comm ? run.comm->world() : 1;
+    // The processes that divide the batch: with context parallelism they share each example instead.
+    const int batch_rank = run.context_parallel ? 0 : rank, batch_world = run.context_parallel ? 1 : world;
     // Settings every rank checks for every rank, so that all of them stop at once with one message.
-    if (B < world)
+    if (B < batch_world)
         throw JobError("--batch " + std::to_string(B) + " is smaller than the job's " + std::to_string(world) +
                        " processes: each needs an example");
-    for (int r = 0; r < world && run.micro_batch > 0; r++) {
-        const int64_t n = batch_share(B, r, world).size();
+    if (run.context_parallel && T < world)
+        throw JobError("--ctx " + std::to_string(T) + " is shorter than the job's " + std::to_string(world) +
+                       " processes: each needs a position of every sequence");
+    for (int r = 0; r < batch_world && run.micro_batch > 0; r++) {
+        const int64_t n = batch_share(B, r, batch_world).size();
         if (run.micro_batch < n && n % run.micro_batch)
             throw JobError("--micro-batch " + std::to_string(run.micro_batch) + " does not divide the " +
                            std::to_string(n) + " examples " +
-                           (world > 1 ? "rank " + std::to_string(r) + " computes of each step (--batch " +
-                                            std::to_string(B) + " over " + std::to_string(world) + " processes)"
-                                      : "of each step (--batch)"));
+                           (batch_world > 1 ? "rank " + std::to_string(r) + " computes of each step (--batch " +
+                                                  std::to_string(B) + " over " + std::to_string(world) + " processes)"
+                                            : "of each step (--batch)"));
     }
-    const Range share = batch_share(B, rank, world);  // the examples of each step this process computes
-    if (run.comm) e.set_data_parallel({run.comm, double(share.size()) / B, share.begin, run.shard_optimizer});
+    const Range share = batch_share(B, batch_rank, batch_world);  // the examples of each step this process computes
+    if (run.comm && run.context_parallel)
+        e.set_context_parallel(run.comm);
+    else if (run.comm)
+        e.set_data_parallel({run.comm, double(share.size()) / B, share.begin, run.shard_optimizer});
     e.set_micro_batch(run.micro_batch);
     e.set_chunk(run.chunk);
     e.set_offload(run.offload);
@@ -202,11 +210,11 @@ int train(Engine& e, Model<float>& m, std::vector<float>& opt_m, std::vector<flo
         saved_at = step;
     };
     // Each rank evaluates its share of the held-out windows; the sum of their losses goes round.
-    const Range val_share = batch_share(int(val_offs.size()), rank, world);
+    const Range val_share = batch_share(int(val_offs.size()), batch_rank, batch_world);
     const std::vector<int64_t> my_val_offs(val_offs.begin() + val_share.begin, val_offs.begin() + val_share.end);
     auto evaluate = [&](int64_t step) {
         double nats = my_val_offs.empty() ? 0 : eval_windows(e, val_bytes.data(), my_val_offs, T, eval_batch);
-        if (run.comm) {
+        if (run.comm && !run.context_parallel) {
             float sum = float(nats * double(my_val_offs.size()));
             run.comm->allreduce_sum(&sum, 1);
             nats = double(sum) / double(val_offs.size());

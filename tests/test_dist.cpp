@@ -29,39 +29,20 @@
 #include "parallel/launch.h"
 #include "parallel/rendezvous.h"
 #include "parallel/shard.h"
+#include "local_job.h"
 
 using namespace st;
+using st::test::free_port;
+using st::test::kSecret;
+using st::test::local_job;
 
 namespace {
-
-const std::string kSecret = "the secret of the tests' jobs";
 
 DistEnv env_of(const std::map<std::string, std::string>& vars) {
     return dist_env_from([&](const char* name) {
         auto it = vars.find(name);
         return it == vars.end() ? static_cast<const char*>(nullptr) : it->second.c_str();
     });
-}
-
-// A port nobody listens on now (the kernel's choice for a socket bound to port 0).
-int free_port() {
-    const int fd = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in a = {};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-    socklen_t len = sizeof a;
-    getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
-DistEnv local_job(int rank, int world, int port) {
-    DistEnv e;
-    e.rank = rank, e.world = world, e.local_rank = rank, e.master_addr = "127.0.0.1", e.master_port = port,
-    e.launcher = "torchrun";
-    e.secret = kSecret;
-    return e;
 }
 
 // A TCP connection to ip:port (IPv4 or IPv6), or -1 when refused.

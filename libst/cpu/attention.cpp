@@ -28,6 +28,17 @@ void check_dims(const LayerLayout& lay, int B, int T, int C, int NH) {
 
 int64_t position(const AttnComponent& part, int64_t t) { return part.order.empty() ? t : part.order[size_t(t)]; }
 
+// Whether each query block of a component holds a row in rows (in the component's order, rows
+// wanted are scattered: a strided component walks the sequence column by column).
+std::vector<char> wanted_blocks(const AttnComponent& part, int T, int bs, QueryRows rows) {
+    std::vector<char> want(size_t(part.nblk), 0);
+    for (int64_t t = 0; t < T; t++) {
+        const int64_t pos = position(part, t);
+        if (pos >= rows.lo && pos < rows.hi) want[size_t(t / bs)] = 1;
+    }
+    return want;
+}
+
 // Rows of one head's slice of a (B, T, width) tensor, in the component's order, into dst (T, Dh).
 template <class F> void gather(F* dst, const F* src, int64_t width, const AttnComponent& part, int T, int Dh) {
     for (int64_t t = 0; t < T; t++) {
@@ -115,7 +126,7 @@ const uint64_t* entry_mask(const AttnComponent& part, int32_t e) {
 
 // One head of one batch row: every component, merged by log-sum-exp into o (rows of width C) and l.
 template <class F>
-void forward_head(F* o, F* l, const F* qkv, int64_t C, const HeadLayout& head, int T, int Dh, int bs) {
+void forward_head(F* o, F* l, const F* qkv, int64_t C, const HeadLayout& head, int T, int Dh, int bs, QueryRows rows) {
     const F ninf = -std::numeric_limits<F>::infinity();
     const F scale = F(1) / std::sqrt(F(Dh));
     const int64_t width = 3 * C;
@@ -129,7 +140,9 @@ void forward_head(F* o, F* l, const F* qkv, int64_t C, const HeadLayout& head, i
         gather(q.data(), qkv, width, part, T, Dh);
         gather(k.data(), qkv + C, width, part, T, Dh);
         gather(v.data(), qkv + 2 * C, width, part, T, Dh);
+        const std::vector<char> want = wanted_blocks(part, T, bs, rows);
         for (int qb = 0; qb < part.nblk; qb++) {
+            if (!want[size_t(qb)]) continue;
             const int64_t q0 = int64_t(qb) * bs;
             const int nr = int(std::min<int64_t>(bs, T - q0));
             std::fill(m.begin(), m.end(), ninf);
@@ -182,7 +195,7 @@ void forward_head(F* o, F* l, const F* qkv, int64_t C, const HeadLayout& head, i
 // Gradients of one head of one batch row, walking each component by key block (the transposed CSR,
 // as the GPU does so that dK/dV need no atomics).
 template <class F> void backward_head(F* dqkv, const F* dout, const F* qkv, const F* out, const F* lse, int64_t C,
-                                      const HeadLayout& head, int T, int Dh, int bs) {
+                                      const HeadLayout& head, int T, int Dh, int bs, QueryRows rows) {
     const F scale = F(1) / std::sqrt(F(Dh));
     const int64_t width = 3 * C;
     const size_t n = size_t(T) * Dh, nt = size_t(T), nb = size_t(bs);
@@ -206,12 +219,14 @@ template <class F> void backward_head(F* dqkv, const F* dout, const F* qkv, cons
         std::fill(dq.begin(), dq.end(), F(0));
         std::fill(dk.begin(), dk.end(), F(0));
         std::fill(dv.begin(), dv.end(), F(0));
+        const std::vector<char> want = wanted_blocks(part, T, bs, rows);
         for (int kb = 0; kb < part.nblk; kb++) {
             const int64_t k0 = int64_t(kb) * bs;
             const int nk = int(std::min<int64_t>(bs, T - k0));
             transpose_rows(kt.data(), k.data(), k0, nk, Dh, bs);
             transpose_rows(vt.data(), v.data(), k0, nk, Dh, bs);
             for (int32_t x = part.col_ptr[size_t(kb)]; x < part.col_ptr[size_t(kb) + 1]; x++) {
+                if (!want[size_t(part.row_of[size_t(x)])]) continue;
                 const int64_t q0 = int64_t(part.row_of[size_t(x)]) * bs;
                 const int nr = int(std::min<int64_t>(bs, T - q0));
                 block_scores(p.data(), q.data() + q0 * Dh, kt.data(), nr, nk, Dh, bs, scale,
@@ -241,20 +256,20 @@ template <class F> void backward_head(F* dqkv, const F* dout, const F* qkv, cons
 
 }  // namespace
 
-template <class F>
-void attention_forward(F* out, F* lse, const F* qkv, const LayerLayout& lay, int B, int T, int C, int NH) {
+template <class F> void attention_forward(F* out, F* lse, const F* qkv, const LayerLayout& lay, int B, int T, int C,
+                                          int NH, QueryRows rows) {
     check_dims(lay, B, T, C, NH);
     const int Dh = C / NH;
 #pragma omp parallel for schedule(dynamic, 1)
     for (int bh = 0; bh < B * NH; bh++) {
         const int b = bh / NH, h = bh % NH;
         forward_head(out + int64_t(b) * T * C + h * Dh, lse + (int64_t(b) * NH + h) * T,
-                     qkv + int64_t(b) * T * 3 * C + h * Dh, int64_t(C), lay.heads[size_t(h)], T, Dh, lay.block);
+                     qkv + int64_t(b) * T * 3 * C + h * Dh, int64_t(C), lay.heads[size_t(h)], T, Dh, lay.block, rows);
     }
 }
 
 template <class F> void attention_backward(F* dqkv, const F* dout, const F* qkv, const F* out, const F* lse,
-                                           const LayerLayout& lay, int B, int T, int C, int NH) {
+                                           const LayerLayout& lay, int B, int T, int C, int NH, QueryRows rows) {
     check_dims(lay, B, T, C, NH);
     const int Dh = C / NH;
 #pragma omp parallel for schedule(dynamic, 1)
@@ -262,15 +277,16 @@ template <class F> void attention_backward(F* dqkv, const F* dout, const F* qkv,
         const int b = bh / NH, h = bh % NH;
         const int64_t qkv_off = int64_t(b) * T * 3 * C + h * Dh, out_off = int64_t(b) * T * C + h * Dh;
         backward_head(dqkv + qkv_off, dout + out_off, qkv + qkv_off, out + out_off, lse + (int64_t(b) * NH + h) * T,
-                      int64_t(C), lay.heads[size_t(h)], T, Dh, lay.block);
+                      int64_t(C), lay.heads[size_t(h)], T, Dh, lay.block, rows);
     }
 }
 
-template void attention_forward<float>(float*, float*, const float*, const LayerLayout&, int, int, int, int);
-template void attention_forward<double>(double*, double*, const double*, const LayerLayout&, int, int, int, int);
+template void attention_forward<float>(float*, float*, const float*, const LayerLayout&, int, int, int, int, QueryRows);
+template void attention_forward<double>(double*, double*, const double*, const LayerLayout&, int, int, int, int,
+                                        QueryRows);
 template void attention_backward<float>(float*, const float*, const float*, const float*, const float*,
-                                        const LayerLayout&, int, int, int, int);
+                                        const LayerLayout&, int, int, int, int, QueryRows);
 template void attention_backward<double>(double*, const double*, const double*, const double*, const double*,
-                                         const LayerLayout&, int, int, int, int);
+                                         const LayerLayout&, int, int, int, int, QueryRows);
 
 }  // namespace st

@@ -54,34 +54,68 @@ done
     same_losses "$tmp/b8.jsonl" "$tmp/m1.jsonl" && same_losses "$tmp/b8.jsonl" "$tmp/m2.jsonl" &&
     ok "passes of 2 examples, on 1 and on 2 processes: the 24 losses of batches of 8 at once" || bad "micro-batches"
 
-# Kill one rank: the job ends within 60 s, says which rank stopped, and the checkpoint it saved resumes.
-"$build/st-train" "${args[@]}" --steps 100000 --save-every 5 --gpus 3 -o "$tmp/k.st" "$tmp/text.txt" 2> "$tmp/k.err" &
-job=$!
-for _ in $(seq 100); do [ -s "$tmp/k.st" ] && break; sleep 0.1; done
-victim= secrets=
-for p in $(pgrep -P $job); do
-    tr '\0' '\n' < /proc/$p/environ 2>/dev/null > "$tmp/environ"
-    grep -qx RANK=1 "$tmp/environ" && victim=$p
-    grep -qx MASTER_ADDR=127.0.0.1 "$tmp/environ" && secrets+=$(grep -Ex 'ST_JOB_SECRET=[0-9a-f]{64}' "$tmp/environ")$'\n'
+# Context parallelism: the processes share each sequence of 64 positions (32 + 32; 21 + 21 + 22), each
+# running its part in every layer; the losses and the held-out figure are one process's, and the model
+# resumes on one process alone.
+same_heldout() {  # A.jsonl B.jsonl: the last held-out figures within 1e-5
+    $py - "$1" "$2" <<'PY'
+import json, sys
+a, b = ([json.loads(l)["val_bits"] for l in open(p) if '"val_bits"' in l][-1] for p in sys.argv[1:3])
+sys.exit(0 if abs(a - b) <= 1e-5 * a else print(f"held-out {a} against {b}") or 1)
+PY
+}
+for n in 2 3; do
+    "$build/st-train" "${args[@]}" --gpus $n --context-parallel $n -o "$tmp/cp$n.st" --log "$tmp/cp$n.jsonl" "$tmp/text.txt" &&
+        same_losses "$tmp/one.jsonl" "$tmp/cp$n.jsonl" && same_heldout "$tmp/one.jsonl" "$tmp/cp$n.jsonl" &&
+        ok "--context-parallel $n: one process's 24 losses and held-out figure" || bad "--context-parallel $n"
 done
+"$build/st-train" "${args[@]}" --gpus 3 --context-parallel 3 --stop-after 12 -o "$tmp/cpr.st" --log "$tmp/cpr.jsonl" "$tmp/text.txt" &&
+    "$build/st-train" --device cpu --resume "$tmp/cpr.st" --quiet -o "$tmp/cpr.st" --log "$tmp/cpr.jsonl" "$tmp/text.txt" &&
+    same_losses "$tmp/one.jsonl" "$tmp/cpr.jsonl" && ok "--context-parallel 3, then --resume on one process: one process's losses" ||
+    bad "context-parallel resume"
+"$build/st-train" "${args[@]}" --gpus 3 --context-parallel 2 -o "$tmp/cpx.st" "$tmp/text.txt" 2> "$tmp/cpx.err"
+rc=$?
+[ $rc = 2 ] && grep -q "P must be the job's 3" "$tmp/cpx.err" && [ ! -e "$tmp/cpx.st" ] &&
+    ok "--context-parallel 2 in a job of 3: refused in one line" || bad "context-parallel refusal (status $rc: $(cat "$tmp/cpx.err"))"
+
+# Kill one rank of a job of 3 once it has saved: the job ends within 60 s, says which rank stopped, and
+# the checkpoint resumes. The job runs on until the kill, so how far it got depends on the machine's
+# speed: it resumes for 5 more. Each rank's environment is left in $tmp/NAME.env.RANK.
+killed_job() {  # NAME RANK ST-TRAIN-ARGS...
+    local name=$1 rank=$2 job victim= start status took saved p
+    shift 2
+    "$build/st-train" "${args[@]}" --steps 100000 --save-every 5 --gpus 3 "$@" -o "$tmp/$name.st" "$tmp/text.txt" 2> "$tmp/$name.err" &
+    job=$!
+    for _ in $(seq 100); do [ -s "$tmp/$name.st" ] && break; sleep 0.1; done
+    for p in $(pgrep -P $job); do
+        tr '\0' '\n' < /proc/$p/environ 2>/dev/null > "$tmp/environ"
+        r=$(sed -n 's/^RANK=//p' "$tmp/environ")
+        [ -n "$r" ] && cp "$tmp/environ" "$tmp/$name.env.$r"
+        [ "$r" = "$rank" ] && victim=$p
+    done
+    start=$(date +%s)
+    [ -n "$victim" ] && kill -9 "$victim"
+    wait $job
+    status=$?
+    took=$(($(date +%s) - start))
+    saved=$(grep -o 'the [0-9]* steps so far' "$tmp/$name.err" | grep -o '[0-9][0-9]*' | head -n 1)
+    if [ -n "$victim" ] && [ $status -ne 0 ] && [ $took -le 60 ] && grep -q "rank $rank stopped" "$tmp/$name.err" &&
+        [ -n "$saved" ] && "$build/st-eval" --device cpu "$tmp/$name.st" "$tmp/text.txt" > /dev/null &&
+        "$build/st-train" --device cpu --resume "$tmp/$name.st" --steps $((saved + 5)) --quiet -o "$tmp/$name.st" \
+            "$tmp/text.txt" 2> /dev/null; then
+        ok "${*:-data parallel}: a killed rank $rank ends the job in ${took} s (status $status) and the checkpoint resumes"
+    else
+        bad "${*:-data parallel}: killed rank $rank: victim '$victim', status $status after ${took} s, stderr: $(tr '\n' ' ' < "$tmp/$name.err")"
+    fi
+}
+killed_job k 1
 # --gpus: its ranks meet on loopback and share a secret made for this job.
-[ "$(printf '%s' "$secrets" | sort -u | grep -c .)" -eq 1 ] && [ "$(printf '%s' "$secrets" | grep -c .)" -eq 3 ] &&
+secrets=$(cat "$tmp"/k.env.* 2>/dev/null | grep -Ex 'ST_JOB_SECRET=[0-9a-f]{64}')
+[ "$(grep -lx MASTER_ADDR=127.0.0.1 "$tmp"/k.env.* 2>/dev/null | wc -l)" -eq 3 ] &&
+    [ "$(printf '%s\n' "$secrets" | sort -u | grep -c .)" -eq 1 ] && [ "$(printf '%s\n' "$secrets" | grep -c .)" -eq 3 ] &&
     ok "--gpus 3: MASTER_ADDR=127.0.0.1 and one ST_JOB_SECRET of 64 hex digits for the 3 ranks" ||
     bad "--gpus 3: the ranks' MASTER_ADDR and ST_JOB_SECRET: '$secrets'"
-start=$(date +%s)
-[ -n "$victim" ] && kill -9 "$victim"
-wait $job
-status=$?
-took=$(($(date +%s) - start))
-# The job runs on until the kill, so how far it got depends on the machine's speed: resume for 5 more.
-saved=$(grep -o 'the [0-9]* steps so far' "$tmp/k.err" | grep -o '[0-9][0-9]*' | head -n 1)
-if [ -n "$victim" ] && [ $status -ne 0 ] && [ $took -le 60 ] && grep -q "rank 1 stopped" "$tmp/k.err" && [ -n "$saved" ] &&
-    "$build/st-eval" --device cpu "$tmp/k.st" "$tmp/text.txt" > /dev/null &&
-    "$build/st-train" --device cpu --resume "$tmp/k.st" --steps $((saved + 5)) --quiet -o "$tmp/k.st" "$tmp/text.txt" 2> /dev/null; then
-    ok "a killed rank ends the job in ${took} s (status $status) and the checkpoint resumes"
-else
-    bad "killed rank: victim '$victim', status $status after ${took} s, stderr: $(tr '\n' ' ' < "$tmp/k.err")"
-fi
+killed_job kc 2 --context-parallel 3
 
 # Refusals: one line, the right status, no model written.
 refuse() {  # WANT_STATUS PATTERN ENV... -- ST-TRAIN-ARGS...

@@ -1,0 +1,217 @@
+// Context parallelism on CPU processes (threads of this test, meeting over TCP as st-train's ranks
+// do): P processes, each running its part of every sequence, give the loss and the gradient of one
+// process running it all, in every pattern and head mode, for lengths P does not divide.
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <memory>
+#include <thread>
+#include <vector>
+
+#include "engine.h"
+#include "local_job.h"
+#include "model.h"
+#include "parallel/comm.h"
+#include "parallel/rendezvous.h"
+#include "rng.h"
+
+using namespace st;
+
+namespace {
+
+// Two layers, d 16, two heads; chunks of 8 and blocks of 32, so that a length of 100 has four query
+// blocks and a process's part leaves some of them out; dropout on, so that the masks are checked too.
+Config split_config(Pattern p, HeadMode mode) {
+    Config c;
+    c.n_layer = 2;
+    c.d_model = 16;
+    c.n_head = 2;
+    c.ff_mult = 2;
+    c.n_ctx = 104;  // the tests run shorter sequences too
+    c.vocab = 13;
+    c.attn.pattern = p;
+    c.attn.mode = mode;
+    c.attn.stride = 8;
+    c.attn.summary = 2;
+    c.attn.block = 32;
+    c.pos = PosKind::p2d;
+    c.dropout = 0.1f;
+    return c;
+}
+
+std::vector<uint8_t> random_bytes(size_t n, int vocab, uint64_t seed) {
+    Rng r(seed);
+    std::vector<uint8_t> v(n);
+    for (auto& x : v) x = uint8_t(r.next() % uint64_t(vocab));
+    return v;
+}
+
+// Runs body(rank, comm) on world threads, each a rank of one job.
+template <class Body> void run_ranks(int world, Body body) {
+    const int port = test::free_port();
+    std::vector<std::thread> ranks;
+    for (int r = 0; r < world; r++)
+        ranks.emplace_back([&, r] {
+            Rendezvous rv(test::local_job(r, world, port), r == 0 ? std::vector<uint8_t>{1} : std::vector<uint8_t>{},
+                          20);
+            auto comm = make_tcp_comm(rv);
+            body(r, comm.get());
+        });
+    for (auto& t : ranks) t.join();
+}
+
+double max_abs(const std::vector<float>& v) {
+    double m = 0;
+    for (float x : v) m = std::max(m, double(std::fabs(x)));
+    return m;
+}
+
+}  // namespace
+
+TEST_CASE("the parts of a sequence are consecutive, cover it once and differ by at most one", "[dist]") {
+    for (int seq : {1, 2, 7, 100, 65536})
+        for (int world = 1; world <= std::min(seq, 5); world++) {
+            int next = 0, shortest = seq, longest = 0;
+            for (int r = 0; r < world; r++) {
+                const SequencePart p = sequence_part(seq, r, world);
+                CHECK(p.lo == next);
+                next = p.hi;
+                shortest = std::min(shortest, p.hi - p.lo);
+                longest = std::max(longest, p.hi - p.lo);
+            }
+            CHECK(next == seq);
+            CHECK(longest - shortest <= 1);
+            CHECK(shortest >= 1);
+        }
+}
+
+TEST_CASE("the shared positions are those a query of another part attends to, no more", "[dist]") {
+    const int T = 100;
+    for (Pattern p : {Pattern::dense, Pattern::local, Pattern::fixed, Pattern::strided})
+        for (HeadMode mode : {HeadMode::interleaved, HeadMode::merged, HeadMode::multihead})
+            for (int layer : {0, 1})
+                for (int world : {1, 2, 3}) {
+                    CAPTURE(pattern_name(p), head_mode_name(mode), layer, world);
+                    const Config c = split_config(p, mode);
+                    std::vector<int> owner(T);
+                    for (int r = 0; r < world; r++)
+                        for (int i = sequence_part(T, r, world).lo; i < sequence_part(T, r, world).hi; i++)
+                            owner[i] = r;
+                    std::vector<int32_t> want;  // element by element, from the pattern's definition
+                    for (int j = 0; j < T; j++) {
+                        bool shared = false;
+                        for (int i = j; i < T && !shared; i++)
+                            for (int h = 0; h < c.n_head && !shared; h++)
+                                shared = owner[i] != owner[j] && attn_allowed(c.attn, c.n_head, layer, h, i, j);
+                        if (shared) want.push_back(j);
+                    }
+                    CHECK(shared_positions(layout_build(c.attn, T, c.n_head, layer), world) == want);
+                }
+    // The fixed pattern shares its summaries (and the chunks a part's edge cuts), a fraction of the
+    // sequence; dense attention shares everything but the last part.
+    Config fixed = split_config(Pattern::fixed, HeadMode::multihead);
+    fixed.attn.stride = 16, fixed.attn.summary = 1,
+    fixed.n_ctx = 96;  // chunks of 16: the parts' edges fall between them
+    CHECK(shared_positions(layout_build(fixed.attn, 96, fixed.n_head, 0), 2).size() == 3);  // chunk 0, 1, 2's summary
+    Config dense = split_config(Pattern::dense, HeadMode::merged);
+    CHECK(shared_positions(layout_build(dense.attn, 96, dense.n_head, 0), 3).size() == 64);
+}
+
+TEST_CASE("context-parallel processes give one process's loss and gradient, every pattern and mode", "[dist]") {
+    const int B = 2, T = 100;
+    for (Pattern p : {Pattern::dense, Pattern::local, Pattern::fixed, Pattern::strided})
+        for (HeadMode mode : {HeadMode::interleaved, HeadMode::merged, HeadMode::multihead})
+            for (int world : {2, 3}) {
+                CAPTURE(pattern_name(p), head_mode_name(mode), world);
+                const Config c = split_config(p, mode);
+                const auto bytes = random_bytes(size_t(B) * (T + 1), c.vocab, 7);
+                std::vector<uint8_t> inp, tgt;
+                for (int b = 0; b < B; b++) {
+                    inp.insert(inp.end(), bytes.begin() + b * (T + 1), bytes.begin() + b * (T + 1) + T);
+                    tgt.insert(tgt.end(), bytes.begin() + b * (T + 1) + 1, bytes.begin() + (b + 1) * (T + 1));
+                }
+                // One process: the whole sequences, with dropout (a training forward).
+                Model<float> one(c);
+                one.init_weights(3);
+                one.dropout_seed = 11;
+                const double loss = one.forward(inp.data(), tgt.data(), B, T, true);
+                one.backward();
+
+                // world processes: each its part, weighed by its share of the positions and added.
+                std::vector<double> losses(static_cast<size_t>(world));
+                std::vector<std::vector<float>> grads(static_cast<size_t>(world));
+                run_ranks(world, [&](int r, Comm* comm) {
+                    Model<float> m(c);
+                    m.init_weights(3);
+                    m.dropout_seed = 11;
+                    m.split_rank = r, m.split_world = world;
+                    m.split_sum = [comm](float* x, size_t n) { comm->allreduce_sum(x, n); };
+                    const double share = double(sequence_part(T, r, world).hi - sequence_part(T, r, world).lo) / T;
+                    losses[size_t(r)] = m.forward(inp.data(), tgt.data(), B, T, true) * share;
+                    m.backward();
+                    for (float& x : m.g) x = float(x * share);
+                    grads[size_t(r)] = m.g;
+                });
+                double split_loss = 0;
+                std::vector<float> g(one.g.size(), 0.0f);
+                for (int r = 0; r < world; r++) {
+                    split_loss += losses[size_t(r)];
+                    for (size_t i = 0; i < g.size(); i++) g[i] += grads[size_t(r)][i];
+                }
+                CHECK(std::fabs(split_loss - loss) <= 1e-5 * loss);
+                std::vector<float> diff(g.size());
+                for (size_t i = 0; i < g.size(); i++) diff[i] = g[i] - one.g[i];
+                CHECK(max_abs(diff) <= 1e-5 * max_abs(one.g));
+            }
+}
+
+TEST_CASE("context-parallel training: every rank the same weights, the losses of one process", "[dist]") {
+    const int B = 2, T = 77, world = 3, steps = 3;  // 77 = 26 + 26 + 25
+    const Config c = split_config(Pattern::fixed, HeadMode::merged);
+    const auto bytes = random_bytes(size_t(B) * (T + 1) * steps, c.vocab, 9);
+    auto batch = [&](int s, std::vector<uint8_t>* inp, std::vector<uint8_t>* tgt) {
+        inp->clear(), tgt->clear();
+        for (int b = 0; b < B; b++) {
+            const auto* w = bytes.data() + (size_t(s) * B + b) * (T + 1);
+            inp->insert(inp->end(), w, w + T);
+            tgt->insert(tgt->end(), w + 1, w + T + 1);
+        }
+    };
+    const AdamWStep opt{0.001f, 0.9f, 0.95f, 1e-8f, 0.01f, 1.0f, 0};
+    auto train = [&](Engine& e, std::vector<double>* losses) {
+        std::vector<uint8_t> inp, tgt;
+        for (int s = 0; s < steps; s++) {
+            batch(s, &inp, &tgt);
+            AdamWStep o = opt;
+            o.t = s + 1;
+            losses->push_back(e.train_step(inp.data(), tgt.data(), B, T, uint64_t(100 + s), o).loss);
+        }
+        batch(0, &inp, &tgt);
+        losses->push_back(e.loss(inp.data(), tgt.data(), B, T));  // held-out style: no dropout
+    };
+    Model<float> one(c);
+    one.init_weights(5);
+    std::vector<float> om, ov;
+    auto e1 = make_cpu_engine(one, om, ov);
+    std::vector<double> want;
+    train(*e1, &want);
+
+    std::vector<std::vector<double>> got(world);
+    std::vector<std::vector<float>> weights(world);
+    run_ranks(world, [&](int r, Comm* comm) {
+        Model<float> m(c);
+        m.init_weights(5);
+        std::vector<float> m1, v1;
+        auto e = make_cpu_engine(m, m1, v1);
+        e->set_context_parallel(comm);
+        train(*e, &got[size_t(r)]);
+        weights[size_t(r)] = m.w;
+    });
+    for (int r = 0; r < world; r++) {
+        CAPTURE(r);
+        CHECK(weights[size_t(r)] == weights[0]);  // one update, made alike
+        REQUIRE(got[size_t(r)].size() == want.size());
+        for (size_t s = 0; s < want.size(); s++) CHECK(std::fabs(got[size_t(r)][s] - want[s]) <= 1e-5 * want[s]);
+    }
+}
