@@ -74,7 +74,8 @@ class Engine {
     // Context parallelism: the processes of comm share every sequence, each running its consecutive
     // part of the positions in every layer (Model::split_sum); train_step, loss and gradient then
     // give what one process would give on the whole sequences, and every process makes the same
-    // update. Not together with data parallelism yet.
+    // update. Within data parallelism, comm is the group sharing this process's examples, and
+    // set_data_parallel's comm the whole job.
     virtual void set_context_parallel(Comm* comm) {
         (void)comm;
         fail(name() + ": context parallelism is not supported on this device yet");

@@ -12,6 +12,7 @@
 #include <ctime>
 #include <fstream>
 #include <iterator>
+#include <memory>
 
 #include "checkpoint.h"
 #include "error.h"
@@ -144,15 +145,22 @@ int train(Engine& e, Model<float>& m, std::vector<float>& opt_m, std::vector<flo
           const std::vector<uint8_t>& val_bytes) {
     const int T = m.cfg.n_ctx, B = r.batch;
     const int rank = run.comm ? run.comm->rank() : 0, world = run.comm ? run.comm->world() : 1;
-    // The processes that divide the batch: with context parallelism they share each example instead.
-    const int batch_rank = run.context_parallel ? 0 : rank, batch_world = run.context_parallel ? 1 : world;
+    // The groups that divide the batch: with context parallelism, P processes share each example.
+    const int P = run.context_parallel, batch_rank = rank / P, batch_world = world / P;
     // Settings every rank checks for every rank, so that all of them stop at once with one message.
+    if (world % P)
+        throw JobError("--context-parallel " + std::to_string(P) + " does not divide the job's " +
+                       std::to_string(world) + " processes");
     if (B < batch_world)
-        throw JobError("--batch " + std::to_string(B) + " is smaller than the job's " + std::to_string(world) +
-                       " processes: each needs an example");
-    if (run.context_parallel && T < world)
-        throw JobError("--ctx " + std::to_string(T) + " is shorter than the job's " + std::to_string(world) +
-                       " processes: each needs a position of every sequence");
+        throw JobError("--batch " + std::to_string(B) + " is smaller than the job's " + std::to_string(batch_world) +
+                       (P > 1 ? " groups of processes" : " processes") + ": each needs an example");
+    if (P > 1 && B % batch_world)
+        throw JobError("--batch " + std::to_string(B) + " does not divide among the job's " +
+                       std::to_string(batch_world) + " groups of " + std::to_string(P) +
+                       " processes (--context-parallel): each group's exchanges must be alike");
+    if (T < P)
+        throw JobError("--ctx " + std::to_string(T) + " is shorter than the " + std::to_string(P) +
+                       " processes that share each sequence: each needs a position of it");
     for (int r = 0; r < batch_world && run.micro_batch > 0; r++) {
         const int64_t n = batch_share(B, r, batch_world).size();
         if (run.micro_batch < n && n % run.micro_batch)
@@ -163,10 +171,12 @@ int train(Engine& e, Model<float>& m, std::vector<float>& opt_m, std::vector<flo
                                             : "of each step (--batch)"));
     }
     const Range share = batch_share(B, batch_rank, batch_world);  // the examples of each step this process computes
-    if (run.comm && run.context_parallel)
-        e.set_context_parallel(run.comm);
-    else if (run.comm)
-        e.set_data_parallel({run.comm, double(share.size()) / B, share.begin, run.shard_optimizer});
+    std::unique_ptr<Comm> group;                                  // the processes that share this one's sequences
+    if (P > 1) {
+        group = make_group_comm(*run.comm, P);
+        e.set_context_parallel(group.get());
+    }
+    if (batch_world > 1) e.set_data_parallel({run.comm, double(share.size()) / B, share.begin, run.shard_optimizer});
     e.set_micro_batch(run.micro_batch);
     e.set_chunk(run.chunk);
     e.set_offload(run.offload);
@@ -209,12 +219,13 @@ int train(Engine& e, Model<float>& m, std::vector<float>& opt_m, std::vector<flo
         checkpoint_save(run.out, m, opt_m.data(), opt_v.data(), step, md);
         saved_at = step;
     };
-    // Each rank evaluates its share of the held-out windows; the sum of their losses goes round.
-    const Range val_share = batch_share(int(val_offs.size()), batch_rank, batch_world);
+    // Each rank evaluates its share of the held-out windows; the sum of their losses goes round. With
+    // context parallelism every rank evaluates them all, with its group.
+    const Range val_share = batch_share(int(val_offs.size()), P > 1 ? 0 : rank, P > 1 ? 1 : world);
     const std::vector<int64_t> my_val_offs(val_offs.begin() + val_share.begin, val_offs.begin() + val_share.end);
     auto evaluate = [&](int64_t step) {
         double nats = my_val_offs.empty() ? 0 : eval_windows(e, val_bytes.data(), my_val_offs, T, eval_batch);
-        if (run.comm && !run.context_parallel) {
+        if (run.comm && P == 1) {
             float sum = float(nats * double(my_val_offs.size()));
             run.comm->allreduce_sum(&sum, 1);
             nats = double(sum) / double(val_offs.size());

@@ -46,10 +46,10 @@ struct TrainRun {
     // Data-parallel training: the job's collectives (null: one process). Every rank draws the windows
     // of its share of the global batch (parallel/shard.h); only rank 0 writes checkpoints and the log.
     Comm* comm = nullptr;
-    // Context parallelism (Engine::set_context_parallel): the job's processes share every sequence of
-    // the whole batch instead, each running its part of the positions; every rank evaluates every
-    // held-out window with the others.
-    bool context_parallel = false;
+    // Context parallelism (Engine::set_context_parallel): groups of this many consecutive ranks share
+    // every sequence of their examples, each running its part of the positions (1: off); the groups
+    // divide the batch. Every rank evaluates every held-out window with its group.
+    int context_parallel = 1;
     bool shard_optimizer = false;  // ZeRO-1: each rank holds and updates its part of the AdamW moments
     int micro_batch = 0;           // > 0: examples per forward/backward pass (Engine::set_micro_batch)
     int64_t chunk = 0;             // --recompute's tokens at a time (Engine::set_chunk; 0: the engine's choice)

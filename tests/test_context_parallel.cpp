@@ -86,6 +86,21 @@ TEST_CASE("the parts of a sequence are consecutive, cover it once and differ by 
         }
 }
 
+TEST_CASE("a group of consecutive ranks sums over itself alone", "[dist]") {
+    std::vector<std::vector<float>> got(4);
+    std::vector<int> ranks(4), worlds(4);
+    run_ranks(4, [&](int r, Comm* job) {
+        CHECK_THROWS_WITH(make_group_comm(*job, 3), Catch::Contains("groups of 3 do not divide the job's 4"));
+        auto group = make_group_comm(*job, 2);
+        std::vector<float> x = {float(r + 1), float(10 * (r + 1))};
+        group->allreduce_sum(x.data(), x.size());
+        got[size_t(r)] = x, ranks[size_t(r)] = group->rank(), worlds[size_t(r)] = group->world();
+    });
+    CHECK(got == std::vector<std::vector<float>>{{3, 30}, {3, 30}, {7, 70}, {7, 70}});
+    CHECK(ranks == std::vector<int>{0, 1, 0, 1});
+    CHECK(worlds == std::vector<int>{2, 2, 2, 2});
+}
+
 TEST_CASE("the shared positions are those a query of another part attends to, no more", "[dist]") {
     const int T = 100;
     for (Pattern p : {Pattern::dense, Pattern::local, Pattern::fixed, Pattern::strided})

@@ -141,9 +141,8 @@ static int train_main(int argc, char** argv) {
          cxxopts::value<std::string>()->default_value("1"))
         ("shard-optimizer",
             "with several processes, each keeps and updates only its part of the AdamW moments (ZeRO-1)")
-        ("context-parallel", "the job's P processes share every sequence, each running its consecutive part of "
-                             "the positions in every layer, instead of dividing the batch (CPU processes for now; P "
-                             "is the job's process count)",
+        ("context-parallel", "groups of P processes share every sequence, each running its consecutive part of "
+                             "the positions in every layer; the groups divide the batch (CPU processes for now)",
          cxxopts::value<std::string>()->default_value("1"));
     // clang-format on
     cli::add_common(o);
@@ -170,16 +169,15 @@ static int train_main(int argc, char** argv) {
     // Several processes: this one starts them (--gpus N), or it is one of them (a launcher's variables).
     const int gpus = int(cli::to_int("--gpus", r["gpus"].as<std::string>(), 1, 1024));
     const DistEnv job = dist_env();
-    // --context-parallel P: the job's processes share each sequence (CPU processes, all of the job, for now).
+    // --context-parallel P: groups of P processes share each sequence (CPU processes for now).
     const int context_parallel =
         int(cli::to_int("--context-parallel", r["context-parallel"].as<std::string>(), 1, 1024));
     if (context_parallel > 1) {
         if (device != "cpu")
             usage_fail("--context-parallel: on CPU processes for now (--device cpu); --gpus divides the batch");
-        if (context_parallel != std::max(gpus, job.world))
-            usage_fail("--context-parallel " + std::to_string(context_parallel) + ": every process of the job shares "
-                       "the sequences for now, so P must be the job's " + std::to_string(std::max(gpus, job.world)) +
-                       " (--gpus)");
+        if (std::max(gpus, job.world) % context_parallel)
+            usage_fail("--context-parallel " + std::to_string(context_parallel) + " does not divide the job's " +
+                       std::to_string(std::max(gpus, job.world)) + " processes (--gpus)");
         if (r.count("shard-optimizer")) usage_fail("--shard-optimizer: not with --context-parallel yet");
     }
     if (job.rank == 0) prepare_output(out);  // the writer: fail now, not after the run, where -o cannot be written
@@ -281,7 +279,7 @@ static int train_main(int argc, char** argv) {
     run.quiet = r.count("quiet") > 0 || job.rank > 0;  // rank 0 speaks for the job
     run.progress = !run.quiet && cli::stderr_is_terminal();
     run.comm = comm.get();
-    run.context_parallel = context_parallel > 1;
+    run.context_parallel = context_parallel;
     run.shard_optimizer = r.count("shard-optimizer") > 0;
     run.micro_batch = int(cli::to_int("--micro-batch", r["micro-batch"].as<std::string>(), 0, 1 << 20));
     run.chunk = chunk_option(r);

@@ -35,7 +35,7 @@ class CpuEngine final : public Engine {
         // The mean over the passes, and over the ranks: their shares, weighted.
         const double scale = share(T) / n;
         if (scale != 1.0) scale_inplace(m_.g.data(), float(scale), m_.num_params);
-        st.loss = add_ranks(st.loss * share(T), true);
+        st.loss = add_ranks(comm_ ? comm_ : cp_, st.loss * share(T), true);  // the whole job's
         st.grad_norm = std::sqrt(sum_squares(m_.g.data(), m_.num_params));
         if (!std::isfinite(st.loss) || !std::isfinite(st.grad_norm)) return st;  // no update; the caller reports it
         if (o.clip > 0 && st.grad_norm > o.clip)
@@ -51,7 +51,7 @@ class CpuEngine final : public Engine {
     }
     double loss(const uint8_t* inp, const uint8_t* tgt, int B, int T) override {
         const double local = m_.forward(inp, tgt, B, T, false);
-        return cp_ ? add_ranks(local * share(T), false) : local;  // data parallel: each rank its own
+        return cp_ ? add_ranks(cp_, local * part_share(T), false) : local;  // data parallel: each rank its own
     }
     double gradient(const uint8_t* inp, const uint8_t* tgt, int B, int T, std::vector<float>* grad) override {
         std::fill(m_.g.begin(), m_.g.end(), 0.0f);
@@ -60,9 +60,9 @@ class CpuEngine final : public Engine {
         double loss = m_.forward(inp, tgt, B, T, true);
         m_.backward();
         m_.cfg.dropout = p;
-        if (cp_) {
-            scale_inplace(m_.g.data(), float(share(T)), m_.num_params);
-            loss = add_ranks(loss * share(T), true);
+        if (cp_) {  // the group's, on its examples
+            scale_inplace(m_.g.data(), float(part_share(T)), m_.num_params);
+            loss = add_ranks(cp_, loss * part_share(T), true);
         }
         *grad = m_.g;
         return loss;
@@ -73,13 +73,11 @@ class CpuEngine final : public Engine {
         gather_parts(ov_);
     }
     void set_context_parallel(Comm* comm) override {
-        if (comm_) fail("context parallelism together with data parallelism is not supported yet");
         cp_ = comm;
         m_.split_rank = comm->rank(), m_.split_world = comm->world();
         m_.split_sum = [comm](float* x, size_t n) { comm->allreduce_sum(x, n); };
     }
     void set_data_parallel(const DataParallel& dp) override {
-        if (cp_) fail("data parallelism together with context parallelism is not supported yet");
         comm_ = dp.comm, share_ = dp.share;
         first_ = dp.first;
         shard_ = dp.shard_optimizer;
@@ -87,17 +85,17 @@ class CpuEngine final : public Engine {
     }
 
    private:
-    // This process's part of the step's mean: its examples (data parallel) or its positions of every
-    // sequence of T (context parallel).
-    double share(int T) const {
-        if (!cp_) return comm_ ? share_ : 1.0;
+    // This process's part of the step's mean: its positions of every sequence of T (context
+    // parallel), of its examples (data parallel).
+    double part_share(int T) const {
+        if (!cp_) return 1.0;
         const SequencePart p = sequence_part(T, cp_->rank(), cp_->world());
         return double(p.hi - p.lo) / T;
     }
-    // The ranks' weighted losses added (and, with grads, their gradients): what one process would
-    // have. A loss alone is a float on the wire, as the gradients are.
-    double add_ranks(double weighted_loss, bool grads) {
-        Comm* c = cp_ ? cp_ : comm_;
+    double share(int T) const { return (comm_ ? share_ : 1.0) * part_share(T); }
+    // The weighted losses of c's ranks added (and, with grads, their gradients): what one process
+    // would have. A loss alone is a float on the wire, as the gradients are.
+    double add_ranks(Comm* c, double weighted_loss, bool grads) {
         if (!c) return weighted_loss;
         if (grads) c->allreduce_sum(m_.g.data(), size_t(m_.num_params));
         float loss = float(weighted_loss);
@@ -115,8 +113,8 @@ class CpuEngine final : public Engine {
 
     Model<float>& m_;
     std::vector<float>&om_, &ov_;
-    Comm* comm_ = nullptr;  // data parallel
-    Comm* cp_ = nullptr;    // context parallel
+    Comm* comm_ = nullptr;  // data parallel: the whole job
+    Comm* cp_ = nullptr;    // context parallel: the processes sharing this one's sequences
     double share_ = 1;
     int64_t first_ = 0;  // this rank's first example in the global batch: numbers the dropout masks
     bool shard_ = false;

@@ -28,6 +28,13 @@ class Comm {
 constexpr double kStopGraceS = 10;
 std::unique_ptr<Comm> make_tcp_comm(const Rendezvous& rv);
 
+// The job's ranks in consecutive groups of group_size (group g: ranks g * group_size ...): a Comm
+// over the caller's group, rank and world counted inside it. Each allreduce_sum goes over the whole
+// job, the group's array in its own slot of a buffer of every group's (zeros elsewhere, so exact):
+// every rank must call it at the same time with the same n. Simple rather than economical, for CPU
+// jobs (context parallelism within data parallelism).
+std::unique_ptr<Comm> make_group_comm(Comm& job, int group_size);
+
 // Each message of the CPU collectives is a header, then n floats. The header names the collective
 // (the ranks count them alike) and n, both known to the receiver beforehand: a message that does
 // not match is refused, and nothing is allocated from what a peer says.

@@ -73,9 +73,13 @@ done
     "$build/st-train" --device cpu --resume "$tmp/cpr.st" --quiet -o "$tmp/cpr.st" --log "$tmp/cpr.jsonl" "$tmp/text.txt" &&
     same_losses "$tmp/one.jsonl" "$tmp/cpr.jsonl" && ok "--context-parallel 3, then --resume on one process: one process's losses" ||
     bad "context-parallel resume"
+# Within data parallelism: 2 groups of 2 processes, each group sharing the sequences of its 4 examples.
+"$build/st-train" "${args[@]}" --batch 8 --gpus 4 --context-parallel 2 -o "$tmp/cp22.st" --log "$tmp/cp22.jsonl" "$tmp/text.txt" &&
+    same_losses "$tmp/b8.jsonl" "$tmp/cp22.jsonl" && same_heldout "$tmp/b8.jsonl" "$tmp/cp22.jsonl" &&
+    ok "--gpus 4 --context-parallel 2: one process's 24 losses and held-out figure" || bad "--gpus 4 --context-parallel 2"
 "$build/st-train" "${args[@]}" --gpus 3 --context-parallel 2 -o "$tmp/cpx.st" "$tmp/text.txt" 2> "$tmp/cpx.err"
 rc=$?
-[ $rc = 2 ] && grep -q "P must be the job's 3" "$tmp/cpx.err" && [ ! -e "$tmp/cpx.st" ] &&
+[ $rc = 2 ] && grep -q "does not divide the job's 3 processes" "$tmp/cpx.err" && [ ! -e "$tmp/cpx.st" ] &&
     ok "--context-parallel 2 in a job of 3: refused in one line" || bad "context-parallel refusal (status $rc: $(cat "$tmp/cpx.err"))"
 
 # Kill one rank of a job of 3 once it has saved: the job ends within 60 s, says which rank stopped, and
