@@ -15,6 +15,7 @@
 #include "parallel/comm.h"
 #include "parallel/rendezvous.h"
 #include "rng.h"
+#include "tiny_config.h"
 
 using namespace st;
 
@@ -23,19 +24,9 @@ namespace {
 // Two layers, d 16, two heads; chunks of 8 and blocks of 32, so that a length of 100 has four query
 // blocks and a process's part leaves some of them out; dropout on, so that the masks are checked too.
 Config split_config(Pattern p, HeadMode mode) {
-    Config c;
-    c.n_layer = 2;
-    c.d_model = 16;
-    c.n_head = 2;
-    c.ff_mult = 2;
+    Config c = test::tiny_config(p, mode, PosKind::p2d, 16, 2);
     c.n_ctx = 104;  // the tests run shorter sequences too
-    c.vocab = 13;
-    c.attn.pattern = p;
-    c.attn.mode = mode;
     c.attn.stride = 8;
-    c.attn.summary = 2;
-    c.attn.block = 32;
-    c.pos = PosKind::p2d;
     c.dropout = 0.1f;
     return c;
 }
