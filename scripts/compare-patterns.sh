@@ -75,10 +75,15 @@ for pattern in ${patterns//,/ }; do
     fi
 done
 
-# The table: a row a pattern, a column a kind, each cell held-out bits and wall time.
-python3 - "$out/results.jsonl" > "$out/table.md" <<'PY'
+# The table: a row a pattern, a column a kind, each cell held-out bits and wall time; above it, where
+# and from what it was measured.
+card=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n 1 || true)
+commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+python3 - "$out/results.jsonl" "$(date +%F)" "${card:-CPU}" "$commit" "$device" "$steps" > "$out/table.md" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
+date, card, commit, device, steps = sys.argv[2:7]
+print(f"{date}, {card} (--device {device}), commit {commit}, {steps} steps a run\n")
 kinds = [k for k in ("text", "images", "audio") if any(r["kind"] == k for r in rows)]
 patterns = [p for p in ("dense", "fixed", "strided", "local") if any(r["pattern"] == p for r in rows)]
 unit = {"text": "bits per byte", "images": "bits per dim", "audio": "bits per byte"}
