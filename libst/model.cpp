@@ -141,14 +141,14 @@ template <class T> void Model<T>::ensure_buffers(int B, int seq, int local) {
     const int64_t N = int64_t(B) * local, Nf = int64_t(B) * seq;
     batch_ = B;
     seq_ = seq;
-    if (N <= cap_tokens_ && Nf <= cap_full_ && recompute == cap_recompute_) return;
+    if (N <= cap_tokens_ && (split() ? Nf : 0) <= cap_full_ && recompute == cap_recompute_) return;
     const int64_t C = cfg.d_model, F = cfg.ff_dim(), V = cfg.vocab, L = cfg.n_layer, NH = cfg.n_head;
     const int64_t nacts = recompute ? 1 : L;
-    const int64_t whole = split() ? Nf : N;  // the attention's tensors hold every position when split
-    int64_t per_layer = N * (3 * C + 2 * F) + 4 * N + whole * (4 * C + NH);                  // the fields of Acts
+    const int64_t whole = split() ? Nf : 0;  // split: one layer's attention over every position at a time
+    int64_t per_layer = N * (7 * C + 2 * F) + 4 * N + N * NH;                                // the fields of Acts
     int64_t total = nacts * per_layer + (L + 1) * N * C + N * C + 2 * N + N * V + N + N * C  // forward
                     + N * C * 4 + N * 3 * C + N * F                                          // backward scratch
-                    + (split() ? N * 4 * C + Nf * 4 * C : 0);                                // split's rows
+                    + whole * (8 * C + NH);                                                  // split
     arena_.assign(total, T(0));
     T* p = arena_.data();
     auto take = [&](int64_t n) {
@@ -161,9 +161,9 @@ template <class T> void Model<T>::ensure_buffers(int B, int seq, int local) {
         a.ln1 = take(N * C);
         a.ln1_mean = take(N);
         a.ln1_rstd = take(N);
-        a.qkv = take(whole * 3 * C);
-        a.att = take(whole * C);
-        a.lse = take(whole * NH);
+        a.qkv = take(N * 3 * C);
+        a.att = take(N * C);
+        a.lse = take(N * NH);
         a.x1 = take(N * C);
         a.ln2 = take(N * C);
         a.ln2_mean = take(N);
@@ -186,25 +186,27 @@ template <class T> void Model<T>::ensure_buffers(int B, int seq, int local) {
     dqkv_ = take(N * 3 * C);
     dfc_ = take(N * F);
     if (split()) {
-        qkv_local_ = take(N * 3 * C);
-        att_local_ = take(N * C);
+        qkv_full_ = take(Nf * 3 * C);
+        att_full_ = take(Nf * C);
+        lse_full_ = take(Nf * NH);
         datt_full_ = take(Nf * C);
         dqkv_full_ = take(Nf * 3 * C);
     }
+    kv_shared_.assign(size_t(nacts), {});
     cap_tokens_ = N;
     cap_full_ = whole;
     cap_recompute_ = recompute;
 }
 
-template <class T> T* Model<T>::local_rows(T* dst, const T* full, int64_t width) const {
-    for (int64_t b = 0; b < batch_; b++)
+template <class T> T* Model<T>::local_rows(T* dst, const T* full, int64_t width, int64_t groups) const {
+    for (int64_t b = 0; b < batch_ * groups; b++)
         std::memcpy(dst + b * local_ * width, full + (b * seq_ + lo_) * width, sizeof(T) * size_t(local_ * width));
     return dst;
 }
 
-template <class T> T* Model<T>::full_rows(T* dst, const T* local, int64_t width) const {
-    std::memset(dst, 0, sizeof(T) * size_t(int64_t(batch_) * seq_ * width));
-    for (int64_t b = 0; b < batch_; b++)
+template <class T> T* Model<T>::full_rows(T* dst, const T* local, int64_t width, int64_t groups) const {
+    std::memset(dst, 0, sizeof(T) * size_t(int64_t(batch_) * groups * seq_ * width));
+    for (int64_t b = 0; b < batch_ * groups; b++)
         std::memcpy(dst + (b * seq_ + lo_) * width, local + b * local_ * width, sizeof(T) * size_t(local_ * width));
     return dst;
 }
@@ -223,27 +225,35 @@ template <class T> void Model<T>::residual_branch(T* dy, const T* dout, float p,
         residual_backward_branch(dy + b * n, dout + b * n, p, seed, n, ((dropout_first + b) * seq_ + lo_) * C);
 }
 
-// The key and value columns of the shared positions' rows of a (B, seq_, 3C) buffer, added over the
-// processes and put back: in the forward each such row is its owner's (the others hold zeros there),
-// in the backward each process's queries' share of its gradient. Each process's own rows need no
-// exchange in the backward: only its queries read the rows nobody shares.
-template <class T> T* Model<T>::exchange_shared(T* qkv, int layer) {
+// Split: the shared positions of a layer (the layout's), and the key and value columns of their rows
+// in a (B, seq_, 3C) buffer, packed into kv or put back from it.
+template <class T> const std::vector<int32_t>& Model<T>::shared(int layer) {
     layout(layer, seq_);
     if (shared_.empty())
         for (const LayerLayout& lay : layouts_) shared_.push_back(shared_positions(lay, split_world));
-    const std::vector<int32_t>& rows = shared_[size_t(layer % 2)];
+    return shared_[size_t(layer % 2)];
+}
+
+template <class T> void Model<T>::shared_rows(std::vector<T>& kv, T* full, int layer, bool pack) {
+    const std::vector<int32_t>& rows = shared(layer);
     const int64_t C = cfg.d_model, n = int64_t(rows.size());
-    if (n == 0) return qkv;
-    exchange_.resize(size_t(batch_ * n * 2 * C));
-    auto row = [&](int64_t b, int64_t i) { return qkv + (b * seq_ + rows[size_t(i)]) * 3 * C + C; };
+    kv.resize(size_t(batch_ * n * 2 * C));
     for (int64_t b = 0; b < batch_; b++)
-        for (int64_t i = 0; i < n; i++)
-            std::memcpy(&exchange_[size_t((b * n + i) * 2 * C)], row(b, i), sizeof(T) * 2 * C);
-    split_sum(exchange_.data(), exchange_.size());
-    for (int64_t b = 0; b < batch_; b++)
-        for (int64_t i = 0; i < n; i++)
-            std::memcpy(row(b, i), &exchange_[size_t((b * n + i) * 2 * C)], sizeof(T) * 2 * C);
-    return qkv;
+        for (int64_t i = 0; i < n; i++) {
+            T* row = full + (b * seq_ + rows[size_t(i)]) * 3 * C + C;
+            T* packed = &kv[size_t((b * n + i) * 2 * C)];
+            std::memcpy(pack ? packed : row, pack ? row : packed, sizeof(T) * 2 * C);
+        }
+}
+
+// The attention's view of every position before a layer's attention: this process's rows of qkv, and
+// the keys and values of the shared rows, each its owner's (the others add zeros to the sum). They
+// stay in kv for the backward, which needs no exchange to see them again.
+template <class T> void Model<T>::gather_keys(const T* qkv, int layer, std::vector<T>& kv) {
+    full_rows(qkv_full_, qkv, 3 * cfg.d_model);
+    shared_rows(kv, qkv_full_, layer, true);
+    if (!kv.empty()) split_sum(kv.data(), kv.size());
+    shared_rows(kv, qkv_full_, layer, false);
 }
 
 template <class T> void Model<T>::layer_forward(int l, Acts& a, const T* x, T* out, bool train) {
@@ -252,12 +262,17 @@ template <class T> void Model<T>::layer_forward(int l, Acts& a, const T* x, T* o
     const auto lw = at(w.data(), offsets.layers[size_t(l)]);
     const float p = train ? cfg.dropout : 0.0f;
     layernorm_forward(a.ln1, a.ln1_mean, a.ln1_rstd, x, lw.ln1_w, lw.ln1_b, N, C);
-    // Split: this process's queries, keys and values, then the keys and values its queries read from
-    // the others, and the attention of its queries alone.
-    linear_forward(split() ? qkv_local_ : a.qkv, a.ln1, lw.qkv_w, lw.qkv_b, N, C, 3 * C);
-    if (split()) exchange_shared(full_rows(a.qkv, qkv_local_, 3 * C), l);
-    attention_forward(a.att, a.lse, a.qkv, layout(l, seq_), batch_, seq_, C, cfg.n_head, {lo_, lo_ + local_});
-    linear_forward(branch_, split() ? local_rows(att_local_, a.att, C) : a.att, lw.proj_w, lw.proj_b, N, C, C);
+    linear_forward(a.qkv, a.ln1, lw.qkv_w, lw.qkv_b, N, C, 3 * C);
+    if (split()) {  // the attention of this process's queries over the keys and values they read
+        gather_keys(a.qkv, l, kv_shared_[size_t(&a - acts_.data())]);
+        attention_forward(att_full_, lse_full_, qkv_full_, layout(l, seq_), batch_, seq_, C, cfg.n_head,
+                          {lo_, lo_ + local_});
+        local_rows(a.att, att_full_, C);
+        local_rows(a.lse, lse_full_, 1, cfg.n_head);
+    } else {
+        attention_forward(a.att, a.lse, a.qkv, layout(l, seq_), batch_, seq_, C, cfg.n_head);
+    }
+    linear_forward(branch_, a.att, lw.proj_w, lw.proj_b, N, C, C);
     residual(a.x1, x, branch_, p, hash64(dropout_seed, uint64_t(l), 0));
     layernorm_forward(a.ln2, a.ln2_mean, a.ln2_rstd, a.x1, lw.ln2_w, lw.ln2_b, N, C);
     linear_forward(a.fch, a.ln2, lw.fc_w, lw.fc_b, N, C, F);
@@ -284,15 +299,27 @@ template <class T> void Model<T>::layer_backward(int l, Acts& a, const T* x) {
     // Attention branch: x1 = x + dropout(proj(attend(qkv(ln1(x)))))
     residual_branch(dbranch_, dresid_, p, hash64(dropout_seed, uint64_t(l), 0));
     std::memset(datt_, 0, sizeof(T) * N * C);
-    linear_backward(datt_, lg.proj_w, lg.proj_b, dbranch_, split() ? local_rows(att_local_, a.att, C) : a.att,
-                    lw.proj_w, N, C, C);
-    // Split: this process's queries give gradients to the keys and values of the shared positions
-    // too; the exchange adds them up for their owners.
-    T* dqkv = split() ? dqkv_full_ : dqkv_;
-    std::memset(dqkv, 0, sizeof(T) * size_t(int64_t(batch_) * seq_ * 3 * C));
-    attention_backward(dqkv, split() ? full_rows(datt_full_, datt_, C) : datt_, a.qkv, a.att, a.lse, layout(l, seq_),
-                       batch_, seq_, C, cfg.n_head, {lo_, lo_ + local_});
-    if (split()) local_rows(dqkv_, exchange_shared(dqkv_full_, l), 3 * C);
+    linear_backward(datt_, lg.proj_w, lg.proj_b, dbranch_, a.att, lw.proj_w, N, C, C);
+    std::memset(dqkv_, 0, sizeof(T) * N * 3 * C);
+    if (split()) {
+        // The forward's view again (its keys and values kept), this process's outputs and log-sum-
+        // exps: the other rows of a block it walks add exactly nothing (their dout is 0, their
+        // queries 0, their log-sum-exp 0). Its queries' gradients for the shared rows' keys and
+        // values are then added up for their owners.
+        std::vector<T>& kv = kv_shared_[size_t(&a - acts_.data())];
+        full_rows(qkv_full_, a.qkv, 3 * C);
+        shared_rows(kv, qkv_full_, l, false);
+        std::memset(dqkv_full_, 0, sizeof(T) * size_t(int64_t(batch_) * seq_ * 3 * C));
+        attention_backward(dqkv_full_, full_rows(datt_full_, datt_, C), qkv_full_, full_rows(att_full_, a.att, C),
+                           full_rows(lse_full_, a.lse, 1, cfg.n_head), layout(l, seq_), batch_, seq_, C, cfg.n_head,
+                           {lo_, lo_ + local_});
+        shared_rows(kv, dqkv_full_, l, true);
+        if (!kv.empty()) split_sum(kv.data(), kv.size());
+        shared_rows(kv, dqkv_full_, l, false);
+        local_rows(dqkv_, dqkv_full_, 3 * C);
+    } else {
+        attention_backward(dqkv_, datt_, a.qkv, a.att, a.lse, layout(l, seq_), batch_, seq_, C, cfg.n_head);
+    }
     std::memset(dln_, 0, sizeof(T) * N * C);
     linear_backward(dln_, lg.qkv_w, lg.qkv_b, dqkv_, a.ln1, lw.qkv_w, N, C, 3 * C);
     layernorm_backward(dresid_, lg.ln1_w, lg.ln1_b, dln_, x, lw.ln1_w, a.ln1_mean, a.ln1_rstd, N, C);

@@ -94,7 +94,7 @@ template <class T> struct Model {
     const std::vector<std::vector<int32_t>>& pos_index() const { return pos_index_; }
 
    private:
-    struct Acts {     // one layer's saved activations, for N = B * local_ tokens (qkv, att, lse: B * seq_)
+    struct Acts {     // one layer's saved activations, for N = B * local_ tokens
         T* ln1;       // (N, C)
         T* ln1_mean;  // (N)
         T* ln1_rstd;  // (N)
@@ -110,9 +110,10 @@ template <class T> struct Model {
     };
     bool split() const { return bool(split_sum); }
     void ensure_buffers(int B, int seq, int local);
-    // The rows [lo_, lo_ + local_) of each sequence of a (B, seq_, width) buffer, and back (zeros elsewhere).
-    T* local_rows(T* dst, const T* full, int64_t width) const;
-    T* full_rows(T* dst, const T* local, int64_t width) const;
+    // The rows [lo_, lo_ + local_) of each sequence of a (B, groups, seq_, width) buffer, and back
+    // (zeros elsewhere).
+    T* local_rows(T* dst, const T* full, int64_t width, int64_t groups = 1) const;
+    T* full_rows(T* dst, const T* local, int64_t width, int64_t groups = 1) const;
     void residual(T* out, const T* x, const T* y, float p, uint64_t seed) const;
     void residual_branch(T* dy, const T* dout, float p, uint64_t seed) const;
     void layer_forward(int l, Acts& a, const T* x, T* out, bool train);
@@ -129,14 +130,17 @@ template <class T> struct Model {
     T *lnf_ = nullptr, *lnf_mean_ = nullptr, *lnf_rstd_ = nullptr, *logits_ = nullptr, *losses_ = nullptr,
       *branch_ = nullptr;
     T *dresid_ = nullptr, *dbranch_ = nullptr, *datt_ = nullptr, *dqkv_ = nullptr, *dln_ = nullptr, *dfc_ = nullptr;
-    T *qkv_local_ = nullptr, *att_local_ = nullptr, *datt_full_ = nullptr, *dqkv_full_ = nullptr;  // split only
+    // Split: one layer's attention over every position at a time (the layers keep their own rows).
+    T *qkv_full_ = nullptr, *att_full_ = nullptr, *lse_full_ = nullptr, *datt_full_ = nullptr, *dqkv_full_ = nullptr;
     std::vector<uint8_t> tgt_, inp_;
     std::vector<std::vector<int32_t>> pos_index_;  // per position table: row of the table for each t < n_ctx
     std::vector<LayerLayout> layouts_;
     int layouts_seq_ = -1;
     std::vector<std::vector<int32_t>> shared_;  // split: each layout's shared_positions
-    std::vector<T> exchange_;                   // split: the shared rows' keys and values (or their gradients)
-    T* exchange_shared(T* qkv, int layer);
+    std::vector<std::vector<T>> kv_shared_;     // split: each Acts' shared rows' keys and values (B, n, 2C)
+    const std::vector<int32_t>& shared(int layer);
+    void shared_rows(std::vector<T>& kv, T* full, int layer, bool pack);
+    void gather_keys(const T* qkv, int layer, std::vector<T>& kv);
 };
 
 extern template struct Model<float>;
