@@ -82,10 +82,10 @@ struct SequencePart {
     int lo, hi;
 };
 SequencePart sequence_part(int seq, int rank, int world);
-// The sequence of lay.T split into world such parts: the
-// positions whose keys and values a query of another part attends to in some head of the layout,
-// ascending: what the processes must exchange, and no more (the fixed pattern's summaries and the
-// chunks cut by a part's edge; the strided pattern's columns).
+// With the sequence of lay.T split into world such parts: the positions whose keys and values a
+// query of another part attends to in some head of the layout, ascending. What the processes must
+// exchange, and no more: the fixed pattern's summaries and the chunks a part's edge cuts, the
+// strided pattern's columns. Costs a pass over the layout's allowed pairs.
 std::vector<int32_t> shared_positions(const LayerLayout& lay, int world);
 
 }  // namespace st

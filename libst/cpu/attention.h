@@ -10,9 +10,10 @@
 namespace st {
 
 // The positions whose outputs the caller wants: with context parallelism, this process's part of
-// the sequence (qkv then holds every position's). A block of queries without one of them is skipped,
-// in the forward and the backward alike, so every row the backward walks had its log-sum-exp made;
-// the rows of a walked block outside [lo, hi) must have dout 0, and then add exactly nothing.
+// the sequence (qkv then holds its rows and the keys and values they read). A block of queries
+// without one of them is skipped, in the forward and the backward alike. In the backward, the rows
+// of a walked block outside [lo, hi) must have dout 0 and scores no larger than their log-sum-exp
+// (queries 0 and a log-sum-exp 0 will do): they then add exactly nothing.
 struct QueryRows {
     int64_t lo = 0, hi = std::numeric_limits<int64_t>::max();
 };
