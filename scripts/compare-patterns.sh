@@ -5,12 +5,13 @@
 # st-plot against training time.
 #   scripts/compare-patterns.sh [BUILD_DIR]
 # Data (scripts/get-data.sh): TEXT (data/gcide.txt), IMAGES (data/fashion-mnist, its IDX files),
-# AUDIO (mu-law bytes, e.g. st-audio encode data/music/*.ogg > music.bytes; none: the kind is skipped).
+# AUDIO (mu-law bytes, e.g. st-audio encode data/music/*.ogg > music.bytes; none: the kind is skipped),
+# AUDIO_VAL (held-out mu-law bytes, e.g. other tracks; none: st-train holds out AUDIO's tail).
 # Environment: DEVICE (cuda), KINDS (text,images,audio), PATTERNS (dense,fixed,strided,local), STEPS
 # (1000), LAYERS (8), DMODEL (256), HEADS (4), BATCH (16; pictures: IMAGE_BATCH, 128, about as many bytes a
 # step as 16 windows of text), LR (0.001), CTX (8192, text and audio;
-# pictures are 28x28x1), STRIDE (128, text and audio; pictures: one row), EVAL_WINDOWS (64), OUT
-# (runs/patterns).
+# pictures are 28x28x1), STRIDE (128, text and audio; pictures: one row), EVAL_WINDOWS (64; pictures:
+# IMAGE_EVAL, 2000 test pictures, as one window of text holds ten pictures' bytes), OUT (runs/patterns).
 # Writes OUT/KIND-PATTERN.jsonl (st-train's logs), OUT/results.jsonl (a line a run), OUT/table.md
 # (the table docs/PATTERNS.md holds) and OUT/KIND.png (st-plot).
 set -euo pipefail
@@ -30,7 +31,7 @@ trap 'rm -rf "$tmp"' EXIT
 
 model=(--layers "${LAYERS:-8}" --d-model "${DMODEL:-256}" --heads "${HEADS:-4}" --block 64)
 recipe=(--steps "$steps" --lr "${LR:-0.001}" --warmup $((steps / 20 + 1)) --eval-every $((steps / 10 + 1))
-    --eval-windows "${EVAL_WINDOWS:-64}" --device "$device" -q)
+    --device "$device" -q)
 
 # KIND PATTERN DATA ST-TRAIN-OPTIONS...: one run, its log and a result line.
 run() {
@@ -57,20 +58,21 @@ for pattern in ${patterns//,/ }; do
     if has text; then
         # fixed: a summary of 16 positions a stride (the paper's c = 8 for stride 128, doubled for heads)
         run text "$pattern" "${TEXT:-data/gcide.txt}" --ctx "$ctx" --stride "$stride" --summary 16 --pos 2d \
-            --batch "${BATCH:-16}"
+            --batch "${BATCH:-16}" --eval-windows "${EVAL_WINDOWS:-64}"
     fi
     if has images; then
         dir=${IMAGES:-data/fashion-mnist}
         [ -s "$tmp/train.bin" ] || "$build/st-image" encode -q "$dir/train-images-idx3-ubyte.gz" > "$tmp/train.bin"
         [ -s "$tmp/test.bin" ] || "$build/st-image" encode -q "$dir/t10k-images-idx3-ubyte.gz" > "$tmp/test.bin"
         run images "$pattern" "$tmp/train.bin" --image 28x28x1 --stride 28 --summary 4 --val "$tmp/test.bin" \
-            --batch "${IMAGE_BATCH:-128}"
+            --batch "${IMAGE_BATCH:-128}" --eval-windows "${IMAGE_EVAL:-2000}"
     fi
     if has audio; then
         if [ -z "${AUDIO:-}" ]; then
             echo "compare-patterns: no AUDIO bytes given; the audio runs are skipped" >&2
         else
-            run audio "$pattern" "$AUDIO" --ctx "$ctx" --stride "$stride" --summary 16 --pos 2d --batch "${BATCH:-16}"
+            run audio "$pattern" "$AUDIO" --ctx "$ctx" --stride "$stride" --summary 16 --pos 2d --batch "${BATCH:-16}" \
+                --eval-windows "${EVAL_WINDOWS:-64}" ${AUDIO_VAL:+--val "$AUDIO_VAL"}
         fi
     fi
 done
