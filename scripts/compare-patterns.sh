@@ -11,7 +11,8 @@
 # (1000), LAYERS (8), DMODEL (256), HEADS (4), BATCH (16; pictures: IMAGE_BATCH, 128, about as many bytes a
 # step as 16 windows of text), LR (0.001), CTX (8192, text and audio;
 # pictures are 28x28x1), STRIDE (128, text and audio; pictures: one row), EVAL_WINDOWS (64; pictures:
-# IMAGE_EVAL, 2000 test pictures, as one window of text holds ten pictures' bytes), OUT (runs/patterns).
+# IMAGE_EVAL, 2000 test pictures, as one window of text holds ten pictures' bytes), OUT (runs/patterns),
+# COMMIT (the commit BUILD_DIR was built from; default: this checkout's).
 # Writes OUT/KIND-PATTERN.jsonl (st-train's logs), OUT/results.jsonl (a line a run), OUT/table.md
 # (the table docs/PATTERNS.md holds) and OUT/KIND.png (st-plot).
 set -euo pipefail
@@ -80,7 +81,7 @@ done
 # The table: a row a pattern, a column a kind, each cell held-out bits and wall time; above it, where
 # and from what it was measured.
 card=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -n 1 || true)
-commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+commit=${COMMIT:-$(git rev-parse --short HEAD 2>/dev/null || echo unknown)}
 python3 - "$out/results.jsonl" "$(date +%F)" "${card:-CPU}" "$commit" "$device" "$steps" > "$out/table.md" <<'PY'
 import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1])]
