@@ -1,6 +1,7 @@
 // Context parallelism on CPU processes (threads of this test, meeting over TCP as st-train's ranks
 // do): P processes, each running its part of every sequence, give the loss and the gradient of one
-// process running it all, in every pattern and head mode, for lengths P does not divide.
+// process running it all, in every pattern and head mode, for lengths P does not divide, with and
+// without --recompute.
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -144,31 +145,36 @@ TEST_CASE("context-parallel processes give one process's loss and gradient, ever
                 const double loss = one.forward(inp.data(), tgt.data(), B, T, true);
                 one.backward();
 
-                // world processes: each its part, weighed by its share of the positions and added.
-                std::vector<double> losses(static_cast<size_t>(world));
-                std::vector<std::vector<float>> grads(static_cast<size_t>(world));
-                run_ranks(world, [&](int r, Comm* comm) {
-                    Model<float> m(c);
-                    m.init_weights(3);
-                    m.dropout_seed = 11;
-                    m.split_rank = r, m.split_world = world;
-                    m.split_sum = [comm](float* x, size_t n) { comm->allreduce_sum(x, n); };
-                    const double share = double(sequence_part(T, r, world).hi - sequence_part(T, r, world).lo) / T;
-                    losses[size_t(r)] = m.forward(inp.data(), tgt.data(), B, T, true) * share;
-                    m.backward();
-                    for (float& x : m.g) x = float(x * share);
-                    grads[size_t(r)] = m.g;
-                });
-                double split_loss = 0;
-                std::vector<float> g(one.g.size(), 0.0f);
-                for (int r = 0; r < world; r++) {
-                    split_loss += losses[size_t(r)];
-                    for (size_t i = 0; i < g.size(); i++) g[i] += grads[size_t(r)][i];
+                // world processes: each its part, weighed by its share of the positions and added; with
+                // --recompute too, whose backward redoes each layer's exchange.
+                for (bool recompute : {false, true}) {
+                    CAPTURE(recompute);
+                    std::vector<double> losses(static_cast<size_t>(world));
+                    std::vector<std::vector<float>> grads(static_cast<size_t>(world));
+                    run_ranks(world, [&](int r, Comm* comm) {
+                        Model<float> m(c);
+                        m.init_weights(3);
+                        m.dropout_seed = 11;
+                        m.recompute = recompute;
+                        m.split_rank = r, m.split_world = world;
+                        m.split_sum = [comm](float* x, size_t n) { comm->allreduce_sum(x, n); };
+                        const double share = double(sequence_part(T, r, world).hi - sequence_part(T, r, world).lo) / T;
+                        losses[size_t(r)] = m.forward(inp.data(), tgt.data(), B, T, true) * share;
+                        m.backward();
+                        for (float& x : m.g) x = float(x * share);
+                        grads[size_t(r)] = m.g;
+                    });
+                    double split_loss = 0;
+                    std::vector<float> g(one.g.size(), 0.0f);
+                    for (int r = 0; r < world; r++) {
+                        split_loss += losses[size_t(r)];
+                        for (size_t i = 0; i < g.size(); i++) g[i] += grads[size_t(r)][i];
+                    }
+                    CHECK(std::fabs(split_loss - loss) <= 1e-5 * loss);
+                    std::vector<float> diff(g.size());
+                    for (size_t i = 0; i < g.size(); i++) diff[i] = g[i] - one.g[i];
+                    CHECK(max_abs(diff) <= 1e-5 * max_abs(one.g));
                 }
-                CHECK(std::fabs(split_loss - loss) <= 1e-5 * loss);
-                std::vector<float> diff(g.size());
-                for (size_t i = 0; i < g.size(); i++) diff[i] = g[i] - one.g[i];
-                CHECK(max_abs(diff) <= 1e-5 * max_abs(one.g));
             }
 }
 
