@@ -6,7 +6,7 @@
 # BUILD_DIR: a `make gpu` build (default build-gpu). PARTS: a comma list of tests, attention, train,
 # long, sample, dist (default: all; dist, scripts/bench-dist.sh on every GPU of the host, only where
 # there are two or more). SEQS: attention lengths (default 4096,16384,65536); LONG: the long part's
-# rows (262k,1m,16m,offload,learn); LONG_PEERS=0 skips PyTorch's long runs; T1, T16: the sampling
+# rows (262k,1m,16m,offload,longest,learn); LONG_PEERS=0 skips PyTorch's long runs; T1, T16: the sampling
 # peer's tokens at batch 1 and 16 (default 4096 each);
 # PEER_TIMEOUT: seconds a peer program may take (default 300). COMMIT: the commit the build was made
 # from (default: git rev-parse --short HEAD here, where there is a .git; else unknown).
@@ -99,8 +99,8 @@ if has long; then
     echo "== long sequences"
     long262k=(--layers 8 --d-model 512 --heads 8 --ctx 262144 --pattern fixed --stride 4096 --summary 128 --block 128 --pos 2d --batch 1)
     long1m=(--layers 4 --d-model 256 --heads 4 --ctx 1048576 --pattern fixed --stride 8192 --summary 128 --block 128 --pos 2d --batch 1)
-    # LONG: the rows to run (default 262k,1m,16m,offload,learn).
-    rows=${LONG:-262k,1m,16m,offload,learn}
+    # LONG: the rows to run (default 262k,1m,16m,offload,longest,learn).
+    rows=${LONG:-262k,1m,16m,offload,longest,learn}
     row() { [[ ",$rows," == *",$1,"* ]]; }
     # 16M tokens and past on text: the loss must fall. Strided with stride 4096 (the paper's sqrt(n));
     # the held-out part must hold one window.
@@ -116,12 +116,13 @@ if has long; then
         fi
         text_data
         row 16m && DATA=$tmp/text.bin STEPS=5 WARMUP=2 st_train long16m-rec "${long16m[@]}" --ctx 16777216 --val-frac 0.3
-        if row offload; then
+        row offload &&
             DATA=$tmp/text.bin STEPS=5 WARMUP=2 st_train long16m-off "${long16m[@]}" --ctx 16777216 --val-frac 0.3 --offload
+        if row longest; then
             # The longest context --offload fits on this card, as st-train --plan finds it.
             longest=$("$build/st-train" --plan --device cuda "${long16m[@]}" --offload --ctx $((1 << 25)) |
                 sed -n 's/.*the longest --ctx at --batch 1: \([0-9]*\).*/\1/p')
-            DATA=$tmp/text.bin STEPS=4 WARMUP=2 st_train "longest-off-$longest" "${long16m[@]}" --ctx "$longest" --val-frac 0.45 --offload
+            DATA=$tmp/text.bin STEPS=3 WARMUP=2 st_train "longest-off-$longest" "${long16m[@]}" --ctx "$longest" --val-frac 0.45 --offload
         fi
         if row learn; then
             # The same learning with and without --recompute: 200 steps at n 65,536 from the same start. The
