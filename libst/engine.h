@@ -80,6 +80,9 @@ class Engine {
         (void)comm;
         fail(name() + ": context parallelism is not supported on this device yet");
     }
+    // Context parallelism: how many values (keys, values and their gradients) this process has put
+    // into its group's sums, all told.
+    virtual int64_t exchanged_values() const { return 0; }
     virtual double optimizer_gib() const { return 0; }  // the AdamW moments this process holds (GPU engines)
     // Examples per forward and backward pass (0: all B of a step at once): train_step then adds up
     // the gradients of B / m passes before the update, holding the activations of m examples. m must

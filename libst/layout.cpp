@@ -377,14 +377,17 @@ SequencePart sequence_part(int seq, int rank, int world) {
     return {int(int64_t(seq) * rank / world), int(int64_t(seq) * (rank + 1) / world)};
 }
 
-std::vector<int32_t> shared_positions(const LayerLayout& lay, int world) {
+namespace {
+
+// For every query of one part and key of another that some head of lay attends: read(reader, key),
+// the reader being the query's part. The parts are sequence_part's of lay.T among world.
+template <class Read> void cross_reads(const LayerLayout& lay, int world, Read read) {
     const int T = lay.T, bs = lay.block;
     std::vector<int32_t> owner(static_cast<size_t>(T));
     for (int r = 0; r < world; r++) {
         const SequencePart p = sequence_part(T, r, world);
         std::fill(owner.begin() + p.lo, owner.begin() + p.hi, r);
     }
-    std::vector<char> shared(static_cast<size_t>(T), 0);
     for (const HeadLayout& head : lay.heads)
         for (const AttnComponent& part : head.parts) {
             auto pos = [&](int64_t t) { return part.order.empty() ? int32_t(t) : part.order[size_t(t)]; };
@@ -397,15 +400,28 @@ std::vector<int32_t> shared_positions(const LayerLayout& lay, int world) {
                         for (int c = 0; c < nk; c++) {
                             const int bit = r * bs + c;
                             if (m >= 0 && !((part.masks[size_t(m)][size_t(bit >> 6)] >> (bit & 63)) & 1)) continue;
-                            const int32_t j = pos(k0 + c);
-                            if (owner[size_t(pos(q0 + r))] != owner[size_t(j)]) shared[size_t(j)] = 1;
+                            const int32_t i = pos(q0 + r), j = pos(k0 + c);
+                            if (owner[size_t(i)] != owner[size_t(j)]) read(owner[size_t(i)], j);
                         }
                 }
         }
+}
+
+}  // namespace
+
+std::vector<int32_t> shared_positions(const LayerLayout& lay, int world) {
+    std::vector<char> shared(static_cast<size_t>(lay.T), 0);
+    cross_reads(lay, world, [&](int, int32_t j) { shared[size_t(j)] = 1; });
     std::vector<int32_t> out;
-    for (int32_t j = 0; j < T; j++)
+    for (int32_t j = 0; j < lay.T; j++)
         if (shared[size_t(j)]) out.push_back(j);
     return out;
+}
+
+int64_t foreign_reads(const LayerLayout& lay, int world) {
+    std::vector<char> read(size_t(lay.T) * size_t(world), 0);  // (key, reader)
+    cross_reads(lay, world, [&](int reader, int32_t j) { read[size_t(j) * size_t(world) + size_t(reader)] = 1; });
+    return int64_t(std::count(read.begin(), read.end(), char(1)));
 }
 
 }  // namespace st

@@ -87,5 +87,9 @@ SequencePart sequence_part(int seq, int rank, int world);
 // exchange, and no more: the fixed pattern's summaries and the chunks a part's edge cuts, the
 // strided pattern's columns. Costs a pass over the layout's allowed pairs.
 std::vector<int32_t> shared_positions(const LayerLayout& lay, int world);
+// The same split: how many (process, position of another part) pairs there are whose position a
+// query of that process attends to. The floor of what the processes must exchange in a layer: each
+// such row's key and value sent once to its reader, and in the backward their gradients once back.
+int64_t foreign_reads(const LayerLayout& lay, int world);
 
 }  // namespace st

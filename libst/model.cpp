@@ -246,13 +246,19 @@ template <class T> void Model<T>::shared_rows(std::vector<T>& kv, T* full, int l
         }
 }
 
+template <class T> void Model<T>::exchange(std::vector<T>& kv) {
+    if (kv.empty()) return;
+    split_sum(kv.data(), kv.size());
+    split_values += int64_t(kv.size());
+}
+
 // The attention's view of every position before a layer's attention: this process's rows of qkv, and
 // the keys and values of the shared rows, each its owner's (the others add zeros to the sum). They
 // stay in kv for the backward, which needs no exchange to see them again.
 template <class T> void Model<T>::gather_keys(const T* qkv, int layer, std::vector<T>& kv) {
     full_rows(qkv_full_, qkv, 3 * cfg.d_model);
     shared_rows(kv, qkv_full_, layer, true);
-    if (!kv.empty()) split_sum(kv.data(), kv.size());
+    exchange(kv);
     shared_rows(kv, qkv_full_, layer, false);
 }
 
@@ -314,7 +320,7 @@ template <class T> void Model<T>::layer_backward(int l, Acts& a, const T* x) {
                            full_rows(lse_full_, a.lse, 1, cfg.n_head), layout(l, seq_), batch_, seq_, C, cfg.n_head,
                            {lo_, lo_ + local_});
         shared_rows(kv, dqkv_full_, l, true);
-        if (!kv.empty()) split_sum(kv.data(), kv.size());
+        exchange(kv);
         shared_rows(kv, dqkv_full_, l, false);
         local_rows(dqkv_, dqkv_full_, 3 * C);
     } else {

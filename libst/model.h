@@ -75,6 +75,7 @@ template <class T> struct Model {
     // sequence runs here.
     int split_rank = 0, split_world = 1;
     std::function<void(T*, size_t)> split_sum;
+    int64_t split_values = 0;  // how many values this process has put into split_sum, all told
 
     explicit Model(const Config& c);
     void init_weights(uint64_t seed);  // the paper's initialisation
@@ -141,6 +142,7 @@ template <class T> struct Model {
     const std::vector<int32_t>& shared(int layer);
     void shared_rows(std::vector<T>& kv, T* full, int layer, bool pack);
     void gather_keys(const T* qkv, int layer, std::vector<T>& kv);
+    void exchange(std::vector<T>& kv);  // split_sum, counted
 };
 
 extern template struct Model<float>;

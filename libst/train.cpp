@@ -3,6 +3,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cmath>
@@ -140,6 +141,16 @@ static void format_duration(char* buf, size_t n, double s) {
         std::snprintf(buf, n, "%.1fh", s / 3600);
 }
 
+// Context parallelism: the values a process of the P sharing each of B examples must exchange in a
+// training step, on average: in every layer, the keys and values of the rows its queries read from
+// the others' parts, and in the backward their gradients. (The layouts alternate by layer.)
+static double exchange_floor(Model<float>& m, int P, int B) {
+    const int T = m.cfg.n_ctx, L = m.cfg.n_layer;
+    int64_t rows = 0;
+    for (int l = 0; l < std::min(L, 2); l++) rows += foreign_reads(m.layout(l, T), P) * ((L - l + 1) / 2);
+    return double(rows) * 2 * 2 * m.cfg.d_model * B / P;
+}
+
 int train(Engine& e, Model<float>& m, std::vector<float>& opt_m, std::vector<float>& opt_v, int64_t start_step,
           const Recipe& r, const TrainRun& run, std::span<const uint8_t> train_bytes,
           const std::vector<uint8_t>& val_bytes) {
@@ -166,9 +177,12 @@ int train(Engine& e, Model<float>& m, std::vector<float>& opt_m, std::vector<flo
         if (run.micro_batch < n && n % run.micro_batch)
             throw JobError("--micro-batch " + std::to_string(run.micro_batch) + " does not divide the " +
                            std::to_string(n) + " examples " +
-                           (batch_world > 1 ? "rank " + std::to_string(r) + " computes of each step (--batch " +
-                                                  std::to_string(B) + " over " + std::to_string(world) + " processes)"
-                                            : "of each step (--batch)"));
+                           (batch_world == 1 ? "of each step (--batch)"
+                            : P > 1
+                                ? "each group of " + std::to_string(P) + " processes computes of each step (--batch " +
+                                      std::to_string(B) + " over " + std::to_string(batch_world) + " groups)"
+                                : "rank " + std::to_string(r) + " computes of each step (--batch " + std::to_string(B) +
+                                      " over " + std::to_string(world) + " processes)"));
     }
     const Range share = batch_share(B, batch_rank, batch_world);  // the examples of each step this process computes
     std::unique_ptr<Comm> group;                                  // the processes that share this one's sequences
@@ -251,6 +265,7 @@ int train(Engine& e, Model<float>& m, std::vector<float>& opt_m, std::vector<flo
     int skipped = 0;  // steps in a row without an update
     bool diverged = false;
     double tok_s = 0;
+    int64_t step_exchange = 0;  // context parallelism: the values this process put into the sums last step
     // A failure part way (out of GPU memory at an evaluation, a loss that is not finite) saves the
     // steps made so far before it is reported: nothing trained is lost.
     try {
@@ -268,6 +283,7 @@ int train(Engine& e, Model<float>& m, std::vector<float>& opt_m, std::vector<flo
                 std::copy(&train_bytes[off + 1], &train_bytes[off + 1] + T, tgt.begin() + size_t(i) * T);
             }
             const float lr = lr_at(r, step);
+            const int64_t exchanged_before = e.exchanged_values();
             const StepStats st = e.train_step(x, y, Bl, T, hash64(r.seed ^ 0xd5a61266f0c9392cull, uint64_t(step)),
                                               {lr, r.beta1, r.beta2, r.eps, r.weight_decay, r.clip, step + 1});
             const double loss = st.loss, norm = st.grad_norm;
@@ -297,6 +313,7 @@ int train(Engine& e, Model<float>& m, std::vector<float>& opt_m, std::vector<flo
                                    {"ms", ms}};
             if (e.peak_gib() > 0) line["peak_gib"] = e.peak_gib();
             if (e.optimizer_gib() > 0) line["optimizer_gib"] = e.optimizer_gib();
+            if (P > 1) line["exchanged_values"] = step_exchange = e.exchanged_values() - exchanged_before;
             emit(line);
             if (run.progress) {
                 double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
@@ -344,6 +361,12 @@ int train(Engine& e, Model<float>& m, std::vector<float>& opt_m, std::vector<flo
         if (!run.quiet)
             std::fprintf(stderr, "trained %lld steps, %.0f tokens/s; held-out %.4f %s; saved %s\n", (long long)step,
                          tok_s, nats / kLn2, unit, run.out.c_str());
+        if (P > 1 && writer && !run.quiet && step > start_step)
+            std::fprintf(stderr,
+                         "context parallelism: each process put %.0f values a step into its group's sums; the "
+                         "layout's floor is %.0f a process (the keys and values its queries read from the others, "
+                         "and their gradients)\n",
+                         double(step_exchange), exchange_floor(m, P, int(share.size())));
     } else if (!run.quiet) {
         std::fprintf(stderr, "stopped at step %lld of %lld; saved %s (continue with --resume %s)\n", (long long)step,
                      (long long)r.steps, run.out.c_str(), run.out.c_str());

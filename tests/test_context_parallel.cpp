@@ -106,14 +106,19 @@ TEST_CASE("the shared positions are those a query of another part attends to, no
                         for (int i = sequence_part(T, r, world).lo; i < sequence_part(T, r, world).hi; i++)
                             owner[i] = r;
                     std::vector<int32_t> want;  // element by element, from the pattern's definition
+                    int64_t reads = 0;          // (reader, position of another part) pairs
                     for (int j = 0; j < T; j++) {
-                        bool shared = false;
-                        for (int i = j; i < T && !shared; i++)
-                            for (int h = 0; h < c.n_head && !shared; h++)
-                                shared = owner[i] != owner[j] && attn_allowed(c.attn, c.n_head, layer, h, i, j);
-                        if (shared) want.push_back(j);
+                        std::vector<char> readers(size_t(world), 0);
+                        for (int i = j; i < T; i++)
+                            for (int h = 0; h < c.n_head; h++)
+                                if (owner[i] != owner[j] && attn_allowed(c.attn, c.n_head, layer, h, i, j))
+                                    readers[size_t(owner[i])] = 1;
+                        if (std::count(readers.begin(), readers.end(), 1)) want.push_back(j);
+                        reads += std::count(readers.begin(), readers.end(), 1);
                     }
-                    CHECK(shared_positions(layout_build(c.attn, T, c.n_head, layer), world) == want);
+                    const LayerLayout lay = layout_build(c.attn, T, c.n_head, layer);
+                    CHECK(shared_positions(lay, world) == want);
+                    CHECK(foreign_reads(lay, world) == reads);
                 }
     // The fixed pattern shares its summaries (and the chunks a part's edge cuts), a fraction of the
     // sequence; dense attention shares everything but the last part.
@@ -151,6 +156,8 @@ TEST_CASE("context-parallel processes give one process's loss and gradient, ever
                     CAPTURE(recompute);
                     std::vector<double> losses(static_cast<size_t>(world));
                     std::vector<std::vector<float>> grads(static_cast<size_t>(world));
+                    std::vector<std::pair<int64_t, int64_t>> exchanged_values(
+                        static_cast<size_t>(world));  // counted, expected
                     run_ranks(world, [&](int r, Comm* comm) {
                         Model<float> m(c);
                         m.init_weights(3);
@@ -161,6 +168,13 @@ TEST_CASE("context-parallel processes give one process's loss and gradient, ever
                         const double share = double(sequence_part(T, r, world).hi - sequence_part(T, r, world).lo) / T;
                         losses[size_t(r)] = m.forward(inp.data(), tgt.data(), B, T, true) * share;
                         m.backward();
+                        // What went into the sums: each layer's shared rows' keys and values, in the
+                        // forward (twice with --recompute) and their gradients in the backward.
+                        int64_t exchanged = 0;
+                        for (int l = 0; l < c.n_layer; l++)
+                            exchanged += (recompute ? 3 : 2) * int64_t(B) *
+                                         int64_t(shared_positions(m.layout(l, T), world).size()) * 2 * c.d_model;
+                        exchanged_values[size_t(r)] = {m.split_values, exchanged};
                         for (float& x : m.g) x = float(x * share);
                         grads[size_t(r)] = m.g;
                     });
@@ -174,6 +188,7 @@ TEST_CASE("context-parallel processes give one process's loss and gradient, ever
                     std::vector<float> diff(g.size());
                     for (size_t i = 0; i < g.size(); i++) diff[i] = g[i] - one.g[i];
                     CHECK(max_abs(diff) <= 1e-5 * max_abs(one.g));
+                    for (const auto& [counted, expected] : exchanged_values) CHECK(counted == expected);
                 }
             }
 }

@@ -77,6 +77,7 @@ class CpuEngine final : public Engine {
         m_.split_rank = comm->rank(), m_.split_world = comm->world();
         m_.split_sum = [comm](float* x, size_t n) { comm->allreduce_sum(x, n); };
     }
+    int64_t exchanged_values() const override { return m_.split_values; }
     void set_data_parallel(const DataParallel& dp) override {
         comm_ = dp.comm, share_ = dp.share;
         first_ = dp.first;
