@@ -2,8 +2,11 @@
 #include "evaluate.h"
 
 #include <algorithm>
+#include <cmath>
+#include <memory>
 
 #include "error.h"
+#include "sample.h"
 
 namespace st {
 
@@ -38,14 +41,38 @@ double eval_windows(Engine& e, const uint8_t* data, const std::vector<int64_t>& 
     return total / double(offsets.size());
 }
 
-double eval_stream(Engine& e, const uint8_t* data, int64_t n, int ctx, int batch) {
+double decode_windows(const std::string& device, const Model<float>& m, const uint8_t* data,
+                      const std::vector<int64_t>& offsets, int ctx, int batch) {
+    const int V = m.cfg.vocab;
+    double total = 0;
+    std::vector<uint8_t> bytes;
+    for (size_t k0 = 0; k0 < offsets.size(); k0 += size_t(batch)) {
+        const int b = int(std::min<size_t>(size_t(batch), offsets.size() - k0));
+        std::unique_ptr<Sampler> s = make_sampler(device, m, b);  // a fresh cache: each window from its start
+        bytes.resize(size_t(b));
+        for (int t = 0; t < ctx; t++) {
+            for (int i = 0; i < b; i++) bytes[size_t(i)] = data[offsets[k0 + size_t(i)] + t];
+            const float* logits = s->push(bytes.data());
+            for (int i = 0; i < b; i++) {
+                const float* z = logits + int64_t(i) * V;
+                const double top = *std::max_element(z, z + V);
+                double sum = 0;
+                for (int v = 0; v < V; v++) sum += std::exp(double(z[v]) - top);
+                total += top + std::log(sum) - double(z[data[offsets[k0 + size_t(i)] + t + 1]]);
+            }
+        }
+    }
+    return total / (double(offsets.size()) * ctx);
+}
+
+double eval_stream(const WindowsLoss& windows, const uint8_t* data, int64_t n, int ctx, int batch) {
     if (n < 2) fail("need at least 2 bytes to evaluate");
     std::vector<int64_t> full;
     for (int64_t o = 0; o + ctx + 1 <= n; o += ctx) full.push_back(o);
-    double nats = full.empty() ? 0 : eval_windows(e, data, full, ctx, batch) * double(full.size()) * ctx;
+    double nats = full.empty() ? 0 : windows(data, full, ctx, batch) * double(full.size()) * ctx;
     int64_t done = int64_t(full.size()) * ctx;  // predictions made so far
     int64_t rest = n - 1 - done;                // a shorter last window
-    if (rest > 0) nats += eval_windows(e, data + done, {0}, int(rest), 1) * double(rest);
+    if (rest > 0) nats += windows(data + done, {0}, int(rest), 1) * double(rest);
     return nats / double(n - 1);
 }
 

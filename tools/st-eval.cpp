@@ -18,7 +18,9 @@ static int eval_main(int argc, char** argv) {
     o.add_options()
         ("model", "model file", cxxopts::value<std::string>())
         ("data", "bytes to evaluate", cxxopts::value<std::string>())
-        ("batch", "windows per forward pass", cxxopts::value<std::string>()->default_value("8"));
+        ("batch", "windows per forward pass", cxxopts::value<std::string>()->default_value("8"))
+        ("decoder", "score one byte at a time with st-sample's decoder (its cache of keys and values) instead "
+                    "of whole windows: the same figure, a check of sampling");
     // clang-format on
     cli::add_common(o);
     o.parse_positional({"model", "data"});
@@ -37,14 +39,25 @@ static int eval_main(int argc, char** argv) {
     const bool records = reads_records(c);
     const std::vector<uint8_t> framed =
         records ? frame_records(data.data(), data.size(), c, name) : std::vector<uint8_t>{};
-    std::unique_ptr<Engine> engine = make_engine(device, *ck.model, opt_m, opt_v);
+    std::unique_ptr<Engine> engine;
+    WindowsLoss windows;
+    if (r.count("decoder")) {
+        windows = [&](const uint8_t* d, const std::vector<int64_t>& offs, int ctx, int b) {
+            return decode_windows(device, *ck.model, d, offs, ctx, b);
+        };
+    } else {
+        engine = make_engine(device, *ck.model, opt_m, opt_v);
+        windows = [&](const uint8_t* d, const std::vector<int64_t>& offs, int ctx, int b) {
+            return eval_windows(*engine, d, offs, ctx, b);
+        };
+    }
     if (records) {
         const std::vector<int64_t> offs = record_offsets(int64_t(framed.size()), c.n_ctx, INT32_MAX);
-        double nats = eval_windows(*engine, framed.data(), offs, c.n_ctx, batch);
+        double nats = windows(framed.data(), offs, c.n_ctx, batch);
         std::printf("%.4f bits per dim (%zu pictures of %s)\n", nats / kLn2, offs.size(), record_shape(c).c_str());
         return 0;
     }
-    double nats = eval_stream(*engine, data.data(), int64_t(data.size()), c.n_ctx, batch);
+    double nats = eval_stream(windows, data.data(), int64_t(data.size()), c.n_ctx, batch);
     std::printf("%.4f bits per byte (%zu bytes)\n", nats / kLn2, data.size() - 1);
     return 0;
 }

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # st-sample's batches: sequences with primes of their own (--primes) run in lockstep, each as it would
 # alone; one prime given twice draws what --batch 2 draws; min-p leaves greedy decoding alone (its
-# draws: tests/test_sample.cpp); bad combinations are refused in one line. A tiny model trained
-# here, on the CPU.
+# draws: tests/test_sample.cpp); the decoder scores a file as whole windows do (st-eval --decoder);
+# bad combinations are refused in one line. A tiny model trained here, on the CPU.
 #
 # Usage: sample.sh BUILD_DIR
 . "$(dirname "$0")/lib/cases.sh" "$@"
-require_programs st-train st-sample
+require_programs st-train st-sample st-eval
 
 check_nothing_left() { :; }  # st-sample writes no files
 
@@ -42,6 +42,18 @@ st-sample --device cpu -n 80 -t 0 text.st > greedy.out && st-sample --device cpu
 check_status $? 0
 check_same_file greedy.out minp.out
 report "--min-p leaves greedy decoding (-t 0) alone"
+
+# The decoder's log-likelihood of every byte, one push at a time, against the windows' forward: 1,406
+# windows of 64 and a last one of 15, 3 in lockstep (one thread: passive OpenMP threads would sleep and
+# wake at every byte).
+st-eval --device cpu text.st text.txt > windows.out && st-eval --device cpu --threads 1 --decoder --batch 3 text.st text.txt > decoder.out
+check_status $? 0
+"$py" - windows.out decoder.out <<'PY' || problems+=("$(cat windows.out) against $(cat decoder.out)")
+import sys
+a, b = (float(open(p).read().split()[0]) for p in sys.argv[1:3])
+sys.exit(0 if abs(a - b) <= 1e-4 * a and a > 0 else 1)
+PY
+report "st-eval --decoder: the sampler's decoder gives the whole windows' bits per byte"
 
 expect_fail "--prime and --primes" 2 "give one of them" -- st-sample --primes primes.txt --prime lazy.txt text.st
 expect_fail "--batch against --primes" 2 "--batch 2: --primes gives 3 primes" -- st-sample --primes primes.txt -b 2 text.st

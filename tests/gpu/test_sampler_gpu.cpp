@@ -1,12 +1,15 @@
 // GPU decoding against the CPU Decoder: for every pattern and head mode, batches of different byte
 // sequences (3: the fused products; 9: cuBLASLt's), run past the context so that the window slides;
-// every step's logits agree within bf16 tolerance.
+// every step's logits agree within bf16 tolerance; and the mean log-likelihood the GPU decoder gives
+// windows of bytes is the GPU engine's (st-eval --decoder against st-eval).
 #include <catch2/catch.hpp>
 
 #include <cmath>
 #include <vector>
 
 #include "cpu/decoder.h"
+#include "engine.h"
+#include "evaluate.h"
 #include "gpu.h"
 #include "rng.h"
 #include "sample.h"
@@ -53,4 +56,34 @@ TEST_CASE("GPU sampling gives the CPU decoder's logits, sliding included", "[gpu
                 }
                 CHECK(worst < 2e-2);
             }
+}
+
+TEST_CASE("the GPU decoder scores a sequence as the GPU engine's windows do, within 0.1%", "[gpu]") {
+    ST_REQUIRE_GPU();
+    for (Pattern p : {Pattern::dense, Pattern::local, Pattern::fixed, Pattern::strided})
+        for (HeadMode mode : {HeadMode::interleaved, HeadMode::merged, HeadMode::multihead}) {
+            if (p == Pattern::dense && mode != HeadMode::merged) continue;
+            Config c;
+            c.n_layer = 2;
+            c.d_model = 128;
+            c.n_head = 4;
+            c.n_ctx = 64;
+            c.attn.pattern = p;
+            c.attn.mode = mode;
+            c.attn.stride = 16;
+            c.attn.summary = 4;
+            INFO(pattern_name(p) << " " << head_mode_name(mode));
+            Model<float> m(c);
+            m.init_weights(11);
+            Rng r(5);
+            for (auto& x : m.w) x += float(0.05 * r.normal());
+            std::vector<uint8_t> data(6 * 64 + 1);
+            for (auto& b : data) b = uint8_t(r.next() % 256);
+            const std::vector<int64_t> offs = {0, 64, 128, 192, 256, 320};
+            std::vector<float> om, ov;
+            auto engine = make_engine("cuda", m, om, ov);
+            const double windows = eval_windows(*engine, data.data(), offs, c.n_ctx, 3);
+            const double decoded = decode_windows("cuda", m, data.data(), offs, c.n_ctx, 3);
+            CHECK(std::fabs(decoded - windows) <= 1e-3 * windows);
+        }
 }
