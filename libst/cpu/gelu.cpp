@@ -34,7 +34,7 @@ template <class T> static inline T gelu_grad(T x, T t) {  // d gelu / dx given t
 }
 
 template <class T> void gelu_forward(T* out, const T* inp, int64_t n) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= kParallelMinValues)
     for (int64_t i0 = 0; i0 < n; i0 += 1024) {
         int64_t i = i0, end = std::min(n, i0 + 1024);
 #ifdef __AVX2__

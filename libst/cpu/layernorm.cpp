@@ -8,7 +8,7 @@ namespace st {
 template <class T>
 void layernorm_forward(T* out, T* mean, T* rstd, const T* inp, const T* weight, const T* bias, int64_t N, int C) {
     const T eps = T(1e-5);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N * C >= kParallelMinValues)
     for (int64_t i = 0; i < N; i++) {
         const T* x = inp + i * C;
         T m = 0;

@@ -8,7 +8,7 @@ template <class T>
 void linear_forward(T* out, const T* inp, const T* weight, const T* bias, int64_t N, int IC, int OC) {
     gemm<T>(false, true, int(N), OC, IC, T(1), inp, IC, weight, IC, T(0), out, OC);
     if (!bias) return;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N * OC >= kParallelMinValues)
     for (int64_t i = 0; i < N; i++)
         for (int o = 0; o < OC; o++) out[i * OC + o] += bias[o];
 }

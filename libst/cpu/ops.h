@@ -8,6 +8,10 @@
 
 namespace st {
 
+// Values below which a forward op stays on one thread: a parallel region costs a few microseconds,
+// about what this much work takes, and decoding one position runs hundreds of ops of one row.
+constexpr int64_t kParallelMinValues = 1 << 14;
+
 // LayerNorm over the last axis. out, inp (N, C); mean, rstd (N); weight, bias (C).
 template <class T>
 void layernorm_forward(T* out, T* mean, T* rstd, const T* inp, const T* weight, const T* bias, int64_t N, int C);

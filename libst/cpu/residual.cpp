@@ -11,12 +11,12 @@ static inline bool keep(uint64_t seed, int64_t i, float p) { return uniform01(ha
 template <class T>
 void residual_forward(T* out, const T* x, const T* y, float p, uint64_t seed, int64_t n, int64_t i0) {
     if (p == 0.0f) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= kParallelMinValues)
         for (int64_t i = 0; i < n; i++) out[i] = x[i] + y[i];
         return;
     }
     const T s = T(1) / (T(1) - T(p));
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= kParallelMinValues)
     for (int64_t i = 0; i < n; i++) out[i] = x[i] + (keep(seed, i0 + i, p) ? y[i] * s : T(0));
 }
 

@@ -44,8 +44,8 @@ check_same_file greedy.out minp.out
 report "--min-p leaves greedy decoding (-t 0) alone"
 
 # The decoder's log-likelihood of every byte, one push at a time, against the windows' forward: 1,406
-# windows of 64 and a last one of 15, 3 in lockstep (one thread: passive OpenMP threads would sleep and
-# wake at every byte).
+# windows of 64 and a last one of 15, 3 in lockstep (one thread: the tests' passive OpenMP threads
+# sleep and wake at every byte's products).
 st-eval --device cpu text.st text.txt > windows.out && st-eval --device cpu --threads 1 --decoder --batch 3 text.st text.txt > decoder.out
 check_status $? 0
 "$py" - windows.out decoder.out <<'PY' || problems+=("$(cat windows.out) against $(cat decoder.out)")
