@@ -16,22 +16,28 @@
 
 using namespace st;
 
+// Two layers, d 128, 4 heads, context 64, chunks of 16.
+static Config decoding_config(Pattern p, HeadMode mode) {
+    Config c;
+    c.n_layer = 2;
+    c.d_model = 128;
+    c.n_head = 4;
+    c.n_ctx = 64;
+    c.attn.pattern = p;
+    c.attn.mode = mode;
+    c.attn.stride = 16;
+    c.attn.summary = 4;
+    c.pos = p == Pattern::dense || p == Pattern::local ? PosKind::p1d : PosKind::p2d;
+    return c;
+}
+
 TEST_CASE("GPU sampling gives the CPU decoder's logits, sliding included", "[gpu]") {
     ST_REQUIRE_GPU();
     for (Pattern p : {Pattern::dense, Pattern::local, Pattern::fixed, Pattern::strided})
         for (HeadMode mode : {HeadMode::interleaved, HeadMode::merged, HeadMode::multihead})
             for (int B : {3, 9}) {
                 if (p == Pattern::dense && mode != HeadMode::merged) continue;
-                Config c;
-                c.n_layer = 2;
-                c.d_model = 128;
-                c.n_head = 4;
-                c.n_ctx = 64;
-                c.attn.pattern = p;
-                c.attn.mode = mode;
-                c.attn.stride = 16;
-                c.attn.summary = 4;
-                c.pos = p == Pattern::dense || p == Pattern::local ? PosKind::p1d : PosKind::p2d;
+                const Config c = decoding_config(p, mode);
                 INFO(pattern_name(p) << " " << head_mode_name(mode) << " batch " << B);
                 Model<float> m(c);
                 m.init_weights(11);
@@ -63,15 +69,7 @@ TEST_CASE("the GPU decoder scores a sequence as the GPU engine's windows do, wit
     for (Pattern p : {Pattern::dense, Pattern::local, Pattern::fixed, Pattern::strided})
         for (HeadMode mode : {HeadMode::interleaved, HeadMode::merged, HeadMode::multihead}) {
             if (p == Pattern::dense && mode != HeadMode::merged) continue;
-            Config c;
-            c.n_layer = 2;
-            c.d_model = 128;
-            c.n_head = 4;
-            c.n_ctx = 64;
-            c.attn.pattern = p;
-            c.attn.mode = mode;
-            c.attn.stride = 16;
-            c.attn.summary = 4;
+            const Config c = decoding_config(p, mode);
             INFO(pattern_name(p) << " " << head_mode_name(mode));
             Model<float> m(c);
             m.init_weights(11);
