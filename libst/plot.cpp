@@ -339,8 +339,9 @@ Image draw_training_curves(const std::vector<PlotRun>& runs, const PlotOptions& 
                                                   : "training time (h)";
 
     std::vector<CurvePanel> panels;
-    if (o.panels != PlotPanels::held_out) panels.push_back({"training loss, bits per byte (nats / ln 2)", {}, true});
-    if (o.panels != PlotPanels::train) panels.push_back({"held-out loss, bits per byte", {}, false});
+    if (o.panels != PlotPanels::held_out)
+        panels.push_back({"training loss, bits per " + o.unit + " (nats / ln 2)", {}, true});
+    if (o.panels != PlotPanels::train) panels.push_back({"held-out loss, bits per " + o.unit, {}, false});
     // Both panels share the x axis, over every point either draws.
     double x_lo = INFINITY, x_hi = -INFINITY;
     for (CurvePanel& p : panels)

@@ -54,6 +54,7 @@ struct PlotOptions {
     int width = 1280, height = 480;  // of the whole picture
     std::string title;               // a line above the legend, when not empty
     int smooth = 0;                  // the training loss averaged over this many points around each; 0: 1% of them
+    std::string unit = "byte";       // the axes' "bits per ...": byte, or dim for pictures (the same number)
 };
 
 // At most this many runs on one plot: Okabe and Ito's colours, each told from the others with any

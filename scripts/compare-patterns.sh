@@ -106,6 +106,8 @@ for kind in ${kinds//,/ }; do
         [ -s "$out/$kind-$pattern.jsonl" ] && logs+=("$out/$kind-$pattern.jsonl") && labels+=("$pattern")
     done
     [ ${#logs[@]} -gt 0 ] || continue
-    "$build/st-plot" --against time --labels "$(IFS=,; echo "${labels[*]}")" --title "$kind: the same model and steps" \
-        -o "$out/$kind.png" "${logs[@]}"
+    unit=byte
+    [ "$kind" = images ] && unit=dim
+    "$build/st-plot" --against time --unit $unit --labels "$(IFS=,; echo "${labels[*]}")" \
+        --title "$kind: the same model and steps" -o "$out/$kind.png" "${logs[@]}"
 done

@@ -45,7 +45,9 @@ static int plot_main(int argc, char** argv) {
         ("width", "pixels (default 640 a panel)", cxxopts::value<std::string>())
         ("height", "pixels", cxxopts::value<std::string>()->default_value("480"))
         ("smooth", "average the training loss over N steps around each (default: 1% of the steps; 1: none)",
-            cxxopts::value<std::string>());
+            cxxopts::value<std::string>())
+        ("unit", "the axes' bits per byte, or per dim (an image model's logs: the same number)",
+            cxxopts::value<std::string>()->default_value("byte"));
     // clang-format on
     cli::add_basic(o);
     cxxopts::ParseResult r;
@@ -69,6 +71,8 @@ static int plot_main(int argc, char** argv) {
     po.height = int(cli::to_int("--height", r["height"].as<std::string>(), 120, 8192));
     if (r.count("smooth")) po.smooth = int(cli::to_int("--smooth", r["smooth"].as<std::string>(), 1, 1 << 30));
     if (r.count("title")) po.title = r["title"].as<std::string>();
+    po.unit = r["unit"].as<std::string>();
+    if (po.unit != "byte" && po.unit != "dim") usage_fail("--unit " + po.unit + ": expected byte or dim");
     std::vector<std::string> labels;
     if (r.count("labels")) {
         labels = split_labels(r["labels"].as<std::string>());

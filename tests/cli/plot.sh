@@ -106,6 +106,7 @@ expect_png "--show train: one panel, 640 wide by default" 640 480 "$blue;$vermil
 expect_png "--show held-out --against time --width 700 --height 300, labels and a title" 700 300 \
     "$blue;$vermillion" -- st-plot --show held-out --against time --width 700 --height 300 --labels "run a,run b" \
     --title "held-out" a.jsonl b.jsonl
+expect_png "--unit dim (an image model's bits per dim)" 640 480 "$blue" -- st-plot --show train --unit dim a.jsonl
 expect_png "a log st-train wrote, and one from stdin" 1280 480 "$blue;$vermillion" -- \
     sh -c 'st-plot real.jsonl - "$@" < b.jsonl' sh
 expect_png "a log still being written (its last line cut short)" 640 480 "$blue" -- \
@@ -160,6 +161,7 @@ expect_fail "a picture too small for two panels" 1 "no room for the curves" -- \
 expect_fail "no -o" 2 "missing -o FILE" -- st-plot a.jsonl
 expect_fail "no log" 2 "missing LOG" -- st-plot -o out.png
 expect_fail "--against unknown" 2 "--against epoch: expected step or time" -- st-plot --against epoch a.jsonl -o out.png
+expect_fail "--unit unknown" 2 "--unit pixel: expected byte or dim" -- st-plot --unit pixel a.jsonl -o out.png
 expect_fail "--show unknown" 2 "--show bits: expected train, held-out or both" -- st-plot --show bits a.jsonl -o out.png
 expect_fail "--labels not one a log" 2 "--labels: 1 names for 2 logs" -- st-plot --labels one a.jsonl b.jsonl -o out.png
 expect_fail "nine logs" 2 "9 logs: at most 8 on one plot" -- st-plot a.jsonl a.jsonl a.jsonl a.jsonl a.jsonl \
