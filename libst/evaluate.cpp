@@ -2,9 +2,9 @@
 #include "evaluate.h"
 
 #include <algorithm>
-#include <cmath>
 #include <memory>
 
+#include "cpu/ops.h"
 #include "error.h"
 #include "sample.h"
 
@@ -43,23 +43,20 @@ double eval_windows(Engine& e, const uint8_t* data, const std::vector<int64_t>& 
 
 double decode_windows(const std::string& device, const Model<float>& m, const uint8_t* data,
                       const std::vector<int64_t>& offsets, int ctx, int batch) {
-    const int V = m.cfg.vocab;
     double total = 0;
-    std::vector<uint8_t> bytes;
+    std::vector<uint8_t> bytes, next;
+    std::vector<float> losses;
     for (size_t k0 = 0; k0 < offsets.size(); k0 += size_t(batch)) {
         const int b = int(std::min<size_t>(size_t(batch), offsets.size() - k0));
         std::unique_ptr<Sampler> s = make_sampler(device, m, b);  // a fresh cache: each window from its start
-        bytes.resize(size_t(b));
+        bytes.resize(size_t(b)), next.resize(size_t(b)), losses.resize(size_t(b));
         for (int t = 0; t < ctx; t++) {
-            for (int i = 0; i < b; i++) bytes[size_t(i)] = data[offsets[k0 + size_t(i)] + t];
-            const float* logits = s->push(bytes.data());
             for (int i = 0; i < b; i++) {
-                const float* z = logits + int64_t(i) * V;
-                const double top = *std::max_element(z, z + V);
-                double sum = 0;
-                for (int v = 0; v < V; v++) sum += std::exp(double(z[v]) - top);
-                total += top + std::log(sum) - double(z[data[offsets[k0 + size_t(i)] + t + 1]]);
+                bytes[size_t(i)] = data[offsets[k0 + size_t(i)] + t];
+                next[size_t(i)] = data[offsets[k0 + size_t(i)] + t + 1];
             }
+            crossentropy_forward(losses.data(), s->push(bytes.data()), next.data(), b, m.cfg.vocab);
+            for (float x : losses) total += x;
         }
     }
     return total / (double(offsets.size()) * ctx);

@@ -174,15 +174,16 @@ int train(Engine& e, Model<float>& m, std::vector<float>& opt_m, std::vector<flo
                        " processes that share each sequence: each needs a position of it");
     for (int r = 0; r < batch_world && run.micro_batch > 0; r++) {
         const int64_t n = batch_share(B, r, batch_world).size();
-        if (run.micro_batch < n && n % run.micro_batch)
-            throw JobError("--micro-batch " + std::to_string(run.micro_batch) + " does not divide the " +
-                           std::to_string(n) + " examples " +
-                           (batch_world == 1 ? "of each step (--batch)"
-                            : P > 1
-                                ? "each group of " + std::to_string(P) + " processes computes of each step (--batch " +
-                                      std::to_string(B) + " over " + std::to_string(batch_world) + " groups)"
-                                : "rank " + std::to_string(r) + " computes of each step (--batch " + std::to_string(B) +
-                                      " over " + std::to_string(world) + " processes)"));
+        if (run.micro_batch >= n || n % run.micro_batch == 0) continue;
+        std::string whose = "of each step (--batch)";
+        if (batch_world > 1 && P > 1)
+            whose = "each group of " + std::to_string(P) + " processes computes of each step (--batch " +
+                    std::to_string(B) + " over " + std::to_string(batch_world) + " groups)";
+        else if (batch_world > 1)
+            whose = "rank " + std::to_string(r) + " computes of each step (--batch " + std::to_string(B) + " over " +
+                    std::to_string(world) + " processes)";
+        throw JobError("--micro-batch " + std::to_string(run.micro_batch) + " does not divide the " +
+                       std::to_string(n) + " examples " + whose);
     }
     const Range share = batch_share(B, batch_rank, batch_world);  // the examples of each step this process computes
     std::unique_ptr<Comm> group;                                  // the processes that share this one's sequences
@@ -313,7 +314,10 @@ int train(Engine& e, Model<float>& m, std::vector<float>& opt_m, std::vector<flo
                                    {"ms", ms}};
             if (e.peak_gib() > 0) line["peak_gib"] = e.peak_gib();
             if (e.optimizer_gib() > 0) line["optimizer_gib"] = e.optimizer_gib();
-            if (P > 1) line["exchanged_values"] = step_exchange = e.exchanged_values() - exchanged_before;
+            if (P > 1) {
+                step_exchange = e.exchanged_values() - exchanged_before;
+                line["exchanged_values"] = step_exchange;
+            }
             emit(line);
             if (run.progress) {
                 double el = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
