@@ -8,6 +8,7 @@
 
 #include "kernels/check.h"
 #include "kernels/decode.h"
+#include "kernels/decode_common.cuh"
 #include "kernels/launch.h"
 
 namespace st::gpu {
@@ -21,7 +22,6 @@ namespace {
 constexpr int kWarps = 8;
 constexpr int kKeysPerSplit = 256;
 constexpr int kMaxSplits = 64;
-constexpr float kLog2e = 1.4426950408889634f;
 
 __global__ void embed_kernel(float* x, const uint8_t* tok, const float* wte, PosTables pos, const int* tp, int B,
                              int C) {
@@ -63,18 +63,14 @@ template <int D> __device__ void combine(bf16* o, const float* part, int NH, int
     }
 }
 
-// One CTA per (head, sequence, split) over its share of the head's keys. A row of D bf16 is R = D / 8
-// lanes of 16 bytes, so a warp reads G = 32 / R rows at once, coalesced, and a group of 32 keys is R
-// reads: lane (g, c) holds, for each read i, the partial dot of key i * G + g over columns
-// [8c, 8c + 8), and then (after adding up the R lanes of the row) its score, its probability and its
-// 8 columns of the value sum. Split 0 also stores the key and value of position t into the cache;
-// any read of position t in this step takes them from qkv instead, so no CTA waits for that store.
+// One CTA per (head, sequence, split) over its share of the head's keys (attend_keys). Split 0 also
+// stores the key and value of position t into the cache; any read of position t in this step takes
+// them from qkv instead, so no CTA waits for that store.
 template <int D> __global__ void __launch_bounds__(kWarps * 32)
     attend_kernel(bf16* o, float* part, unsigned* tickets, const bf16* qkv, bf16* kc, bf16* vc, const DecodeHead* heads,
                   const int* tp, int NH, int S) {
-    constexpr int R = D / 8, G = 32 / R;
     const int h = blockIdx.x, b = blockIdx.y, split = blockIdx.z, t = *tp, C = NH * D;
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / R, col = lane % R * 8;
+    const int warp = threadIdx.x / 32, col = threadIdx.x % 32 % (D / 8) * 8;
     const DecodeHead hd = heads[h];
     const DecodeKeys ks(hd, t);
     const int n = ks.count();
@@ -98,106 +94,16 @@ template <int D> __global__ void __launch_bounds__(kWarps * 32)
             }
     }
     float q[8];
-    {
-        const uint4 w = *reinterpret_cast<const uint4*>(qkv + int64_t(b) * 3 * C + h * D + col);
-        const __nv_bfloat162* p = reinterpret_cast<const __nv_bfloat162*>(&w);
-        const float scale = kLog2e / sqrtf(float(D));
-#pragma unroll
-        for (int e = 0; e < 4; e++) {
-            const float2 f = __bfloat1622float2(p[e]);
-            q[2 * e] = f.x * scale;
-            q[2 * e + 1] = f.y * scale;
-        }
-    }
-    auto row = [&](const bf16* cache, const bf16* current, int key, int slot) -> const uint4* {
-        const bf16* r = last_is_t && key == n - 1 ? current : cache + (base + slot) * D;
-        return reinterpret_cast<const uint4*>(r + col);
+    decode::load_query<D>(q, qkv + int64_t(b) * 3 * C + h * D);
+    auto row = [&](bool value, int key, int slot) {
+        const bf16* r = last_is_t && key == n - 1 ? (value ? vq : kq) : (value ? vc : kc) + (base + slot) * D;
+        return *reinterpret_cast<const uint4*>(r + col);
     };
-    auto fma8 = [](float* acc, const uint4& w, float scale) {
-        const __nv_bfloat162* p = reinterpret_cast<const __nv_bfloat162*>(&w);
-#pragma unroll
-        for (int e = 0; e < 4; e++) {
-            const float2 f = __bfloat1622float2(p[e]);
-            acc[2 * e] += scale * f.x;
-            acc[2 * e + 1] += scale * f.y;
-        }
-    };
-    float m = -INFINITY, l = 0, acc[8] = {};
-    for (int g0 = k0 + warp * 32; g0 < k1; g0 += kWarps * 32) {
-        int slot[R];
-        float s[R];
-        uint4 kv[R];
-#pragma unroll
-        for (int i = 0; i < R; i++) {
-            const int key = g0 + i * G + g;
-            slot[i] = key < k1 ? ks.slot(hd, t, key) : -1;
-            kv[i] = slot[i] >= 0 ? *row(kc, kq, key, slot[i]) : make_uint4(0, 0, 0, 0);
-        }
-        float gmax = -INFINITY;
-#pragma unroll
-        for (int i = 0; i < R; i++) {
-            float dot = 0;
-            const __nv_bfloat162* p = reinterpret_cast<const __nv_bfloat162*>(&kv[i]);
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                const float2 f = __bfloat1622float2(p[e]);
-                dot += f.x * q[2 * e] + f.y * q[2 * e + 1];
-            }
-#pragma unroll
-            for (int w = 1; w < R; w *= 2) dot += __shfl_xor_sync(0xffffffffu, dot, w);
-            s[i] = slot[i] >= 0 ? dot : -INFINITY;
-            gmax = fmaxf(gmax, s[i]);
-        }
-#pragma unroll
-        for (int w = R; w < 32; w *= 2) gmax = fmaxf(gmax, __shfl_xor_sync(0xffffffffu, gmax, w));
-        const float m_new = fmaxf(m, gmax);  // finite: the group has at least one key
-        const float alpha = exp2f(m - m_new);
-        float ps = 0;
-#pragma unroll
-        for (int i = 0; i < R; i++) {
-            s[i] = slot[i] >= 0 ? exp2f(s[i] - m_new) : 0.f;  // now the probability
-            ps += s[i];
-        }
-#pragma unroll
-        for (int w = R; w < 32; w *= 2) ps += __shfl_xor_sync(0xffffffffu, ps, w);  // over the rows' groups
-        l = l * alpha + ps;
-        m = m_new;
-#pragma unroll
-        for (int i = 0; i < 8; i++) acc[i] *= alpha;
-#pragma unroll
-        for (int i = 0; i < R; i++)
-            if (slot[i] >= 0) fma8(acc, *row(vc, vq, g0 + i * G + g, slot[i]), s[i]);
-    }
-#pragma unroll
-    for (int i = 0; i < 8; i++)  // the G lanes with the same columns
-#pragma unroll
-        for (int w = R; w < 32; w *= 2) acc[i] += __shfl_xor_sync(0xffffffffu, acc[i], w);
-    __shared__ float wm[kWarps], wl[kWarps], wacc[kWarps][D];
-    if (lane == 0) {
-        wm[warp] = m;
-        wl[warp] = l;
-    }
-    if (lane < R)
-#pragma unroll
-        for (int i = 0; i < 8; i++) wacc[warp][col + i] = acc[i];
-    __syncthreads();
+    float m, l, acc[8];
+    decode::attend_keys<D>(hd, ks, t, q, k0, k1, warp, kWarps, row, m, l, acc);
     // This split's share: max, sum and unnormalised output, merged over the warps in order.
-    float* out = part + ((int64_t(b) * NH + h) * splits + split) * (D + 2);
-    for (int d = threadIdx.x; d < D; d += blockDim.x) {
-        float M = -INFINITY;
-        for (int w = 0; w < kWarps; w++) M = fmaxf(M, wm[w]);
-        float L = 0, A = 0;
-        for (int w = 0; w < kWarps; w++) {
-            const float f = wm[w] == -INFINITY ? 0.f : exp2f(wm[w] - M);
-            L += wl[w] * f;
-            A += wacc[w][d] * f;
-        }
-        out[2 + d] = A;
-        if (d == 0) {
-            out[0] = M;
-            out[1] = L;
-        }
-    }
+    __shared__ float ws[kWarps * (D + 2)];
+    decode::merge_warps<D, kWarps>(part + ((int64_t(b) * NH + h) * splits + split) * (D + 2), ws, m, l, acc);
     // The last split of a head to finish merges all of them, in split order (the same bits whichever
     // finishes last), and rearms the ticket for the next step.
     __shared__ bool last;

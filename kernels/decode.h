@@ -108,4 +108,31 @@ struct DecodeLinear {
 };
 void decode_linear(const DecodeLinear& a, cudaStream_t s);
 
+// One decoding step in one launch (decode_cluster.cu): the embedding of tok at position *t, every
+// layer (their caches updated as decode_attention does) and the head, into logits (B, V) fp32.
+constexpr int kDecodeStepRows = 4;  // the most sequences it takes
+struct DecodeLayer {
+    const float *ln1_w, *ln1_b, *qkv_b, *proj_b, *ln2_w, *ln2_b, *fc_b, *fp_b;  // fp32
+    const bf16 *qkv_w, *proj_w, *fc_w, *fp_w;                                   // bf16, (OC, IC)
+    bf16 *kc, *vc;                                                              // (B, NH, S, D)
+};
+struct DecodeStep {
+    const DecodeLayer* layers = nullptr;  // device, L of them
+    const DecodeHead* heads = nullptr;    // device, L x NH
+    const float *lnf_w = nullptr, *lnf_b = nullptr;
+    const bf16* head_w = nullptr;  // (V, C)
+    const float* wte = nullptr;
+    PosTables pos;
+    const uint8_t* tok = nullptr;
+    const int* t = nullptr;
+    float* logits = nullptr;
+    int L = 0, B = 0, C = 0, F = 0, V = 0, NH = 0, S = 0;  // S: cache slots a head
+    int slots = 0;                                         // decode_step_plan's: weight chunks in flight
+};
+// The CTAs of the cluster that runs a step of this shape on this card (16 or 8), with a->slots set;
+// 0 where it cannot run (before Hopper, more than kDecodeStepRows sequences, a head size other than
+// 32, 64 or 128, or too little shared memory). The weights must be 16-byte aligned.
+int decode_step_plan(DecodeStep* a);
+void decode_step(const DecodeStep& a, int ctas, cudaStream_t s);
+
 }  // namespace st::gpu

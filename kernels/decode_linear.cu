@@ -7,6 +7,7 @@
 // against 18 us for the widest product at 16 rows, the same at 1 row.
 #include "kernels/check.h"
 #include "kernels/decode.h"
+#include "kernels/decode_common.cuh"
 #include "kernels/launch.h"
 
 namespace st::gpu {
@@ -18,11 +19,6 @@ constexpr int kWarps = 8;
 constexpr int kOutPerWarp = 2;
 constexpr int kOutPerCta = kWarps * kOutPerWarp;
 constexpr int kPrefetch = 4;  // 16-byte weight loads a lane issues per output row before the wait: IC up to 1024
-
-__device__ inline float gelu_tanh(float x) {  // 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))), as the CPU
-    const float u = 0.7978845608028654f * (x + 0.044715f * x * x * x);
-    return 0.5f * x * (1.f + tanhf(u));
-}
 
 // x: kRows rows of IC bf16 in shared memory: the input as it is, or LayerNorm(x_f32) with w, b.
 template <bool LN> __device__ void load_rows(bf16* xs, const DecodeLinear& a, int n0, int rows) {
@@ -125,7 +121,7 @@ template <bool LN, DecodeEpilogue E> __global__ void __launch_bounds__(kWarps * 
             const float y = acc[j][r] + bias;
             if constexpr (E == DecodeEpilogue::bf16) static_cast<bf16*>(a.out)[at] = __float2bfloat16(y);
             if constexpr (E == DecodeEpilogue::gelu_bf16)
-                static_cast<bf16*>(a.out)[at] = __float2bfloat16(gelu_tanh(y));
+                static_cast<bf16*>(a.out)[at] = __float2bfloat16(decode::gelu_tanh(y));
             if constexpr (E == DecodeEpilogue::residual_f32) static_cast<float*>(a.out)[at] = a.resid[at] + y;
             if constexpr (E == DecodeEpilogue::f32) static_cast<float*>(a.out)[at] = y;
         }

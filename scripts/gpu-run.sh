@@ -59,13 +59,13 @@ fi
 
 # A training step, tokens/s and peak memory: on random bytes (the speed does not depend on the data),
 # or on DATA where the loss must fall.
-st_train() {   # NAME ST-TRAIN-OPTIONS...
+st_train() {   # NAME ST-TRAIN-OPTIONS... (its log stays in $out: a run cut off by a time limit still shows how far it got)
     local name=$1 data=${DATA:-$tmp/random.bin}
     shift
     [ -s "$tmp/random.bin" ] || head -c 40000000 /dev/urandom > "$tmp/random.bin"
     "$build/st-train" --device cuda "$@" --steps "${STEPS:-13}" --warmup "${WARMUP:-1}" --eval-every 0 --eval-windows 1 --quiet \
-        --log "$tmp/$name.log" -o "$tmp/$name.st" "$data" || { echo "{\"impl\": \"st\", \"name\": \"$name\", \"error\": \"failed\"}"; return 1; }
-    $py - "$tmp/$name.log" "$name" <<'PY'
+        --log "$out/$name.log" -o "$tmp/$name.st" "$data" || { echo "{\"impl\": \"st\", \"name\": \"$name\", \"error\": \"failed\"}"; return 1; }
+    $py - "$out/$name.log" "$name" <<'PY'
 import json, statistics, sys
 steps = [json.loads(l) for l in open(sys.argv[1]) if '"loss"' in l]
 rows = steps[3:] or steps[1:]  # after warm-up: the first steps choose algorithms and fill caches

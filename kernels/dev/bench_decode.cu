@@ -4,13 +4,15 @@
 // step plus its round trip. The first steps attend to few keys; the attention of a later position,
 // whose cost grows with it, is timed on its own at each of POSITIONS (one layer, random cache), and
 // so is each of a layer's four matrix products (decode_linear) at every batch size.
-// Environment: LAYERS=12 DMODEL=512 HEADS=8 CTX=65536 STRIDE=1024 SUMMARY=128 STEPS=2048 BATCHES=1,16
-//              POSITIONS=1024,16384,32768,65535
+// Environment: LAYERS=12 DMODEL=512 HEADS=8 CTX=65536 PATTERN=fixed STRIDE=1024 SUMMARY=128 STEPS=2048
+//              BATCHES=1,16 POSITIONS=1024,16384,32768,65535 (ST_DECODE=one: the one-launch step
+//              up to 4 sequences, sampler_gpu.cpp)
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -115,7 +117,8 @@ int main() {
         c.d_model = env_int("DMODEL", 512);
         c.n_head = env_int("HEADS", 8);
         c.n_ctx = env_int("CTX", 65536);
-        c.attn.pattern = Pattern::fixed;
+        const char* pattern = std::getenv("PATTERN") ? std::getenv("PATTERN") : "fixed";
+        if (!pattern_from_name(pattern, &c.attn.pattern)) throw std::runtime_error(std::string("PATTERN: ") + pattern);
         c.attn.stride = env_int("STRIDE", 1024);
         c.attn.summary = env_int("SUMMARY", 128);
         c.attn.block = 128;
@@ -155,9 +158,9 @@ int main() {
             for (int i = 0; i < steps; i++) bytes[0] = uint8_t(s->push(bytes.data())[0] > 0 ? 'b' : 'c');
             const double sec = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
             std::printf(
-                "{\"impl\": \"st-decode\", \"layers\": %d, \"d\": %d, \"ctx\": %d, \"batch\": %d, \"steps\": %d, "
-                "\"ms_per_step\": %.4f, \"tokens_per_s\": %.0f}\n",
-                c.n_layer, c.d_model, c.n_ctx, B, steps, sec * 1e3 / steps, B * steps / sec);
+                "{\"impl\": \"st-decode\", \"layers\": %d, \"d\": %d, \"ctx\": %d, \"pattern\": \"%s\", "
+                "\"batch\": %d, \"steps\": %d, \"ms_per_step\": %.4f, \"tokens_per_s\": %.0f}\n",
+                c.n_layer, c.d_model, c.n_ctx, pattern, B, steps, sec * 1e3 / steps, B * steps / sec);
             std::fflush(stdout);
         }
         return 0;

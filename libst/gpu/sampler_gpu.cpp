@@ -1,11 +1,11 @@
 // Batched incremental decoding on the GPU. One step (embed, every layer, the head) is captured once
 // as a CUDA graph and replayed for every position: the position counter lives on the device, so the
-// graph never changes, and a step costs one launch instead of a hundred. Up to kFusedRows sequences
-// the products are decode_linear's (weights streamed once, LayerNorm and residual inside); beyond,
-// the tensor cores of cuBLASLt win, with the residual additions fused into the LayerNorms.
+// graph never changes. Which kernels make the step: see step_kind.
 #include <cuda_runtime.h>
 
+#include <cstdlib>
 #include <cstring>
+#include <string>
 
 #include "error.h"
 #include "gpu/buffer.h"
@@ -25,6 +25,18 @@ namespace {
 
 constexpr int kFusedRows = 4;  // measured on an H200: the fused products lose to cuBLASLt beyond (docs/PERF.md)
 
+// How a step runs. Up to kFusedRows sequences, four kernels a layer (decode_linear's products with
+// the LayerNorm and residual inside, decode_attention); beyond, the tensor cores of cuBLASLt win, with
+// the residual additions fused into the LayerNorms. ST_DECODE=one: up to kDecodeStepRows sequences,
+// one launch on a cluster of CTAs that walks the layers itself (decode_step), where the card has
+// clusters. It gives the same logits, but is not yet faster than the four kernels a layer (it streams
+// the weights through 16 SMs: kernels/dev/NOTES.md), so it is not the default.
+enum class StepKind { one_launch, fused, gemm };
+StepKind step_kind(int batch, int one_launch_ctas) {
+    if (one_launch_ctas > 0) return StepKind::one_launch;
+    return batch <= kFusedRows ? StepKind::fused : StepKind::gemm;
+}
+
 class GpuSampler final : public Sampler {
    public:
     GpuSampler(const Model<float>& m, int batch, int device);
@@ -39,12 +51,14 @@ class GpuSampler final : public Sampler {
 
    private:
     void enqueue_step();  // one position for every sequence, on s_
+    void plan_one_launch();
     void enqueue_layers_fused();
     void enqueue_layers_gemm();
     // Layer l's tensors: fp32 (the LayerNorms, the fused products' biases) and the bf16 mirror.
     LayerTensors<const float*> f32(int l) const { return at<const float>(w_.p, m_.offsets.layers[size_t(l)]); }
     LayerTensors<const bf16*> b16(int l) const { return at<const bf16>(w16_.p, m_.offsets.layers[size_t(l)]); }
     const float* run_step();
+    gpu::PosTables pos_tables() const;
 
     const Model<float>& m_;
     const Config& c_;
@@ -56,6 +70,10 @@ class GpuSampler final : public Sampler {
     Buf<bf16> w16_;
     Buf<int32_t> pos_index_;
     Buf<gpu::DecodeHead> heads_;  // per layer, n_head each
+    Buf<gpu::DecodeLayer> layers_;
+    gpu::DecodeStep step_;
+    StepKind kind_ = StepKind::gemm;
+    int step_ctas_ = 0;  // decode_step_plan's
     std::vector<Buf<bf16>> kc_, vc_;
     Buf<int> t_dev_;
     Buf<uint8_t> tok_;
@@ -107,7 +125,9 @@ GpuSampler::GpuSampler(const Model<float>& m, int batch, int device)
     att_ = Buf<bf16>(N * C);
     fcg_ = Buf<bf16>(N * F);
     logits32_ = Buf<float>(N * V);
-    if (B_ > kFusedRows) {
+    plan_one_launch();
+    kind_ = step_kind(B_, step_ctas_);
+    if (kind_ == StepKind::gemm) {
         ln_ = Buf<bf16>(N * C);
         br_ = Buf<bf16>(N * C);
         fch_ = Buf<bf16>(N * F);
@@ -122,20 +142,58 @@ GpuSampler::GpuSampler(const Model<float>& m, int batch, int device)
     window_.resize(size_t(B_));
 }
 
-void GpuSampler::enqueue_step() {
-    const int C = c_.d_model, V = c_.vocab, N = B_;
-    CUDA_CHECK(cudaMemcpyAsync(tok_.p, host_tok_, size_t(N), cudaMemcpyHostToDevice, s_));
+// The one-launch step's arguments, and whether it runs here (step_ctas_ > 0): asked for, and the
+// card and the shape allow it.
+void GpuSampler::plan_one_launch() {
+    const int L = c_.n_layer;
+    std::vector<gpu::DecodeLayer> layers;
+    bool aligned = gpu::aligned16(w16_.p + m_.offsets.head);
+    for (int l = 0; l < L; l++) {
+        const auto w = f32(l);
+        const auto h = b16(l);
+        for (const bf16* p : {h.qkv_w, h.proj_w, h.fc_w, h.fp_w}) aligned = aligned && gpu::aligned16(p);
+        layers.push_back({w.ln1_w, w.ln1_b, w.qkv_b, w.proj_b, w.ln2_w, w.ln2_b, w.fc_b, w.fp_b, h.qkv_w, h.proj_w,
+                          h.fc_w, h.fp_w, kc_[size_t(l)].p, vc_[size_t(l)].p});
+    }
+    const char* e = std::getenv("ST_DECODE");
+    if (!(e && std::string(e) == "one") || !aligned || B_ > gpu::kDecodeStepRows) return;
+    layers_ = Buf<gpu::DecodeLayer>(layers.size());
+    layers_.upload(layers.data(), s_);
+    gpu::DecodeStep& a = step_;
+    a.layers = layers_.p, a.heads = heads_.p;
+    a.lnf_w = w_.p + m_.offsets.lnf_w, a.lnf_b = w_.p + m_.offsets.lnf_b, a.head_w = w16_.p + m_.offsets.head;
+    a.wte = w_.p + m_.offsets.wte, a.pos = pos_tables();
+    a.tok = tok_.p, a.t = t_dev_.p, a.logits = logits32_.p;
+    a.L = L, a.B = B_, a.C = c_.d_model, a.F = c_.ff_dim(), a.V = c_.vocab, a.NH = c_.n_head, a.S = S_;
+    step_ctas_ = gpu::decode_step_plan(&a);
+}
+
+gpu::PosTables GpuSampler::pos_tables() const {
     gpu::PosTables pos;
     pos.n = int(m_.pos_index().size());
     for (int k = 0; k < pos.n; k++) {
         pos.table[k] = w_.p + m_.offsets.wpe[size_t(k)];
         pos.index[k] = pos_index_.p + size_t(k) * c_.n_ctx;
     }
-    gpu::decode_embed(x_.p, tok_.p, w_.p + m_.offsets.wte, pos, t_dev_.p, N, C, s_);
-    if (B_ > kFusedRows)
-        enqueue_layers_gemm();
-    else
-        enqueue_layers_fused();
+    return pos;
+}
+
+void GpuSampler::enqueue_step() {
+    const int C = c_.d_model, V = c_.vocab, N = B_;
+    CUDA_CHECK(cudaMemcpyAsync(tok_.p, host_tok_, size_t(N), cudaMemcpyHostToDevice, s_));
+    switch (kind_) {
+        case StepKind::one_launch:
+            gpu::decode_step(step_, step_ctas_, s_);
+            break;
+        case StepKind::fused:
+            gpu::decode_embed(x_.p, tok_.p, w_.p + m_.offsets.wte, pos_tables(), t_dev_.p, N, C, s_);
+            enqueue_layers_fused();
+            break;
+        case StepKind::gemm:
+            gpu::decode_embed(x_.p, tok_.p, w_.p + m_.offsets.wte, pos_tables(), t_dev_.p, N, C, s_);
+            enqueue_layers_gemm();
+            break;
+    }
     CUDA_CHECK(cudaMemcpyAsync(host_logits_, logits32_.p, size_t(N) * V * sizeof(float), cudaMemcpyDeviceToHost, s_));
     gpu::decode_advance(t_dev_.p, s_);
 }
