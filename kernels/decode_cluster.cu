@@ -145,22 +145,10 @@ struct Ring {
     }
 };
 
-// Rows [0, B) of dst (bf16, stride C) = LayerNorm of src's (fp32) with w, b: one warp a row, two passes.
+// Rows [0, B) of dst (bf16, stride C) = LayerNorm of src's (fp32) with w, b: one warp a row.
 template <int B>
 __device__ void layernorm_rows(bf16* dst, const float* src, const float* w, const float* b, int C) {
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    for (int r = warp; r < B; r += kWarps) {
-        const float* x = src + r * C;
-        float sum = 0;
-        for (int i = lane; i < C; i += 32) sum += x[i];
-        for (int o = 16; o > 0; o /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, o);
-        const float mean = sum / float(C);
-        float sq = 0;
-        for (int i = lane; i < C; i += 32) sq += (x[i] - mean) * (x[i] - mean);
-        for (int o = 16; o > 0; o /= 2) sq += __shfl_xor_sync(0xffffffffu, sq, o);
-        const float rstd = rsqrtf(sq / float(C) + 1e-5f);
-        for (int i = lane; i < C; i += 32) dst[r * C + i] = __float2bfloat16((x[i] - mean) * rstd * w[i] + b[i]);
-    }
+    for (int r = threadIdx.x / 32; r < B; r += kWarps) decode::layernorm_row(dst + r * C, src + r * C, w, b, C);
     __syncthreads();
 }
 
@@ -401,6 +389,24 @@ int smem_bytes(const DecodeStep& a, int n) {
     return StepSmem(a.B, a.C, a.F, a.V, a.L, a.NH, a.C / a.NH, n, a.slots).bytes;
 }
 
+
+// A launch of n CTAs as one cluster (cfg points at attr: not copied).
+struct ClusterLaunch {
+    cudaLaunchAttribute attr = {};
+    cudaLaunchConfig_t cfg = {};
+    ClusterLaunch(int n, int smem, cudaStream_t s) {
+        attr.id = cudaLaunchAttributeClusterDimension;
+        attr.val.clusterDim.x = unsigned(n), attr.val.clusterDim.y = 1, attr.val.clusterDim.z = 1;
+        cfg.gridDim = dim3(unsigned(n));
+        cfg.blockDim = dim3(kThreads);
+        cfg.dynamicSmemBytes = size_t(smem);
+        cfg.stream = s;
+        cfg.attrs = &attr;
+        cfg.numAttrs = 1;
+    }
+    ClusterLaunch(const ClusterLaunch&) = delete;
+};
+
 }  // namespace
 
 int decode_step_plan(DecodeStep* a) {
@@ -419,17 +425,9 @@ int decode_step_plan(DecodeStep* a) {
         const int bytes = smem_bytes(*a, n);
         CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
         if (n > 8) CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1));
-        cudaLaunchConfig_t cfg = {};
-        cudaLaunchAttribute attr = {};
-        attr.id = cudaLaunchAttributeClusterDimension;
-        attr.val.clusterDim.x = unsigned(n), attr.val.clusterDim.y = 1, attr.val.clusterDim.z = 1;
-        cfg.gridDim = dim3(unsigned(n));
-        cfg.blockDim = dim3(kThreads);
-        cfg.dynamicSmemBytes = size_t(bytes);
-        cfg.attrs = &attr;
-        cfg.numAttrs = 1;
+        const ClusterLaunch launch(n, bytes, nullptr);
         int clusters = 0;
-        if (cudaOccupancyMaxActiveClusters(&clusters, kernel, &cfg) != cudaSuccess) {
+        if (cudaOccupancyMaxActiveClusters(&clusters, kernel, &launch.cfg) != cudaSuccess) {
             (void)cudaGetLastError();  // not schedulable this way: try the smaller cluster
             continue;
         }
@@ -439,21 +437,12 @@ int decode_step_plan(DecodeStep* a) {
 }
 
 void decode_step(const DecodeStep& a, int ctas, cudaStream_t s) {
-    cudaLaunchConfig_t cfg = {};
-    cudaLaunchAttribute attr = {};
-    attr.id = cudaLaunchAttributeClusterDimension;
-    attr.val.clusterDim.x = unsigned(ctas), attr.val.clusterDim.y = 1, attr.val.clusterDim.z = 1;
-    cfg.gridDim = dim3(unsigned(ctas));
-    cfg.blockDim = dim3(kThreads);
-    cfg.dynamicSmemBytes = size_t(smem_bytes(a, ctas));
-    cfg.stream = s;
-    cfg.attrs = &attr;
-    cfg.numAttrs = 1;
+    const ClusterLaunch launch(ctas, smem_bytes(a, ctas), s);
     switch (a.B) {
-        case 1: CUDA_CHECK(cudaLaunchKernelEx(&cfg, step_kernel<1>, a)); break;
-        case 2: CUDA_CHECK(cudaLaunchKernelEx(&cfg, step_kernel<2>, a)); break;
-        case 3: CUDA_CHECK(cudaLaunchKernelEx(&cfg, step_kernel<3>, a)); break;
-        default: CUDA_CHECK(cudaLaunchKernelEx(&cfg, step_kernel<4>, a)); break;
+        case 1: CUDA_CHECK(cudaLaunchKernelEx(&launch.cfg, step_kernel<1>, a)); break;
+        case 2: CUDA_CHECK(cudaLaunchKernelEx(&launch.cfg, step_kernel<2>, a)); break;
+        case 3: CUDA_CHECK(cudaLaunchKernelEx(&launch.cfg, step_kernel<3>, a)); break;
+        default: CUDA_CHECK(cudaLaunchKernelEx(&launch.cfg, step_kernel<4>, a)); break;
     }
 }
 

@@ -29,6 +29,20 @@ __device__ inline void fma8(float* acc, const uint4& w, float scale) {
     }
 }
 
+// dst[0 .. C) = LayerNorm(x[0 .. C)) with w, b, by one warp: two passes over the row, then the write.
+__device__ inline void layernorm_row(bf16* dst, const float* x, const float* w, const float* b, int C) {
+    const int lane = threadIdx.x % 32;
+    float sum = 0;
+    for (int i = lane; i < C; i += 32) sum += x[i];
+    for (int o = 16; o > 0; o /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+    const float mean = sum / float(C);
+    float sq = 0;
+    for (int i = lane; i < C; i += 32) sq += (x[i] - mean) * (x[i] - mean);
+    for (int o = 16; o > 0; o /= 2) sq += __shfl_xor_sync(0xffffffffu, sq, o);
+    const float rstd = rsqrtf(sq / float(C) + 1e-5f);
+    for (int i = lane; i < C; i += 32) dst[i] = __float2bfloat16((x[i] - mean) * rstd * w[i] + b[i]);
+}
+
 __device__ inline float dot8(const uint4& w, const float* x) {
     const __nv_bfloat162* p = reinterpret_cast<const __nv_bfloat162*>(&w);
     float dot = 0;

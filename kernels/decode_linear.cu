@@ -22,24 +22,13 @@ constexpr int kPrefetch = 4;  // 16-byte weight loads a lane issues per output r
 
 // x: kRows rows of IC bf16 in shared memory: the input as it is, or LayerNorm(x_f32) with w, b.
 template <bool LN> __device__ void load_rows(bf16* xs, const DecodeLinear& a, int n0, int rows) {
-    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, IC = a.IC;
+    const int warp = threadIdx.x / 32, IC = a.IC;
     if constexpr (!LN) {
         for (int i = threadIdx.x; i < rows * IC / 8; i += blockDim.x)
             reinterpret_cast<uint4*>(xs)[i] = reinterpret_cast<const uint4*>(a.in + int64_t(n0) * IC)[i];
     } else {
-        for (int r = warp; r < rows; r += kWarps) {  // one warp a row: two passes over it, then the write
-            const float* x = a.in_f32 + int64_t(n0 + r) * IC;
-            float sum = 0;
-            for (int i = lane; i < IC; i += 32) sum += x[i];
-            for (int o = 16; o > 0; o /= 2) sum += __shfl_xor_sync(0xffffffffu, sum, o);
-            const float mean = sum / float(IC);
-            float sq = 0;
-            for (int i = lane; i < IC; i += 32) sq += (x[i] - mean) * (x[i] - mean);
-            for (int o = 16; o > 0; o /= 2) sq += __shfl_xor_sync(0xffffffffu, sq, o);
-            const float rstd = rsqrtf(sq / float(IC) + 1e-5f);
-            for (int i = lane; i < IC; i += 32)
-                xs[r * IC + i] = __float2bfloat16((x[i] - mean) * rstd * a.ln_w[i] + a.ln_b[i]);
-        }
+        for (int r = warp; r < rows; r += kWarps)  // one warp a row
+            decode::layernorm_row(xs + r * IC, a.in_f32 + int64_t(n0 + r) * IC, a.ln_w, a.ln_b, IC);
     }
 }
 
