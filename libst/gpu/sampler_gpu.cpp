@@ -25,11 +25,11 @@ namespace {
 
 constexpr int kFusedRows = 4;  // measured on an H200: the fused products lose to cuBLASLt beyond (docs/PERF.md)
 
-// How a step runs. Up to kFusedRows sequences, four kernels a layer (decode_linear's products with
-// the LayerNorm and residual inside, decode_attention); beyond, the tensor cores of cuBLASLt win, with
+// How a step runs. Up to kFusedRows sequences, five kernels a layer (decode_linear's four products
+// with the LayerNorm and residual inside, decode_attention); beyond, the tensor cores of cuBLASLt win, with
 // the residual additions fused into the LayerNorms. ST_DECODE=one: up to kDecodeStepRows sequences,
 // one launch on a cluster of CTAs that walks the layers itself (decode_step), where the card has
-// clusters. It gives the same logits, but is not yet faster than the four kernels a layer (it streams
+// clusters. It gives the same logits, but is not yet faster than the five kernels a layer (it streams
 // the weights through 16 SMs: kernels/dev/NOTES.md), so it is not the default.
 enum class StepKind { one_launch, fused, gemm };
 StepKind step_kind(int batch, int one_launch_ctas) {
@@ -145,6 +145,8 @@ GpuSampler::GpuSampler(const Model<float>& m, int batch, int device)
 // The one-launch step's arguments, and whether it runs here (step_ctas_ > 0): asked for, and the
 // card and the shape allow it.
 void GpuSampler::plan_one_launch() {
+    const char* e = std::getenv("ST_DECODE");
+    if (!(e && std::string(e) == "one") || B_ > gpu::kDecodeStepRows) return;
     const int L = c_.n_layer;
     std::vector<gpu::DecodeLayer> layers;
     bool aligned = gpu::aligned16(w16_.p + m_.offsets.head);
@@ -155,8 +157,7 @@ void GpuSampler::plan_one_launch() {
         layers.push_back({w.ln1_w, w.ln1_b, w.qkv_b, w.proj_b, w.ln2_w, w.ln2_b, w.fc_b, w.fp_b, h.qkv_w, h.proj_w,
                           h.fc_w, h.fp_w, kc_[size_t(l)].p, vc_[size_t(l)].p});
     }
-    const char* e = std::getenv("ST_DECODE");
-    if (!(e && std::string(e) == "one") || !aligned || B_ > gpu::kDecodeStepRows) return;
+    if (!aligned) return;
     layers_ = Buf<gpu::DecodeLayer>(layers.size());
     layers_.upload(layers.data(), s_);
     gpu::DecodeStep& a = step_;
