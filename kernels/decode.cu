@@ -26,11 +26,8 @@ constexpr int kMaxSplits = 64;
 __global__ void embed_kernel(float* x, const uint8_t* tok, const float* wte, PosTables pos, const int* tp, int B,
                              int C) {
     const int b = blockIdx.x, t = *tp;
-    for (int c = threadIdx.x; c < C; c += blockDim.x) {
-        float v = wte[int64_t(tok[b]) * C + c];
-        for (int k = 0; k < pos.n; k++) v += pos.table[k][int64_t(pos.index[k][t]) * C + c];
-        x[int64_t(b) * C + c] = v;
-    }
+    for (int c = threadIdx.x; c < C; c += blockDim.x)
+        x[int64_t(b) * C + c] = decode::embedding(wte, pos, tok[b], t, C, c);
 }
 
 // Merges the `splits` shares (max, sum, unnormalised output) of head h of sequence b, in split order.

@@ -308,12 +308,8 @@ template <int B> __global__ void __launch_bounds__(kThreads, 1) step_kernel(cons
     for (int i = threadIdx.x; i < a.L * int(sizeof(DecodeLayer) / 8); i += kThreads)
         reinterpret_cast<uint64_t*>(layers)[i] = reinterpret_cast<const uint64_t*>(a.layers)[i];
     stage_vecs(vecs(0), a.layers, a, rank, n);
-    for (int i = threadIdx.x; i < B * C; i += kThreads) {  // the embedding: every CTA its own copy
-        const int b = i / C, c = i % C;
-        float v = a.wte[int64_t(a.tok[b]) * C + c];
-        for (int k = 0; k < a.pos.n; k++) v += a.pos.table[k][int64_t(a.pos.index[k][t]) * C + c];
-        xres[i] = v;
-    }
+    for (int i = threadIdx.x; i < B * C; i += kThreads)  // the embedding: every CTA its own copy
+        xres[i] = decode::embedding(a.wte, a.pos, a.tok[i / C], t, C, i % C);
     cluster.sync();  // every CTA has started (and its barriers are set) before any writes into it
     for (int l = 0; l < a.L; l++) {
         const DecodeLayer& ly = layers[l];

@@ -1,5 +1,6 @@
-// What the decoding kernels share (decode.cu and decode_linear.cu, the per-op step; decode_cluster.cu,
-// the one-launch step): the GELU, 8-wide bf16 dot products, and one query's attention over a head's
+// What the decoding kernels share (decode.cu and decode_linear.cu, the per-op step;
+// decode_cluster.cu, the one-launch step): the embedding, a row's LayerNorm, the GELU, 8-wide bf16
+// dot products, and one query's attention over a head's
 // cached keys. For attention a warp walks groups of 32 keys keeping a running max, sum and output;
 // then the warps of a CTA merge into one share (max, sum, unnormalised output), which the kernels
 // merge over CTAs in a fixed order.
@@ -27,6 +28,13 @@ __device__ inline void fma8(float* acc, const uint4& w, float scale) {
         acc[2 * e] += scale * f.x;
         acc[2 * e + 1] += scale * f.y;
     }
+}
+
+// Element c of the embedding of byte tok at position t: its row of wte plus each position table's row.
+__device__ inline float embedding(const float* wte, const PosTables& pos, int tok, int t, int C, int c) {
+    float v = wte[int64_t(tok) * C + c];
+    for (int k = 0; k < pos.n; k++) v += pos.table[k][int64_t(pos.index[k][t]) * C + c];
+    return v;
 }
 
 // dst[0 .. C) = LayerNorm(x[0 .. C)) with w, b, by one warp: two passes over the row, then the write.
