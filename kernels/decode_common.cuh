@@ -1,9 +1,8 @@
 // What the decoding kernels share (decode.cu and decode_linear.cu, the per-op step;
 // decode_cluster.cu, the one-launch step): the embedding, a row's LayerNorm, the GELU, 8-wide bf16
-// dot products, and one query's attention over a head's
-// cached keys. For attention a warp walks groups of 32 keys keeping a running max, sum and output;
-// then the warps of a CTA merge into one share (max, sum, unnormalised output), which the kernels
-// merge over CTAs in a fixed order.
+// dot products, and one query's attention over a head's cached keys. For attention a warp walks
+// groups of 32 keys keeping a running max, sum and output; then the warps of a CTA merge into one
+// share (max, sum, unnormalised output), which the kernels merge over CTAs in a fixed order.
 #pragma once
 #include <cuda_bf16.h>
 
