@@ -18,6 +18,22 @@ int sample_byte(const float* logits, int vocab, const SampleOptions& o, Rng& rng
     probs.resize(vocab);
     float mx = *std::max_element(logits, logits + vocab);
     for (int v = 0; v < vocab; v++) probs[v] = std::exp((logits[v] - mx) / o.temperature);
+    if ((o.top_k <= 0 || o.top_k >= vocab) && o.top_p >= 1.0f) {
+        // No ranking needed: min-p (the likeliest byte's weight is exp(0) = 1) keeps each byte on its own
+        // merits, so the draw walks the bytes in their order. No sort: it was most of a draw's time.
+        double total = 0;
+        for (int v = 0; v < vocab; v++)
+            if (probs[v] >= o.min_p) total += probs[v];
+        double u = rng.uniform() * total, acc = 0;
+        int last = 0;
+        for (int v = 0; v < vocab; v++)
+            if (probs[v] >= o.min_p) {
+                acc += probs[v];
+                last = v;
+                if (u < acc) return v;
+            }
+        return last;
+    }
     std::vector<int> order(vocab);
     std::iota(order.begin(), order.end(), 0);
     std::stable_sort(order.begin(), order.end(), [&](int a, int b) { return probs[a] > probs[b]; });
@@ -35,7 +51,7 @@ int sample_byte(const float* logits, int vocab, const SampleOptions& o, Rng& rng
             }
         }
     }
-    if (o.min_p > 0.0f) {  // the likeliest byte's weight is exp(0) = 1: the others are kept from min_p up
+    if (o.min_p > 0.0f) {  // as above: the others are kept from min_p up
         int i = 1;
         while (i < keep && probs[order[i]] >= o.min_p) i++;
         keep = i;
