@@ -24,11 +24,12 @@ const char* attention_kernel_name(AttnKernel k) {
     return "?";
 }
 
-AttnKernel attention_kernel(AttnPass pass, int head_size, int block, bool hopper) {
+// Every row of the table takes one family for both passes; the pass stays in the rule's signature
+// for the shapes where a family has only one of them.
+AttnKernel attention_kernel(AttnPass /*pass*/, int head_size, int block, bool hopper) {
     if (!hopper) return AttnKernel::mma;
     if (head_size == 64) return block == 128 ? AttnKernel::ws : AttnKernel::wgmma;
-    // Head size 128: the wgmma backward's dK, dV and dQ accumulators do not fit a warpgroup's registers.
-    if (head_size == 128) return pass == AttnPass::forward ? AttnKernel::wgmma : AttnKernel::mma;
+    if (head_size == 128) return AttnKernel::wgmma;
     return AttnKernel::mma;  // head size 32: narrower than a wgmma panel
 }
 

@@ -8,7 +8,8 @@
 // N-major B of an accumulation (dK += dS^T Q), as K and V do in attention_fwd_wgmma.cu.
 // The CTA's own rows (K and V, or Q and dO) are swizzled tiles too, read by the score products as
 // their A operand from shared memory; the products that take computed probabilities (dV, dK, dQ)
-// read them from registers. Head size 64, blocks of 64 (attention_fwd_ws.cu's kernels take blocks of 128).
+// read them from registers. Head size 64 with blocks of 64 (attention_bwd_ws.cu's kernels take blocks
+// of 128), and head size 128 with either.
 #include <cfloat>
 #include <string>
 
@@ -24,11 +25,11 @@ using namespace mma;
 
 constexpr int kRows = 64, kThreads = 128;  // a CTA's rows of its block, its threads: one warpgroup
 
-template <int D> constexpr int dkv_wgmma_smem() {  // alignment slack, Q and dO tiles, K and V, lse and D
-    return 1024 + (2 * kBufs + 2) * (D / 64) * kPanel + 2 * kBufs * kKeyTile * 4;
+template <int D, int Bufs> constexpr int dkv_wgmma_smem() {  // alignment slack, Q and dO tiles, K and V, lse and D
+    return 1024 + (2 * Bufs + 2) * (D / 64) * kPanel + 2 * Bufs * kKeyTile * 4;
 }
-template <int D> constexpr int dq_wgmma_smem() {  // alignment slack, K and V tiles, Q and dO
-    return 1024 + (2 * kBufs + 2) * (D / 64) * kPanel;
+template <int D, int Bufs> constexpr int dq_wgmma_smem() {  // alignment slack, K and V tiles, Q and dO
+    return 1024 + (2 * Bufs + 2) * (D / 64) * kPanel;
 }
 
 // The two score products of a tile, s = A0 B0^T and dp = A1 B1^T (qk_issue), issued together and
@@ -47,16 +48,16 @@ template <int D> __device__ __forceinline__ void score_products(float (&s)[8][4]
     wgmma::fence_regs<32>(&dp[0][0]);
 }
 
-template <int D, int BLK> __global__ void __launch_bounds__(kThreads, 2) dkv_wgmma_kernel(BwdArgs a) {
+template <int D, int BLK, int Bufs> __global__ void __launch_bounds__(kThreads, 2) dkv_wgmma_kernel(BwdArgs a) {
     constexpr int NT = kThreads, SUB = BLK / kKeyTile, TILE = D / 64 * kPanel;
     extern __shared__ __align__(16) unsigned char smem_raw[];
     unsigned char* smem = swizzle_base(smem_raw);
-    unsigned char* Qs = smem;                         // kBufs x TILE
-    unsigned char* Gs = Qs + kBufs * TILE;            // kBufs x TILE (dO)
-    unsigned char* Ks = Gs + kBufs * TILE;            // TILE: the CTA's keys
+    unsigned char* Qs = smem;                         // Bufs x TILE
+    unsigned char* Gs = Qs + Bufs * TILE;             // Bufs x TILE (dO)
+    unsigned char* Ks = Gs + Bufs * TILE;             // TILE: the CTA's keys
     unsigned char* Vs = Ks + TILE;                    // TILE
-    float* Ls = reinterpret_cast<float*>(Vs + TILE);  // kBufs x kKeyTile: lse
-    float* Ds = Ls + kBufs * kKeyTile;                // kBufs x kKeyTile: dsum
+    float* Ls = reinterpret_cast<float*>(Vs + TILE);  // Bufs x kKeyTile: lse
+    float* Ds = Ls + Bufs * kKeyTile;                 // Bufs x kKeyTile: dsum
     const int h = blockIdx.y, b = blockIdx.z;
     const AttnPartDev P = a.parts[h];
     if (!P.row_ptr) return;
@@ -92,8 +93,12 @@ template <int D, int BLK> __global__ void __launch_bounds__(kThreads, 2) dkv_wgm
     // like writes into a running product, and it serialised every product (warning C7515).
     settle_dkv();
     const int r0 = warp * 16;  // the warp's 16 keys of its warpgroup's 64
-    for (int it = 0, buf = 0; it < ntiles; it++, buf = next_buf(buf)) {
-        tile_ready(it + 1 < ntiles, buf, [&](int next) { load_q(q1, next); });
+    for (int it = 0, buf = 0; it < ntiles; it++, buf = next_buf<Bufs>(buf)) {
+        if constexpr (Bufs == 2) {  // the buffer about to be refilled is the one dV and dK still read
+            wgmma::wait<0>();
+            settle_dkv();
+        }
+        tile_ready<Bufs>(it + 1 < ntiles, buf, [&](int next) { load_q(q1, next); });
         // The walk's indices, read before the products are issued so that they arrive while those run
         // (a load after a wgmma wait cannot move above it).
         const int x = x0 + it / SUB, sub = it % SUB, mid = P.mask_t[x], q2 = first(it + 2);
@@ -124,13 +129,13 @@ template <int D, int BLK> __global__ void __launch_bounds__(kThreads, 2) dkv_wgm
     store_rows<D, 1>(kdst + a.C, r.W3, dv, P.order, k0 + r0, a.T, lane, a.merge, 1.f);
 }
 
-template <int D, int BLK> __global__ void __launch_bounds__(kThreads, 2) dq_wgmma_kernel(BwdArgs a) {
+template <int D, int BLK, int Bufs> __global__ void __launch_bounds__(kThreads, 2) dq_wgmma_kernel(BwdArgs a) {
     constexpr int NT = kThreads, SUB = BLK / kKeyTile, TILE = D / 64 * kPanel;
     extern __shared__ __align__(16) unsigned char smem_raw[];
     unsigned char* smem = swizzle_base(smem_raw);
-    unsigned char* Ks = smem;               // kBufs x TILE
-    unsigned char* Vs = Ks + kBufs * TILE;  // kBufs x TILE
-    unsigned char* Qs = Vs + kBufs * TILE;  // TILE: the CTA's queries
+    unsigned char* Ks = smem;              // Bufs x TILE
+    unsigned char* Vs = Ks + Bufs * TILE;  // Bufs x TILE
+    unsigned char* Qs = Vs + Bufs * TILE;  // TILE: the CTA's queries
     unsigned char* Gs = Qs + TILE;          // TILE (dO)
     const int h = blockIdx.y, b = blockIdx.z;
     const AttnPartDev P = a.parts[h];
@@ -163,8 +168,12 @@ template <int D, int BLK> __global__ void __launch_bounds__(kThreads, 2) dq_wgmm
         wgmma::fence_frags<16>(&da[0][0]);
     };
     settle_dq();  // the zeros set before the walk, as in dK/dV
-    for (int it = 0, buf = 0; it < ntiles; it++, buf = next_buf(buf)) {
-        tile_ready(it + 1 < ntiles, buf, [&](int next) { load_kv(k1, next); });
+    for (int it = 0, buf = 0; it < ntiles; it++, buf = next_buf<Bufs>(buf)) {
+        if constexpr (Bufs == 2) {  // the buffer about to be refilled is the one dQ's product still reads
+            wgmma::wait<0>();
+            settle_dq();
+        }
+        tile_ready<Bufs>(it + 1 < ntiles, buf, [&](int next) { load_kv(k1, next); });
         const int sub = it % SUB, mid = P.mask[e0 + it / SUB], k2 = first(it + 2);  // before the products, as in dK/dV
         const unsigned char* Kt = Ks + buf * TILE;
         const unsigned char* Vt = Vs + buf * TILE;
@@ -188,14 +197,14 @@ template <int D, int BLK> __global__ void __launch_bounds__(kThreads, 2) dq_wgmm
     store_rows<D, 1>(a.dqkv + int64_t(b) * a.T * r.W3 + h * D, r.W3, dq, P.order, q0 + r0, a.T, lane, a.merge, a.scale);
 }
 
-template <int D, int BLK> void launch(const BwdArgs& a, const AttnPlan& plan, int B, cudaStream_t s) {
-    allow_smem(reinterpret_cast<const void*>(dkv_wgmma_kernel<D, BLK>), dkv_wgmma_smem<D>());
-    allow_smem(reinterpret_cast<const void*>(dq_wgmma_kernel<D, BLK>), dq_wgmma_smem<D>());
+template <int D, int BLK, int Bufs> void launch(const BwdArgs& a, const AttnPlan& plan, int B, cudaStream_t s) {
+    allow_smem(reinterpret_cast<const void*>(dkv_wgmma_kernel<D, BLK, Bufs>), dkv_wgmma_smem<D, Bufs>());
+    allow_smem(reinterpret_cast<const void*>(dq_wgmma_kernel<D, BLK, Bufs>), dq_wgmma_smem<D, Bufs>());
     const dim3 grid(plan.nblk * (BLK / kRows), a.NH, B);
     for_each_component(plan, a, [&](const BwdArgs& ak) {
-        dkv_wgmma_kernel<D, BLK><<<grid, kThreads, dkv_wgmma_smem<D>(), s>>>(ak);
+        dkv_wgmma_kernel<D, BLK, Bufs><<<grid, kThreads, dkv_wgmma_smem<D, Bufs>(), s>>>(ak);
         CUDA_LAUNCH_CHECK();
-        dq_wgmma_kernel<D, BLK><<<grid, kThreads, dq_wgmma_smem<D>(), s>>>(ak);
+        dq_wgmma_kernel<D, BLK, Bufs><<<grid, kThreads, dq_wgmma_smem<D, Bufs>(), s>>>(ak);
         CUDA_LAUNCH_CHECK();
     });
 }
@@ -203,7 +212,11 @@ template <int D, int BLK> void launch(const BwdArgs& a, const AttnPlan& plan, in
 }  // namespace
 
 void backward_wgmma(const BwdArgs& a, const AttnPlan& plan, int B, cudaStream_t s) {
-    if (a.C / a.NH == 64 && plan.block == 64) return launch<64, 64>(a, plan, B, s);
+    if (a.C / a.NH == 64 && plan.block == 64) return launch<64, 64, kBufs>(a, plan, B, s);
+    // Head size 128 with two buffers: two CTAs fit an SM (shared memory; 232 registers in dK/dV) where
+    // three buffers would leave one.
+    if (a.C / a.NH == 128 && plan.block == 64) return launch<128, 64, 2>(a, plan, B, s);
+    if (a.C / a.NH == 128 && plan.block == 128) return launch<128, 128, 2>(a, plan, B, s);
     fail("backward_wgmma: no kernel for head size " + std::to_string(a.C / a.NH) + ", block " +
          std::to_string(plan.block));
 }

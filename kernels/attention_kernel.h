@@ -9,7 +9,7 @@
 //   32, 64 or 128      mma / mma                                 mma / mma
 //   64, 64             wgmma / wgmma                             mma / mma
 //   64, 128            ws / ws                                   mma / mma
-//   128, 64 or 128     wgmma / mma                               mma / mma
+//   128, 64 or 128     wgmma / wgmma                             mma / mma
 //
 // "Hopper" means a compute-capability 9.0 device running a build with sm_90a code (make gpu; the
 // default CUDA build has it too). ST_ATTENTION=mma|wgmma|ws forces one family for every layer (to

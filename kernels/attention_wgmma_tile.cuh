@@ -15,7 +15,7 @@ constexpr int kPanel = kKeyTile * 128;  // bytes of one 64-column panel of a 64-
 // waiting for each product at once.
 constexpr int kBufs = 3;
 
-__device__ __forceinline__ int next_buf(int buf) { return buf + 1 == kBufs ? 0 : buf + 1; }
+template <int Bufs = kBufs> __device__ __forceinline__ int next_buf(int buf) { return buf + 1 == Bufs ? 0 : buf + 1; }
 
 // The dynamic shared memory from its first 1024-byte boundary: the swizzle is a function of address
 // bits, so the tiles must start on one (the kernels ask for 1024 bytes of slack).
@@ -26,9 +26,9 @@ __device__ __forceinline__ unsigned char* swizzle_base(unsigned char* raw) {
 // The top of a walk's tile, buffer buf: once every warp is done with the buffer about to be refilled,
 // the next tile's loads go out (load(next_buf(buf)), where more), and this tile's, issued a tile ago,
 // are waited for and made visible to wgmma.
-template <typename Load> __device__ __forceinline__ void tile_ready(bool more, int buf, Load load) {
+template <int Bufs = kBufs, typename Load> __device__ __forceinline__ void tile_ready(bool more, int buf, Load load) {
     __syncthreads();
-    if (more) load(next_buf(buf));
+    if (more) load(next_buf<Bufs>(buf));
     mma::cp_async_commit();
     mma::cp_async_wait<1>();
     wgmma::fence_proxy();  // cp.async wrote through the generic proxy; wgmma reads through the async one

@@ -51,10 +51,12 @@ if has tests; then
 fi
 
 if has attention; then
+    # Head size 64 (H 8) and 128 (H 4): the same tokens and FLOPs, different kernels.
     echo "== attention: st"
-    "$build/st-bench-attention" | tee "$out/st_attention.jsonl" || status=1
+    { "$build/st-bench-attention" && H=4 D=128 "$build/st-bench-attention"; } | tee "$out/st_attention.jsonl" || status=1
     echo "== attention: PyTorch (SDPA, FlexAttention)"
-    peer_py scripts/peer_attention.py 2>>"$out/peers.err" | tee "$out/peer_attention.jsonl" || status=1
+    { peer_py scripts/peer_attention.py && H=4 D=128 peer_py scripts/peer_attention.py; } 2>>"$out/peers.err" |
+        tee "$out/peer_attention.jsonl" || status=1
 fi
 
 # A training step, tokens/s and peak memory: on random bytes (the speed does not depend on the data),

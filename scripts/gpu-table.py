@@ -70,25 +70,27 @@ def peer_failure(out, name):
 
 
 def attention(out):
-    st = {(r["impl"], r["kind"], r["n"]): r for r in rows(out, "st_attention.jsonl") if r.get("impl") in ("st", "st-mma")}
+    st = {(r["impl"], r["kind"], r["n"], r["D"]): r for r in rows(out, "st_attention.jsonl")
+          if r.get("impl") in ("st", "st-mma")}
     peer = {}
     for r in rows(out, "peer_attention.jsonl"):
         if r.get("impl") == "flex" and r.get("bs") == 128:
-            peer[(r["kind"], r["n"])] = r
+            peer[(r["kind"], r["n"], r["D"])] = r
         elif r.get("impl") == "sdpa_causal":
-            peer[("sdpa", r["n"])] = r
+            peer[("sdpa", r["n"], r["D"])] = r
     failure = peer_failure(out, "peer_attention.jsonl")
 
     def ms(r):
         return f"{r['fwd_ms']:.3f} / {r['fwdbwd_ms']:.3f}"
     cases = []
-    for kind, peer_kind, label in (("fixed", "fixed", "FlexAttention"), ("strided", "strided", "FlexAttention"),
-                                   ("causal", "causal", "FlexAttention"), ("causal", "sdpa", "SDPA")):
-        for n in sorted(n for impl, k, n in st if impl == "st" and k == kind):
-            s, mma, p = st[("st", kind, n)], st.get(("st-mma", kind, n)), peer.get((peer_kind, n))
-            cases.append((f"{kind}, {n} x {s['B']}", ms(s) + (f" (mma.sync {ms(mma)})" if mma else ""),
-                          f"{label} {ms(p)}" if p else failure,
-                          f"{p['fwd_ms'] / s['fwd_ms']:.2f} / {p['fwdbwd_ms'] / s['fwdbwd_ms']:.2f}" if p else ""))
+    for D in sorted({d for impl, k, n, d in st}):
+        for kind, peer_kind, label in (("fixed", "fixed", "FlexAttention"), ("strided", "strided", "FlexAttention"),
+                                       ("causal", "causal", "FlexAttention"), ("causal", "sdpa", "SDPA")):
+            for n in sorted(n for impl, k, n, d in st if impl == "st" and k == kind and d == D):
+                s, mma, p = st[("st", kind, n, D)], st.get(("st-mma", kind, n, D)), peer.get((peer_kind, n, D))
+                cases.append((f"{kind}, {n} x {s['B']}, D {D}", ms(s) + (f" (mma.sync {ms(mma)})" if mma else ""),
+                              f"{label} {ms(p)}" if p else failure,
+                              f"{p['fwd_ms'] / s['fwd_ms']:.2f} / {p['fwdbwd_ms'] / s['fwdbwd_ms']:.2f}" if p else ""))
     return cases
 
 

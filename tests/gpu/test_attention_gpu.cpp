@@ -199,11 +199,9 @@ TEST_CASE("the attention kernel rule is kernels/attention_kernel.h's table", "[a
         CHECK(pick(pass, 32, 128, true) == AttnKernel::mma);
         CHECK(pick(pass, 64, 64, true) == AttnKernel::wgmma);
         CHECK(pick(pass, 64, 128, true) == AttnKernel::ws);
+        CHECK(pick(pass, 128, 64, true) == AttnKernel::wgmma);
+        CHECK(pick(pass, 128, 128, true) == AttnKernel::wgmma);
     }
-    CHECK(pick(AttnPass::forward, 128, 64, true) == AttnKernel::wgmma);
-    CHECK(pick(AttnPass::forward, 128, 128, true) == AttnKernel::wgmma);
-    CHECK(pick(AttnPass::backward, 128, 64, true) == AttnKernel::mma);
-    CHECK(pick(AttnPass::backward, 128, 128, true) == AttnKernel::mma);
 }
 
 TEST_CASE("GPU attention refuses a kernel that has no code for the shape, in one line", "[gpu]") {
