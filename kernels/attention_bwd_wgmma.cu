@@ -136,7 +136,7 @@ template <int D, int BLK, int Bufs> __global__ void __launch_bounds__(kThreads, 
     unsigned char* Ks = smem;              // Bufs x TILE
     unsigned char* Vs = Ks + Bufs * TILE;  // Bufs x TILE
     unsigned char* Qs = Vs + Bufs * TILE;  // TILE: the CTA's queries
-    unsigned char* Gs = Qs + TILE;          // TILE (dO)
+    unsigned char* Gs = Qs + TILE;         // TILE (dO)
     const int h = blockIdx.y, b = blockIdx.z;
     const AttnPartDev P = a.parts[h];
     if (!P.row_ptr) return;

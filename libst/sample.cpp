@@ -21,18 +21,19 @@ int sample_byte(const float* logits, int vocab, const SampleOptions& o, Rng& rng
     if ((o.top_k <= 0 || o.top_k >= vocab) && o.top_p >= 1.0f) {
         // No ranking needed: min-p (the likeliest byte's weight is exp(0) = 1) keeps each byte on its own
         // merits, so the draw walks the bytes in their order. No sort: it was most of a draw's time.
+        auto kept = [&](int v) { return probs[v] > 0.0f && probs[v] >= o.min_p; };
         double total = 0;
         for (int v = 0; v < vocab; v++)
-            if (probs[v] >= o.min_p) total += probs[v];
+            if (kept(v)) total += probs[v];
         double u = rng.uniform() * total, acc = 0;
         int last = 0;
         for (int v = 0; v < vocab; v++)
-            if (probs[v] >= o.min_p) {
+            if (kept(v)) {
                 acc += probs[v];
                 last = v;
                 if (u < acc) return v;
             }
-        return last;
+        return last;  // u fell past the sum's rounding: the last byte kept
     }
     std::vector<int> order(vocab);
     std::iota(order.begin(), order.end(), 0);
