@@ -178,7 +178,15 @@ TEST_CASE("--offload gives the bits of --recompute, with less on the card", "[gp
         return o;
     };
     const Out kept = run(false), off = run(true);
-    CHECK(std::memcmp(kept.w.data(), off.w.data(), kept.w.size() * 4) == 0);
+    const bool same = std::memcmp(kept.w.data(), off.w.data(), kept.w.size() * 4) == 0;
+    if (!same) {  // seen once and not since: say which run moved, --offload or the recomputation itself
+        const Out again = run(false);
+        UNSCOPED_INFO("--recompute without --offload, run again: "
+                      << (std::memcmp(kept.w.data(), again.w.data(), kept.w.size() * 4) == 0
+                              ? "the same bits (so --offload moved)"
+                              : "other bits (so the recomputation is not deterministic)"));
+    }
+    CHECK(same);
     CHECK(kept.eval == off.eval);
     CHECK(kept.plan.host == 0);
     CHECK(off.plan.host == int64_t(3) * 2 * T * c.d_model * 2);  // three inputs of a pass of 2 windows, bf16
