@@ -1,6 +1,5 @@
-// Uploading a LayerLayout for the GPU kernels: every index array of every component of every head
-// goes into one device allocation, with the launch schedules and the transposed masks the
-// backward reads.
+// Uploading a LayerLayout for the GPU kernels: every index array of every distinct component goes
+// into one device allocation, with the launch schedules and the transposed masks the backward reads.
 #include <algorithm>
 #include <cstring>
 #include <numeric>
@@ -55,6 +54,12 @@ struct Offs {
     int64_t o[11];
 };
 
+// Whether two components hold the same blocks (the by-key index follows from these).
+bool same_component(const AttnComponent& a, const AttnComponent& b) {
+    return a.nblk == b.nblk && a.order == b.order && a.row_ptr == b.row_ptr && a.col == b.col && a.mask == b.mask &&
+           a.masks == b.masks;
+}
+
 // The host image of a plan's one allocation: 8-byte aligned pieces, recorded as offsets.
 std::vector<uint64_t> plan_blob(const LayerLayout& lay, int nblk, int slots, std::vector<Offs>* offs) {
     const int n_head = int(lay.heads.size()), block = lay.block;
@@ -74,15 +79,24 @@ std::vector<uint64_t> plan_blob(const LayerLayout& lay, int nblk, int slots, std
     };
     offs->assign(size_t(slots) * n_head, Offs{});
     for (auto& o : *offs) std::fill(o.o, o.o + 11, int64_t(-1));
+    std::vector<std::pair<const AttnComponent*, const Offs*>> put;  // each distinct component once
     for (int h = 0; h < n_head; h++)
         for (size_t k = 0; k < lay.heads[h].parts.size(); k++) {
             const AttnComponent& c = lay.heads[h].parts[k];
             if (c.nblk != nblk)
                 fail("attention plan: a component of " + std::to_string(c.nblk) + " blocks, expected " +
                      std::to_string(nblk));
+            Offs& o = (*offs)[k * n_head + h];
+            // Heads of one rule have equal components (layout_build): they share one copy on the card.
+            auto same =
+                std::find_if(put.begin(), put.end(), [&](const auto& p) { return same_component(*p.first, c); });
+            if (same != put.end()) {
+                o = *same->second;
+                continue;
+            }
+            put.push_back({&c, &o});
             std::vector<uint64_t> masks;
             for (const auto& m : c.masks) masks.insert(masks.end(), m.begin(), m.end());
-            Offs& o = (*offs)[k * n_head + h];
             o.o[0] = put32(c.order);
             o.o[1] = put32(c.row_ptr);
             o.o[2] = put32(c.col);

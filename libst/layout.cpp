@@ -175,6 +175,10 @@ struct Rule {
     int skip = 0;
     bool summary = false;
     Summary sm{0, 0};
+    bool operator==(const Rule& o) const {
+        return transposed == o.transposed && lo == o.lo && skip == o.skip && summary == o.summary &&
+               (!summary || (sm.lo == o.sm.lo && sm.hi == o.sm.hi));
+    }
 };
 
 std::vector<Rule> head_rules(const AttnSpec& s, int layer, int head) {
@@ -299,6 +303,14 @@ AttnComponent build_component(const Rule& rule, const AttnSpec& s, int64_t T) {
 
         for (int64_t kb : cand) {
             const int64_t k0 = kb * b, nk = std::min(b, T - k0);
+            // Both ends of a row's interval rise with t: if the last row's starts by k0 and the first
+            // row's reaches past the block, every row takes the whole block (most blocks of a long
+            // sequence), and the rows need not be looked at one by one.
+            if (lo_of(q0 + nr - 1) <= k0 && q0 - rule.skip >= k0 + nk - 1) {
+                c.col.push_back(int32_t(kb));
+                c.mask.push_back(-1);
+                continue;
+            }
             RowBits sum_bits{0, 0};
             if (rule.summary)
                 for (int64_t cc = 0; cc < nk; cc++) {
@@ -367,9 +379,23 @@ LayerLayout layout_build(const AttnSpec& spec, int T, int n_head, int layer) {
     lay.T = T;
     lay.block = spec.block;
     lay.heads.resize(size_t(n_head));
+    // Heads of one rule get one component, built once (every head alike but in fixed's multihead mode).
+    struct Built {
+        Rule rule;
+        size_t head, part;
+    };
+    std::vector<Built> built;
     for (int h = 0; h < n_head; h++)
-        for (const Rule& r : head_rules(spec, layer, h))
-            lay.heads[size_t(h)].parts.push_back(build_component(r, spec, T));
+        for (const Rule& r : head_rules(spec, layer, h)) {
+            auto& parts = lay.heads[size_t(h)].parts;
+            auto same = std::find_if(built.begin(), built.end(), [&](const Built& b) { return b.rule == r; });
+            if (same == built.end()) {
+                built.push_back({r, size_t(h), parts.size()});
+                parts.push_back(build_component(r, spec, T));
+            } else {
+                parts.push_back(lay.heads[same->head].parts[same->part]);
+            }
+        }
     return lay;
 }
 

@@ -204,6 +204,23 @@ TEST_CASE("the attention kernel rule is kernels/attention_kernel.h's table", "[a
     }
 }
 
+TEST_CASE("a GPU plan holds the heads of one rule once", "[attention]") {
+    const auto bytes = [](Pattern p, HeadMode mode, int heads) {
+        AttnSpec s;
+        s.pattern = p;
+        s.mode = mode;
+        s.stride = 256;
+        s.summary = 16;
+        s.block = 64;
+        return gpu::AttnPlan::bytes_for(layout_build(s, 4096, heads, 0));
+    };
+    // Strided, merged: two components a head, alike in every head; only the per-head descriptors grow.
+    CHECK(bytes(Pattern::strided, HeadMode::merged, 4) ==
+          bytes(Pattern::strided, HeadMode::merged, 1) + 3 * 2 * sizeof(gpu::AttnPartDev));
+    // Fixed: each head its own summary columns (attn_summary), so its own component.
+    CHECK(bytes(Pattern::fixed, HeadMode::merged, 4) > 3 * bytes(Pattern::fixed, HeadMode::merged, 1));
+}
+
 TEST_CASE("GPU attention refuses a kernel that has no code for the shape, in one line", "[gpu]") {
     ST_REQUIRE_GPU();
     LayerLayout lay = layout_build(AttnSpec{}, 256, 4, 0);
