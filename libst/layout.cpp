@@ -371,6 +371,10 @@ void component_index_by_key(AttnComponent* c) {
         }
 }
 
+int layout_period(const AttnSpec& spec) {
+    return factorized(spec.pattern) && spec.mode == HeadMode::interleaved ? 2 : 1;
+}
+
 LayerLayout layout_build(const AttnSpec& spec, int T, int n_head, int layer) {
     std::string why = spec_reason(spec, n_head);
     if (!why.empty()) fail("attention layout: " + why);

@@ -75,6 +75,9 @@ struct LayerLayout {
 // The layout of one layer for sequence length T (1 <= T; a prefix of the context is fine). Cost is
 // proportional to the stored blocks, never T^2 candidates. Throws st::Error when the spec is unusable.
 LayerLayout layout_build(const AttnSpec& spec, int T, int n_head, int layer);
+// How many layers apart the layouts repeat: 2 where layers alternate the factorized parts
+// (interleaved mode), else 1 (every layer's layout is layer 0's).
+int layout_period(const AttnSpec& spec);
 
 // Context parallelism: the positions [lo, hi) of a sequence of seq that process rank of world runs,
 // consecutive parts whose lengths differ by at most one.

@@ -126,15 +126,15 @@ template <class T> void Model<T>::init_weights(uint64_t seed) {
 }
 
 template <class T> const LayerLayout& Model<T>::layout(int layer, int seq) {
-    // Sets depend on the layer only through its parity (interleaved mode), so two layouts serve all.
+    // Sets depend on the layer only through its parity (interleaved mode), so one or two layouts serve all.
     if (layouts_seq_ != seq) {
         layouts_.clear();
-        for (int l = 0; l < std::min(cfg.n_layer, 2); l++)
+        for (int l = 0; l < std::min(cfg.n_layer, layout_period(cfg.attn)); l++)
             layouts_.push_back(layout_build(cfg.attn, seq, cfg.n_head, l));
         layouts_seq_ = seq;
         shared_.clear();
     }
-    return layouts_[layer % 2];
+    return layouts_[size_t(layer) % layouts_.size()];
 }
 
 template <class T> void Model<T>::ensure_buffers(int B, int seq, int local) {
@@ -231,7 +231,7 @@ template <class T> const std::vector<int32_t>& Model<T>::shared(int layer) {
     layout(layer, seq_);
     if (shared_.empty())
         for (const LayerLayout& lay : layouts_) shared_.push_back(shared_positions(lay, split_world));
-    return shared_[size_t(layer % 2)];
+    return shared_[size_t(layer) % shared_.size()];
 }
 
 template <class T> void Model<T>::shared_rows(std::vector<T>& kv, T* full, int layer, bool pack) {

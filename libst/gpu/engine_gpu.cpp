@@ -194,7 +194,8 @@ void GpuEngine::ensure(int B, int T) {
     if (B == B_ && T == T_ && passes_ <= arena_passes_) return;
     if (T != T_) {
         plans_.clear();
-        for (int l = 0; l < std::min(cfg_.n_layer, 2); l++) plans_.emplace_back(layout_build(attn_, T, cfg_.n_head, l));
+        for (int l = 0; l < std::min(cfg_.n_layer, layout_period(attn_)); l++)
+            plans_.emplace_back(layout_build(attn_, T, cfg_.n_head, l));
         // Inverse position index for this T: for table k, the positions t < T of each row.
         std::vector<int32_t> ptr, items;
         for (size_t k = 0; k < npos_; k++) {
@@ -264,7 +265,7 @@ MemoryPlan GpuEngine::memory_plan(int B, int T, bool layouts) {
     mp.activations =
         int64_t(carve(&a, &plan, M, T, mp.chunk, true)) + 2 * N + (N + 257) * 4 + int64_t(pos_index_.bytes());
     for (size_t k = 0; k < npos_; k++) mp.activations += (m_.offsets.wpe_rows[k] + 1 + T) * 4;
-    for (int l = 0; layouts && l < std::min(cfg_.n_layer, 2); l++)
+    for (int l = 0; layouts && l < std::min(cfg_.n_layer, layout_period(attn_)); l++)
         mp.attention += int64_t(gpu::AttnPlan::bytes_for(layout_build(attn_, T, cfg_.n_head, l)));
     mp.workspace = int64_t(gpu::Gemm::workspace_bytes());
     mp.host = offloaded_layers(true) * N * cfg_.d_model * int64_t(sizeof(bf16));
@@ -398,9 +399,8 @@ void GpuEngine::forward_kept(bool train) {
         const float* x = keep ? a_.resid[size_t(l)] : a_.resid[size_t(l % 2)];
         float* out = keep ? a_.resid[size_t(l + 1)] : a_.resid[size_t((l + 1) % 2)];
         forward_to_qkv(l, a, x, N);
-        profile_.phase("attention-fwd", s_, [&] {
-            gpu::attention_forward(a.att, a.lse, a.qkv, plans_[size_t(l % 2)], B_, T_, C, cfg_.n_head, s_);
-        });
+        profile_.phase("attention-fwd", s_,
+                       [&] { gpu::attention_forward(a.att, a.lse, a.qkv, layer_plan(l), B_, T_, C, cfg_.n_head, s_); });
         forward_from_attention(l, a, x, out, 0, N, train);
     }
     head_forward(keep ? a_.resid[size_t(L)] : a_.resid[size_t(L % 2)], 0, N, train);
@@ -415,7 +415,7 @@ void GpuEngine::backward_kept() {
         const Acts& a = a_.acts[size_t(l)];
         backward_to_attention(l, a, a_.dresid, a_.datt, 0, N);
         profile_.phase("attention-bwd", s_, [&] {
-            gpu::attention_backward(a_.dqkv, a_.datt, a.qkv, a.att, a.lse, a_.dsum, plans_[size_t(l % 2)], B_, T_, C,
+            gpu::attention_backward(a_.dqkv, a_.datt, a.qkv, a.att, a.lse, a_.dsum, layer_plan(l), B_, T_, C,
                                     cfg_.n_head, s_);
         });
         backward_from_qkv(l, a, a_.resid[size_t(l)], a_.dresid, a_.dqkv, N);

@@ -149,7 +149,8 @@ class GpuEngine final : public Engine {
     uint64_t dropout_seed_ = 0;
     float dropout_ = 0;  // this step's drop probability: the model's when training, 0 for gradient()
     bool training_ = false;
-    std::vector<gpu::AttnPlan> plans_;  // by layer parity
+    std::vector<gpu::AttnPlan> plans_;  // layout_period of them: layer l's is layer_plan(l)
+    const gpu::AttnPlan& layer_plan(int l) const { return plans_[size_t(l) % plans_.size()]; }
     Buf<uint8_t> tok_, tgt_;
     Buf<int32_t> pos_index_, pos_inv_ptr_, pos_inv_items_, tok_inv_;  // tok_inv_: ptr (257) then items (N)
     Buf<char> arena_;

@@ -63,9 +63,8 @@ void GpuEngine::forward_to_attention_output(int l, const bf16* x) {
         gpu::bf16_to_f32(a_.xc, x + i * C, n * C, s_);
         forward_to_qkv(l, chunk_view(i), a_.xc, n);
     });
-    profile_.phase("attention-fwd", s_, [&] {
-        gpu::attention_forward(a.att, a.lse, a.qkv, plans_[size_t(l % 2)], B_, T_, C, cfg_.n_head, s_);
-    });
+    profile_.phase("attention-fwd", s_,
+                   [&] { gpu::attention_forward(a.att, a.lse, a.qkv, layer_plan(l), B_, T_, C, cfg_.n_head, s_); });
 }
 
 void GpuEngine::forward_recompute(bool train) {
@@ -118,7 +117,7 @@ void GpuEngine::backward_recompute() {
             CUDA_CHECK(cudaMemcpyAsync(v.att, a_.datt, size_t(n) * C * sizeof(bf16), cudaMemcpyDeviceToDevice, s_));
         });
         profile_.phase("attention-bwd", s_, [&] {
-            gpu::attention_backward(a_.dqkv, a.att, a.qkv, nullptr, a.lse, a_.dsum, plans_[size_t(l % 2)], B_, T_, C,
+            gpu::attention_backward(a_.dqkv, a.att, a.qkv, nullptr, a.lse, a_.dsum, layer_plan(l), B_, T_, C,
                                     cfg_.n_head, s_);
         });
         const auto w = at(w_.p, m_.offsets.layers[size_t(l)]);
