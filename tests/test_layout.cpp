@@ -183,6 +183,33 @@ TEST_CASE("layouts expand to exactly the paper's sets", "[layout]") {
     CHECK(checked > 2000);
 }
 
+TEST_CASE("layouts repeat every layout_period layers", "[layout]") {
+    // What lets the engines build one layout for every layer (two in interleaved mode).
+    auto same = [](const LayerLayout& a, const LayerLayout& b) {
+        if (a.heads.size() != b.heads.size()) return false;
+        for (size_t h = 0; h < a.heads.size(); h++) {
+            const auto &pa = a.heads[h].parts, &pb = b.heads[h].parts;
+            if (pa.size() != pb.size()) return false;
+            for (size_t k = 0; k < pa.size(); k++)
+                if (pa[k].order != pb[k].order || pa[k].row_ptr != pb[k].row_ptr || pa[k].col != pb[k].col ||
+                    pa[k].mask != pb[k].mask || pa[k].masks != pb[k].masks)
+                    return false;
+        }
+        return true;
+    };
+    for (Pattern pat : {Pattern::dense, Pattern::local, Pattern::strided, Pattern::fixed})
+        for (HeadMode mode : {HeadMode::interleaved, HeadMode::merged, HeadMode::multihead}) {
+            AttnSpec s{pat, mode, 48, 16, 64};
+            INFO(pattern_name(pat) << " " << head_mode_name(mode));
+            const int period = layout_period(s);
+            CHECK(period ==
+                  ((pat == Pattern::strided || pat == Pattern::fixed) && mode == HeadMode::interleaved ? 2 : 1));
+            const LayerLayout l0 = layout_build(s, 500, 4, 0);
+            CHECK(same(layout_build(s, 500, 4, period), l0));
+            CHECK(same(layout_build(s, 500, 4, 1), l0) == (period == 1));
+        }
+}
+
 TEST_CASE("the strided column runs in transposed order as dense blocks", "[layout]") {
     // 4096 positions, l = 64: 64 columns of 64 = two blocks of 32 each; per column two diagonal
     // blocks (one causal mask shared by all) and one full block. In sequence order it would take
