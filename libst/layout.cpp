@@ -383,7 +383,8 @@ LayerLayout layout_build(const AttnSpec& spec, int T, int n_head, int layer) {
     lay.T = T;
     lay.block = spec.block;
     lay.heads.resize(size_t(n_head));
-    // Heads of one rule get one component, built once (every head alike but in fixed's multihead mode).
+    // Heads of one rule get one component, built once: every head but the fixed pattern's, whose heads
+    // take different summary columns.
     struct Built {
         Rule rule;
         size_t head, part;
