@@ -35,7 +35,7 @@ namespace {
 namespace cg = cooperative_groups;
 
 constexpr int kWarps = 8, kThreads = kWarps * 32;
-constexpr int kSlotBytes = 32768;                  // a chunk of weight rows
+constexpr int kSlotBytes = 32768;  // a chunk of weight rows
 constexpr int kMaxSlots = 6;
 
 __host__ __device__ inline int splits_of(int NH, int n) { return NH >= n ? 1 : n / NH; }
@@ -70,7 +70,7 @@ struct StepSmem {
         hbuf = at, at += round128(B * F * 2);  // GELU's output, fc2's input
         part = at, at += round128(B * NH * splits_of(NH, n) * (D + 2) * 4);  // attention's shares
         ws = at, at += round128(kWarps * (D + 2) * 4);
-        ys = at, at += round128(B * most * 4);                // this CTA's rows of a product, before they go out
+        ys = at, at += round128(B * most * 4);                  // this CTA's rows of a product, before they go out
         vecs = at, at += round128(2 * Vecs(C, F, n).size * 4);  // two layers' (this one's and the next)
         layers = at, at += round128(L * int(sizeof(DecodeLayer)));
         bars = at, at += round128(slots * 8);
@@ -91,10 +91,14 @@ __device__ inline Product product(const DecodeStep& a, int p) {
     if (p == 4 * a.L) return {a.head_w, a.C, a.V};
     const DecodeLayer& l = a.layers[p / 4];
     switch (p % 4) {
-        case 0: return {l.qkv_w, a.C, 3 * a.C};
-        case 1: return {l.proj_w, a.C, a.C};
-        case 2: return {l.fc_w, a.C, a.F};
-        default: return {l.fp_w, a.F, a.C};
+        case 0:
+            return {l.qkv_w, a.C, 3 * a.C};
+        case 1:
+            return {l.proj_w, a.C, a.C};
+        case 2:
+            return {l.fc_w, a.C, a.F};
+        default:
+            return {l.fp_w, a.F, a.C};
     }
 }
 __device__ inline int chunk_rows(int ic) { return min(kChunkRows, kSlotBytes / (ic * 2)); }
@@ -103,11 +107,10 @@ __device__ inline int2 rows_of(int oc, int rank, int n) { return {rank * oc / n,
 __device__ inline void bulk_load(void* dst, const void* src, uint32_t bytes, uint64_t* bar) {
     asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(mma::smem_addr(bar)), "r"(bytes)
                  : "memory");
-    asm volatile(
-        "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(
-            mma::smem_addr(dst)),
-        "l"(src), "r"(bytes), "r"(mma::smem_addr(bar))
-        : "memory");
+    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(
+                     mma::smem_addr(dst)),
+                 "l"(src), "r"(bytes), "r"(mma::smem_addr(bar))
+                 : "memory");
 }
 
 // The CTA's weight stream through the ring: chunk i in slot i % slots, its barrier's phase i / slots.
@@ -118,7 +121,7 @@ struct Ring {
     unsigned char* base;
     uint64_t* full;
     int slots, rank, n;
-    int used = 0;             // chunks read (every thread)
+    int used = 0;                            // chunks read (every thread)
     int next_p = 0, next_c = 0, issued = 0;  // thread 0: the next chunk to issue
 
     __device__ void issue_next() {
@@ -146,8 +149,7 @@ struct Ring {
 };
 
 // Rows [0, B) of dst (bf16, stride C) = LayerNorm of src's (fp32) with w, b: one warp a row.
-template <int B>
-__device__ void layernorm_rows(bf16* dst, const float* src, const float* w, const float* b, int C) {
+template <int B> __device__ void layernorm_rows(bf16* dst, const float* src, const float* w, const float* b, int C) {
     for (int r = threadIdx.x / 32; r < B; r += kWarps) decode::layernorm_row(dst + r * C, src + r * C, w, b, C);
     __syncthreads();
 }
@@ -232,9 +234,9 @@ __device__ void stage_vecs(float* buf, const DecodeLayer* ly, const DecodeStep& 
 
 // Attention of layer l: item (b, h, s) is split s of head h's keys for sequence b; CTA `rank` takes
 // items rank, rank + n, ... Each share (max, sum, output) goes to slot `item` of part in every CTA.
-template <int B, int D>
-__device__ void attend(const DecodeStep& a, const DecodeLayer& ly, int l, int t, const float* qs, float* part,
-                       float* ws, cg::cluster_group& cluster, int rank, int n) {
+template <int B, int D> __device__ void attend(const DecodeStep& a, const DecodeLayer& ly, int l, int t,
+                                               const float* qs, float* part, float* ws, cg::cluster_group& cluster,
+                                               int rank, int n) {
     const int NH = a.NH, C = a.C, S = splits_of(NH, n), warp = threadIdx.x / 32;
     const int col = threadIdx.x % 32 % (D / 8) * 8;
     for (int item = rank; item < B * NH * S; item += n) {
@@ -318,9 +320,8 @@ template <int B> __global__ void __launch_bounds__(kThreads, 1) step_kernel(cons
         int2 rows = rows_of(3 * C, rank, n);
         gemv<B>(ring, in16, C, rows, vl + V.qkvb, ys);
         const int nq = imax(0, min(rows.y, C) - rows.x);  // the rows that are queries
-        spread(cluster, n, B, qs, C, int2{rows.x, rows.x + nq}, [&](int b, int r) {
-            return __bfloat162float(__float2bfloat16(ys[b * (rows.y - rows.x) + r]));
-        });
+        spread(cluster, n, B, qs, C, int2{rows.x, rows.x + nq},
+               [&](int b, int r) { return __bfloat162float(__float2bfloat16(ys[b * (rows.y - rows.x) + r])); });
         for (int i = threadIdx.x; i < B * (rows.y - rows.x - nq); i += kThreads) {
             // A key or value of position t, into the slots its head keeps.
             const int b = i / (rows.y - rows.x - nq), r = nq + i % (rows.y - rows.x - nq), o = rows.x + r;
@@ -334,30 +335,33 @@ template <int B> __global__ void __launch_bounds__(kThreads, 1) step_kernel(cons
         stage_vecs(vecs(l + 1), l + 1 < a.L ? &layers[l + 1] : nullptr, a, rank, n);
         cluster.sync();
         switch (D) {
-            case 32: attend<B, 32>(a, ly, l, t, qs, part, ws, cluster, rank, n); break;
-            case 64: attend<B, 64>(a, ly, l, t, qs, part, ws, cluster, rank, n); break;
-            default: attend<B, 128>(a, ly, l, t, qs, part, ws, cluster, rank, n); break;
+            case 32:
+                attend<B, 32>(a, ly, l, t, qs, part, ws, cluster, rank, n);
+                break;
+            case 64:
+                attend<B, 64>(a, ly, l, t, qs, part, ws, cluster, rank, n);
+                break;
+            default:
+                attend<B, 128>(a, ly, l, t, qs, part, ws, cluster, rank, n);
+                break;
         }
         cluster.sync();
         merge_shares(in16, part, B, NH, D, splits_of(NH, n));
         rows = rows_of(C, rank, n);
         gemv<B>(ring, in16, C, rows, vl + V.projb, ys);
-        spread(cluster, n, B, x1, C, rows, [&](int b, int r) {
-            return xres[b * C + rows.x + r] + ys[b * (rows.y - rows.x) + r];
-        });
+        spread(cluster, n, B, x1, C, rows,
+               [&](int b, int r) { return xres[b * C + rows.x + r] + ys[b * (rows.y - rows.x) + r]; });
         cluster.sync();
         layernorm_rows<B>(in16, x1, vl + V.ln2w, vl + V.ln2b, C);
         rows = rows_of(F, rank, n);
         gemv<B>(ring, in16, C, rows, vl + V.fcb, ys);
-        spread(cluster, n, B, hbuf, F, rows, [&](int b, int r) {
-            return __float2bfloat16(decode::gelu_tanh(ys[b * (rows.y - rows.x) + r]));
-        });
+        spread(cluster, n, B, hbuf, F, rows,
+               [&](int b, int r) { return __float2bfloat16(decode::gelu_tanh(ys[b * (rows.y - rows.x) + r])); });
         cluster.sync();
         rows = rows_of(C, rank, n);
         gemv<B>(ring, hbuf, F, rows, vl + V.fpb, ys);
-        spread(cluster, n, B, xres, C, rows, [&](int b, int r) {
-            return x1[b * C + rows.x + r] + ys[b * (rows.y - rows.x) + r];
-        });
+        spread(cluster, n, B, xres, C, rows,
+               [&](int b, int r) { return x1[b * C + rows.x + r] + ys[b * (rows.y - rows.x) + r]; });
         cluster.sync();
     }
     const float* vf = vecs(a.L);
@@ -371,20 +375,23 @@ template <int B> __global__ void __launch_bounds__(kThreads, 1) step_kernel(cons
 #endif
 }
 
-template <int B> void* step_kernel_for() { return reinterpret_cast<void*>(&step_kernel<B>); }
-void* kernel_for(int B) {
+// The step kernel for B sequences (1 .. kDecodeStepRows).
+const void* kernel_for(int B) {
     switch (B) {
-        case 1: return step_kernel_for<1>();
-        case 2: return step_kernel_for<2>();
-        case 3: return step_kernel_for<3>();
-        default: return step_kernel_for<4>();
+        case 1:
+            return reinterpret_cast<const void*>(&step_kernel<1>);
+        case 2:
+            return reinterpret_cast<const void*>(&step_kernel<2>);
+        case 3:
+            return reinterpret_cast<const void*>(&step_kernel<3>);
+        default:
+            return reinterpret_cast<const void*>(&step_kernel<4>);
     }
 }
 
 int smem_bytes(const DecodeStep& a, int n) {
     return StepSmem(a.B, a.C, a.F, a.V, a.L, a.NH, a.C / a.NH, n, a.slots).bytes;
 }
-
 
 // A launch of n CTAs as one cluster (cfg points at attr: not copied).
 struct ClusterLaunch {
@@ -434,12 +441,8 @@ int decode_step_plan(DecodeStep* a) {
 
 void decode_step(const DecodeStep& a, int ctas, cudaStream_t s) {
     const ClusterLaunch launch(ctas, smem_bytes(a, ctas), s);
-    switch (a.B) {
-        case 1: CUDA_CHECK(cudaLaunchKernelEx(&launch.cfg, step_kernel<1>, a)); break;
-        case 2: CUDA_CHECK(cudaLaunchKernelEx(&launch.cfg, step_kernel<2>, a)); break;
-        case 3: CUDA_CHECK(cudaLaunchKernelEx(&launch.cfg, step_kernel<3>, a)); break;
-        default: CUDA_CHECK(cudaLaunchKernelEx(&launch.cfg, step_kernel<4>, a)); break;
-    }
+    void* args[] = {const_cast<DecodeStep*>(&a)};
+    CUDA_CHECK(cudaLaunchKernelExC(&launch.cfg, kernel_for(a.B), args));
 }
 
 }  // namespace st::gpu

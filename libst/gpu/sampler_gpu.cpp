@@ -182,18 +182,14 @@ gpu::PosTables GpuSampler::pos_tables() const {
 void GpuSampler::enqueue_step() {
     const int C = c_.d_model, V = c_.vocab, N = B_;
     CUDA_CHECK(cudaMemcpyAsync(tok_.p, host_tok_, size_t(N), cudaMemcpyHostToDevice, s_));
-    switch (kind_) {
-        case StepKind::one_launch:
-            gpu::decode_step(step_, step_ctas_, s_);
-            break;
-        case StepKind::fused:
-            gpu::decode_embed(x_.p, tok_.p, w_.p + m_.offsets.wte, pos_tables(), t_dev_.p, N, C, s_);
+    if (kind_ == StepKind::one_launch) {
+        gpu::decode_step(step_, step_ctas_, s_);
+    } else {
+        gpu::decode_embed(x_.p, tok_.p, w_.p + m_.offsets.wte, pos_tables(), t_dev_.p, N, C, s_);
+        if (kind_ == StepKind::fused)
             enqueue_layers_fused();
-            break;
-        case StepKind::gemm:
-            gpu::decode_embed(x_.p, tok_.p, w_.p + m_.offsets.wte, pos_tables(), t_dev_.p, N, C, s_);
+        else
             enqueue_layers_gemm();
-            break;
     }
     CUDA_CHECK(cudaMemcpyAsync(host_logits_, logits32_.p, size_t(N) * V * sizeof(float), cudaMemcpyDeviceToHost, s_));
     gpu::decode_advance(t_dev_.p, s_);
