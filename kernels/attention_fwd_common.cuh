@@ -23,28 +23,37 @@ void forward_ws(const FwdArgs& a, const AttnPlan& plan, int B, cudaStream_t s); 
 
 // One row tile's scores s (KN column tiles of 8 keys, raw dot products) into probabilities, updating
 // its rows' running max m and sum l (base-2 logits: exp2 is one instruction); alpha: the factor by
-// which what the rows accumulated so far must be rescaled (rescale_rows).
+// which what the rows accumulated so far must be rescaled (rescale_rows). The row's max and sum run
+// in four independent chains (R), not one: a chain of 2 KN dependent additions is latency the two
+// warps a scheduler cannot hide.
 template <int KN> __device__ __forceinline__ void softmax_rows(float (&s)[KN][4], float (&m)[2], float (&l)[2],
                                                                float (&alpha)[2], float scale_log2) {
+    constexpr int R = KN % 4 == 0 ? 4 : 1;
 #pragma unroll
     for (int half = 0; half < 2; half++) {
-        float mx = -INFINITY;
+        float mx[R];
 #pragma unroll
-        for (int j = 0; j < KN; j++) mx = fmaxf(mx, fmaxf(s[j][half * 2], s[j][half * 2 + 1]));
-        const float m_new = fmaxf(m[half], mma::quad_max(mx) * scale_log2);
+        for (int r = 0; r < R; r++) mx[r] = -INFINITY;
+#pragma unroll
+        for (int j = 0; j < KN; j++) mx[j % R] = fmaxf(mx[j % R], fmaxf(s[j][half * 2], s[j][half * 2 + 1]));
+#pragma unroll
+        for (int r = 1; r < R; r++) mx[0] = fmaxf(mx[0], mx[r]);
+        const float m_new = fmaxf(m[half], mma::quad_max(mx[0]) * scale_log2);
         const float shift = m_new == -INFINITY ? 0.f : m_new;  // a row with nothing yet stays at zero
         alpha[half] = fast_exp2(m[half] - shift);
         m[half] = m_new;
-        float rs = 0;
+        float rs[R] = {};
 #pragma unroll
         for (int j = 0; j < KN; j++)
 #pragma unroll
             for (int q = 0; q < 2; q++) {
                 float p = fast_exp2(s[j][half * 2 + q] * scale_log2 - shift);
                 s[j][half * 2 + q] = p;
-                rs += p;
+                rs[j % R] += p;
             }
-        l[half] = l[half] * alpha[half] + rs;
+#pragma unroll
+        for (int r = 1; r < R; r++) rs[0] += rs[r];
+        l[half] = l[half] * alpha[half] + rs[0];
     }
 }
 
