@@ -72,7 +72,7 @@ class Engine {
         fail(name() + ": data-parallel training is not supported on this device yet");
     }
     // Context parallelism: the processes of comm share every sequence, each running its consecutive
-    // part of the positions in every layer (Model::split_sum); train_step, loss and gradient then
+    // part of the positions in every layer (Model::split_gather); train_step, loss and gradient then
     // give what one process would give on the whole sequences, and every process makes the same
     // update. Within data parallelism, comm is the group sharing this process's examples, and
     // set_data_parallel's comm the whole job.

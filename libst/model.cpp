@@ -1,6 +1,7 @@
 // The model: parameter layout, initialisation, forward and backward over the layers.
 #include "model.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -192,7 +193,7 @@ template <class T> void Model<T>::ensure_buffers(int B, int seq, int local) {
         datt_full_ = take(Nf * C);
         dqkv_full_ = take(Nf * 3 * C);
     }
-    kv_shared_.assign(size_t(nacts), {});
+    kv_shared_.assign(size_t(cfg.n_layer), {});
     cap_tokens_ = N;
     cap_full_ = whole;
     cap_recompute_ = recompute;
@@ -226,7 +227,8 @@ template <class T> void Model<T>::residual_branch(T* dy, const T* dout, float p,
 }
 
 // Split: the shared positions of a layer (the layout's), and the key and value columns of their rows
-// in a (B, seq_, 3C) buffer, packed into kv or put back from it.
+// in a (B, seq_, 3C) buffer, packed into kv or put back from it: owner by owner (the rows are
+// ascending, so each owner's are consecutive), each owner's rows of every sequence one segment.
 template <class T> const std::vector<int32_t>& Model<T>::shared(int layer) {
     layout(layer, seq_);
     if (shared_.empty())
@@ -234,35 +236,51 @@ template <class T> const std::vector<int32_t>& Model<T>::shared(int layer) {
     return shared_[size_t(layer) % shared_.size()];
 }
 
-template <class T> void Model<T>::shared_rows(std::vector<T>& kv, T* full, int layer, bool pack) {
-    const std::vector<int32_t>& rows = shared(layer);
-    const int64_t C = cfg.d_model, n = int64_t(rows.size());
-    kv.resize(size_t(batch_ * n * 2 * C));
-    for (int64_t b = 0; b < batch_; b++)
-        for (int64_t i = 0; i < n; i++) {
-            T* row = full + (b * seq_ + rows[size_t(i)]) * 3 * C + C;
-            T* packed = &kv[size_t((b * n + i) * 2 * C)];
-            std::memcpy(pack ? packed : row, pack ? row : packed, sizeof(T) * 2 * C);
-        }
+// The shared rows of each owner: [first[r], first[r + 1]).
+static std::vector<size_t> owners_first(const std::vector<int32_t>& rows, int seq, int world) {
+    std::vector<size_t> first(size_t(world) + 1, rows.size());
+    for (int r = 0; r < world; r++)
+        first[size_t(r)] =
+            size_t(std::lower_bound(rows.begin(), rows.end(), sequence_part(seq, r, world).lo) - rows.begin());
+    return first;
 }
 
-template <class T> void Model<T>::exchange(std::vector<T>& kv) {
-    if (kv.empty()) return;
-    split_sum(kv.data(), kv.size());
-    split_values += int64_t(kv.size());
+template <class T> std::vector<size_t> Model<T>::segments(int layer) {
+    const std::vector<size_t> first = owners_first(shared(layer), seq_, split_world);
+    std::vector<size_t> counts(static_cast<size_t>(split_world));
+    for (size_t r = 0; r < counts.size(); r++)
+        counts[r] = size_t(batch_) * (first[r + 1] - first[r]) * 2 * size_t(cfg.d_model);
+    return counts;
+}
+
+template <class T> void Model<T>::shared_rows(std::vector<T>& kv, T* full, int layer, bool pack) {
+    const std::vector<int32_t>& rows = shared(layer);
+    const std::vector<size_t> first = owners_first(rows, seq_, split_world);
+    const int64_t C = cfg.d_model;
+    kv.resize(size_t(batch_) * rows.size() * size_t(2 * C));
+    T* packed = kv.data();
+    for (int r = 0; r < split_world; r++)
+        for (int64_t b = 0; b < batch_; b++)
+            for (size_t i = first[size_t(r)]; i < first[size_t(r) + 1]; i++, packed += 2 * C) {
+                T* row = full + (b * seq_ + rows[i]) * 3 * C + C;
+                std::memcpy(pack ? packed : row, pack ? row : packed, sizeof(T) * size_t(2 * C));
+            }
 }
 
 // The attention's view of every position before a layer's attention: this process's rows of qkv, and
-// the keys and values of the shared rows, each its owner's (the others add zeros to the sum). They
-// stay in kv for the backward, which needs no exchange to see them again.
-template <class T> void Model<T>::gather_keys(const T* qkv, int layer, std::vector<T>& kv) {
+// the keys and values of the shared rows, each its owner's, gathered into kv_shared_ (unless they
+// were: --recompute's rerun of the layer finds them there).
+template <class T> void Model<T>::gather_keys(const T* qkv, int layer, bool gathered) {
+    std::vector<T>& kv = kv_shared_[size_t(layer)];
     full_rows(qkv_full_, qkv, 3 * cfg.d_model);
-    shared_rows(kv, qkv_full_, layer, true);
-    exchange(kv);
+    if (!gathered) {
+        shared_rows(kv, qkv_full_, layer, true);
+        if (!kv.empty()) split_values += int64_t(split_gather(kv.data(), segments(layer)));
+    }
     shared_rows(kv, qkv_full_, layer, false);
 }
 
-template <class T> void Model<T>::layer_forward(int l, Acts& a, const T* x, T* out, bool train) {
+template <class T> void Model<T>::layer_forward(int l, Acts& a, const T* x, T* out, bool train, bool rerun) {
     const int64_t N = int64_t(batch_) * local_;
     const int C = cfg.d_model, F = cfg.ff_dim();
     const auto lw = at(w.data(), offsets.layers[size_t(l)]);
@@ -270,7 +288,7 @@ template <class T> void Model<T>::layer_forward(int l, Acts& a, const T* x, T* o
     layernorm_forward(a.ln1, a.ln1_mean, a.ln1_rstd, x, lw.ln1_w, lw.ln1_b, N, C);
     linear_forward(a.qkv, a.ln1, lw.qkv_w, lw.qkv_b, N, C, 3 * C);
     if (split()) {  // the attention of this process's queries over the keys and values they read
-        gather_keys(a.qkv, l, kv_shared_[size_t(&a - acts_.data())]);
+        gather_keys(a.qkv, l, rerun);
         attention_forward(att_full_, lse_full_, qkv_full_, layout(l, seq_), batch_, seq_, C, cfg.n_head,
                           {lo_, lo_ + local_});
         local_rows(a.att, att_full_, C);
@@ -311,8 +329,9 @@ template <class T> void Model<T>::layer_backward(int l, Acts& a, const T* x) {
         // The forward's view again (its keys and values kept), this process's outputs and log-sum-
         // exps: the other rows of a block it walks add exactly nothing (their dout is 0, their
         // queries 0, their log-sum-exp 0). Its queries' gradients for the shared rows' keys and
-        // values are then added up for their owners.
-        std::vector<T>& kv = kv_shared_[size_t(&a - acts_.data())];
+        // values are then added up for their owners (the other segments of kv are left undefined,
+        // and so are those rows of dqkv_full_, which are not this process's).
+        std::vector<T>& kv = kv_shared_[size_t(l)];
         full_rows(qkv_full_, a.qkv, 3 * C);
         shared_rows(kv, qkv_full_, l, false);
         std::memset(dqkv_full_, 0, sizeof(T) * size_t(int64_t(batch_) * seq_ * 3 * C));
@@ -320,7 +339,19 @@ template <class T> void Model<T>::layer_backward(int l, Acts& a, const T* x) {
                            full_rows(lse_full_, a.lse, 1, cfg.n_head), layout(l, seq_), batch_, seq_, C, cfg.n_head,
                            {lo_, lo_ + local_});
         shared_rows(kv, dqkv_full_, l, true);
-        exchange(kv);
+        if (!kv.empty()) {
+            // This process's gradients are of the mean over its local_ positions, and the owner's
+            // gradient is weighed by its own part's share: put each owner's rows on its scale.
+            const std::vector<size_t> counts = segments(l);
+            T* x = kv.data();
+            for (int r = 0; r < split_world; r++) {
+                const SequencePart part = sequence_part(seq_, r, split_world);
+                const T scale = T(double(local_) / double(part.hi - part.lo));
+                for (size_t i = 0; i < counts[size_t(r)]; i++) x[i] *= scale;
+                x += counts[size_t(r)];
+            }
+            split_values += int64_t(split_add(kv.data(), counts));
+        }
         shared_rows(kv, dqkv_full_, l, false);
         local_rows(dqkv_, dqkv_full_, 3 * C);
     } else {
@@ -386,7 +417,7 @@ template <class T> void Model<T>::backward() {
                        lnf_mean_, lnf_rstd_, N, C);
     for (int l = cfg.n_layer - 1; l >= 0; l--) {
         Acts& a = acts_[recompute ? 0 : l];
-        if (recompute) layer_forward(l, a, resid_[l], resid_[l + 1], true);  // rewrites the same output bits
+        if (recompute) layer_forward(l, a, resid_[l], resid_[l + 1], true, true);  // rewrites the same output bits
         layer_backward(l, a, resid_[l]);
     }
     std::vector<T*> dpos;

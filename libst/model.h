@@ -4,6 +4,7 @@
 #pragma once
 #include <cstdint>
 #include <functional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -67,15 +68,16 @@ template <class T> struct Model {
     uint64_t dropout_seed = 0;  // set per step: the dropout masks are a function of it
     int64_t dropout_first = 0;  // data-parallel: this process's first example in the global batch (same masks)
     // Context parallelism: split_world processes share each sequence, this one (split_rank) running
-    // its positions, sequence_part's. split_sum adds a buffer over them (each holding its rows, zeros
-    // elsewhere): it brings every one the keys and values its queries read from the others (the
-    // layout's shared_positions) and adds up their gradients. forward still takes whole windows, and
-    // returns the mean loss of this process's positions; backward leaves the gradient of that mean
-    // (the engine weighs and adds them as it does data parallelism's). Without split_sum, the whole
-    // sequence runs here.
+    // its positions, sequence_part's. The keys and values its queries read from the others (the
+    // layout's shared_positions) travel packed one segment an owner (Comm's allgather and
+    // add_to_owners): split_gather brings every process each owner's rows, split_add adds up their
+    // gradients for their owners; each returns how many values this process contributed. forward
+    // still takes whole windows, and returns the mean loss of this process's positions; backward
+    // leaves the gradient of that mean (the engine weighs and adds them as it does data
+    // parallelism's). Without split_gather, the whole sequence runs here.
     int split_rank = 0, split_world = 1;
-    std::function<void(T*, size_t)> split_sum;
-    int64_t split_values = 0;  // how many values this process has put into split_sum, all told
+    std::function<size_t(T*, std::span<const size_t>)> split_gather, split_add;
+    int64_t split_values = 0;  // how many values this process has contributed to the exchanges, all told
 
     explicit Model(const Config& c);
     void init_weights(uint64_t seed);  // the paper's initialisation
@@ -109,7 +111,7 @@ template <class T> struct Model {
         T* fch;       // (N, F) before GELU
         T* fcg;       // (N, F) after GELU
     };
-    bool split() const { return bool(split_sum); }
+    bool split() const { return bool(split_gather); }
     void ensure_buffers(int B, int seq, int local);
     // The rows [lo_, lo_ + local_) of each sequence of a (B, groups, seq_, width) buffer, and back
     // (zeros elsewhere).
@@ -117,7 +119,7 @@ template <class T> struct Model {
     T* full_rows(T* dst, const T* local, int64_t width, int64_t groups = 1) const;
     void residual(T* out, const T* x, const T* y, float p, uint64_t seed) const;
     void residual_branch(T* dy, const T* dout, float p, uint64_t seed) const;
-    void layer_forward(int l, Acts& a, const T* x, T* out, bool train);
+    void layer_forward(int l, Acts& a, const T* x, T* out, bool train, bool rerun = false);
     void layer_backward(int l, Acts& a, const T* x);
     void run_forward(const uint8_t* inp, int B, int seq, bool train);
 
@@ -138,11 +140,14 @@ template <class T> struct Model {
     std::vector<LayerLayout> layouts_;
     int layouts_seq_ = -1;
     std::vector<std::vector<int32_t>> shared_;  // split: each layout's shared_positions
-    std::vector<std::vector<T>> kv_shared_;     // split: each Acts' shared rows' keys and values (B, n, 2C)
+    // split: each layer's shared rows' keys and values, one segment an owner (B, its rows, 2C); kept
+    // from the forward so that the backward (and --recompute's rerun of the layer) needs no exchange
+    // to see them again.
+    std::vector<std::vector<T>> kv_shared_;
     const std::vector<int32_t>& shared(int layer);
+    std::vector<size_t> segments(int layer);  // kv's values of each owner
     void shared_rows(std::vector<T>& kv, T* full, int layer, bool pack);
-    void gather_keys(const T* qkv, int layer, std::vector<T>& kv);
-    void exchange(std::vector<T>& kv);  // split_sum, counted
+    void gather_keys(const T* qkv, int layer, bool gathered);
 };
 
 extern template struct Model<float>;

@@ -188,8 +188,8 @@ int train(Engine& e, Model<float>& m, std::vector<float>& opt_m, std::vector<flo
     const Range share = batch_share(B, batch_rank, batch_world);  // the examples of each step this process computes
     std::unique_ptr<Comm> group;                                  // the processes that share this one's sequences
     if (P > 1) {
-        group = make_group_comm(*run.comm, P);
-        e.set_context_parallel(group.get());
+        if (P < world) group = make_group_comm(*run.comm, P);
+        e.set_context_parallel(group ? group.get() : run.comm);  // one group: the job's own collectives
     }
     if (batch_world > 1) e.set_data_parallel({run.comm, double(share.size()) / B, share.begin, run.shard_optimizer});
     e.set_micro_batch(run.micro_batch);
@@ -266,7 +266,7 @@ int train(Engine& e, Model<float>& m, std::vector<float>& opt_m, std::vector<flo
     int skipped = 0;  // steps in a row without an update
     bool diverged = false;
     double tok_s = 0;
-    int64_t step_exchange = 0;  // context parallelism: the values this process put into the sums last step
+    int64_t step_exchange = 0;  // context parallelism: the values this process contributed to the exchanges last step
     // A failure part way (out of GPU memory at an evaluation, a loss that is not finite) saves the
     // steps made so far before it is reported: nothing trained is lost.
     try {
@@ -367,7 +367,7 @@ int train(Engine& e, Model<float>& m, std::vector<float>& opt_m, std::vector<flo
                          tok_s, nats / kLn2, unit, run.out.c_str());
         if (P > 1 && writer && !run.quiet && step > start_step)
             std::fprintf(stderr,
-                         "context parallelism: each process put %.0f values a step into its group's sums; the "
+                         "context parallelism: each process sent %.0f values a step to its group; the "
                          "layout's floor is %.0f a process (the keys and values its queries read from the others, "
                          "and their gradients)\n",
                          double(step_exchange), exchange_floor(m, P, int(share.size())));

@@ -39,6 +39,15 @@ std::vector<uint8_t> random_bytes(size_t n, int vocab, uint64_t seed) {
     return v;
 }
 
+// The paper's initialisation starts the head at zero, so every gradient below it is zero in the
+// first step; these weights, the same in every model, let the gradients reach every layer (and the
+// exchanges of the keys' and values' gradients matter).
+void init_busy(Model<float>& m) {
+    m.init_weights(3);
+    Rng r(5);
+    for (float& x : m.w) x += float(0.05 * r.normal());
+}
+
 // Runs body(rank, comm) on world threads, each a rank of one job.
 template <class Body> void run_ranks(int world, Body body) {
     const int port = test::free_port();
@@ -76,6 +85,39 @@ TEST_CASE("the parts of a sequence are consecutive, cover it once and differ by 
             CHECK(longest - shortest <= 1);
             CHECK(shortest >= 1);
         }
+}
+
+TEST_CASE("allgather and add_to_owners: each segment its owner's, sums to the owner, only the floor sent", "[dist]") {
+    // Segments of 3, 0 and 2 values (a rank may own none); the TCP collectives and the defaults over
+    // allreduce_sum (a group of the whole job) give the same values, and say what each rank sent.
+    const std::vector<size_t> counts = {3, 0, 2};
+    const size_t n = 5, lo[] = {0, 3, 3};
+    for (bool group : {false, true}) {
+        CAPTURE(group);
+        std::vector<std::vector<float>> gathered(3), added(3);
+        std::vector<std::pair<size_t, size_t>> sent(3);
+        run_ranks(3, [&](int r, Comm* job) {
+            std::unique_ptr<Comm> whole = group ? make_group_comm(*job, 3) : nullptr;
+            Comm* c = group ? whole.get() : job;
+            std::vector<float> x(n, -1.0f);  // others' segments hold garbage on entry
+            for (size_t i = 0; i < counts[size_t(r)]; i++) x[lo[r] + i] = float(10 * (r + 1) + int(i));
+            sent[size_t(r)].first = c->allgather(x.data(), counts);
+            gathered[size_t(r)] = x;
+            for (size_t i = 0; i < n; i++) x[i] = float((r + 1) * 100 + int(i));
+            sent[size_t(r)].second = c->add_to_owners(x.data(), counts);
+            added[size_t(r)].assign(x.begin() + ptrdiff_t(lo[r]), x.begin() + ptrdiff_t(lo[r] + counts[size_t(r)]));
+        });
+        for (int r = 0; r < 3; r++) {
+            CHECK(gathered[size_t(r)] == std::vector<float>{10, 11, 12, 30, 31});
+            std::vector<float> want;  // 100 + 200 + 300 + 3 i
+            for (size_t i = 0; i < counts[size_t(r)]; i++) want.push_back(float(600 + 3 * int(lo[r] + i)));
+            CHECK(added[size_t(r)] == want);
+            if (group)
+                CHECK(sent[size_t(r)] == std::pair<size_t, size_t>{n, n});
+            else
+                CHECK(sent[size_t(r)] == std::pair<size_t, size_t>{counts[size_t(r)], n - counts[size_t(r)]});
+        }
+    }
 }
 
 TEST_CASE("a group of consecutive ranks sums over itself alone", "[dist]") {
@@ -145,13 +187,13 @@ TEST_CASE("context-parallel processes give one process's loss and gradient, ever
                 }
                 // One process: the whole sequences, with dropout (a training forward).
                 Model<float> one(c);
-                one.init_weights(3);
+                init_busy(one);
                 one.dropout_seed = 11;
                 const double loss = one.forward(inp.data(), tgt.data(), B, T, true);
                 one.backward();
 
                 // world processes: each its part, weighed by its share of the positions and added; with
-                // --recompute too, whose backward redoes each layer's exchange.
+                // --recompute too, whose backward reruns each layer on the keys and values it kept.
                 for (bool recompute : {false, true}) {
                     CAPTURE(recompute);
                     std::vector<double> losses(static_cast<size_t>(world));
@@ -160,20 +202,22 @@ TEST_CASE("context-parallel processes give one process's loss and gradient, ever
                         static_cast<size_t>(world));  // counted, expected
                     run_ranks(world, [&](int r, Comm* comm) {
                         Model<float> m(c);
-                        m.init_weights(3);
+                        init_busy(m);
                         m.dropout_seed = 11;
                         m.recompute = recompute;
                         m.split_rank = r, m.split_world = world;
-                        m.split_sum = [comm](float* x, size_t n) { comm->allreduce_sum(x, n); };
+                        m.split_gather = [comm](float* x, std::span<const size_t> n) { return comm->allgather(x, n); };
+                        m.split_add = [comm](float* x, std::span<const size_t> n) { return comm->add_to_owners(x, n); };
                         const double share = double(sequence_part(T, r, world).hi - sequence_part(T, r, world).lo) / T;
                         losses[size_t(r)] = m.forward(inp.data(), tgt.data(), B, T, true) * share;
                         m.backward();
-                        // What went into the sums: each layer's shared rows' keys and values, in the
-                        // forward (twice with --recompute) and their gradients in the backward.
+                        // What this process contributed: in each layer the keys and values of the shared
+                        // rows it owns in the forward (once, --recompute or not), and in the backward
+                        // their gradients for every other owner's rows.
                         int64_t exchanged = 0;
                         for (int l = 0; l < c.n_layer; l++)
-                            exchanged += (recompute ? 3 : 2) * int64_t(B) *
-                                         int64_t(shared_positions(m.layout(l, T), world).size()) * 2 * c.d_model;
+                            exchanged +=
+                                int64_t(B) * int64_t(shared_positions(m.layout(l, T), world).size()) * 2 * c.d_model;
                         exchanged_values[size_t(r)] = {m.split_values, exchanged};
                         for (float& x : m.g) x = float(x * share);
                         grads[size_t(r)] = m.g;
@@ -185,9 +229,17 @@ TEST_CASE("context-parallel processes give one process's loss and gradient, ever
                         for (size_t i = 0; i < g.size(); i++) g[i] += grads[size_t(r)][i];
                     }
                     CHECK(std::fabs(split_loss - loss) <= 1e-5 * loss);
-                    std::vector<float> diff(g.size());
-                    for (size_t i = 0; i < g.size(); i++) diff[i] = g[i] - one.g[i];
-                    CHECK(max_abs(diff) <= 1e-5 * max_abs(one.g));
+                    for (const ParamInfo& pi : one.params) {  // each tensor against its own size
+                        CAPTURE(pi.name);
+                        const auto at = [&](const std::vector<float>& v) {
+                            return std::vector<float>(v.begin() + pi.offset, v.begin() + pi.offset + pi.numel);
+                        };
+                        const std::vector<float> want = at(one.g), got = at(g);
+                        std::vector<float> diff(want.size());
+                        for (size_t i = 0; i < diff.size(); i++) diff[i] = got[i] - want[i];
+                        REQUIRE(max_abs(want) > 0);
+                        CHECK(max_abs(diff) <= 1e-5 * max_abs(want));
+                    }
                     for (const auto& [counted, expected] : exchanged_values) CHECK(counted == expected);
                 }
             }

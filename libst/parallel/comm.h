@@ -21,6 +21,15 @@ class Comm {
     // x[0, n) = the sum over the ranks of their x[0, n) (host memory). Throws st::Error when a rank
     // went away, sent what it should not, or did not answer in time.
     virtual void allreduce_sum(float* x, size_t n) = 0;
+    // Context parallelism's exchanges. x holds one segment a rank, in rank order (counts[r] values
+    // for rank r). allgather: on entry this rank's segment holds its values; on return every
+    // segment holds its owner's. add_to_owners: on entry x holds this rank's contribution to every
+    // segment; on return this rank's segment holds the sum over the ranks (the others are left
+    // undefined). Each returns how many values this rank contributed. These defaults go through
+    // allreduce_sum, contributing all of x; the TCP collectives send only what the floor needs
+    // (allgather its own segment, add_to_owners every segment but its own).
+    virtual size_t allgather(float* x, std::span<const size_t> counts);
+    virtual size_t add_to_owners(float* x, std::span<const size_t> counts);
 };
 
 // A rank waits at most env.collective_timeout_s (ST_COLLECTIVE_TIMEOUT) for another's answer, and

@@ -45,8 +45,7 @@ class TcpComm final : public Comm {
         const int W = world();
         if (W == 1) return;
         const uint32_t collective = collectives_++;
-        const auto wait = std::chrono::microseconds(int64_t(rv_.env().collective_timeout_s * 1e6));
-        Deadline d{Clock::now() + wait, kStopGraceS};
+        Deadline d = deadline();
         if (rank() != 0) {
             put(0, collective, x, n, d);
             get(0, collective, x, n, d);
@@ -59,12 +58,68 @@ class TcpComm final : public Comm {
         }
         for (int k = 1; k < W; k++) put(k, collective, x, n, d);
     }
+    size_t allgather(float* x, std::span<const size_t> counts) override {
+        const int W = world(), r = rank();
+        if (W == 1) return counts[0];
+        const std::vector<size_t> at = offsets(counts);
+        const size_t n = at.back();
+        const uint32_t collective = collectives_++;
+        Deadline d = deadline();
+        if (r != 0) {
+            put(0, collective, x + at[size_t(r)], counts[size_t(r)], d);
+            get(0, collective, x, n, d);
+            return counts[size_t(r)];
+        }
+        for (int k = 1; k < W; k++) get(k, collective, x + at[size_t(k)], counts[size_t(k)], d);
+        for (int k = 1; k < W; k++) put(k, collective, x, n, d);
+        return counts[0];
+    }
+    size_t add_to_owners(float* x, std::span<const size_t> counts) override {
+        const int W = world(), r = rank();
+        if (W == 1) return 0;
+        const std::vector<size_t> at = offsets(counts);
+        const size_t n = at.back();
+        const uint32_t collective = collectives_++;
+        Deadline d = deadline();
+        // A rank's message: every segment but its own, the ones before it and the ones after.
+        const auto before = [&](int k) { return std::span<float>(x, at[size_t(k)]); };
+        const auto after = [&](int k) { return std::span<float>(x + at[size_t(k) + 1], n - at[size_t(k) + 1]); };
+        if (r != 0) {
+            put_parts(0, collective, before(r), after(r), d);
+            buf_.resize(counts[size_t(r)]);  // the others' sum, to which this rank's own is added
+            get(0, collective, buf_.data(), buf_.size(), d);
+            for (size_t i = 0; i < buf_.size(); i++) x[at[size_t(r)] + i] += buf_[i];
+            return n - counts[size_t(r)];
+        }
+        for (int k = 1; k < W; k++) {  // added in rank order: the same bits on every run
+            buf_.resize(n - counts[size_t(k)]);
+            get(k, collective, buf_.data(), buf_.size(), d);
+            const std::span<float> b = before(k), a = after(k);
+            for (size_t i = 0; i < b.size(); i++) b[i] += buf_[i];
+            for (size_t i = 0; i < a.size(); i++) a[i] += buf_[b.size() + i];
+        }
+        for (int k = 1; k < W; k++) put(k, collective, x + at[size_t(k)], counts[size_t(k)], d);
+        return n - counts[0];
+    }
 
    private:
+    static std::vector<size_t> offsets(std::span<const size_t> counts) {  // each segment's start, then n
+        std::vector<size_t> at(counts.size() + 1, 0);
+        for (size_t k = 0; k < counts.size(); k++) at[k + 1] = at[k] + counts[k];
+        return at;
+    }
+    Deadline deadline() const {
+        return Deadline{Clock::now() + std::chrono::microseconds(int64_t(rv_.env().collective_timeout_s * 1e6)),
+                        kStopGraceS};
+    }
     void put(int k, uint32_t collective, const float* x, size_t n, Deadline& d) {
-        const auto h = message_header(collective, n);
+        put_parts(k, collective, {x, n}, {}, d);
+    }
+    void put_parts(int k, uint32_t collective, std::span<const float> a, std::span<const float> b, Deadline& d) {
+        const auto h = message_header(collective, a.size() + b.size());
         check(k, send_by(rv_.socket_to(k), h.data(), h.size(), d), d);
-        check(k, send_by(rv_.socket_to(k), x, n * sizeof(float), d), d);
+        for (std::span<const float> part : {a, b})
+            if (!part.empty()) check(k, send_by(rv_.socket_to(k), part.data(), part.size_bytes(), d), d);
     }
     void get(int k, uint32_t collective, float* x, size_t n, Deadline& d) {
         std::array<uint8_t, kMessageHeaderSize> h;
