@@ -4,7 +4,6 @@
 #pragma once
 #include <cstdint>
 #include <functional>
-#include <span>
 #include <string>
 #include <vector>
 
@@ -76,7 +75,7 @@ template <class T> struct Model {
     // leaves the gradient of that mean (the engine weighs and adds them as it does data
     // parallelism's). Without split_gather, the whole sequence runs here.
     int split_rank = 0, split_world = 1;
-    std::function<size_t(T*, std::span<const size_t>)> split_gather, split_add;
+    std::function<size_t(T*, const std::vector<size_t>&)> split_gather, split_add;
     int64_t split_values = 0;  // how many values this process has contributed to the exchanges, all told
 
     explicit Model(const Config& c);

@@ -206,8 +206,12 @@ TEST_CASE("context-parallel processes give one process's loss and gradient, ever
                         m.dropout_seed = 11;
                         m.recompute = recompute;
                         m.split_rank = r, m.split_world = world;
-                        m.split_gather = [comm](float* x, std::span<const size_t> n) { return comm->allgather(x, n); };
-                        m.split_add = [comm](float* x, std::span<const size_t> n) { return comm->add_to_owners(x, n); };
+                        m.split_gather = [comm](float* x, const std::vector<size_t>& n) {
+                            return comm->allgather(x, n);
+                        };
+                        m.split_add = [comm](float* x, const std::vector<size_t>& n) {
+                            return comm->add_to_owners(x, n);
+                        };
                         const double share = double(sequence_part(T, r, world).hi - sequence_part(T, r, world).lo) / T;
                         losses[size_t(r)] = m.forward(inp.data(), tgt.data(), B, T, true) * share;
                         m.backward();

@@ -75,8 +75,8 @@ class CpuEngine final : public Engine {
     void set_context_parallel(Comm* comm) override {
         cp_ = comm;
         m_.split_rank = comm->rank(), m_.split_world = comm->world();
-        m_.split_gather = [comm](float* x, std::span<const size_t> n) { return comm->allgather(x, n); };
-        m_.split_add = [comm](float* x, std::span<const size_t> n) { return comm->add_to_owners(x, n); };
+        m_.split_gather = [comm](float* x, const std::vector<size_t>& n) { return comm->allgather(x, n); };
+        m_.split_add = [comm](float* x, const std::vector<size_t>& n) { return comm->add_to_owners(x, n); };
     }
     int64_t exchanged_values() const override { return m_.split_values; }
     void set_data_parallel(const DataParallel& dp) override {
